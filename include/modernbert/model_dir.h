@@ -1,0 +1,58 @@
+// Model directories as users have them from Hugging Face:
+//   config.json, model.safetensors | model.safetensors.index.json + shards, tokenizer.json,
+//   and optionally sentence-transformers files (modules.json, 1_Pooling/config.json,
+//   config_sentence_transformers.json) and a PyLate/ST Dense projection (e.g. 1_Dense/).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "modernbert/config.h"
+#include "modernbert/safetensors.h"
+#include "modernbert/weights.h"
+
+namespace modernbert {
+
+struct SentenceTransformersInfo {
+  bool present = false;
+  // From 1_Pooling/config.json: "cls", "mean", "max", "lasttoken", ...
+  std::string pooling_mode;
+  bool normalize = false;  // a Normalize module in modules.json
+  std::map<std::string, std::string> prompts;  // config_sentence_transformers.json "prompts"
+  std::string default_prompt_name;
+  // Dense projection (PyLate ColBERT / ST Dense): weight [out, in], optional bias.
+  std::vector<float> dense_weight, dense_bias;
+  int64_t dense_in = 0, dense_out = 0;
+  std::string dense_activation;  // e.g. "torch.nn.modules.linear.Identity"
+};
+
+struct LoadOptions {
+  bool zero_copy = true;        // point at mmapped F32 tensors instead of copying
+  bool allow_missing_heads = false;  // load encoder only even if config says otherwise
+};
+
+struct LoadedModel {
+  ModelConfig config;
+  Weights weights;
+  SentenceTransformersInfo sentence_transformers;
+  std::string dir;
+  std::string stored_dtype;  // dtype of the encoder weights in the file(s): "F32", "BF16", ...
+  bool has_prefix = true;    // tensor names carried "model."
+};
+
+// Reads config.json + weights. Heads are detected from the tensors present. Throws an error that
+// names every missing, unexpected or wrong-shaped tensor.
+LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts = {});
+
+// Writes config.json + model.safetensors (atomically each), in HF layout with the "model." prefix.
+void save_model_dir(const std::string& dir, const ModelConfig& cfg, const Weights& w,
+                    DType dtype = DType::kF32);
+
+// Deterministic Megatron-style initialisation of every parameter (spec §6.6): truncated normal
+// (cutoff initializer_cutoff_factor * std), std by rule; norms 1, biases 0. Same seed -> same values.
+void init_weights(Weights& w, uint64_t seed);
+double init_std(const ModelConfig& cfg, InitRule rule);
+
+}  // namespace modernbert
