@@ -1,0 +1,197 @@
+#include "modernbert/weights.h"
+
+#include <cstring>
+#include <sstream>
+
+#include "modernbert/error.h"
+
+namespace modernbert {
+
+std::string HeadSet::describe() const {
+  std::string s;
+  if (mlm) s = "mlm";
+  if (classifier != Classifier::kNone) {
+    if (!s.empty()) s += "+";
+    s += (classifier == Classifier::kSequence ? "cls:" : "token:") + std::to_string(num_labels);
+  }
+  return s.empty() ? "none" : s;
+}
+
+HeadSet HeadSet::parse(const std::string& spec) {
+  HeadSet h;
+  std::stringstream ss(spec);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    if (item == "mlm") {
+      h.mlm = true;
+      continue;
+    }
+    auto colon = item.find(':');
+    std::string kind = item.substr(0, colon);
+    if ((kind == "cls" || kind == "token") && colon != std::string::npos) {
+      if (h.classifier != Classifier::kNone) throw Error("heads: only one of cls:N / token:N may be given");
+      char* end = nullptr;
+      long long n = std::strtoll(item.c_str() + colon + 1, &end, 10);
+      if (*end || n <= 0) throw Error("heads: '" + item + "' needs a positive label count");
+      h.classifier = kind == "cls" ? Classifier::kSequence : Classifier::kToken;
+      h.num_labels = n;
+      continue;
+    }
+    throw Error("heads: unknown head '" + item + "' (expected mlm, cls:N, token:N)");
+  }
+  return h;
+}
+
+int64_t ParamSpec::numel() const {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const HeadSet& heads) {
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  std::vector<ParamSpec> s;
+  auto add = [&](std::string name, std::vector<int64_t> shape, InitRule rule) {
+    bool decay = shape.size() > 1 && !(name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
+    s.push_back({std::move(name), std::move(shape), rule, decay});
+  };
+  auto norm = [&](const std::string& prefix) {
+    add(prefix + ".weight", {H}, InitRule::kOnes);
+    if (c.norm_bias) add(prefix + ".bias", {H}, InitRule::kZeros);
+  };
+  add("model.embeddings.tok_embeddings.weight", {V, H}, InitRule::kEmb);
+  norm("model.embeddings.norm");
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    if (l != 0) norm(p + "attn_norm");  // layer 0's attn_norm is Identity
+    add(p + "attn.Wqkv.weight", {3 * H, H}, InitRule::kIn);
+    if (c.attention_bias) add(p + "attn.Wqkv.bias", {3 * H}, InitRule::kZeros);
+    add(p + "attn.Wo.weight", {H, H}, InitRule::kOut);
+    if (c.attention_bias) add(p + "attn.Wo.bias", {H}, InitRule::kZeros);
+    norm(p + "mlp_norm");
+    add(p + "mlp.Wi.weight", {2 * I, H}, InitRule::kIn);
+    if (c.mlp_bias) add(p + "mlp.Wi.bias", {2 * I}, InitRule::kZeros);
+    add(p + "mlp.Wo.weight", {H, I}, InitRule::kOut);
+    if (c.mlp_bias) add(p + "mlp.Wo.bias", {H}, InitRule::kZeros);
+  }
+  norm("model.final_norm");
+  if (heads.any()) {
+    add("head.dense.weight", {H, H}, InitRule::kIn);
+    if (c.classifier_bias) add("head.dense.bias", {H}, InitRule::kZeros);
+    norm("head.norm");
+  }
+  if (heads.mlm) {
+    if (!c.tie_word_embeddings) add("decoder.weight", {V, H}, InitRule::kFinalOut);
+    if (c.decoder_bias) add("decoder.bias", {V}, InitRule::kZeros);
+  }
+  if (heads.classifier != HeadSet::Classifier::kNone) {
+    add("classifier.weight", {heads.num_labels, H}, InitRule::kFinalOut);
+    add("classifier.bias", {heads.num_labels}, InitRule::kZeros);  // nn.Linear: always a bias
+  }
+  return s;
+}
+
+Weights::Weights(const ModelConfig& cfg, const HeadSet& heads)
+    : cfg_(cfg), heads_(heads), specs_(parameter_specs(cfg, heads)) {
+  for (const auto& s : specs_) {
+    offsets_.push_back(total_);
+    total_ += static_cast<size_t>(s.numel());
+  }
+  external_.assign(specs_.size(), nullptr);
+  buffer_.assign(total_, 0.0f);
+}
+
+Weights::~Weights() = default;
+Weights::Weights(Weights&&) noexcept = default;
+Weights& Weights::operator=(Weights&&) noexcept = default;
+
+size_t Weights::index_of(const std::string& name) const {
+  for (size_t i = 0; i < specs_.size(); ++i)
+    if (specs_[i].name == name) return i;
+  throw Error("model has no parameter '" + name + "'");
+}
+
+bool Weights::has(const std::string& name) const {
+  for (const auto& s : specs_)
+    if (s.name == name) return true;
+  return false;
+}
+
+const ParamSpec& Weights::spec(const std::string& name) const { return specs_[index_of(name)]; }
+size_t Weights::offset(const std::string& name) const { return offsets_[index_of(name)]; }
+
+float* Weights::mutable_param(const std::string& name) {
+  size_t i = index_of(name);
+  if (external_[i]) make_contiguous();
+  return buffer_.data() + offsets_[i];
+}
+
+const float* Weights::param(const std::string& name) const {
+  size_t i = index_of(name);
+  return external_[i] ? external_[i] : buffer_.data() + offsets_[i];
+}
+
+void Weights::bind_external(const std::string& name, const float* ptr, std::shared_ptr<const void> keep_alive) {
+  size_t i = index_of(name);
+  external_[i] = ptr;
+  keep_alive_.push_back(std::move(keep_alive));
+  // Drop the buffer once every parameter lives in the mapping: no copy of the weights in memory.
+  bool all_external = true;
+  for (auto* p : external_) all_external = all_external && p;
+  if (all_external) std::vector<float>().swap(buffer_);
+}
+
+void Weights::make_contiguous() {
+  if (buffer_.size() != total_) {
+    std::vector<float> b(total_, 0.0f);
+    for (size_t i = 0; i < specs_.size(); ++i)
+      if (!external_[i]) throw Error("internal: parameter lost while zero-copy");
+    buffer_.swap(b);
+  }
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    if (external_[i]) {
+      std::memcpy(buffer_.data() + offsets_[i], external_[i], specs_[i].numel() * sizeof(float));
+      external_[i] = nullptr;
+    }
+  }
+  keep_alive_.clear();
+}
+
+WeightViews Weights::views() const {
+  WeightViews v;
+  auto get = [&](const std::string& name) -> const float* { return has(name) ? param(name) : nullptr; };
+  v.tok_embeddings = get("model.embeddings.tok_embeddings.weight");
+  v.emb_norm_w = get("model.embeddings.norm.weight");
+  v.emb_norm_b = get("model.embeddings.norm.bias");
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights lw;
+    lw.attn_norm_w = get(p + "attn_norm.weight");
+    lw.attn_norm_b = get(p + "attn_norm.bias");
+    lw.wqkv = get(p + "attn.Wqkv.weight");
+    lw.bqkv = get(p + "attn.Wqkv.bias");
+    lw.wo = get(p + "attn.Wo.weight");
+    lw.bo = get(p + "attn.Wo.bias");
+    lw.mlp_norm_w = get(p + "mlp_norm.weight");
+    lw.mlp_norm_b = get(p + "mlp_norm.bias");
+    lw.wi = get(p + "mlp.Wi.weight");
+    lw.bi = get(p + "mlp.Wi.bias");
+    lw.wo_mlp = get(p + "mlp.Wo.weight");
+    lw.bo_mlp = get(p + "mlp.Wo.bias");
+    v.layers.push_back(lw);
+  }
+  v.final_norm_w = get("model.final_norm.weight");
+  v.final_norm_b = get("model.final_norm.bias");
+  v.head_dense_w = get("head.dense.weight");
+  v.head_dense_b = get("head.dense.bias");
+  v.head_norm_w = get("head.norm.weight");
+  v.head_norm_b = get("head.norm.bias");
+  if (heads_.mlm) v.decoder_w = cfg_.tie_word_embeddings ? v.tok_embeddings : get("decoder.weight");
+  v.decoder_b = get("decoder.bias");
+  v.classifier_w = get("classifier.weight");
+  v.classifier_b = get("classifier.bias");
+  return v;
+}
+
+}  // namespace modernbert
