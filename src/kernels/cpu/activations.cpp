@@ -1,0 +1,116 @@
+// Activations and GLU. GELU is the exact erf form (HF "gelu", nn.GELU default) using the
+// vectorised rational erf of simd.h; "gelu_pytorch_tanh"/"gelu_new" use the tanh form.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace modernbert::kernels {
+
+namespace {
+
+template <Act A>
+inline __m256 act8(__m256 x) {
+  if constexpr (A == Act::kGelu) {
+    const __m256 e = simd::erf(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+  } else if constexpr (A == Act::kGeluTanh) {
+    const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+    const __m256 z = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
+                                   _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x),
+                         _mm256_add_ps(_mm256_set1_ps(1.0f), simd::tanh(z)));
+  } else if constexpr (A == Act::kRelu) {
+    return _mm256_max_ps(x, _mm256_setzero_ps());
+  } else {  // SiLU: x * sigmoid(x)
+    const __m256 e = simd::exp(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+  }
+}
+
+// y[i] = act(x[i]) (* g[i] if g): full vectors, then a masked tail.
+template <Act A>
+void act_span(const float* x, const float* g, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = act8<A>(_mm256_loadu_ps(x + i));
+    if (g) v = _mm256_mul_ps(v, _mm256_loadu_ps(g + i));
+    _mm256_storeu_ps(y + i, v);
+  }
+  if (i < n) {
+    const __m256i m = simd::tail_mask(n - i);
+    __m256 v = act8<A>(_mm256_maskload_ps(x + i, m));
+    if (g) v = _mm256_mul_ps(v, _mm256_maskload_ps(g + i, m));
+    _mm256_maskstore_ps(y + i, m, v);
+  }
+}
+
+void act_dispatch(Act a, const float* x, const float* g, float* y, int64_t n) {
+  switch (a) {
+    case Act::kGelu: act_span<Act::kGelu>(x, g, y, n); break;
+    case Act::kGeluTanh: act_span<Act::kGeluTanh>(x, g, y, n); break;
+    case Act::kRelu: act_span<Act::kRelu>(x, g, y, n); break;
+    case Act::kSilu: act_span<Act::kSilu>(x, g, y, n); break;
+  }
+}
+
+}  // namespace
+
+void activation(Act act, const float* x, float* y, int64_t n) {
+  constexpr int64_t kChunk = 16384;
+  parallel_for((n + kChunk - 1) / kChunk, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+      act_dispatch(act, x + i0, nullptr, y + i0, len);
+    }
+  });
+}
+
+void glu(Act act, const float* u, float* y, int64_t T, int64_t I) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(I, 1));
+  parallel_for(T, grain, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) act_dispatch(act, u + t * 2 * I, u + t * 2 * I + I, y + t * I, I);
+  });
+}
+
+void erf_array(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, simd::erf(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i m = simd::tail_mask(n - i);
+    _mm256_maskstore_ps(y + i, m, simd::erf(_mm256_maskload_ps(x + i, m)));
+  }
+}
+
+namespace ref {
+float act_scalar(Act act, float xf) {
+  const double x = xf;
+  switch (act) {
+    case Act::kGelu: return static_cast<float>(0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))));
+    case Act::kGeluTanh:
+      return static_cast<float>(
+          0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))));
+    case Act::kRelu: return x > 0 ? xf : 0.0f;
+    case Act::kSilu: return static_cast<float>(x / (1.0 + std::exp(-x)));
+  }
+  return 0.0f;
+}
+void activation(Act act, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = act_scalar(act, x[i]);
+}
+void glu(Act act, const float* u, float* y, int64_t T, int64_t I) {
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < I; ++i)
+      y[t * I + i] = static_cast<float>(static_cast<double>(act_scalar(act, u[t * 2 * I + i])) *
+                                        u[t * 2 * I + I + i]);
+}
+void erf_array(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(std::erf(static_cast<double>(x[i])));
+}
+}  // namespace ref
+
+}  // namespace modernbert::kernels

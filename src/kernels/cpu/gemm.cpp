@@ -1,0 +1,114 @@
+// GEMM wrapper: Y[M,N] = X[M,K] · W[N,K]^T (+ bias) (+ Y). The only place that calls BLAS.
+//
+// Threading (measured in bench/bench_kernels): OpenBLAS' own threads busy-wait for a while
+// after each call, which steals the cores from our pool in the attention that follows. So by
+// default (kPool) OpenBLAS is pinned to one thread and we split the output over our pool: by rows
+// of X when M is large (each slice packs W itself; with M >= 64 per slice that cost is small),
+// otherwise by rows of W (output columns) — the small-M case of the classifier/MLM heads.
+#include <cblas.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace modernbert::kernels {
+
+namespace {
+std::atomic<GemmThreading> g_threading{GemmThreading::kPool};
+std::once_flag g_blas_once;
+
+void configure_blas(GemmThreading t) {
+  openblas_set_num_threads(t == GemmThreading::kPool ? 1 : default_pool().size());
+}
+
+// One cblas call for a block of the output. Bias (if any) is copied into Y first and the gemm
+// accumulates (beta = 1), which keeps the epilogue out of a second pass over Y.
+void gemm_block(const float* X, int64_t ldx, const float* W, int64_t ldw, const float* bias,
+                float* Y, int64_t ldy, int64_t M, int64_t N, int64_t K, bool accumulate) {
+  float beta = accumulate ? 1.0f : 0.0f;
+  if (bias) {
+    for (int64_t i = 0; i < M; ++i) {
+      float* y = Y + i * ldy;
+      if (accumulate) {
+        for (int64_t j = 0; j < N; ++j) y[j] += bias[j];
+      } else {
+        std::memcpy(y, bias, static_cast<size_t>(N) * sizeof(float));
+      }
+    }
+    beta = 1.0f;
+  }
+  if (K == 0) {
+    if (beta == 0.0f)
+      for (int64_t i = 0; i < M; ++i) std::fill(Y + i * ldy, Y + i * ldy + N, 0.0f);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(N),
+              static_cast<int>(K), 1.0f, X, static_cast<int>(ldx), W, static_cast<int>(ldw), beta, Y,
+              static_cast<int>(ldy));
+}
+}  // namespace
+
+void set_gemm_threading(GemmThreading t) {
+  std::call_once(g_blas_once, [] {});
+  g_threading.store(t);
+  configure_blas(t);
+}
+
+GemmThreading gemm_threading() { return g_threading.load(); }
+
+void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N,
+          int64_t K, bool accumulate, int64_t ldx, int64_t ldy) {
+  if (ldx == 0) ldx = K;
+  if (ldy == 0) ldy = N;
+  if (M <= 0 || N <= 0) return;
+  std::call_once(g_blas_once, [] { configure_blas(g_threading.load()); });
+  ThreadPool& pool = default_pool();
+  const int nt = pool.size();
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  if (g_threading.load() == GemmThreading::kNative || nt == 1 || flops < 2e6) {
+    gemm_block(X, ldx, W, K, bias, Y, ldy, M, N, K, accumulate);
+    return;
+  }
+  if (M >= 64 * nt) {
+    // Row slices, rounded to multiples of 16 rows (the BLAS micro-tile height).
+    const int64_t rows = ((M + nt - 1) / nt + 15) / 16 * 16;
+    const int64_t parts = (M + rows - 1) / rows;
+    pool.parallel_for(parts, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t p = b; p < e; ++p) {
+        const int64_t r0 = p * rows, r1 = std::min(M, r0 + rows);
+        gemm_block(X + r0 * ldx, ldx, W, K, bias, Y + r0 * ldy, ldy, r1 - r0, N, K, accumulate);
+      }
+    });
+  } else {
+    // Column slices: each thread multiplies all rows by its own rows of W.
+    const int64_t cols = ((N + nt - 1) / nt + 15) / 16 * 16;
+    const int64_t parts = (N + cols - 1) / cols;
+    pool.parallel_for(parts, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t p = b; p < e; ++p) {
+        const int64_t c0 = p * cols, c1 = std::min(N, c0 + cols);
+        gemm_block(X, ldx, W + c0 * K, K, bias ? bias + c0 : nullptr, Y + c0, ldy, M, c1 - c0, K,
+                   accumulate);
+      }
+    });
+  }
+}
+
+namespace ref {
+void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N,
+          int64_t K, bool accumulate, int64_t ldx, int64_t ldy) {
+  if (ldx == 0) ldx = K;
+  if (ldy == 0) ldy = N;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = bias ? bias[j] : 0.0;
+      for (int64_t k = 0; k < K; ++k) s += static_cast<double>(X[i * ldx + k]) * W[j * K + k];
+      Y[i * ldy + j] = static_cast<float>(accumulate ? Y[i * ldy + j] + s : s);
+    }
+}
+}  // namespace ref
+
+}  // namespace modernbert::kernels

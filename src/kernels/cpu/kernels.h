@@ -1,0 +1,113 @@
+// CPU compute kernels for ModernBERT: ops over raw float arrays, knowing nothing of the model.
+//
+// Every op exists twice with the same signature:
+//   modernbert::kernels::ref::op   plain loops, obviously correct, single-threaded (tests only)
+//   modernbert::kernels::op        fast: AVX2/FMA intrinsics and/or BLAS, threaded on default_pool()
+// tests/test_kernels.cpp compares the two on random inputs.
+//
+// Layout conventions (all row-major, no padding between rows unless a stride says so):
+//   activations  [T, C]      T = tokens of all sequences concatenated (unpadded), C = channels
+//   weights      [N, K]      PyTorch nn.Linear layout [out_features, in_features]
+//   qkv          [T, 3H]     per token: Q (H) | K (H) | V (H); head h owns [h*d, h*d+d) in each
+//   cu_seqlens   [B+1]       sequence b is tokens [cu[b], cu[b+1]); positions restart at 0
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace modernbert::kernels {
+
+enum class Act { kGelu, kGeluTanh, kRelu, kSilu };
+
+// ---------------------------------------------------------------------------------------------
+// GEMM: Y[M,N] = X[M,K] · W[N,K]^T (+ bias[N]) (+ Y if accumulate).
+// ldx / ldy are row strides of X and Y (0 means K and N). The single place where the BLAS choice
+// lives (OpenBLAS cblas_sgemm, single-threaded inside, split over our pool; see gemm.cpp).
+void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N,
+          int64_t K, bool accumulate = false, int64_t ldx = 0, int64_t ldy = 0);
+
+// How the fast gemm uses threads (benchmarks compare both; default kPool).
+//   kPool:   OpenBLAS pinned to 1 thread; the [M,N] output is split into tiles over our pool.
+//   kNative: one cblas_sgemm call from the calling thread, OpenBLAS threads it (size() threads).
+enum class GemmThreading { kPool, kNative };
+void set_gemm_threading(GemmThreading t);
+GemmThreading gemm_threading();
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm over the last dim (biased variance): y = (x - mean) / sqrt(var + eps) * gamma + beta.
+// gamma / beta may be nullptr (1 / 0). y may alias x.
+void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
+               int64_t C, float eps);
+// Pre-norm residual step: x += r (written back), y = LN(x). y may alias r (not x).
+void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y,
+                   int64_t rows, int64_t C, float eps);
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise activations, y may alias x. kGelu is exact (erf); kGeluTanh the tanh approximation.
+void activation(Act act, const float* x, float* y, int64_t n);
+// GeGLU / GLU: u [T, 2I] -> y[t, i] = act(u[t, i]) * u[t, I + i], y [T, I].
+void glu(Act act, const float* u, float* y, int64_t T, int64_t I);
+// Vectorised erf (the building block of exact GELU), exposed for tests.
+void erf_array(const float* x, float* y, int64_t n);
+
+// ---------------------------------------------------------------------------------------------
+// RoPE (rotate-half / GPT-NeoX, non-interleaved) as Hugging Face computes it:
+//   inv_freq[j] = float32(1 / float32(theta ^ float32(2j / d)))   j < d/2
+//   angle[p, j] = float32(float32(p) * inv_freq[j]);  cos/sin of that float angle.
+// The table stores cos and sin for positions [0, max_len) as [max_len, d/2] each.
+struct RopeTable {
+  double theta = 0;
+  int64_t head_dim = 0, max_len = 0;
+  std::vector<float> cos, sin;  // [max_len, head_dim/2]
+};
+RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_len);
+// In place on the Q and K parts of qkv [T, 3*n_heads*d] (V untouched); the position of token t
+// is t - cu_seqlens[b] for the sequence b containing it. Sequences must fit in table.max_len.
+void rope_qkv(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
+              const RopeTable& table);
+
+// ---------------------------------------------------------------------------------------------
+// Varlen multi-head attention reading the packed qkv [T, 3H] and writing out [T, H]
+// (heads concatenated). Query i of a sequence attends to keys j of the same sequence with
+// |i - j| <= half_window (half_window < 0: all keys). Scale 1/sqrt(head_dim).
+// Memory is O(T*H) (never an n x n matrix). `workspace` may be nullptr (then an internal
+// thread-local buffer is used) or must hold attention_workspace_floats(...) floats.
+size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim);
+void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs,
+               int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr);
+// Tile sizes of the fast attention (rows of queries per work item for global / local layers).
+struct AttentionTiles { int q_block_global = 64; int q_block_local = 32; };
+void set_attention_tiles(AttentionTiles t);
+
+// ---------------------------------------------------------------------------------------------
+// Row-wise softmax / log-softmax over [rows, C]; y may alias x.
+void softmax(const float* x, float* y, int64_t rows, int64_t C);
+void log_softmax(const float* x, float* y, int64_t rows, int64_t C);
+// The k largest of x[0..n) in descending order (ties: lower index first); k is clamped to n.
+void top_k(const float* x, int64_t n, int64_t k, int64_t* idx, float* val);
+
+// ---------------------------------------------------------------------------------------------
+// Reference implementations (same contracts, plain loops, single thread).
+namespace ref {
+void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N,
+          int64_t K, bool accumulate = false, int64_t ldx = 0, int64_t ldy = 0);
+void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
+               int64_t C, float eps);
+void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y,
+                   int64_t rows, int64_t C, float eps);
+void activation(Act act, const float* x, float* y, int64_t n);
+void glu(Act act, const float* u, float* y, int64_t T, int64_t I);
+void erf_array(const float* x, float* y, int64_t n);
+void rope_qkv(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
+              const RopeTable& table);
+void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs,
+               int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr);
+void softmax(const float* x, float* y, int64_t rows, int64_t C);
+void log_softmax(const float* x, float* y, int64_t rows, int64_t C);
+void top_k(const float* x, int64_t n, int64_t k, int64_t* idx, float* val);
+// Scalar activation used by the reference paths (double precision math, float result).
+float act_scalar(Act act, float x);
+}  // namespace ref
+
+}  // namespace modernbert::kernels

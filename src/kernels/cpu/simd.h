@@ -1,0 +1,97 @@
+// AVX2/FMA helpers shared by the fast kernels (internal header).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+namespace modernbert::kernels::simd {
+
+inline float hsum(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_add_ps(lo, hi);
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+inline float hmax(__m256 v) {
+  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+  lo = _mm_max_ps(lo, hi);
+  lo = _mm_max_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_max_ss(lo, _mm_movehdup_ps(lo));
+  return _mm_cvtss_f32(lo);
+}
+
+// Lanes [0, n) set (n in 0..8): mask for partial loads/stores of a row tail.
+inline __m256i tail_mask(int64_t n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
+}
+
+// exp(x), Cephes-style: x = k ln2 + r, |r| <= ln2/2, degree-5 polynomial for e^r, scale by 2^k.
+// Max relative error ~2 ulp on [-87, 88]. Inputs are clamped to [-88.38, 88.38]; the bottom of
+// that range gives 0 (2^-127 is formed as a zero exponent field), so exp(-inf) = 0. NaN -> finite.
+inline __m256 exp(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
+  x = _mm256_min_ps(x, hi);
+  x = _mm256_max_ps(x, lo);
+  __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+  fx = _mm256_floor_ps(fx);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500E-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073E-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894E-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459E-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201E-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  __m256i k = _mm256_cvttps_epi32(fx);
+  k = _mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(k));
+}
+
+// erf(x): odd/even rational minimax approximation on [-4, 4] (coefficients as in Eigen's
+// generic_fast_erf_float); beyond |x| = 4, erf(x) rounds to +-1 in float. The approximation
+// error is 6.5e-8 (checked in double). Evaluated in float, the cancellation in p and q near
+// |x| ~ 4 costs up to 3.3e-7, so the rational is evaluated in double (4 lanes x 2): max error
+// vs std::erf ~1e-7 (approximation + one final float rounding). Costs ~2x the float version;
+// GELU is a small part of a layer next to the gemms.
+inline __m256d erf_rational_pd(__m256d x) {
+  const __m256d x2 = _mm256_mul_pd(x, x);
+  __m256d p = _mm256_set1_pd(-2.72614225801306e-10);
+  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(2.77068142495902e-08));
+  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-2.10102402082508e-06));
+  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-5.69250639462346e-05));
+  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-7.34990630326855e-04));
+  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-2.95459980854025e-03));
+  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-1.60960333262415e-02));
+  p = _mm256_mul_pd(p, x);
+  __m256d q = _mm256_set1_pd(-1.45660718464996e-05);
+  q = _mm256_fmadd_pd(q, x2, _mm256_set1_pd(-2.13374055278905e-04));
+  q = _mm256_fmadd_pd(q, x2, _mm256_set1_pd(-1.68282697438203e-03));
+  q = _mm256_fmadd_pd(q, x2, _mm256_set1_pd(-7.37332916720468e-03));
+  q = _mm256_fmadd_pd(q, x2, _mm256_set1_pd(-1.42647390514189e-02));
+  return _mm256_div_pd(p, q);
+}
+
+inline __m256 erf(__m256 x) {
+  x = _mm256_min_ps(x, _mm256_set1_ps(4.0f));
+  x = _mm256_max_ps(x, _mm256_set1_ps(-4.0f));
+  const __m128 lo = _mm256_cvtpd_ps(erf_rational_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x))));
+  const __m128 hi = _mm256_cvtpd_ps(erf_rational_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+}
+
+// tanh(x) = sign(x) * (1 - 2 / (exp(2|x|) + 1)); absolute error ~1e-7 (enough for GELU-tanh).
+inline __m256 tanh(__m256 x) {
+  const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
+  const __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+  const __m256 e = exp(_mm256_add_ps(ax, ax));
+  const __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.0f),
+                                 _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+  return _mm256_or_ps(t, sign);
+}
+
+}  // namespace modernbert::kernels::simd

@@ -1,0 +1,106 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <immintrin.h>
+
+#include <cstdlib>
+#include <string>
+
+namespace modernbert::kernels {
+
+namespace {
+// True while the current thread executes a pool task: nested parallel_for then runs inline,
+// which avoids deadlock (the pool runs one job at a time) and oversubscription.
+thread_local bool t_in_pool_task = false;
+
+// Spin iterations before a worker goes to sleep. Ops in a forward pass follow each other within
+// microseconds, so a short spin avoids a futex wake-up per op; short enough that idle workers
+// give the core back quickly on a shared machine.
+constexpr int kSpinIters = 20000;
+}  // namespace
+
+int ThreadPool::default_num_threads() {
+  if (const char* env = std::getenv("MODERNBERT_THREADS")) {
+    int v = std::atoi(env);
+    if (v > 0) return v;
+  }
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc == 0 ? 1 : static_cast<int>(hc);
+}
+
+ThreadPool::ThreadPool(int n_threads) {
+  n_threads_ = n_threads > 0 ? n_threads : default_num_threads();
+  workers_.reserve(static_cast<size_t>(n_threads_ - 1));
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  stop_.store(true, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  generation_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::work(int id) {
+  const bool was = t_in_pool_task;
+  t_in_pool_task = true;
+  for (;;) {
+    int64_t b = next_.fetch_add(grain_, std::memory_order_relaxed);
+    if (b >= n_) break;
+    int64_t e = b + grain_ < n_ ? b + grain_ : n_;
+    fn_(ctx_, b, e, id);
+  }
+  t_in_pool_task = was;
+}
+
+void ThreadPool::worker_loop(int id) {
+  uint32_t seen = 0;
+  for (;;) {
+    uint32_t g = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; g == seen && spin < kSpinIters; ++spin) {
+      _mm_pause();
+      g = generation_.load(std::memory_order_acquire);
+    }
+    if (g == seen) {
+      generation_.wait(seen, std::memory_order_acquire);
+      continue;
+    }
+    seen = g;
+    if (stop_.load(std::memory_order_acquire)) return;
+    work(id);
+    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) active_.notify_one();
+  }
+}
+
+void ThreadPool::run(int64_t n, int64_t grain, void* ctx, TaskFn fn) {
+  if (t_in_pool_task || n_threads_ == 1 || n <= grain) {
+    fn(ctx, 0, n, 0);  // serial: nested call, single thread, or a single chunk
+    return;
+  }
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  ctx_ = ctx;
+  fn_ = fn;
+  n_ = n;
+  grain_ = grain;
+  next_.store(0, std::memory_order_relaxed);
+  active_.store(n_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_acq_rel);  // publishes the job
+  generation_.notify_all();
+  work(0);
+  // Wait for the workers to leave the job (they may still be running their last chunk).
+  for (int spin = 0;; ++spin) {
+    int a = active_.load(std::memory_order_acquire);
+    if (a == 0) break;
+    if (spin < kSpinIters) {
+      _mm_pause();
+    } else {
+      active_.wait(a, std::memory_order_acquire);
+    }
+  }
+}
+
+ThreadPool& default_pool() {
+  static ThreadPool pool;
+  return pool;
+}
+
+}  // namespace modernbert::kernels
