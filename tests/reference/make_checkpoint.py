@@ -152,10 +152,6 @@ def _rng(seed, name):
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, zlib.crc32(name.encode())])))
 
 
-def _is_norm_weight(name):
-    return name.endswith(".weight") and ("norm" in name.rsplit(".", 2)[-2])
-
-
 def truncated_normal(rng, shape, sigma, cutoff):
     """N(0, sigma^2) truncated to [-cutoff*sigma, cutoff*sigma] by rejection."""
     n = int(np.prod(shape)) if shape else 1
@@ -170,24 +166,6 @@ def truncated_normal(rng, shape, sigma, cutoff):
     return (out * sigma).reshape(shape)
 
 
-def megatron_sigma(cfg, name):
-    """(rule label, sigma) of spec §6.6 for a weight matrix; None for norms/biases."""
-    H, L, r = cfg.hidden_size, cfg.num_hidden_layers, cfg.initializer_range
-    if name.endswith(".bias"):
-        return "zero", None
-    if _is_norm_weight(name):
-        return "one", None
-    if name.endswith(("attn.Wqkv.weight", "mlp.Wi.weight")) or name == "head.dense.weight":
-        return "in", r
-    if name.endswith(("attn.Wo.weight", "mlp.Wo.weight")):
-        return "out", r / math.sqrt(2.0 * L)
-    if name == "model.embeddings.tok_embeddings.weight":
-        return "emb", r
-    if name in ("decoder.weight", "classifier.weight"):
-        return "final_out", H ** -0.5
-    raise ValueError("no init rule for %s" % name)
-
-
 def make_tensors(cfg, head, num_labels=None, seed=0, weights="random"):
     """OrderedDict canonical name -> float32 torch tensor, in expected_shapes order."""
     H = cfg.hidden_size
@@ -197,14 +175,14 @@ def make_tensors(cfg, head, num_labels=None, seed=0, weights="random"):
         if weights == "random":
             if name.endswith(".bias"):
                 v = 0.2 * rng.standard_normal(shape)
-            elif _is_norm_weight(name):
+            elif ref.is_norm_weight(name):
                 v = rng.uniform(0.8, 1.2, shape)
             elif name in ("model.embeddings.tok_embeddings.weight", "decoder.weight"):
                 v = rng.standard_normal(shape) / math.sqrt(H)
             else:
                 v = rng.standard_normal(shape) / math.sqrt(shape[1])
         elif weights == "megatron":
-            rule, sigma = megatron_sigma(cfg, name)
+            rule, sigma = ref.init_rule(cfg, name)
             if rule == "zero":
                 v = np.zeros(shape)
             elif rule == "one":

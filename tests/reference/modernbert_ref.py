@@ -224,6 +224,37 @@ def expected_shapes(cfg, head=HEAD_NONE, num_labels=None):
     return s
 
 
+def is_norm_weight(name):
+    """LayerNorm weights: embeddings.norm, attn_norm, mlp_norm, final_norm, head.norm."""
+    return name.endswith(".weight") and name.rsplit(".", 2)[-2].endswith("norm")
+
+
+def init_rule(cfg, name):
+    """Spec §6.6 research-code "full_megatron" init for a canonical tensor name -> (rule, sigma).
+
+    rule "zero" (every bias) / "one" (LayerNorm weights) have sigma None; the others are truncated normals
+    N(0, sigma^2) cut at ±initializer_cutoff_factor·sigma:
+      in        sigma = initializer_range              attn.Wqkv, mlp.Wi, head.dense
+      out       sigma = initializer_range / sqrt(2L)   attn.Wo, mlp.Wo (every layer alike)
+      emb       sigma = initializer_range              tok_embeddings
+      final_out sigma = hidden_size ** -0.5            untied decoder.weight, classifier.weight
+    (HF's own _init_weights differs: head.dense and decoder use "out" there.)"""
+    r = cfg.initializer_range
+    if name.endswith(".bias"):
+        return "zero", None
+    if is_norm_weight(name):
+        return "one", None
+    if name.endswith(("attn.Wqkv.weight", "mlp.Wi.weight")) or name == "head.dense.weight":
+        return "in", r
+    if name.endswith(("attn.Wo.weight", "mlp.Wo.weight")):
+        return "out", r / math.sqrt(2.0 * cfg.num_hidden_layers)
+    if name == "model.embeddings.tok_embeddings.weight":
+        return "emb", r
+    if name in ("decoder.weight", "classifier.weight"):
+        return "final_out", cfg.hidden_size ** -0.5
+    raise ValueError("no init rule for tensor %s" % name)
+
+
 BACKBONE_ROOTS = ("embeddings.", "layers.", "final_norm.")
 
 
