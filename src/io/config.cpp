@@ -38,7 +38,7 @@ Activation parse_activation(const std::string& s, const std::string& field) {
   if (s == "gelu_pytorch_tanh" || s == "gelu_new" || s == "gelu_fast") return Activation::kGeluTanh;
   if (s == "relu") return Activation::kRelu;
   if (s == "silu" || s == "swish") return Activation::kSilu;
-  throw Error("config: " + field + ": unknown activation '" + s +
+  throw Error("field '" + field + "': unknown activation '" + s +
               "' (supported: gelu, gelu_python, gelu_pytorch_tanh, gelu_new, gelu_fast, relu, silu, swish)");
 }
 
@@ -112,8 +112,13 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
   c.classifier_bias = r.boolean("classifier_bias", c.classifier_bias);
   c.decoder_bias = r.boolean("decoder_bias", c.decoder_bias);
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", c.tie_word_embeddings);
-  c.hidden_activation = parse_activation(r.str("hidden_activation", "gelu"), "hidden_activation");
-  c.classifier_activation = parse_activation(r.str("classifier_activation", "gelu"), "classifier_activation");
+  try {
+    c.hidden_activation = parse_activation(r.str("hidden_activation", "gelu"), "hidden_activation");
+    c.classifier_activation = parse_activation(r.str("classifier_activation", "gelu"), "classifier_activation");
+  } catch (const Error& e) {
+    if (std::string(e.what()).rfind(source, 0) == 0) throw;
+    throw Error(source + ": " + e.what());
+  }
   {
     std::string p = r.str("classifier_pooling", "cls");
     if (p == "cls") c.classifier_pooling = Pooling::kCls;
