@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what modernbert.cpp needs from Debian 12 packages, skipping what is already there.
+#   scripts/install_deps.sh            build + runtime dependencies
+#   scripts/install_deps.sh --test     also the test references (PyTorch, Node.js for HF tokenizers)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config git nlohmann-json3-dev libicu-dev libopenblas-dev libdnnl-dev)
+if [[ "${1:-}" == "--test" ]]; then
+  pkgs+=(libgtest-dev python3 python3-numpy python3-torch nodejs npm)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
