@@ -299,7 +299,7 @@ class Checkpoint:
         for k, v in self.tensors.items():
             if k == "decoder.weight" and self.cfg.tie_word_embeddings:
                 continue  # tied: the decoder uses the token embeddings
-            out[k] = v.to(dtype).clone().requires_grad_(requires_grad)
+            out[k] = v.to(dtype, copy=True).requires_grad_(requires_grad)
         return out
 
 

@@ -140,15 +140,27 @@ def _validate(path, header, data_len):
 
 def _load_arrays(path):
     header, metadata, start = read_header(path)
+    size = os.path.getsize(path) - start
+    data = bytearray(size)  # one writable buffer; the arrays below are views into it (no per-tensor copy)
     with open(path, "rb") as f:
         f.seek(start)
-        data = f.read()
+        view = memoryview(data)
+        got = 0
+        while got < size:
+            k = f.readinto(view[got:])
+            if not k:
+                break
+            got += k
+    if got != size:
+        raise SafetensorsError("%s: short read" % path)
     _validate(path, header, len(data))
     out = collections.OrderedDict()
     for name, info in header.items():
         b, e = info["data_offsets"]
         arr = np.frombuffer(data, dtype=_DTYPES[info["dtype"]][0], count=(e - b) // _DTYPES[info["dtype"]][2], offset=b)
-        out[name] = (info["dtype"], arr.reshape(info["shape"]).copy())
+        if not arr.flags.aligned:  # offsets need not be multiples of the item size
+            arr = arr.copy()
+        out[name] = (info["dtype"], arr.reshape(info["shape"]))
     return out, metadata
 
 
@@ -157,7 +169,7 @@ def load(path):
     arrays, metadata = _load_arrays(path)
     out = collections.OrderedDict()
     for name, (dt, arr) in arrays.items():
-        t = torch.from_numpy(arr.astype(arr.dtype.newbyteorder("=")))
+        t = torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=False))
         if dt == "BF16":
             t = t.view(torch.bfloat16)
         out[name] = t
@@ -171,7 +183,7 @@ def load_numpy(path):
     for name, (dt, arr) in arrays.items():
         if dt == "BF16":
             arr = (arr.astype(np.uint16).astype(np.uint32) << 16).view(np.float32)
-        out[name] = arr.astype(arr.dtype.newbyteorder("="))
+        out[name] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
     return out, metadata
 
 
