@@ -8,11 +8,12 @@ exactly those the config and the head (config.architectures, else inferred from 
 (spec §3; bare ModernBertModel names without `model.` accepted), and prints
 
     {"model_dir": ..., "head": "mlm", "num_labels": null, "prefixed": true, "errors": [...],
-     "tensors": [{"name", "dtype", "shape", "numel", "mean", "std", "min", "max", "sha256"}, ...],
+     "tensors": [{"name", "dtype", "shape", "numel", "nonfinite", "mean", "std", "min", "max", "sha256"}, ...],
      "init_rules": [...]}                                   (last key only with --init-rules)
 
 `name` is the name as stored in the file; tensors are listed in file order; statistics are computed in
-float64 on the stored values (std is the population std, ddof=0); `sha256` is the hex SHA-256 of the tensor's
+float64 on the stored, finite values (std is the population std, ddof=0; null when no finite value;
+NaN/inf are counted in `nonfinite` and reported as errors); `sha256` is the hex SHA-256 of the tensor's
 values as little-endian float32 bytes, row-major (F16/BF16 widen exactly to F32).
 
 --init-rules checks every tensor against the spec §6.6 research-code "full_megatron" init
@@ -55,16 +56,18 @@ def as_f32_numpy(t):
 def tensor_stats(name, dtype, t):
     x32 = as_f32_numpy(t)
     x = x32.astype(np.float64).reshape(-1)
-    n = x.size
+    finite = x[np.isfinite(x)]
+    n = finite.size
     return {
         "name": name,
         "dtype": dtype,
         "shape": list(t.shape),
-        "numel": int(n),
-        "mean": float(x.mean()) if n else 0.0,
-        "std": float(x.std()) if n else 0.0,
-        "min": float(x.min()) if n else 0.0,
-        "max": float(x.max()) if n else 0.0,
+        "numel": int(x.size),
+        "nonfinite": int(x.size - n),  # NaN/inf count; the statistics below cover the finite values only
+        "mean": float(finite.mean()) if n else None,
+        "std": float(finite.std()) if n else None,
+        "min": float(finite.min()) if n else None,
+        "max": float(finite.max()) if n else None,
         "sha256": hashlib.sha256(x32.astype("<f4").tobytes(order="C")).hexdigest(),
     }
 
@@ -169,13 +172,15 @@ def main(argv=None):
         print("error: %s" % e, file=sys.stderr)
         return 2
     errors = ref.check_names(ck.cfg, ck.tensors, ck.head, ck.num_labels)
+    stats = [tensor_stats(ref.file_name(k, ck.prefixed), ck.file_dtypes[k], v) for k, v in ck.tensors.items()]
+    errors += ["tensor %s has %d non-finite values" % (s["name"], s["nonfinite"]) for s in stats if s["nonfinite"]]
     report = {
         "model_dir": a.model_dir,
         "head": ck.head,
         "num_labels": ck.num_labels,
         "prefixed": ck.prefixed,
         "errors": errors,
-        "tensors": [tensor_stats(ref.file_name(k, ck.prefixed), ck.file_dtypes[k], v) for k, v in ck.tensors.items()],
+        "tensors": stats,
     }
     failures = list(errors)
     if a.init_rules:

@@ -491,6 +491,17 @@ class Cli(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("missing tensor model.layers.2.mlp_norm.weight", err)
 
+    def test_scripts_run_standalone(self):
+        import subprocess
+        here = os.path.dirname(os.path.abspath(__file__))
+        ck = os.path.join(self.dir, "sub")
+        subprocess.run([sys.executable, os.path.join(here, "make_checkpoint.py"), "--out", ck, "--head", "token:2",
+                        "--set", "num_hidden_layers=2"], check=True, cwd="/", stdout=subprocess.DEVNULL)
+        r = subprocess.run([sys.executable, os.path.join(here, "check_checkpoint.py"), ck], cwd="/",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["head"], "token_cls")
+
     def test_seq_and_token_outputs(self):
         for head, want in (("cls:2", ["logits"]), ("token:3", ["token_logits"])):
             ck = os.path.join(self.dir, head.replace(":", ""))
