@@ -47,7 +47,13 @@ void ThreadPool::work(int id) {
     int64_t b = next_.fetch_add(grain_, std::memory_order_relaxed);
     if (b >= n_) break;
     int64_t e = b + grain_ < n_ ? b + grain_ : n_;
-    fn_(ctx_, b, e, id);
+    try {
+      fn_(ctx_, b, e, id);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+      next_.store(n_, std::memory_order_relaxed);  // no new chunks
+    }
   }
   t_in_pool_task = was;
 }
@@ -82,6 +88,7 @@ void ThreadPool::run(int64_t n, int64_t grain, void* ctx, TaskFn fn) {
   n_ = n;
   grain_ = grain;
   next_.store(0, std::memory_order_relaxed);
+  error_ = nullptr;
   active_.store(n_threads_ - 1, std::memory_order_relaxed);
   generation_.fetch_add(1, std::memory_order_acq_rel);  // publishes the job
   generation_.notify_all();
@@ -95,6 +102,11 @@ void ThreadPool::run(int64_t n, int64_t grain, void* ctx, TaskFn fn) {
     } else {
       active_.wait(a, std::memory_order_acquire);
     }
+  }
+  if (error_) {
+    std::exception_ptr e = error_;
+    error_ = nullptr;
+    std::rethrow_exception(e);
   }
 }
 

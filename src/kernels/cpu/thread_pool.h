@@ -10,11 +10,13 @@
 // cycles from other processes (or from OpenBLAS) between ops.
 //
 // Nested parallel_for (called from inside a task) runs serially on the calling worker.
+// An exception thrown by a task stops the remaining chunks and is rethrown in the caller.
 // Concurrent parallel_for calls from different external threads are serialised by a mutex taken
 // once per call, never inside the loop.
 #pragma once
 
 #include <atomic>
+#include <exception>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -68,6 +70,8 @@ class ThreadPool {
   alignas(64) std::atomic<uint32_t> generation_{0};
   alignas(64) std::atomic<int> active_{0};        // workers still inside the current job
   std::atomic<bool> stop_{false};
+  std::exception_ptr error_;  // first exception of the current job (guarded by error_mutex_)
+  std::mutex error_mutex_;
 };
 
 // The process-wide pool used by the fast kernels (created on first use).

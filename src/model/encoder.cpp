@@ -1,0 +1,217 @@
+// ModernBERT encoder forward pass (spec §4.1–4.3) over an unpadded batch, as a sequence of
+// kernel calls. Shapes (T tokens of all sequences, H hidden, I intermediate, nh heads, d = H/nh):
+//
+//   h   [T, H]  = LN(E[ids]; emb_norm)                                 residual stream
+//   per layer l:
+//     a   [T, H]  = l == 0 && !attn_norm ? h : LN(h; attn_norm_l)     (fused into the previous step)
+//     qkv [T, 3H] = a · Wqkv^T (+b);  RoPE(θ_l) on Q, K in place
+//     o   [T, H]  = Attention(qkv; cu_seqlens, half_window_l)
+//     p   [T, H]  = o · Wo^T (+b);      h += p, a = LN(h; mlp_norm_l)  (one fused pass)
+//     u   [T, 2I] = a · Wi^T (+b);      g [T, I] = act(u[:, :I]) * u[:, I:]
+//     p   [T, H]  = g · Wo_mlp^T (+b);  h += p, a = LN(h; next norm)   (attn_norm_{l+1} or final_norm)
+//   last_hidden_state = a
+//
+// Arena (floats per token): h H, a H, big max(3H, 2I) (qkv, then u), mid max(H, I) (o, then g),
+// p aliases a (add_layernorm reads p's row before writing a's), plus the attention workspace
+// (K^T and V repacked per head, ~2H per token). ≈ 3H + max(3H,2I) + max(H,I) + 2H: ~28 KB per
+// token for base, linear in T (an 8192-token batch needs ~230 MB, never T^2).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/thread_pool.h"
+#include "modernbert/error.h"
+#include "modernbert/model.h"
+
+namespace modernbert {
+
+namespace k = kernels;
+
+struct Encoder::State {
+  std::vector<float> arena;
+  std::map<double, k::RopeTable> rope;  // by theta, grown to the longest sequence seen
+};
+
+namespace {
+
+k::Act to_act(Activation a) {
+  switch (a) {
+    case Activation::kGelu: return k::Act::kGelu;
+    case Activation::kGeluTanh: return k::Act::kGeluTanh;
+    case Activation::kRelu: return k::Act::kRelu;
+    case Activation::kSilu: return k::Act::kSilu;
+  }
+  throw Error("unknown activation");
+}
+
+void require(const float* p, const std::string& name) {
+  if (!p) throw Error("encoder: missing weight " + name);
+}
+
+}  // namespace
+
+// ---- Batch ----
+
+int64_t Batch::max_seqlen() const {
+  int64_t m = 0;
+  for (int64_t b = 0; b < num_seqs(); ++b) m = std::max(m, seq_len(b));
+  return m;
+}
+
+void Batch::add(const int32_t* seq, int64_t n) {
+  if (cu_seqlens.empty()) cu_seqlens.push_back(0);
+  ids.insert(ids.end(), seq, seq + n);
+  cu_seqlens.push_back(cu_seqlens.back() + n);
+}
+
+Batch Batch::from_sequences(const std::vector<std::vector<int32_t>>& seqs) {
+  Batch b;
+  size_t total = 0;
+  for (const auto& s : seqs) total += s.size();
+  b.ids.reserve(total);
+  for (const auto& s : seqs) b.add(s);
+  return b;
+}
+
+void Batch::validate(int64_t vocab_size) const {
+  if (cu_seqlens.empty() || cu_seqlens.front() != 0) throw Error("batch: cu_seqlens must start with 0");
+  for (int64_t b = 0; b < num_seqs(); ++b)
+    if (cu_seqlens[static_cast<size_t>(b + 1)] <= cu_seqlens[static_cast<size_t>(b)])
+      throw Error("batch: sequence " + std::to_string(b) + " is empty or cu_seqlens decreases");
+  if (cu_seqlens.back() != num_tokens())
+    throw Error("batch: cu_seqlens ends at " + std::to_string(cu_seqlens.back()) + " but there are " +
+                std::to_string(num_tokens()) + " ids");
+  for (size_t t = 0; t < ids.size(); ++t)
+    if (ids[t] < 0 || ids[t] >= vocab_size)
+      throw Error("batch: token id " + std::to_string(ids[t]) + " at position " + std::to_string(t) +
+                  " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+}
+
+// ---- Encoder ----
+
+Encoder::Encoder(const Weights& weights) : Encoder(weights.config(), weights.views()) {
+  if (weights.heads().num_labels > 0 && w_.classifier_w) num_labels_ = weights.heads().num_labels;
+}
+
+Encoder::Encoder(const ModelConfig& cfg, const WeightViews& views)
+    : cfg_(cfg), w_(views), st_(std::make_unique<State>()) {
+  if (cfg_.hidden_size <= 0 || cfg_.num_attention_heads <= 0 || cfg_.hidden_size % cfg_.num_attention_heads != 0)
+    throw Error("encoder: hidden_size must be a positive multiple of num_attention_heads");
+  if (cfg_.head_dim() % 2 != 0) throw Error("encoder: head_dim must be even for RoPE");
+  if (static_cast<int64_t>(cfg_.layer_types.size()) != cfg_.num_hidden_layers)
+    throw Error("encoder: layer_types has " + std::to_string(cfg_.layer_types.size()) + " entries for " +
+                std::to_string(cfg_.num_hidden_layers) + " layers");
+  check_weights();
+  // Label count from the config (classifier.weight has num_labels rows); 0 without a classifier.
+  num_labels_ = w_.classifier_w ? cfg_.num_labels() : 0;
+}
+
+Encoder::~Encoder() = default;
+Encoder::Encoder(Encoder&&) noexcept = default;
+Encoder& Encoder::operator=(Encoder&&) noexcept = default;
+
+size_t Encoder::arena_floats() const { return st_->arena.size(); }
+
+void Encoder::check_weights() const {
+  require(w_.tok_embeddings, "model.embeddings.tok_embeddings.weight");
+  require(w_.emb_norm_w, "model.embeddings.norm.weight");
+  require(w_.final_norm_w, "model.final_norm.weight");
+  if (static_cast<int64_t>(w_.layers.size()) != cfg_.num_hidden_layers)
+    throw Error("encoder: weights have " + std::to_string(w_.layers.size()) + " layers, config says " +
+                std::to_string(cfg_.num_hidden_layers));
+  for (size_t l = 0; l < w_.layers.size(); ++l) {
+    const auto& L = w_.layers[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    if (l > 0) require(L.attn_norm_w, p + "attn_norm.weight");
+    require(L.wqkv, p + "attn.Wqkv.weight");
+    require(L.wo, p + "attn.Wo.weight");
+    require(L.mlp_norm_w, p + "mlp_norm.weight");
+    require(L.wi, p + "mlp.Wi.weight");
+    require(L.wo_mlp, p + "mlp.Wo.weight");
+  }
+}
+
+void Encoder::forward(const Batch& batch, std::vector<float>& out) {
+  batch.validate(cfg_.vocab_size);
+  const int64_t T = batch.num_tokens(), B = batch.num_seqs();
+  const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, nh = cfg_.num_attention_heads;
+  const int64_t d = cfg_.head_dim();
+  const float eps = static_cast<float>(cfg_.norm_eps);
+  out.resize(static_cast<size_t>(T * H));
+  if (T == 0) return;
+
+  // Arena layout (see the file comment). Grows to the largest batch, never shrinks.
+  const int64_t big_w = std::max(3 * H, 2 * I), mid_w = std::max(H, I);
+  const size_t ws = k::attention_workspace_floats(T, nh, d);
+  const size_t need = static_cast<size_t>(T * (2 * H + big_w + mid_w)) + ws;
+  if (st_->arena.size() < need) {
+    st_->arena.clear();
+    st_->arena.shrink_to_fit();
+    st_->arena.resize(need);
+  }
+  float* h = st_->arena.data();
+  float* a = h + T * H;
+  float* big = a + T * H;
+  float* mid = big + T * big_w;
+  float* attn_ws = mid + T * mid_w;
+  float* p = a;  // projections land in `a`'s rows, consumed by add_layernorm (see kernels.h)
+  const int64_t* cu = batch.cu_seqlens.data();
+
+  // RoPE tables for every theta used, covering the longest sequence (grown by doubling).
+  const int64_t max_len = batch.max_seqlen();
+  auto table_for = [&](double theta) -> const k::RopeTable& {
+    auto& t = st_->rope[theta];
+    if (t.max_len < max_len) {
+      int64_t len = std::max<int64_t>(t.max_len, 512);
+      while (len < max_len) len *= 2;
+      t = k::make_rope_table(theta, d, len);
+    }
+    return t;
+  };
+
+  // Embeddings: gather rows of E, then LN into h.
+  k::parallel_for(T, 256, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t)
+      std::memcpy(a + t * H, w_.tok_embeddings + static_cast<int64_t>(batch.ids[static_cast<size_t>(t)]) * H,
+                  static_cast<size_t>(H) * sizeof(float));
+  });
+  k::layernorm(a, w_.emb_norm_w, w_.emb_norm_b, h, T, H, eps);
+
+  const k::Act act = to_act(cfg_.hidden_activation);
+  const int64_t L = cfg_.num_hidden_layers;
+  if (L == 0) {
+    k::layernorm(h, w_.final_norm_w, w_.final_norm_b, a, T, H, eps);
+  } else if (w_.layers[0].attn_norm_w) {
+    // Layer 0 normally has no attn_norm (Identity); honour one if a checkpoint carries it.
+    k::layernorm(h, w_.layers[0].attn_norm_w, w_.layers[0].attn_norm_b, a, T, H, eps);
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    const LayerWeights& lw = w_.layers[static_cast<size_t>(l)];
+    const float* x = (l == 0 && !lw.attn_norm_w) ? h : a;
+    float* qkv = big;
+    k::gemm(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H);
+    k::rope_qkv(qkv, cu, B, nh, table_for(cfg_.rope_theta(l)));
+    k::attention(qkv, mid, cu, B, nh, d, cfg_.half_window(l), attn_ws);
+    k::gemm(mid, lw.wo, lw.bo, p, T, H, H);
+    k::add_layernorm(h, p, lw.mlp_norm_w, lw.mlp_norm_b, a, T, H, eps);
+    k::gemm(a, lw.wi, lw.bi, big, T, 2 * I, H);
+    k::glu(act, big, mid, T, I);
+    k::gemm(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I);
+    const bool last = l + 1 == L;
+    const float* gw = last ? w_.final_norm_w : w_.layers[static_cast<size_t>(l + 1)].attn_norm_w;
+    const float* gb = last ? w_.final_norm_b : w_.layers[static_cast<size_t>(l + 1)].attn_norm_b;
+    k::add_layernorm(h, p, gw, gb, a, T, H, eps);
+  }
+  std::memcpy(out.data(), a, static_cast<size_t>(T * H) * sizeof(float));
+}
+
+std::vector<float> Encoder::forward(const Batch& batch) {
+  std::vector<float> out;
+  forward(batch, out);
+  return out;
+}
+
+}  // namespace modernbert

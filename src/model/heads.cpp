@@ -1,0 +1,104 @@
+// Heads on top of last_hidden_state (spec §4.4–4.6). All operate on gathered rows, so the MLM
+// head costs O(R·V·H) for R requested rows (sparse prediction), never O(T·V·H).
+//
+//   head_transform: z[R, H] = LN(act(x · W_dense^T + b_dense); head_norm)     act = classifier_activation
+//   mlm_logits:     [R, V]  = z · decoder_w^T + decoder_b                     (decoder_w tied to E)
+//   pool:           [B, H]  = h[cu[b]] (cls) | mean over tokens of b (mean)
+//   classify:       [B, L]  = head_transform(pool) · W_cls^T + b_cls
+//   classify_tokens:[T, L]  = head_transform(h) · W_cls^T + b_cls
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/thread_pool.h"
+#include "modernbert/error.h"
+#include "modernbert/model.h"
+
+namespace modernbert {
+
+namespace k = kernels;
+
+namespace {
+k::Act head_act(Activation a) {
+  switch (a) {
+    case Activation::kGelu: return k::Act::kGelu;
+    case Activation::kGeluTanh: return k::Act::kGeluTanh;
+    case Activation::kRelu: return k::Act::kRelu;
+    case Activation::kSilu: return k::Act::kSilu;
+  }
+  throw Error("unknown activation");
+}
+}  // namespace
+
+void Encoder::head_transform(const float* x, int64_t R, float* z) const {
+  if (!w_.head_dense_w || !w_.head_norm_w) throw Error("head: weights have no head.dense / head.norm");
+  const int64_t H = cfg_.hidden_size;
+  std::vector<float> tmp(static_cast<size_t>(R * H));
+  k::gemm(x, w_.head_dense_w, w_.head_dense_b, tmp.data(), R, H, H);
+  k::activation(head_act(cfg_.classifier_activation), tmp.data(), tmp.data(), R * H);
+  k::layernorm(tmp.data(), w_.head_norm_w, w_.head_norm_b, z, R, H, static_cast<float>(cfg_.norm_eps));
+}
+
+std::vector<float> Encoder::mlm_logits(const float* hidden, int64_t T, const std::vector<int64_t>& rows) const {
+  if (!w_.decoder_w) throw Error("mlm head: weights have no decoder (load with the mlm head)");
+  const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size, R = static_cast<int64_t>(rows.size());
+  std::vector<float> z(static_cast<size_t>(R * H));
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t t = rows[static_cast<size_t>(r)];
+    if (t < 0 || t >= T) throw Error("mlm head: row " + std::to_string(t) + " outside [0, " + std::to_string(T) + ")");
+    std::memcpy(z.data() + r * H, hidden + t * H, static_cast<size_t>(H) * sizeof(float));
+  }
+  head_transform(z.data(), R, z.data());
+  std::vector<float> logits(static_cast<size_t>(R * V));
+  k::gemm(z.data(), w_.decoder_w, w_.decoder_b, logits.data(), R, V, H);
+  return logits;
+}
+
+std::vector<float> Encoder::pool(const Batch& batch, const float* hidden, std::optional<Pooling> pooling) const {
+  const Pooling pl = pooling.value_or(cfg_.classifier_pooling);
+  const int64_t H = cfg_.hidden_size, B = batch.num_seqs();
+  std::vector<float> out(static_cast<size_t>(B * H));
+  for (int64_t b = 0; b < B; ++b)
+    if (batch.seq_len(b) <= 0) throw Error("pool: sequence " + std::to_string(b) + " is empty");
+  k::parallel_for(B, 1, [&](int64_t b0, int64_t b1, int) {
+    std::vector<double> acc;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
+      float* dst = out.data() + b * H;
+      if (pl == Pooling::kCls) {
+        std::memcpy(dst, hidden + s * H, static_cast<size_t>(H) * sizeof(float));
+        continue;
+      }
+      // Mean over the sequence's tokens (the unpadded form of HF's attention-mask-weighted
+      // mean); double accumulators so long sequences do not lose precision.
+      acc.assign(static_cast<size_t>(H), 0.0);
+      for (int64_t t = s; t < e; ++t)
+        for (int64_t c = 0; c < H; ++c) acc[static_cast<size_t>(c)] += hidden[t * H + c];
+      for (int64_t c = 0; c < H; ++c) dst[c] = static_cast<float>(acc[static_cast<size_t>(c)] / static_cast<double>(e - s));
+    }
+  });
+  return out;
+}
+
+std::vector<float> Encoder::classify(const Batch& batch, const float* hidden, std::optional<Pooling> pooling) const {
+  if (!w_.classifier_w) throw Error("classify: weights have no classifier");
+  const int64_t H = cfg_.hidden_size, B = batch.num_seqs();
+  std::vector<float> z = pool(batch, hidden, pooling);
+  head_transform(z.data(), B, z.data());
+  std::vector<float> logits(static_cast<size_t>(B * num_labels_));
+  k::gemm(z.data(), w_.classifier_w, w_.classifier_b, logits.data(), B, num_labels_, H);
+  return logits;
+}
+
+std::vector<float> Encoder::classify_tokens(const float* hidden, int64_t T) const {
+  if (!w_.classifier_w) throw Error("classify_tokens: weights have no classifier");
+  const int64_t H = cfg_.hidden_size;
+  std::vector<float> z(static_cast<size_t>(T * H));
+  head_transform(hidden, T, z.data());
+  std::vector<float> logits(static_cast<size_t>(T * num_labels_));
+  k::gemm(z.data(), w_.classifier_w, w_.classifier_b, logits.data(), T, num_labels_, H);
+  return logits;
+}
+
+}  // namespace modernbert
