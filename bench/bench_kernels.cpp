@@ -13,6 +13,9 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/thread_pool.h"
+#include "modernbert/model.h"
+#include "modernbert/weights.h"
+#include <nlohmann/json.hpp>
 
 namespace mk = modernbert::kernels;
 
@@ -110,6 +113,36 @@ int main(int argc, char** argv) {
       std::printf("attention %2lld x %5lld %-7s: %8.1f ms %6.1f GFLOP/s (useful flops)\n", static_cast<long long>(B),
                   static_cast<long long>(seqlen), hw < 0 ? "global" : "w=128", t * 1e3, fl / t * 1e-9);
     }
+  }
+  // Whole encoder: 3 base-shaped layers (global, local, local), tokens as 128-token sequences
+  // and as one sequence; both gemm threading modes (OpenBLAS' spinning threads vs our pool
+  // interact with the attention that follows, which the per-kernel numbers above cannot show).
+  {
+    nlohmann::json j = {{"num_hidden_layers", 3}, {"vocab_size", 1000}, {"pad_token_id", 0}, {"bos_token_id", 1},
+                        {"eos_token_id", 2}, {"cls_token_id", 1}, {"sep_token_id", 2}};
+    auto cfg = modernbert::ModelConfig::from_json(j, "bench");
+    modernbert::Weights w(cfg, modernbert::HeadSet{});
+    std::mt19937 g(7);
+    std::uniform_real_distribution<float> u(-0.03f, 0.03f);
+    for (size_t i = 0; i < w.num_params(); ++i) w.data()[i] = u(g);
+    for (const auto& s : w.specs())
+      if (s.name.find("norm") != std::string::npos) std::fill_n(w.mutable_param(s.name), s.numel(), 1.0f);
+    modernbert::Encoder enc(w);
+    for (int64_t seqlen : {int64_t{128}, T}) {
+      modernbert::Batch b;
+      std::vector<int32_t> ids(static_cast<size_t>(seqlen));
+      for (auto& x : ids) x = static_cast<int32_t>(g() % 1000);
+      for (int64_t t = 0; t + seqlen <= T; t += seqlen) b.add(ids);
+      std::vector<float> hidden;
+      for (auto mode : {mk::GemmThreading::kPool, mk::GemmThreading::kNative}) {
+        mk::set_gemm_threading(mode);
+        double t = best_of(reps, [&] { enc.forward(b, hidden); });
+        std::printf("encoder 3 layers, %lld x %lld tokens, gemm %-6s: %8.1f ms (%.1f ms/layer)\n",
+                    static_cast<long long>(b.num_seqs()), static_cast<long long>(seqlen),
+                    mode == mk::GemmThreading::kPool ? "pool" : "native", t * 1e3, t * 1e3 / 3);
+      }
+    }
+    mk::set_gemm_threading(mk::GemmThreading::kPool);
   }
   return 0;
 }

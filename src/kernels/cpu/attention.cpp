@@ -11,12 +11,13 @@
 //   O[Bq, dp] += P[Bq, bk] · V[bk, dp]                      (same micro-kernel)
 // and finally out = O / l. Nothing n x n is ever stored: per thread S is Bq x 64, O is Bq x dp.
 //
-// Layout: Q is read in place from qkv (rows of stride 3H, one broadcast per element). K and V are
-// first repacked per head into the workspace: K^T as [head][d][Tp] (so a key block is d rows of 64
-// contiguous floats, the B operand of the micro-kernel) and V as [head][Tp][dp] (dp = d rounded up
-// to 16, zero-padded). Tp >= T + 64 so a key block may run past the last token (zero columns,
-// masked out), and Tp is offset from a multiple of 1024 floats so the d rows of a K^T block do not
-// all map to the same L1 sets.
+// Layout: K and V are first repacked per head into the workspace: K^T in panels of 16 keys,
+// [head][T/16][d][16] (the B operand of the S micro-kernel is then one contiguous 4 KB panel per
+// 16 keys instead of d rows far apart, which thrashed the TLB), and V as [head][Tp][dp] (dp = d
+// rounded up to 16, zero-padded). Key blocks start on a global multiple of 16 (possibly up to 15
+// keys before the sequence start; those columns are masked like any invalid key, and their V
+// rows, from the previous sequence, are multiplied by P = 0). Tp >= T + 64 so a key block may run
+// past the last token. The Q block is copied to a contiguous [Bq, d] scratch.
 //
 // The micro-kernel computes C[MR x 16] (+)= A[MR x K] · B[K x 16] with MR <= 6: 12 ymm
 // accumulators, per k two B loads, MR broadcasts and 2 MR FMAs (FMA-bound on Zen3).
@@ -39,14 +40,10 @@ namespace {
 
 constexpr int kBk = 64;   // keys per block (S columns)
 constexpr int kMaxBq = 128;
-std::atomic<int> g_bq_global{64}, g_bq_local{32};
+std::atomic<int> g_bq_global{AttentionTiles{}.q_block_global}, g_bq_local{AttentionTiles{}.q_block_local};
 
 int64_t padded_dim(int64_t d) { return (d + 15) / 16 * 16; }
-int64_t padded_tokens(int64_t T) {
-  int64_t tp = (T + kBk + 15) / 16 * 16;
-  if (tp % 1024 == 0) tp += 16;  // break the power-of-two stride of the K^T rows
-  return tp;
-}
+int64_t padded_tokens(int64_t T) { return (T + kBk + 15) / 16 * 16; }
 
 template <int MR, bool ACC>
 inline void micro_kernel(const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
@@ -75,29 +72,33 @@ inline void micro_kernel(const float* A, int64_t lda, const float* B, int64_t ld
   }
 }
 
-// C[M, N] (+)= A[M, K] · B[K, N]; N must be a multiple of 16.
+// C[M, N] (+)= A[M, K] · B[K, N]; N must be a multiple of 16. The 16-column panel n0/16 of B
+// starts at B + (n0/16) * panel_stride with rows ldb apart (row-major B: panel_stride = 16,
+// paneled K^T: ldb = 16, panel_stride = 16 K).
 template <bool ACC>
-void small_gemm(const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
-                int64_t M, int64_t N, int64_t K) {
+void small_gemm(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t panel_stride, float* C,
+                int64_t ldc, int64_t M, int64_t N, int64_t K) {
   for (int64_t n0 = 0; n0 < N; n0 += 16) {
+    const float* Bp = B + (n0 / 16) * panel_stride;
     int64_t i = 0;
-    for (; i + 6 <= M; i += 6) micro_kernel<6, ACC>(A + i * lda, lda, B + n0, ldb, C + i * ldc + n0, ldc, K);
+    for (; i + 6 <= M; i += 6) micro_kernel<6, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K);
     switch (M - i) {
-      case 5: micro_kernel<5, ACC>(A + i * lda, lda, B + n0, ldb, C + i * ldc + n0, ldc, K); break;
-      case 4: micro_kernel<4, ACC>(A + i * lda, lda, B + n0, ldb, C + i * ldc + n0, ldc, K); break;
-      case 3: micro_kernel<3, ACC>(A + i * lda, lda, B + n0, ldb, C + i * ldc + n0, ldc, K); break;
-      case 2: micro_kernel<2, ACC>(A + i * lda, lda, B + n0, ldb, C + i * ldc + n0, ldc, K); break;
-      case 1: micro_kernel<1, ACC>(A + i * lda, lda, B + n0, ldb, C + i * ldc + n0, ldc, K); break;
+      case 5: micro_kernel<5, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
+      case 4: micro_kernel<4, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
+      case 3: micro_kernel<3, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
+      case 2: micro_kernel<2, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
+      case 1: micro_kernel<1, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
       default: break;
     }
   }
 }
 
 struct Scratch {
-  std::vector<float> S, O, m, l;
+  std::vector<float> S, O, m, l, Q;
   void ensure(int64_t bq, int64_t dp) {
     const size_t s = static_cast<size_t>(bq * kBk), o = static_cast<size_t>(bq * dp);
     if (S.size() < s) S.resize(s);
+    if (Q.size() < o) Q.resize(o);
     if (O.size() < o) O.resize(o);
     if (m.size() < static_cast<size_t>(bq)) {
       m.resize(static_cast<size_t>(bq));
@@ -140,7 +141,7 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
     if (own_ws.size() < need) own_ws.resize(need);
     workspace = own_ws.data();
   }
-  float* KT = workspace;                 // [n_heads][d][Tp]
+  float* KT = workspace;                     // [n_heads][Tp/16][d][16]
   float* Vp = workspace + n_heads * d * Tp;  // [n_heads][Tp][dp]
 
   // Pack K^T and V (parallel over head x token chunk). Pad columns/rows are zeroed.
@@ -149,18 +150,18 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
   parallel_for(n_heads * chunks, 4, [&](int64_t b, int64_t e, int) {
     for (int64_t w = b; w < e; ++w) {
       const int64_t h = w / chunks, t0 = (w % chunks) * kPackChunk, t1 = std::min(Tp, t0 + kPackChunk);
-      float* kt = KT + h * d * Tp;
       float* vp = Vp + h * Tp * dp;
       for (int64_t t = t0; t < t1; ++t) {
         float* vrow = vp + t * dp;
+        float* kt = KT + h * d * Tp + (t / 16) * d * 16 + t % 16;  // column t of its panel
         if (t < T) {
           const float* krow = qkv + t * ld_qkv + H + h * d;
-          for (int64_t c = 0; c < d; ++c) kt[c * Tp + t] = krow[c];
+          for (int64_t c = 0; c < d; ++c) kt[c * 16] = krow[c];
           const float* vsrc = qkv + t * ld_qkv + 2 * H + h * d;
           std::copy(vsrc, vsrc + d, vrow);
           std::fill(vrow + d, vrow + dp, 0.0f);
         } else {
-          for (int64_t c = 0; c < d; ++c) kt[c * Tp + t] = 0.0f;
+          for (int64_t c = 0; c < d; ++c) kt[c * 16] = 0.0f;
           std::fill(vrow, vrow + dp, 0.0f);
         }
       }
@@ -194,15 +195,22 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
       // Keys any row of this block may see: [klo, khi).
       const int64_t klo = hw < 0 ? 0 : std::max<int64_t>(0, q0 - hw);
       const int64_t khi = hw < 0 ? n : std::min<int64_t>(n, q0 + bq + hw);
-      const float* Q = qkv + (base + q0) * ld_qkv + h * d;
-      const float* kt = KT + h * d * Tp + base;  // column j = key j of this sequence
-      const float* vp = Vp + (h * Tp + base) * dp;
+      float* Q = sc.Q.data();  // [bq, d] contiguous copy of the query block
+      for (int64_t i = 0; i < bq; ++i) {
+        const float* src = qkv + (base + q0 + i) * ld_qkv + h * d;
+        std::copy(src, src + d, Q + i * d);
+      }
+      const float* kt = KT + h * d * Tp;    // panels of this head
+      const float* vp = Vp + (h * Tp + base) * dp;  // row j = key j of this sequence
       std::fill(O, O + bq * dp, 0.0f);
       std::fill(m, m + bq, -std::numeric_limits<float>::infinity());
       std::fill(l, l + bq, 0.0f);
-      for (int64_t k0 = klo; k0 < khi; k0 += kBk) {
+      // First key block starts at the global multiple of 16 at or below the band start.
+      const int64_t kfirst = (base + klo) / 16 * 16 - base;
+      for (int64_t k0 = kfirst; k0 < khi; k0 += kBk) {
         const int64_t bk = std::min<int64_t>(kBk, khi - k0);
-        small_gemm<false>(Q, ld_qkv, kt + k0, Tp, S, kBk, bq, kBk, d);
+        const int64_t bk16 = (bk + 15) / 16 * 16;  // only the panels that hold keys of the band
+        small_gemm<false>(Q, d, kt + (base + k0) / 16 * d * 16, 16, d * 16, S, kBk, bq, bk16, d);
         for (int64_t i = 0; i < bq; ++i) {
           const int64_t qi = q0 + i;
           // Valid keys of this row inside the block, as block columns [c0, c1).
@@ -245,7 +253,7 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
             for (int64_t c = 0; c < dp; c += 8) _mm256_storeu_ps(orow + c, _mm256_mul_ps(_mm256_loadu_ps(orow + c), va));
           }
         }
-        small_gemm<true>(S, kBk, vp + k0 * dp, dp, O, dp, bq, dp, bk);
+        small_gemm<true>(S, kBk, vp + k0 * dp, dp, 16, O, dp, bq, dp, bk);
       }
       for (int64_t i = 0; i < bq; ++i) {
         const float inv = 1.0f / l[i];  // l >= 1: the row's own key is always valid

@@ -77,7 +77,7 @@ size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim);
 void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs,
                int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr);
 // Tile sizes of the fast attention (rows of queries per work item for global / local layers).
-struct AttentionTiles { int q_block_global = 64; int q_block_local = 32; };
+struct AttentionTiles { int q_block_global = 60; int q_block_local = 30; };  // multiples of the 6-row micro-tile
 void set_attention_tiles(AttentionTiles t);
 
 // ---------------------------------------------------------------------------------------------
