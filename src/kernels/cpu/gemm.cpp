@@ -1,10 +1,12 @@
 // GEMM wrapper: Y[M,N] = X[M,K] · W[N,K]^T (+ bias) (+ Y). The only place that calls BLAS.
 //
-// Threading (measured in bench/bench_kernels): OpenBLAS' own threads busy-wait for a while
-// after each call, which steals the cores from our pool in the attention that follows. So by
-// default (kPool) OpenBLAS is pinned to one thread and we split the output over our pool: by rows
-// of X when M is large (each slice packs W itself; with M >= 64 per slice that cost is small),
-// otherwise by rows of W (output columns) — the small-M case of the classifier/MLM heads.
+// Threading: OpenBLAS (pthreads build) keeps its worker threads spinning for a while after each
+// call, which would compete with our pool in the attention/norm kernels that follow every gemm.
+// So by default (kPool) OpenBLAS is pinned to one thread and we split the output over our pool:
+// by rows of X when M is large (each slice packs W itself; with >= 64 rows per slice that cost is
+// small), otherwise by rows of W (output columns): the small-M case of the classifier/MLM heads.
+// kNative (one call, OpenBLAS threads it) is kept for comparison; bench/bench_kernels times both,
+// per gemm and for a whole encoder. On the shared 2-core dev machine they were within noise.
 #include <cblas.h>
 
 #include <algorithm>
