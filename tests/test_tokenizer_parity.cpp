@@ -147,7 +147,7 @@ TEST(TokenizerParity, CorpusAndDownstreamSets) {
     }
     total_docs += texts.size();
   }
-  std::printf("[ parity  ] %zu documents, %zu tokens identical to HF tokenizers\n", total_docs,
+  std::printf("[ parity  ] %zu documents, %zu tokens compared with HF tokenizers\n", total_docs,
               total_tokens);
 }
 
