@@ -1,0 +1,106 @@
+// modernbert embed: sentence embeddings (pooled, optional Dense/normalise/Matryoshka) or ColBERT
+// per-token vectors, as JSONL or .npy.
+#include <cstdio>
+#include <cstring>
+
+#include "cli/command.h"
+#include "cli/infer_common.h"
+#include "modernbert/error.h"
+#include "modernbert/tasks.h"
+
+namespace modernbert::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string npy_bytes(const std::vector<float>& data, int64_t rows, int64_t cols) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "), }";
+  size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header.push_back('\n');
+  std::string out = "\x93NUMPY";
+  out.push_back(1);
+  out.push_back(0);
+  uint16_t hl = static_cast<uint16_t>(header.size());
+  out.append(reinterpret_cast<const char*>(&hl), 2);
+  out += header;
+  out.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
+  return out;
+}
+
+int run_embed(int argc, char** argv) {
+  ArgParser a("embed", "--model DIR [--input F] [--output F] [flags]",
+              "Sentence embeddings: pooled final hidden states (pooling from the sentence-transformers\n"
+              "config, else config.json classifier_pooling, else --pooling), then the model's Dense module\n"
+              "if any, L2 normalisation (a Normalize module or --normalize) and Matryoshka truncation\n"
+              "(--dim, re-normalised). With --colbert: per-token vectors (PyLate Dense projection if the\n"
+              "model has one), L2-normalised. Output: JSONL {\"embedding\": [...]} / {\"vectors\": [[...]]}\n"
+              "or, with --format npy, a float32 [N, D] .npy file.");
+  add_common_flags(a);
+  a.option("pooling", "MODE", "cls | mean | max (overrides the model's)");
+  a.flag("normalize", "L2-normalise the embeddings");
+  a.option("dim", "N", "Matryoshka: keep the first N dimensions");
+  a.option("prompt", "NAME", "prepend the sentence-transformers prompt NAME (config_sentence_transformers.json)");
+  a.option("prefix", "STR", "prepend STR to every text");
+  a.flag("colbert", "per-token ColBERT vectors instead of one vector per text");
+  a.option("format", "FMT", "jsonl | npy", "jsonl");
+  if (!a.parse(argc, argv)) return 0;
+  apply_threads(a);
+  InferenceContext ctx = load_inference(a.require("model"));
+  const auto& st = ctx.model.sentence_transformers;
+  std::string prefix = a.get_or("prefix", "");
+  if (a.has("prompt")) {
+    auto it = st.prompts.find(a.get("prompt"));
+    if (it == st.prompts.end()) throw Error("--prompt " + a.get("prompt") + ": the model defines no such prompt");
+    prefix = it->second + prefix;
+  } else if (!st.default_prompt_name.empty() && st.prompts.count(st.default_prompt_name)) {
+    prefix = st.prompts.at(st.default_prompt_name) + prefix;
+  }
+  EmbedOptions o;
+  o.pooling = ctx.model.config.classifier_pooling == Pooling::kCls ? EmbedPooling::kCls : EmbedPooling::kMean;
+  if (st.present && !st.pooling_mode.empty()) o.pooling = parse_embed_pooling(st.pooling_mode);
+  if (a.has("pooling")) o.pooling = parse_embed_pooling(a.get("pooling"));
+  o.normalize = a.has("normalize") || st.normalize;
+  o.dim = a.get_int_or("dim", 0);
+  if (a.has("dim") && o.dim <= 0) throw Error("--dim must be positive");
+  o.dense = st.dense_out > 0 ? &st : nullptr;
+  std::string fmt = a.get("format");
+  if (fmt != "jsonl" && fmt != "npy") throw Error("--format must be jsonl or npy");
+  const bool colbert = a.has("colbert");
+  if (colbert && fmt == "npy") throw Error("--colbert writes JSONL (a ragged list of vectors per text)");
+
+  auto recs = read_inputs_from(a.get("input"));
+  auto seqs = records_to_ids(ctx, recs, a.has("truncate"), prefix);
+  const int64_t H = ctx.model.config.hidden_size;
+  std::string out;
+  std::vector<float> all;
+  int64_t D = 0;
+  for_each_batch(*ctx.encoder, seqs, a.get_int("max-batch-tokens"), [&](const Batch& b, size_t, const std::vector<float>& h) {
+    if (colbert) {
+      auto v = colbert_vectors(h.data(), b.num_tokens(), H, o.dense, &D);
+      for (int64_t s = 0; s < b.num_seqs(); ++s) {
+        json rows = json::array();
+        for (int64_t t = b.cu_seqlens[static_cast<size_t>(s)]; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t)
+          rows.push_back(std::vector<float>(v.begin() + t * D, v.begin() + (t + 1) * D));
+        out += json({{"vectors", rows}}).dump() + "\n";
+      }
+      return;
+    }
+    auto e = sentence_embeddings(b, h.data(), H, o, &D);
+    if (fmt == "npy") {
+      all.insert(all.end(), e.begin(), e.end());
+    } else {
+      for (int64_t s = 0; s < b.num_seqs(); ++s)
+        out += json({{"embedding", std::vector<float>(e.begin() + s * D, e.begin() + (s + 1) * D)}}).dump() + "\n";
+    }
+  });
+  if (fmt == "npy") out = npy_bytes(all, static_cast<int64_t>(seqs.size()), D);
+  write_output(a.get("output"), out);
+  return 0;
+}
+
+CommandRegistrar reg({"embed", "sentence embeddings or ColBERT vectors (JSONL / .npy)", run_embed});
+
+}  // namespace
+}  // namespace modernbert::cli
