@@ -1,0 +1,245 @@
+// `modernbert bench`: encoder throughput on a JSONL workload, one JSON line of results.
+//
+// Input lines: {"input_ids": [...]} (ids used exactly as given), or {"text": ...} when the model
+// directory has a tokenizer.json (encoded with the tokenizer's special tokens). Sequences are
+// packed, in input order, into unpadded batches greedily by a token budget (a sequence longer than
+// the budget goes alone). The whole input is run `--warmup` times untimed, then `--repeat` times
+// timed; every pass is the sum of Encoder::forward over all batches.
+//
+// FLOPs counted (useful work only: no padding, embedding lookup free, no MLM head), per token and
+// per layer: 2·(3H·H + H·H + 2I·H + I·H) for the four linears, plus attention 4·d·keys per head,
+// where keys = the sequence length for global layers and |{j : |i−j| <= w/2, 0 <= j < n}| for
+// local layers (QK^T and PV, 2 FLOPs per multiply-add each).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/args.h"
+#include "cli/command.h"
+#include "kernels/cpu/thread_pool.h"
+#include "modernbert/error.h"
+#include "modernbert/model.h"
+#include "modernbert/model_dir.h"
+#include "modernbert/safetensors.h"
+#include "modernbert/tokenizer.h"
+
+namespace modernbert::cli {
+namespace {
+
+std::vector<std::vector<int32_t>> read_workload(const std::string& path, const std::string& model_dir) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open input file " + path);
+  std::optional<Tokenizer> tok;
+  std::vector<std::vector<int32_t>> seqs;
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    const std::string where = path + ":" + std::to_string(line_no) + ": ";
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(where + "invalid JSON: " + e.what());
+    }
+    if (!j.is_object()) throw Error(where + "expected a JSON object");
+    std::vector<int32_t> ids;
+    if (auto it = j.find("input_ids"); it != j.end()) {
+      if (!it->is_array()) throw Error(where + "\"input_ids\" is not an array");
+      ids.reserve(it->size());
+      for (const auto& v : *it) {
+        if (!v.is_number_integer()) throw Error(where + "\"input_ids\" holds a non-integer");
+        const long long id = v.get<long long>();
+        if (id < 0 || id > INT32_MAX) throw Error(where + "token id " + std::to_string(id) + " out of range");
+        ids.push_back(static_cast<int32_t>(id));
+      }
+    } else if (auto t = j.find("text"); t != j.end() && t->is_string()) {
+      if (!tok) {
+        const std::string tp = model_dir + "/tokenizer.json";
+        if (!std::ifstream(tp)) throw Error(where + "a \"text\" line needs " + tp + " (or give \"input_ids\")");
+        tok = Tokenizer::from_file(tp);
+      }
+      Encoding e = tok->encode(t->get<std::string>());
+      ids.assign(e.ids.begin(), e.ids.end());
+    } else {
+      throw Error(where + "expected \"input_ids\" (array of ints) or \"text\" (string)");
+    }
+    if (ids.empty()) throw Error(where + "empty sequence");
+    seqs.push_back(std::move(ids));
+  }
+  if (seqs.empty()) throw Error(path + ": no sequences");
+  return seqs;
+}
+
+// Greedy packing in input order: a batch is closed when the next sequence would exceed the budget.
+std::vector<Batch> make_batches(const std::vector<std::vector<int32_t>>& seqs, int64_t budget) {
+  std::vector<Batch> batches;
+  Batch cur;
+  for (const auto& s : seqs) {
+    const auto n = static_cast<int64_t>(s.size());
+    if (cur.num_seqs() > 0 && cur.num_tokens() + n > budget) {
+      batches.push_back(std::move(cur));
+      cur = Batch();
+    }
+    cur.add(s);
+  }
+  if (cur.num_seqs() > 0) batches.push_back(std::move(cur));
+  return batches;
+}
+
+// Useful FLOPs of one forward of a sequence of n tokens (see the file comment).
+double sequence_flops(const ModelConfig& c, int64_t n) {
+  const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
+  const double d = static_cast<double>(c.head_dim()), nh = static_cast<double>(c.num_attention_heads);
+  const double linear_per_token = 2.0 * (3 * H * H + H * H + 2 * I * H + I * H);
+  double global_keys = static_cast<double>(n) * static_cast<double>(n);
+  auto local_keys = [n](int64_t hw) {
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(std::min(n - 1, i + hw) - std::max<int64_t>(0, i - hw) + 1);
+    return s;
+  };
+  double total = 0;
+  std::optional<std::pair<int64_t, double>> cache;  // half window -> keys
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    total += linear_per_token * static_cast<double>(n);
+    double keys;
+    const int64_t hw = c.half_window(l);
+    if (hw < 0) {
+      keys = global_keys;
+    } else {
+      if (!cache || cache->first != hw) cache = std::make_pair(hw, local_keys(hw));
+      keys = cache->second;
+    }
+    total += 4.0 * d * nh * keys;
+  }
+  return total;
+}
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double peak_rss_mib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+int run_bench(int argc, char** argv) {
+  ArgParser a("bench", "--model DIR --input FILE [flags]",
+              "Encoder throughput: runs Encoder::forward over every sequence of a JSONL file\n"
+              "({\"input_ids\": [...]} per line, ids used as given; {\"text\": ...} if the model dir has\n"
+              "a tokenizer.json), packed into unpadded batches greedily by --max-batch-tokens (input\n"
+              "order; a longer sequence goes alone). The whole input runs --warmup times, then --repeat\n"
+              "times timed. Prints one JSON line: tokens, sequences, batches, threads, seconds_median,\n"
+              "seconds_min, tokens_per_s (from the median), gflops (useful FLOPs: linears + attention\n"
+              "over the keys each query really attends, no padding, no head) and peak_rss_mib.");
+  a.option("model", "DIR", "model directory (config.json + model.safetensors)");
+  a.option("input", "FILE", "JSONL workload");
+  a.option("threads", "N", "compute threads (kernel thread pool; OpenBLAS runs single-threaded inside it)", "2");
+  a.option("repeat", "N", "timed passes over the whole input", "5");
+  a.option("warmup", "N", "untimed passes before timing", "1");
+  a.option("max-batch-tokens", "N", "token budget of one unpadded batch", "16384");
+  a.option("dump-hidden", "FILE",
+           "debug: write the first pass's last_hidden_state F32 [T,H], cu_seqlens and input_ids I64 "
+           "(all batches concatenated) to this safetensors file");
+  if (!a.parse(argc, argv)) return 0;
+  const std::string model_dir = a.require("model"), input = a.require("input");
+  const long long threads = a.get_int("threads"), repeat = a.get_int("repeat"), warmup = a.get_int("warmup");
+  const long long budget = a.get_int("max-batch-tokens");
+  if (threads < 1) throw Error("bench: --threads must be >= 1");
+  if (repeat < 1) throw Error("bench: --repeat must be >= 1");
+  if (warmup < 0) throw Error("bench: --warmup must be >= 0");
+  if (budget < 1) throw Error("bench: --max-batch-tokens must be >= 1");
+
+  // The kernels' pool is created on first use with $MODERNBERT_THREADS threads (thread_pool.cpp);
+  // OpenBLAS is pinned to one thread per pool worker (gemm.cpp, kPool). Set it before any kernel runs.
+  const std::string nt = std::to_string(threads);
+  setenv("MODERNBERT_THREADS", nt.c_str(), 1);
+  const int pool_threads = kernels::default_pool().size();
+  if (pool_threads != threads)
+    throw Error("bench: the kernel thread pool already has " + std::to_string(pool_threads) + " threads");
+
+  LoadedModel m = load_model_dir(model_dir);
+  Encoder enc(m.weights);
+  const ModelConfig& cfg = enc.config();
+  const std::vector<std::vector<int32_t>> seqs = read_workload(input, model_dir);
+  const std::vector<Batch> batches = make_batches(seqs, budget);
+  int64_t tokens = 0;
+  double flops = 0;
+  for (const auto& s : seqs) {
+    tokens += static_cast<int64_t>(s.size());
+    flops += sequence_flops(cfg, static_cast<int64_t>(s.size()));
+  }
+  for (const auto& b : batches) b.validate(cfg.vocab_size);
+
+  std::vector<float> out;
+  if (a.has("dump-hidden")) {
+    const int64_t H = cfg.hidden_size;
+    std::vector<float> hidden;
+    std::vector<int64_t> cu{0}, ids;
+    hidden.reserve(static_cast<size_t>(tokens * H));
+    for (const auto& b : batches) {
+      enc.forward(b, out);
+      hidden.insert(hidden.end(), out.begin(), out.end());
+      for (int64_t s = 0; s < b.num_seqs(); ++s) cu.push_back(cu.back() + b.seq_len(s));
+      ids.insert(ids.end(), b.ids.begin(), b.ids.end());
+    }
+    SafeTensorsWriter w;
+    w.add_i64("input_ids", {tokens}, ids.data());
+    w.add_i64("cu_seqlens", {static_cast<int64_t>(cu.size())}, cu.data());
+    w.add_f32("last_hidden_state", {tokens, H}, hidden.data());
+    w.write(a.get("dump-hidden"));
+  }
+
+  auto pass = [&] {
+    for (const auto& b : batches) enc.forward(b, out);
+  };
+  for (long long i = 0; i < warmup; ++i) pass();
+  std::vector<double> times;
+  for (long long i = 0; i < repeat; ++i) {
+    const double t0 = now_s();
+    pass();
+    times.push_back(now_s() - t0);
+  }
+  std::vector<double> sorted = times;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t n = sorted.size();
+  const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+
+  nlohmann::json r;
+  r["system"] = "modernbert.cpp";
+  r["tokens"] = tokens;
+  r["sequences"] = static_cast<int64_t>(seqs.size());
+  r["batches"] = static_cast<int64_t>(batches.size());
+  r["threads"] = pool_threads;
+  r["repeat"] = repeat;
+  r["warmup"] = warmup;
+  r["seconds_median"] = median;
+  r["seconds_min"] = sorted.front();
+  r["seconds_all"] = times;
+  r["tokens_per_s"] = static_cast<double>(tokens) / median;
+  r["gflop_per_pass"] = flops * 1e-9;
+  r["gflops"] = flops / median * 1e-9;
+  r["weights_mib"] = static_cast<double>(m.weights.num_params()) * sizeof(float) / (1024.0 * 1024.0);
+  r["arena_mib"] = static_cast<double>(enc.arena_floats()) * sizeof(float) / (1024.0 * 1024.0);
+  r["peak_rss_mib"] = peak_rss_mib();
+  std::printf("%s\n", r.dump().c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+CommandRegistrar reg({"bench", "encoder throughput on a JSONL workload (one JSON line of results)", run_bench});
+
+}  // namespace
+}  // namespace modernbert::cli
