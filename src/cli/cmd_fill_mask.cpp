@@ -4,12 +4,42 @@
 #include "cli/command.h"
 #include "cli/infer_common.h"
 #include "modernbert/error.h"
+#include "modernbert/safetensors.h"
 #include "modernbert/tasks.h"
 
 namespace modernbert::cli {
 namespace {
 
 using nlohmann::json;
+
+// transformers' clean_up_tokenization, applied by PreTrainedTokenizer.decode when the model's
+// tokenizer_config.json sets clean_up_tokenization_spaces (ModernBERT's does).
+std::string clean_up_tokenization(std::string s) {
+  static const std::pair<const char*, const char*> kRules[] = {
+      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
+      {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : kRules) {
+    std::string f = from, t = to, r;
+    size_t pos = 0, hit;
+    while ((hit = s.find(f, pos)) != std::string::npos) {
+      r.append(s, pos, hit - pos);
+      r += t;
+      pos = hit + f.size();
+    }
+    r.append(s, pos, std::string::npos);
+    s = std::move(r);
+  }
+  return s;
+}
+
+bool wants_cleanup(const std::string& dir) {
+  try {
+    json j = json::parse(read_file(dir + "/tokenizer_config.json"));
+    return j.value("clean_up_tokenization_spaces", false);
+  } catch (const std::exception&) {
+    return false;  // no tokenizer_config.json: the tokenizers library never cleans up
+  }
+}
 
 int run_fill_mask(int argc, char** argv) {
   ArgParser a("fill-mask", "--model DIR [--top-k K] [TEXT... | --input FILE]",
@@ -43,6 +73,11 @@ int run_fill_mask(int argc, char** argv) {
   auto seqs = records_to_ids(ctx, recs, a.has("truncate"));
   const int64_t top_k = a.get_int("top-k");
   if (top_k <= 0) throw Error("--top-k must be positive");
+  const bool cleanup = wants_cleanup(ctx.model.dir);
+  auto decode = [&](const std::vector<int32_t>& ids, bool skip) {
+    std::string t = ctx.tokenizer->decode(ids, skip);
+    return cleanup ? clean_up_tokenization(t) : t;
+  };
   std::string out;
   for_each_batch(*ctx.encoder, seqs, a.get_int("max-batch-tokens"), [&](const Batch& b, size_t first, const std::vector<float>& h) {
     std::vector<int64_t> rows;
@@ -60,9 +95,8 @@ int run_fill_mask(int argc, char** argv) {
         for (const auto& p : preds[r]) {
           std::vector<int32_t> filled = ids;
           filled[static_cast<size_t>(rows[r] - s0)] = p.token;
-          int32_t one[1] = {p.token};
-          pj.push_back({{"token", p.token}, {"token_str", ctx.tokenizer->decode(one)}, {"score", p.score},
-                        {"sequence", ctx.tokenizer->decode(filled, /*skip_special_tokens=*/true)}});
+          pj.push_back({{"token", p.token}, {"token_str", decode({p.token}, false)}, {"score", p.score},
+                        {"sequence", decode(filled, /*skip_special_tokens=*/true)}});
         }
         masks.push_back({{"position", rows[r] - s0}, {"predictions", pj}});
       }
