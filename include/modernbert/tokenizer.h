@@ -57,6 +57,38 @@ struct Encoding {
   std::size_t size() const { return ids.size(); }
 };
 
+// ---------------------------------------------------------------------------------------------
+// Training a byte-level BPE tokenizer with ModernBERT's pipeline (NFC + ByteLevel regex).
+
+struct BpeTrainerOptions {
+  // Model (BPE) vocabulary size: 2 specials + 256 bytes + learned tokens + 23 space runs. The
+  // 5 BERT specials and [unusedK] padding to a multiple of 64 come on top (like ModernBERT's
+  // 50280 + 5 + 83 = 50368).
+  std::size_t vocab_size = 32768;
+  std::size_t min_frequency = 2;   // a pair must occur at least this often to be merged
+  unsigned num_threads = 0;        // for counting words; 0 = all hardware threads
+  bool verbose = false;            // progress on stderr
+};
+
+struct BpeTrainerStats {
+  std::size_t num_words = 0;       // distinct pre-tokens
+  std::size_t num_merges = 0;
+  std::size_t vocab_size = 0;      // including added tokens
+  double count_seconds = 0, merge_seconds = 0;
+};
+
+class Tokenizer;
+
+// Learns merges from `texts` and returns a complete tokenizer.json (as a string) laid out like
+// ModernBERT's: <|endoftext|> and <|padding|> first, the 256 byte symbols, merged tokens,
+// then the space-run tokens (24..2 spaces) — together opts.vocab_size entries, fewer if the
+// corpus runs out of pairs — then [UNK] [CLS] [SEP] [PAD] [MASK] (lstrip) and [unusedK] tokens
+// padding the total to a multiple of 64. TemplateProcessing
+// [CLS] $A [SEP] / [CLS] $A [SEP] $B [SEP]; ByteLevel decoder.
+std::string train_bpe_tokenizer(const std::vector<std::string>& texts,
+                                const BpeTrainerOptions& opts, BpeTrainerStats* stats = nullptr);
+
+
 class Tokenizer {
  public:
   // Loads a HF tokenizer.json. Throws modernbert::Error naming the file and the field at fault.
@@ -91,33 +123,10 @@ class Tokenizer {
   struct Impl;
 
  private:
+  friend std::string train_bpe_tokenizer(const std::vector<std::string>&, const BpeTrainerOptions&,
+                                         BpeTrainerStats*);
   explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<const Impl> impl_;
 };
-
-// ---------------------------------------------------------------------------------------------
-// Training a byte-level BPE tokenizer with ModernBERT's pipeline (NFC + ByteLevel regex).
-
-struct BpeTrainerOptions {
-  std::size_t vocab_size = 32768;  // final size including added tokens, rounded up to 64
-  std::size_t min_frequency = 2;   // a pair must occur at least this often to be merged
-  unsigned num_threads = 0;        // for counting words; 0 = all hardware threads
-  bool verbose = false;            // progress on stderr
-};
-
-struct BpeTrainerStats {
-  std::size_t num_words = 0;       // distinct pre-tokens
-  std::size_t num_merges = 0;
-  std::size_t vocab_size = 0;      // including added tokens
-  double count_seconds = 0, merge_seconds = 0;
-};
-
-// Learns merges from `texts` and returns a complete tokenizer.json (as a string) laid out like
-// ModernBERT's: <|endoftext|> and <|padding|> first, the 256 byte symbols, merged tokens,
-// then the space-run tokens (24..2 spaces), [UNK] [CLS] [SEP] [PAD] [MASK] (lstrip), and
-// [unusedK] tokens padding the vocabulary to a multiple of 64. TemplateProcessing
-// [CLS] $A [SEP] / [CLS] $A [SEP] $B [SEP]; ByteLevel decoder.
-std::string train_bpe_tokenizer(const std::vector<std::string>& texts,
-                                const BpeTrainerOptions& opts, BpeTrainerStats* stats = nullptr);
 
 }  // namespace modernbert

@@ -224,3 +224,4 @@ for (const [name, rel, field] of sets) {
 }
 fs.writeFileSync(path.join(outDir, 'corpus_samples.jsonl'), samples.join('\n') + '\n');
 fs.writeFileSync(path.join(outDir, 'corpus', 'index.json'), JSON.stringify(index, null, 1) + '\n');
+

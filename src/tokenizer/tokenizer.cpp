@@ -412,7 +412,8 @@ void Tokenizer::Impl::bpe(std::string_view word,
 
 void Tokenizer::Impl::encode_sequence(
     std::string_view text, bool lossy, tok::WordCache& cache, std::vector<RawToken>& out,
-    std::vector<std::pair<std::uint16_t, std::uint16_t>>* ws) const {
+    std::vector<std::pair<std::uint16_t, std::uint16_t>>* ws,
+    const std::function<void(std::string_view)>* word_sink) const {
   // Storage for normalized strings / alignments made along the way (rare paths only).
   std::string lossy_text;
   std::vector<Align> lossy_align;
@@ -468,6 +469,11 @@ void Tokenizer::Impl::encode_sequence(
     while (i < n) {
       std::size_t j = use_regex ? tok::gpt2_match_end(s, n, i, ac) : n;
       std::string_view w = p.text.substr(i, j - i);
+      if (word_sink) {
+        (*word_sink)(w);
+        i = j;
+        continue;
+      }
       const std::vector<std::pair<std::int32_t, std::uint32_t>>* toks;
       auto it = cache.map.find(w);
       if (it != cache.map.end()) {

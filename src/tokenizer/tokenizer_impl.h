@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -153,9 +154,11 @@ struct Tokenizer::Impl {
 
   // Tokenizes one sequence (no post-processing) into `out`; `ws` gets leading/trailing
   // whitespace counts per token when has_trim.
+  // With `word_sink`, pre-tokens are handed to it instead of being BPE-encoded (training).
   void encode_sequence(std::string_view text, bool lossy, tok::WordCache& cache,
                        std::vector<tok::RawToken>& out,
-                       std::vector<std::pair<std::uint16_t, std::uint16_t>>* ws) const;
+                       std::vector<std::pair<std::uint16_t, std::uint16_t>>* ws,
+                       const std::function<void(std::string_view)>* word_sink = nullptr) const;
   Encoding encode_full(std::string_view a, const std::string_view* b, const EncodeOptions& o,
                        tok::WordCache& cache) const;
   // BPE of one pre-token; appends (id, byte length) pairs.

@@ -1,0 +1,121 @@
+// train-tokenizer: the committed small trained tokenizer encodes like HF, retraining reproduces
+// it byte for byte, the layout is ModernBERT's, and (when node + the npm module are installed) a
+// freshly trained tokenizer encodes identically in HF tokenizers and here.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "modernbert/error.h"
+#include "modernbert/tokenizer.h"
+#include "tokenizer_test_util.h"
+
+namespace {
+
+using modernbert::EncodeOptions;
+using modernbert::Encoding;
+using modernbert::Tokenizer;
+using nlohmann::json;
+
+const std::string kTrainedDir = std::string(MB_SOURCE_DIR) + "/tests/data/tokenizer/trained_small";
+
+std::vector<std::string> corpus_texts(const std::string& file, std::size_t from, std::size_t n) {
+  std::vector<std::string> out;
+  auto docs = mbtest::read_jsonl(mbtest::shared_data_dir() + "/corpus/" + file);
+  for (std::size_t i = from; i < docs.size() && out.size() < n; ++i) out.push_back(docs[i]["text"]);
+  return out;
+}
+
+TEST(TokenizerTrain, CommittedTrainedTokenizerMatchesHF) {
+  Tokenizer tk = Tokenizer::from_file(kTrainedDir + "/tokenizer.json");
+  auto cases = mbtest::read_jsonl(kTrainedDir + "/hf_expected.jsonl");
+  ASSERT_GT(cases.size(), 300u);
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    Encoding e = tk.encode(cases[i]["text"].get<std::string>());
+    bool ok = e.ids == mbtest::ids_of(cases[i]["ids"]) && e.offsets == mbtest::offsets_of(cases[i]["offsets"]);
+    if (!ok && ++bad <= 5) ADD_FAILURE() << "case " << i << " " << cases[i]["text"].dump().substr(0, 80);
+    EXPECT_EQ(tk.decode(e.ids, true), cases[i]["decoded"].get<std::string>()) << "case " << i;
+  }
+  EXPECT_EQ(bad, 0u);
+}
+
+TEST(TokenizerTrain, LayoutIsModernBertLike) {
+  Tokenizer tk = Tokenizer::from_file(kTrainedDir + "/tokenizer.json");
+  EXPECT_EQ(tk.vocab_size(), 1024u);
+  EXPECT_EQ(tk.token_to_id("<|endoftext|>").value(), 0);
+  EXPECT_EQ(tk.token_to_id("<|padding|>").value(), 1);
+  std::int32_t unk = tk.token_to_id("[UNK]").value();
+  EXPECT_EQ(tk.token_to_id("[CLS]").value(), unk + 1);
+  EXPECT_EQ(tk.token_to_id("[SEP]").value(), unk + 2);
+  EXPECT_EQ(tk.token_to_id("[PAD]").value(), unk + 3);
+  EXPECT_EQ(tk.token_to_id("[MASK]").value(), unk + 4);
+  EXPECT_EQ(tk.token_to_id("[unused0]").value(), unk + 5);
+  EXPECT_TRUE(tk.token_to_id("  ").has_value());
+  EXPECT_EQ(tk.token_to_id("  ").value(), unk - 1);  // space runs end the model vocabulary
+  EXPECT_TRUE(tk.is_special_id(unk + 4));
+  EXPECT_FALSE(tk.is_special_id(unk + 5));
+  Encoding e = tk.encode("is [MASK].");
+  ASSERT_GE(e.size(), 4u);
+  EXPECT_EQ(e.ids.front(), unk + 1);
+  EXPECT_EQ(e.ids.back(), unk + 2);
+  std::size_t m = 0;
+  for (std::size_t i = 0; i < e.size(); ++i)
+    if (e.ids[i] == unk + 4) m = i;
+  ASSERT_GT(m, 0u);
+  EXPECT_EQ(e.offsets[m], (std::pair<std::size_t, std::size_t>{2, 9}));  // lstrip took the space
+}
+
+TEST(TokenizerTrain, RetrainingReproducesCommittedFile) {
+  if (mbtest::shared_data_dir().empty()) GTEST_SKIP() << "MB_SHARED_DATA not set; skipping";
+  auto texts = corpus_texts("heldout.jsonl", 0, 100);
+  modernbert::BpeTrainerOptions o;
+  o.vocab_size = 1000;
+  for (unsigned threads : {1u, 2u}) {
+    o.num_threads = threads;
+    std::string trained = modernbert::train_bpe_tokenizer(texts, o);
+    EXPECT_TRUE(trained == mbtest::read_file(kTrainedDir + "/tokenizer.json")) << "threads " << threads;
+  }
+  o.vocab_size = 200;
+  EXPECT_THROW(modernbert::train_bpe_tokenizer(texts, o), modernbert::Error);
+}
+
+TEST(TokenizerTrain, FreshTrainingEncodesLikeHFAtTestTime) {
+  if (mbtest::shared_data_dir().empty()) GTEST_SKIP() << "MB_SHARED_DATA not set; skipping";
+  std::string ref = std::string(MB_SOURCE_DIR) + "/scripts/tokenizer_reference";
+  if (std::system("node --version > /dev/null 2>&1") != 0 ||
+      !std::filesystem::exists(ref + "/node_modules/tokenizers"))
+    GTEST_SKIP() << "node or scripts/tokenizer_reference/node_modules missing (npm ci); skipping";
+  auto train = corpus_texts("train.jsonl", 0, 400);
+  modernbert::BpeTrainerOptions o;
+  o.vocab_size = 3000;
+  modernbert::BpeTrainerStats st;
+  std::string json_text = modernbert::train_bpe_tokenizer(train, o, &st);
+  EXPECT_EQ(st.vocab_size, 3008u);
+  std::string dir = std::string(MB_BINARY_DIR) + "/tokenizer_train_test";
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream f(dir + "/tokenizer.json", std::ios::binary);
+    f << json_text;
+  }
+  Tokenizer tk = Tokenizer::from_file(dir + "/tokenizer.json");
+  auto held = corpus_texts("heldout.jsonl", 0, 60);
+  held.push_back("Odd: [MASK] x  y\t\tz  [unused3] é e\u0301 😀 '''s 123456");
+  {
+    std::ofstream f(dir + "/texts.jsonl", std::ios::binary);
+    for (const auto& t : held) f << json{{"text", t}}.dump() << "\n";
+  }
+  std::string cmd = "cd '" + ref + "' && node encode_jsonl.mjs '" + dir + "/tokenizer.json' '" + dir +
+                    "/texts.jsonl' '" + dir + "/hf.jsonl'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  auto hf = mbtest::read_jsonl(dir + "/hf.jsonl");
+  ASSERT_EQ(hf.size(), held.size());
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    Encoding e = tk.encode(held[i]);
+    EXPECT_EQ(e.ids, mbtest::ids_of(hf[i]["input_ids"])) << "text " << i;
+    EXPECT_EQ(e.offsets, mbtest::offsets_of(hf[i]["offsets"])) << "text " << i;
+  }
+}
+
+}  // namespace
