@@ -6,7 +6,7 @@
 // Writes:
 //   adversarial.jsonl          hand-written + generated hard inputs with full expected output
 //                              (ids/offsets with and without special tokens, decode, truncation)
-//   corpus/<set>.txt           one line per document: first 16 hex digits of
+//   corpus/<set>.txt           one line per document: first 12 hex digits of
 //                              sha256(canonical ids+offsets with special tokens) and token count
 //   corpus_samples.jsonl       full ids + offsets of the first documents of each set
 import { createHash } from 'node:crypto';
@@ -212,7 +212,7 @@ for (const [name, rel, field] of sets) {
     if (!line) continue;
     const text = JSON.parse(line)[field];
     const { ids, offsets } = await encodeBytes(tk, text, null, true);
-    const h = createHash('sha256').update(canonical(ids, offsets)).digest('hex').slice(0, 16);
+    const h = createHash('sha256').update(canonical(ids, offsets)).digest('hex').slice(0, 12);
     out.push(`${h} ${ids.length}`);
     if (k < 3) samples.push(JSON.stringify({ set: name, index: k, ids, offsets }));
     k++;

@@ -26,3 +26,48 @@ for (const text of texts) {
 }
 fs.writeFileSync(path.join(dir, 'trained_small', 'hf_expected.jsonl'), out.join('\n') + '\n');
 console.log(`trained_small/hf_expected.jsonl: ${out.length} texts`);
+
+// Variants of the trained tokenizer exercising the other supported options, with HF's output:
+//   prefix_trim: add_prefix_space, Sequence[ByteLevel(trim_offsets), TemplateProcessing],
+//                "a b" string merges, Sequence[NFC] normalizer, [unused0] single_word+rstrip
+//   noregex_trim: use_regex false, ByteLevel post-processor only (no special tokens),
+//                 [unused1] lstrip+rstrip, truncation from the file
+{
+  const base = JSON.parse(fs.readFileSync(path.join(dir, 'trained_small', 'tokenizer.json'), 'utf8'));
+  const variants = {};
+  {
+    const v = structuredClone(base);
+    v.pre_tokenizer.add_prefix_space = true;
+    v.post_processor = { type: 'Sequence', processors: [
+      { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true }, base.post_processor] };
+    v.model.merges = v.model.merges.map(([a, b]) => `${a} ${b}`);
+    v.normalizer = { type: 'Sequence', normalizers: [{ type: 'NFC' }] };
+    for (const t of v.added_tokens) if (t.content === '[unused0]') Object.assign(t, { single_word: true, rstrip: true });
+    variants.prefix_trim = v;
+  }
+  {
+    const v = structuredClone(base);
+    v.pre_tokenizer.use_regex = false;
+    v.post_processor = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+    for (const t of v.added_tokens) if (t.content === '[unused1]') Object.assign(t, { lstrip: true, rstrip: true });
+    v.truncation = { direction: 'Right', max_length: 40, strategy: 'LongestFirst', stride: 0 };
+    variants.noregex_trim = v;
+  }
+  const extra = ['x [unused0] y', 'x[unused0]y', ' [unused0]', 'a\t[unused1]\tb', '[unused1]  [unused1]', 'no  prefix', ' lead', '  two lead',
+    'trail  ', '\u3000[unused0]\u3000', 'é[unused0]é', '_[unused0]_', '-[unused0]-'];
+  const short = texts.filter((t) => t.length <= 300).slice(0, 150).concat(extra);
+  fs.mkdirSync(path.join(dir, 'variants'), { recursive: true });
+  for (const [name, v] of Object.entries(variants)) {
+    const file = path.join(dir, 'variants', `${name}.json`);
+    fs.writeFileSync(file, JSON.stringify(v) + '\n');
+    const vt = Tokenizer.fromFile(file);
+    const lines = [];
+    for (const text of short) {
+      const a = await encodeBytes(vt, text, null, true);
+      const p = await encodeBytes(vt, text, 'pair [unused0] second', true);
+      lines.push(JSON.stringify({ text, ids: a.ids, offsets: a.offsets, pair_ids: p.ids, pair_offsets: p.offsets }));
+    }
+    fs.writeFileSync(path.join(dir, 'variants', `${name}_expected.jsonl`), lines.join('\n') + '\n');
+    console.log(`variants/${name}: ${lines.length} texts`);
+  }
+}

@@ -9,6 +9,7 @@
 //      the common already-NFC case, so no alignment vector is built).
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <exception>
 #include <thread>
 
@@ -60,15 +61,19 @@ void PatternSet::add(std::string_view p, int value) {
     node = it->second;
   }
   if (nodes_[node].value < 0) nodes_[node].value = value;  // first added wins, like aho-corasick
+  dense_.clear();
+  if (nodes_.size() <= 4096) {
+    dense_.assign(nodes_.size() * 256, -1);
+    for (const auto& [k, v] : edges_) dense_[static_cast<std::size_t>(k >> 8) * 256 + (k & 0xff)] = v;
+  }
 }
 
 std::size_t PatternSet::longest_at(std::string_view s, std::size_t i, int& value) const {
   int node = 0;
   std::size_t best = 0;
   for (std::size_t j = i; j < s.size(); ++j) {
-    auto it = edges_.find((static_cast<std::uint64_t>(node) << 8) | static_cast<unsigned char>(s[j]));
-    if (it == edges_.end()) break;
-    node = it->second;
+    node = child(node, static_cast<unsigned char>(s[j]));
+    if (node < 0) break;
     if (nodes_[node].value >= 0) {
       best = j + 1 - i;
       value = nodes_[node].value;
@@ -77,19 +82,52 @@ std::size_t PatternSet::longest_at(std::string_view s, std::size_t i, int& value
   return best;
 }
 
-std::size_t WordCache::Hash::operator()(std::string_view s) const noexcept {
-  // FNV-1a over 8-byte words: pre-tokens are short.
+std::uint64_t WordCache::hash(std::string_view s) noexcept {
+  // FNV-style mixing over 8-byte words: pre-tokens are short.
   std::uint64_t h = 0xcbf29ce484222325ULL ^ s.size();
   std::size_t i = 0;
   for (; i + 8 <= s.size(); i += 8) {
     std::uint64_t w;
-    __builtin_memcpy(&w, s.data() + i, 8);
+    std::memcpy(&w, s.data() + i, 8);
     h = (h ^ w) * 0x100000001b3ULL;
     h ^= h >> 29;
   }
-  for (; i < s.size(); ++i) h = (h ^ static_cast<unsigned char>(s[i])) * 0x100000001b3ULL;
+  if (i < s.size()) {
+    std::uint64_t w = 0;
+    std::memcpy(&w, s.data() + i, s.size() - i);
+    h = (h ^ w) * 0x100000001b3ULL;
+  }
   h ^= h >> 32;
-  return static_cast<std::size_t>(h);
+  h *= 0x9E3779B97F4A7C15ULL;
+  return h ^ (h >> 29);
+}
+
+void WordCache::grow() {
+  std::size_t cap = slots_.empty() ? 4096 : slots_.size() * 2;
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(cap, Slot{});
+  mask_ = cap - 1;
+  for (const Slot& sl : old) {
+    if (sl.key_len == kEmpty) continue;
+    std::size_t i = sl.hash & mask_;
+    while (slots_[i].key_len != kEmpty) i = (i + 1) & mask_;
+    slots_[i] = sl;
+  }
+}
+
+void WordCache::insert(std::string_view word, std::uint64_t h, const std::vector<Tok>& toks) {
+  if ((size_ + 1) * 2 > slots_.size()) grow();
+  std::size_t i = h & mask_;
+  while (slots_[i].key_len != kEmpty) i = (i + 1) & mask_;
+  Slot& sl = slots_[i];
+  sl.hash = h;
+  sl.key_off = static_cast<std::uint32_t>(keys_.size());
+  sl.key_len = static_cast<std::uint32_t>(word.size());
+  sl.val_off = static_cast<std::uint32_t>(vals_.size());
+  sl.val_len = static_cast<std::uint32_t>(toks.size());
+  keys_.append(word);
+  vals_.insert(vals_.end(), toks.begin(), toks.end());
+  ++size_;
 }
 
 namespace {
@@ -107,6 +145,11 @@ inline bool is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
 // the whole character, as HF's per-byte alignments do.
 inline std::pair<std::uint32_t, std::uint32_t> to_original(const Piece& p, std::size_t a,
                                                            std::size_t b) {
+  if (a >= b) {  // empty range (only from the overlapping added-token quirk)
+    std::uint32_t o = p.align ? (a < p.text.size() ? p.align[a].first : (a ? p.align[a - 1].second : 0))
+                              : p.base + static_cast<std::uint32_t>(a);
+    return {o, o};
+  }
   if (p.align) return {p.align[a].first, p.align[b - 1].second};
   const auto* s = reinterpret_cast<const unsigned char*>(p.text.data());
   while (a > 0 && is_cont(s[a])) --a;
@@ -274,10 +317,12 @@ void find_added(const Tokenizer::Impl& t, const PatternSet& pats, std::string_vi
     }
     if (a.lstrip) start = std::max(trailing_space_start(s.substr(0, start)), start_offset);
     if (a.rstrip) stop += leading_space_end(s.substr(stop));
+    // HF quirk kept on purpose: the search resumes after the raw match (`i`), not after the
+    // rstripped `stop`, so a following match may overlap the stripped whitespace.
+    if (start > stop) start = stop;  // HF would panic here (bad split); we emit an empty token
     if (start_offset < start) out.push_back({start_offset, start, -1});
     out.push_back({start, stop, value});
     start_offset = stop;
-    i = std::max(i, stop);
   }
   if (start_offset != s.size()) out.push_back({start_offset, s.size(), -1});
 }
@@ -314,7 +359,7 @@ std::unique_ptr<tok::WordCache> Tokenizer::Impl::take_cache() const {
 }
 
 void Tokenizer::Impl::give_cache(std::unique_ptr<tok::WordCache> c) const {
-  if (c->map.size() > 500000) c->map.clear();  // bound memory; the hot words come back fast
+  if (c->bytes() > (64u << 20)) c->clear();  // bound memory; the hot words come back fast
   std::lock_guard<std::mutex> lk(cache_mu);
   cache_pool.push_back(std::move(c));
 }
@@ -448,13 +493,14 @@ void Tokenizer::Impl::encode_sequence(
     if (p.text.empty()) return;
     if (add_prefix_space && p.text[0] != ' ') {
       // NormalizedString::prepend: the space takes the first character's alignment.
-      std::vector<Align> al;
       std::size_t first_len = 1;
       while (first_len < p.text.size() && tok::is_cont(static_cast<unsigned char>(p.text[first_len])))
         ++first_len;
       auto first = tok::to_original(p, 0, first_len);
-      prefixed.assign(" ");
-      prefixed.append(p.text);
+      // (resize + copy rather than assign/append: GCC 12 -O3 emits a bogus -Wrestrict there)
+      prefixed.resize(p.text.size() + 1);
+      prefixed[0] = ' ';
+      std::memcpy(prefixed.data() + 1, p.text.data(), p.text.size());
       prefixed_align.assign(1, {first.first, first.second});
       for (std::size_t i = 0; i < p.text.size(); ++i) {
         std::size_t a = i, b = i + 1;
@@ -474,20 +520,19 @@ void Tokenizer::Impl::encode_sequence(
         i = j;
         continue;
       }
-      const std::vector<std::pair<std::int32_t, std::uint32_t>>* toks;
-      auto it = cache.map.find(w);
-      if (it != cache.map.end()) {
-        toks = &it->second;
-      } else {
+      std::uint64_t h = tok::WordCache::hash(w);
+      std::uint32_t ntok = 0;
+      const tok::WordCache::Tok* toks = cache.find(w, h, ntok);
+      if (!toks) {
         scratch.clear();
         bpe(w, scratch);
-        if (w.size() <= 256)
-          toks = &cache.map.emplace(std::string(w), scratch).first->second;
-        else
-          toks = &scratch;
+        if (w.size() <= 256) cache.insert(w, h, scratch);
+        toks = scratch.data();
+        ntok = static_cast<std::uint32_t>(scratch.size());
       }
       std::size_t pos = i;
-      for (const auto& [id, len] : *toks) {
+      for (std::uint32_t k = 0; k < ntok; ++k) {
+        auto [id, len] = toks[k];
         auto [a, b] = tok::to_original(p, pos, pos + len);
         out.push_back({id, a, b});
         if (ws) ws->push_back(static_cast<std::size_t>(id) < vocab_ws.size() ? vocab_ws[id]

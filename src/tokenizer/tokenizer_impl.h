@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -74,9 +75,67 @@ class PatternSet {
   struct Node {
     int value = -1;
   };
+  int child(int node, unsigned char c) const {
+    if (!dense_.empty()) return dense_[static_cast<std::size_t>(node) * 256 + c];
+    auto it = edges_.find((static_cast<std::uint64_t>(node) << 8) | c);
+    return it == edges_.end() ? -1 : it->second;
+  }
   std::vector<Node> nodes_{Node{}};
   std::unordered_map<std::uint64_t, int> edges_;  // (node << 8 | byte) -> child
+  // Dense transition table (node * 256 + byte -> child or -1) while the trie is small; the
+  // space-run tokens make ' ' a pattern start, so this lookup runs at every space.
+  std::vector<std::int32_t> dense_;
   bool first_[256] = {};
+};
+
+// Word cache: open addressing over (hash, key bytes) with keys and token lists in flat arenas;
+// per-thread, so no locking. Values: (id, byte length) per BPE token of the pre-token.
+class WordCache {
+ public:
+  using Tok = std::pair<std::int32_t, std::uint32_t>;
+  // Returns the cached tokens of `word` or nullptr. Pointers stay valid until the next insert.
+  const Tok* find(std::string_view word, std::uint64_t h, std::uint32_t& n) const {
+    if (slots_.empty()) return nullptr;
+    std::size_t i = h & mask_;
+    while (true) {
+      const Slot& sl = slots_[i];
+      if (sl.key_len == kEmpty) return nullptr;
+      if (sl.hash == h && sl.key_len == word.size() &&
+          std::memcmp(keys_.data() + sl.key_off, word.data(), word.size()) == 0) {
+        n = sl.val_len;
+        return vals_.data() + sl.val_off;
+      }
+      i = (i + 1) & mask_;
+    }
+  }
+  void insert(std::string_view word, std::uint64_t h, const std::vector<Tok>& toks);
+  std::size_t size() const { return size_; }
+  std::size_t bytes() const { return keys_.size() + vals_.size() * sizeof(Tok) + slots_.size() * sizeof(Slot); }
+  void clear() {
+    slots_.clear();
+    keys_.clear();
+    vals_.clear();
+    size_ = 0;
+    mask_ = 0;
+  }
+  static std::uint64_t hash(std::string_view s) noexcept;
+
+  struct Hash {  // for std::unordered_map<std::string, ...> with string_view lookups
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return static_cast<std::size_t>(hash(s)); }
+  };
+
+ private:
+  static constexpr std::uint32_t kEmpty = 0xffffffffu;
+  struct Slot {
+    std::uint64_t hash;
+    std::uint32_t key_off, key_len = kEmpty, val_off, val_len;
+  };
+  void grow();
+  std::vector<Slot> slots_;
+  std::string keys_;
+  std::vector<Tok> vals_;
+  std::size_t mask_ = 0, size_ = 0;
 };
 
 struct TemplatePiece {
@@ -97,17 +156,6 @@ struct PostStep {
 struct RawToken {
   std::int32_t id;
   std::uint32_t start, end;  // original byte offsets
-};
-
-// Per-thread word cache: pre-token bytes -> (id, byte length) per BPE token.
-struct WordCache {
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept;
-  };
-  std::unordered_map<std::string, std::vector<std::pair<std::int32_t, std::uint32_t>>, Hash,
-                     std::equal_to<>>
-      map;
 };
 
 }  // namespace modernbert::tok
