@@ -62,6 +62,10 @@ void PatternSet::add(std::string_view p, int value) {
   }
   if (nodes_[node].value < 0) nodes_[node].value = value;  // first added wins, like aho-corasick
   dense_.clear();
+}
+
+void PatternSet::finalize() {
+  dense_.clear();
   if (nodes_.size() <= 4096) {
     dense_.assign(nodes_.size() * 256, -1);
     for (const auto& [k, v] : edges_) dense_[static_cast<std::size_t>(k >> 8) * 256 + (k & 0xff)] = v;

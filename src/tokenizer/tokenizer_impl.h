@@ -66,6 +66,7 @@ struct AddedToken {
 class PatternSet {
  public:
   void add(std::string_view pattern, int value);
+  void finalize();  // builds the dense table; call after the last add
   bool empty() const { return nodes_.size() <= 1; }
   // Longest pattern starting at s[i]; returns its length (0 = none) and value.
   std::size_t longest_at(std::string_view s, std::size_t i, int& value) const;

@@ -255,6 +255,8 @@ void load_added_tokens(const Ctx& c, const json& list, Tokenizer::Impl& t) {
       t.norm_patterns.add(a.content, static_cast<int>(i));
     }
   }
+  t.raw_patterns.finalize();
+  t.norm_patterns.finalize();
 }
 
 std::vector<tok::TemplatePiece> load_template(const Ctx& c, const json& v, const std::string& w) {
