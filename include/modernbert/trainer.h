@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "modernbert/config.h"
 #include "modernbert/model.h"
 #include "modernbert/weights.h"
@@ -78,5 +80,180 @@ class TrainModel {
 
 // Sum over the buffer of g², in a fixed order (chunked double partial sums), for grad-norm logs.
 double grad_norm_sq(const float* g, size_t n);
+
+// ==== Part 2: the pre-training recipe (spec §6) =================================================
+
+// ---- StableAdamW / AdamW (spec §6.4) ----
+struct OptimizerConfig {
+  std::string type = "stableadamw";  // "stableadamw" | "adamw"
+  double lr = 8e-4;                  // peak LR = η_max (StableAdamW's max_lr, decouple_lr=True)
+  double beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
+  double weight_decay = 1e-5;        // λ; never applied to norms and biases (ParamSpec::weight_decay)
+};
+
+// Moments m, v in the Weights layout. step() applies one update to every parameter tensor:
+// StableAdamW (t = step count after increment):
+//   β̂ = (β^t − β)/(β^t − 1);  m ← β̂1 m + (1−β̂1) g;  v ← β̂2 v + (1−β̂2) g²
+//   RMS = sqrt(mean(g² / max(v, ε²)));  η' = η_t / max(1, RMS)            (per tensor)
+//   θ ← θ (1 − (η'/η_max) λ)  (decayed tensors only);  θ ← θ − η' m / (sqrt(v) + ε)
+// AdamW (PyTorch): m, v plain EMAs; θ ← θ (1 − η_t λ); θ ← θ − η_t m̂ / (sqrt(v̂) + ε).
+class Optimizer {
+ public:
+  Optimizer(const std::vector<ParamSpec>& specs, const OptimizerConfig& cfg);
+  void step(float* params, const float* grads, double lr_t);
+  int64_t step_count() const { return t_; }
+  void set_step_count(int64_t t) { t_ = t; }
+  std::vector<float>& m() { return m_; }
+  std::vector<float>& v() { return v_; }
+  const OptimizerConfig& config() const { return cfg_; }
+  // Per-tensor update RMS of the last StableAdamW step (spec order), for logs and tests.
+  const std::vector<double>& last_rms() const { return rms_; }
+
+ private:
+  std::vector<ParamSpec> specs_;
+  std::vector<size_t> offsets_;
+  OptimizerConfig cfg_;
+  std::vector<float> m_, v_;
+  std::vector<double> rms_;
+  int64_t t_ = 0;
+};
+
+// ---- LR schedule (spec §6.5), time in tokens ----
+struct ScheduleConfig {
+  double warmup_tokens = 3e9;     // linear ramp from alpha_i to 1
+  double decay_tokens = 0;        // length of the final decay (0 = never decays: P1 "constant after warm-up")
+  double total_tokens = 0;        // T_max (decay ends here)
+  std::string decay_shape = "1-sqrt";  // "1-sqrt" | "linear"
+  double alpha_i = 0.0;           // initial warm-up fraction (Composer: 1e-10 ~ 0)
+  double alpha_f = 0.001;         // final fraction after the decay
+};
+// Multiplier of the peak LR at `tokens` seen.
+double lr_multiplier(const ScheduleConfig& s, double tokens);
+
+// ---- Batch-size warm-up (spec §6.3), in micro-batches per step ----
+struct BatchWarmup {
+  int64_t min_batches = 1, max_batches = 1;
+  double warmup_tokens = 0;  // per device (W); 0 = always max
+  // b while tokens < ceil(W·(min+…+b)/S) with S = Σ_{b=min}^{max-1} b; max afterwards.
+  int64_t batches_at(double tokens) const;
+};
+
+// ---- MLM masking (spec §6.1) ----
+struct MaskingConfig {
+  double probability = 0.3;
+  int32_t mask_token_id = 50284;
+  // Ids never masked (the reference excludes only padding; we never store padding).
+  std::vector<int32_t> excluded_ids;
+};
+// Masks ids in place and writes labels (original id at masked positions, -100 elsewhere), with one
+// uniform r per position: r < 0.8p → [MASK]; < 0.9p → random id in [0, max id of the row after
+// [MASK] substitution]; < p → unchanged. Deterministic from (seed, stream): the same row serial
+// always gets the same mask, independent of threads, restarts or what came before.
+void mlm_mask(std::vector<int32_t>& ids, std::vector<int32_t>& labels, const MaskingConfig& cfg, uint64_t seed,
+              uint64_t stream);
+
+// ---- Greedy best-fit sequence packing (spec §6.3) ----
+struct PackedRow {
+  std::vector<int32_t> ids;             // concatenated sequences (no padding stored)
+  std::vector<int64_t> cu_seqlens{0};   // row-local boundaries
+  int64_t capacity = 0;                 // row length; capacity - ids.size() = padding not stored
+};
+
+// Deterministic, restartable document source: documents in a per-epoch shuffled order.
+class DocumentStream {
+ public:
+  DocumentStream(std::vector<std::vector<int32_t>> docs, uint64_t seed, bool shuffle = true);
+  const std::vector<int32_t>& next();
+  int64_t epoch() const { return epoch_; }
+  int64_t cursor() const { return cursor_; }
+  void seek(int64_t epoch, int64_t cursor);
+  size_t size() const { return docs_.size(); }
+
+ private:
+  void make_order();
+  std::vector<std::vector<int32_t>> docs_;
+  std::vector<int64_t> order_;
+  uint64_t seed_;
+  bool shuffle_;
+  int64_t epoch_ = 0, cursor_ = 0;
+};
+
+class SequencePacker {
+ public:
+  // row_len tokens per row; buffer_size = FIFO capacity in sequences (reference: 5 × device batch).
+  SequencePacker(int64_t row_len, int64_t buffer_size, std::function<std::vector<int32_t>()> source);
+  // Packs n_rows rows: pop the next buffered sequence, put it in the fitting row with the least
+  // room left (ties: lowest index), else set it aside; refill while the set-aside list leaves
+  // room; set-aside sequences go back to the front of the buffer (deque.extendleft order).
+  // Returns false (and keeps the buffer) if some row would stay empty.
+  bool next(int64_t n_rows, std::vector<PackedRow>& rows);
+  // Buffer contents (for checkpoints).
+  std::vector<std::vector<int32_t>> buffer() const;
+  void set_buffer(std::vector<std::vector<int32_t>> b);
+
+ private:
+  int64_t row_len_, capacity_;
+  std::function<std::vector<int32_t>()> source_;
+  std::vector<std::vector<int32_t>> buf_;  // front = index 0
+};
+
+// ---- Tiling a smaller model into a larger one (spec §6.7) ----
+// New layer k ← source layer round_half_even(k · L_src / L_dst).
+std::vector<int64_t> tiling_layer_map(int64_t src_layers, int64_t dst_layers);
+// New[r, c] = B[(r − r0) mod R, (c − c0) mod C], r0 = (R'−R)//2, c0 = (C'−C)//2 (1-D alike).
+void tile_tensor(const float* src, const std::vector<int64_t>& src_shape, float* dst,
+                 const std::vector<int64_t>& dst_shape);
+// Fills dst from src per §6.7: Wqkv tiled per Q/K/V block, Wi per half, norms 1-D, decoder bias
+// copied; final_norm and classifier keep dst's current (fresh) values.
+void tile_weights(const Weights& src, Weights& dst);
+
+// ---- The pre-training loop ----
+struct PretrainConfig {
+  // Model.
+  std::string model_config = "tiny";  // preset name or config.json path (fresh init)
+  std::string init = "megatron";      // fresh init rule (spec §6.6)
+  std::string init_from;              // continue from these weights (context extension), fresh optimizer
+  std::string tile_from;              // grow from a smaller model (spec §6.7)
+  double global_rope_theta = 0, local_rope_theta = 0;  // > 0: override (context extension)
+  // Data.
+  std::vector<std::string> data;       // JSONL (text | input_ids) or .txt (one document per line)
+  std::vector<std::string> eval_data;  // held out; empty: eval_documents taken from the data's head
+  int64_t eval_documents = 0;
+  std::string tokenizer;               // tokenizer.json (needed for text)
+  std::string long_documents = "truncate";  // "truncate" (reference) | "split"
+  int64_t seq_len = 1024;
+  int64_t micro_batch_size = 96;        // packed rows of seq_len per forward/backward
+  int64_t global_batch_size = 4608;     // rows per optimizer step (after warm-up)
+  double batch_warmup_tokens = 50e9;    // 0 disables batch-size warm-up
+  int64_t packing_buffer = 0;           // 0 = 5 × global_batch_size
+  double mlm_probability = 0.3, eval_mlm_probability = 0.15;
+  int32_t mask_token_id = -1;           // -1: from the tokenizer's [MASK], else 50284
+  // Optimisation.
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  double max_tokens = 1.719e12;
+  int64_t max_steps = 0;                // > 0: stop after this many steps
+  double grad_clip = 0;                 // > 0: clip the global grad norm
+  double spike_factor = 0;              // > 0: skip a step whose loss > factor × EMA(loss)
+  int64_t spike_warmup_steps = 20;
+  uint64_t seed = 17;
+  // Output.
+  std::string output_dir;
+  int64_t save_every = 1000, keep_last = 3, eval_every = 0, eval_rows = 64, log_every = 1;
+  bool resume = false;
+  int64_t kill_at_step = 0;  // testing aid: SIGKILL itself in the middle of this step
+
+  static PretrainConfig from_json(const nlohmann::json& j, const std::string& source);
+  nlohmann::json to_json() const;
+};
+
+struct PretrainResult {
+  int64_t steps = 0;
+  double tokens = 0;
+  double last_loss = 0;
+  int64_t skipped_steps = 0;
+};
+
+PretrainResult pretrain(const PretrainConfig& cfg);
 
 }  // namespace modernbert
