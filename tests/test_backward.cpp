@@ -253,7 +253,33 @@ TEST(BackwardKernels, LossesFiniteDifferences) {
   for (int64_t c = 0; c < C; ++c) EXPECT_EQ(d[1 * C + c], 0.0f);  // ignored row
   double row0 = std::log(lse) - x[3];
   std::vector<int32_t> only0 = {3};
-  EXPECT_NEAR(tr::cross_entropy(x.data(), only0.data(), nullptr, 1, C, 1.0f, nullptr, nullptr), row0, 1e-9);
+  EXPECT_NEAR(tr::cross_entropy(x.data(), only0.data(), nullptr, 1, C, 1.0f, nullptr, nullptr), row0, 1e-6);
+
+  // Vocabulary-sized rows: the AVX2 path (and its 1024-element partial-sum flush) vs double.
+  {
+    const int64_t R2 = 3, C2 = 2100;
+    auto xl = randn(R2 * C2, 64, 3.0f);
+    const std::vector<int32_t> l2 = {5, 2099, 1000};
+    std::vector<float> dl(R2 * C2);
+    const double got = tr::cross_entropy(xl.data(), l2.data(), dl.data(), R2, C2, 0.5f, nullptr, nullptr);
+    double want = 0;
+    for (int64_t r = 0; r < R2; ++r) {
+      double mx = -1e30, se = 0;
+      for (int64_t c = 0; c < C2; ++c) mx = std::max(mx, static_cast<double>(xl[r * C2 + c]));
+      for (int64_t c = 0; c < C2; ++c) se += std::exp(xl[r * C2 + c] - mx);
+      want += mx + std::log(se) - xl[r * C2 + l2[r]];
+      for (int64_t c = 0; c < C2; c += 97) {
+        const double g = 0.5 * (std::exp(xl[r * C2 + c] - mx) / se - (c == l2[r]));
+        ASSERT_NEAR(dl[r * C2 + c], g, 1e-7 + 1e-5 * std::abs(g));
+      }
+      const double gy = 0.5 * (std::exp(xl[r * C2 + l2[r]] - mx) / se - 1);
+      ASSERT_NEAR(dl[r * C2 + l2[r]], gy, 1e-6);
+    }
+    EXPECT_NEAR(got, want, 1e-5 * want);
+    std::vector<float> xnan = xl;
+    xnan[17] = std::nanf("");
+    EXPECT_TRUE(std::isnan(tr::cross_entropy(xnan.data(), l2.data(), nullptr, R2, C2, 1.0f, nullptr, nullptr)));
+  }
 
   auto p = randn(12, 62), t = randn(12, 63);
   std::vector<float> dp(12);
