@@ -445,6 +445,43 @@ TEST(Pretrain, ContextExtensionChangesThetaAndSeqLen) {
   EXPECT_EQ(c2.local_rope_theta, 10000.0);
 }
 
+TEST(Pretrain, TextDataWithTokenizerThenTiling) {
+  const std::string tokjson = mbtest::shared_data() + "/modernbert-tokenizer/tokenizer.json";
+  if (!std::ifstream(tokjson).good()) GTEST_SKIP() << "no shared tokenizer at " << tokjson;
+  mbtest::TempDir tmp("pretrain_text");
+  {
+    std::ofstream txt(tmp / "docs.txt"), jl(tmp / "docs.jsonl");
+    for (int i = 0; i < 30; ++i) {
+      txt << "Document number " << i << " talks about packing, masking and the optimizer step " << i * 7 << ".\n";
+      jl << "{\"text\": \"A JSON line with text " << i << ": the quick brown fox jumps over the lazy dog.\"}\n";
+    }
+  }
+  auto r = mbtest::run_command(mbtest::cli() + " pretrain --data " + (tmp / "docs.txt") + "," + (tmp / "docs.jsonl") +
+                               " --tokenizer " + tokjson + " --output-dir " + (tmp / "o") +
+                               " --model-config tiny --seq-len 64 --micro-batch-size 2 --global-batch-size 2"
+                               " --batch-warmup-tokens 0 --max-steps 2 --eval-every 2 --eval-documents 4");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("eval loss"), std::string::npos) << r.output;
+  // Grow the result (4 layers, H 64) into 6 layers, H 96 by tiling (spec §6.7).
+  nlohmann::json big = ModelConfig::preset("tiny").to_json();
+  big["hidden_size"] = 96;
+  big["intermediate_size"] = 128;
+  big["num_attention_heads"] = 6;
+  big["num_hidden_layers"] = 6;
+  big.erase("layer_types");
+  big.erase("rope_parameters");
+  std::ofstream(tmp / "big.json") << big.dump();
+  r = mbtest::run_command(mbtest::cli() + " pretrain --data " + (tmp / "docs.txt") + " --tokenizer " + tokjson +
+                          " --output-dir " + (tmp / "big") + " --model-config " + (tmp / "big.json") + " --tile-from " +
+                          (tmp / "o/checkpoint-00000002") +
+                          " --seq-len 64 --micro-batch-size 2 --global-batch-size 2 --batch-warmup-tokens 0"
+                          " --max-steps 1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  LoadedModel m = load_model_dir(tmp / "big/checkpoint-00000001");
+  EXPECT_EQ(m.config.hidden_size, 96);
+  EXPECT_EQ(m.config.num_hidden_layers, 6);
+}
+
 TEST(Pretrain, ConfigErrorsNameTheField) {
   EXPECT_THROW(PretrainConfig::from_json({{"seq_len", 0}}, "t.json"), Error);
   try {
