@@ -153,25 +153,31 @@ void load_model(const Ctx& c, const json& m, Tokenizer::Impl& t) {
   t.merges.reserve(merges.size());
   for (std::size_t r = 0; r < merges.size(); ++r) {
     const json& e = merges[r];
-    std::string mw = where + ".merges[" + std::to_string(r) + "]";
+    // Location string built only on the error path: 50k merges per file.
+    auto mw = [&] { return where + ".merges[" + std::to_string(r) + "]"; };
+    auto str = [&](const json& v, const char* sub) -> const std::string& {
+      if (!v.is_string()) c.fail(mw() + sub, "expected a string");
+      return v.get_ref<const std::string&>();
+    };
     std::string a, b;
     if (e.is_string()) {
-      std::string s = c.get_string(e, mw);
+      const std::string& s = str(e, "");
       auto sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-        c.fail(mw, "expected \"left right\" with exactly one space");
-      a = s.substr(0, sp);
-      b = s.substr(sp + 1);
+        c.fail(mw(), "expected \"left right\" with exactly one space");
+      a.assign(s, 0, sp);
+      b.assign(s, sp + 1);
     } else if (e.is_array() && e.size() == 2) {
-      a = c.get_string(e[0], mw + "[0]");
-      b = c.get_string(e[1], mw + "[1]");
+      a = str(e[0], "[0]");
+      b = str(e[1], "[1]");
     } else {
-      c.fail(mw, "expected a \"left right\" string or a [left, right] pair");
+      c.fail(mw(), "expected a \"left right\" string or a [left, right] pair");
     }
+    // (Strings not in the vocabulary cannot match; vocabulary keys were UTF-8 checked.)
     auto ia = t.vocab.find(a), ib = t.vocab.find(b), in = t.vocab.find(a + b);
-    if (ia == t.vocab.end()) c.fail(mw, "token '" + a + "' is not in the vocabulary");
-    if (ib == t.vocab.end()) c.fail(mw, "token '" + b + "' is not in the vocabulary");
-    if (in == t.vocab.end()) c.fail(mw, "merged token '" + a + b + "' is not in the vocabulary");
+    if (ia == t.vocab.end()) c.fail(mw(), "token '" + a + "' is not in the vocabulary");
+    if (ib == t.vocab.end()) c.fail(mw(), "token '" + b + "' is not in the vocabulary");
+    if (in == t.vocab.end()) c.fail(mw(), "merged token '" + a + b + "' is not in the vocabulary");
     t.merges.insert_or_assign(tok::MergeMap::make_key(ia->second, ib->second),
                               {static_cast<std::uint32_t>(r), in->second});
   }
