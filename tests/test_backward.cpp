@@ -390,6 +390,33 @@ TEST(TrainModel, FiniteDifferencesOnParameters) {
   }
 }
 
+// Encoder-only API: L = Σ w ⊙ last_hidden_state (an external loss), FD on a few parameters.
+TEST(TrainModel, EncoderBackwardFromHiddenFiniteDifferences) {
+  ModelConfig cfg = tiny_config(true);
+  Weights w(cfg, HeadSet{});
+  fill_random(w, 4);
+  TrainModel tm(w);
+  TrainBatch tb = mlm_batch(cfg.vocab_size);
+  const int64_t TH = tb.batch.num_tokens() * cfg.hidden_size;
+  auto wv = randn(static_cast<size_t>(TH), 77);
+  tm.forward_hidden(tb.batch);
+  std::vector<float> g(w.num_params(), 0.0f);
+  tm.backward_hidden(tb.batch, wv.data(), g.data());
+  for (const std::string name : {"model.layers.2.attn.Wqkv.weight", "model.embeddings.tok_embeddings.weight",
+                                 "model.layers.0.mlp.Wo.bias"}) {
+    float* p = w.mutable_param(name);
+    const int64_t n = w.spec(name).numel();
+    std::vector<float> view(p, p + n);
+    std::vector<float> an(g.begin() + static_cast<long>(w.offset(name)), g.begin() + static_cast<long>(w.offset(name) + n));
+    auto f = [&] {
+      std::memcpy(p, view.data(), view.size() * sizeof(float));
+      return dot(wv, tm.forward_hidden(tb.batch), static_cast<size_t>(TH));
+    };
+    check_fd(name.c_str(), view, an.data(), f, 5e-3f, 5e-3, 8);
+    std::memcpy(p, view.data(), view.size() * sizeof(float));
+  }
+}
+
 TEST(TrainModel, GradientsAreDeterministicAndAccumulate) {
   ModelConfig cfg = tiny_config(false);
   Weights w(cfg, HeadSet::parse("mlm"));

@@ -67,8 +67,14 @@ class TrainModel {
   LossResult forward_backward(const TrainBatch& b, TaskType task, float* grads, double denominator = 0);
   LossResult forward_loss(const TrainBatch& b, TaskType task, double denominator = 0);
 
-  // last_hidden_state of the most recent forward ([T, H], after final_norm).
+  // last_hidden_state of the most recent forward (first T*H floats: [T, H], after final_norm).
   const std::vector<float>& last_hidden() const;
+
+  // Encoder only, for losses computed outside (contrastive / ColBERT fine-tuning): forward saving
+  // activations, returning last_hidden_state [T, H]; then backward from d loss / d hidden [T, H]
+  // (same batch, no other forward in between), ADDING the encoder's parameter gradients.
+  const float* forward_hidden(const Batch& batch);
+  void backward_hidden(const Batch& batch, const float* dhidden, float* grads);
 
   // Number of items a batch's loss counts (labels != -100, or B * num_labels for MSE/BCE).
   static int64_t count_items(const TrainBatch& b, TaskType task, int64_t num_labels);

@@ -437,6 +437,18 @@ LossResult TrainModel::forward_loss(const TrainBatch& b, TaskType task, double d
 
 const std::vector<float>& TrainModel::last_hidden() const { return impl_->out; }
 
+const float* TrainModel::forward_hidden(const Batch& batch) {
+  batch.validate(impl_->cfg.vocab_size);
+  if (batch.num_tokens() == 0) throw Error("training: empty batch");
+  impl_->encoder_forward(batch);
+  return impl_->out.data();
+}
+
+void TrainModel::backward_hidden(const Batch& batch, const float* dhidden, float* grads) {
+  if (!grads || !dhidden) throw Error("backward_hidden: null gradient buffer");
+  impl_->encoder_backward(batch, dhidden, grads);
+}
+
 int64_t TrainModel::count_items(const TrainBatch& b, TaskType task, int64_t num_labels) {
   int64_t n = 0;
   switch (task) {
