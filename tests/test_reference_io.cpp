@@ -108,7 +108,11 @@ TEST(ReferenceIO, ReferenceCheckpointsLoadHere) {
     json check = run_check(dir, false);
     SCOPED_TRACE(args);
     expect_same_tensors(m, check);
-    if (args.find("--head none") != std::string::npos) EXPECT_FALSE(m.weights.heads().any());
-    if (args.find("token:5") != std::string::npos) EXPECT_EQ(m.weights.heads().classifier, HeadSet::Classifier::kToken);
+    if (args.find("--head none") != std::string::npos) {
+      EXPECT_FALSE(m.weights.heads().any());
+    }
+    if (args.find("token:5") != std::string::npos) {
+      EXPECT_EQ(m.weights.heads().classifier, HeadSet::Classifier::kToken);
+    }
   }
 }

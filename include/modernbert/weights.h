@@ -69,8 +69,9 @@ struct WeightViews {
 
 class Weights {
  public:
-  // Fresh, zero-filled contiguous buffer for cfg + heads.
-  Weights(const ModelConfig& cfg, const HeadSet& heads);
+  // Fresh, zero-filled contiguous buffer for cfg + heads. With allocate=false the buffer is created
+  // on first need (a zero-copy load binds every tensor to the mapping and never allocates it).
+  Weights(const ModelConfig& cfg, const HeadSet& heads, bool allocate = true);
   ~Weights();
   Weights(Weights&&) noexcept;
   Weights& operator=(Weights&&) noexcept;
@@ -84,7 +85,7 @@ class Weights {
   // make_contiguous() is called.
   float* data() { return buffer_.data(); }
   const float* data() const { return buffer_.data(); }
-  bool is_contiguous() const { return !buffer_.empty() || total_ == 0; }
+  bool is_contiguous() const;
   // Copies mmapped parameters into the contiguous buffer (needed before training).
   void make_contiguous();
 
@@ -110,6 +111,7 @@ class Weights {
   std::vector<float> buffer_;
   size_t total_ = 0;
   size_t index_of(const std::string& name) const;
+  void ensure_buffer();
 };
 
 }  // namespace modernbert

@@ -175,7 +175,7 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
   heads.mlm = has_decoder || (has_head && !has_cls);
   if (opts.allow_missing_heads) heads = HeadSet{};
 
-  Weights w(cfg, heads);
+  Weights w(cfg, heads, /*allocate=*/!opts.zero_copy);
   std::vector<std::string> problems;
   std::set<std::string> used;
   std::string stored_dtype;

@@ -92,14 +92,25 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const HeadSet& head
   return s;
 }
 
-Weights::Weights(const ModelConfig& cfg, const HeadSet& heads)
+Weights::Weights(const ModelConfig& cfg, const HeadSet& heads, bool allocate)
     : cfg_(cfg), heads_(heads), specs_(parameter_specs(cfg, heads)) {
   for (const auto& s : specs_) {
     offsets_.push_back(total_);
     total_ += static_cast<size_t>(s.numel());
   }
   external_.assign(specs_.size(), nullptr);
-  buffer_.assign(total_, 0.0f);
+  if (allocate) buffer_.assign(total_, 0.0f);
+}
+
+bool Weights::is_contiguous() const {
+  if (buffer_.size() != total_) return false;
+  for (auto* p : external_)
+    if (p) return false;
+  return true;
+}
+
+void Weights::ensure_buffer() {
+  if (buffer_.size() != total_) buffer_.assign(total_, 0.0f);
 }
 
 Weights::~Weights() = default;
@@ -124,12 +135,15 @@ size_t Weights::offset(const std::string& name) const { return offsets_[index_of
 float* Weights::mutable_param(const std::string& name) {
   size_t i = index_of(name);
   if (external_[i]) make_contiguous();
+  ensure_buffer();
   return buffer_.data() + offsets_[i];
 }
 
 const float* Weights::param(const std::string& name) const {
   size_t i = index_of(name);
-  return external_[i] ? external_[i] : buffer_.data() + offsets_[i];
+  if (external_[i]) return external_[i];
+  if (buffer_.size() != total_) throw Error("parameter '" + name + "' has not been loaded");
+  return buffer_.data() + offsets_[i];
 }
 
 void Weights::bind_external(const std::string& name, const float* ptr, std::shared_ptr<const void> keep_alive) {
@@ -143,12 +157,7 @@ void Weights::bind_external(const std::string& name, const float* ptr, std::shar
 }
 
 void Weights::make_contiguous() {
-  if (buffer_.size() != total_) {
-    std::vector<float> b(total_, 0.0f);
-    for (size_t i = 0; i < specs_.size(); ++i)
-      if (!external_[i]) throw Error("internal: parameter lost while zero-copy");
-    buffer_.swap(b);
-  }
+  ensure_buffer();
   for (size_t i = 0; i < specs_.size(); ++i) {
     if (external_[i]) {
       std::memcpy(buffer_.data() + offsets_[i], external_[i], specs_[i].numel() * sizeof(float));
