@@ -319,6 +319,9 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   if (pc.output_dir.empty()) throw Error("pretrain: output_dir is required");
   if (pc.data.empty()) throw Error("pretrain: data is required");
   fs::create_directories(pc.output_dir);
+  // A checkpoint interrupted mid-write leaves only a .tmp-* directory (never a half checkpoint).
+  for (const auto& e : fs::directory_iterator(pc.output_dir))
+    if (e.path().filename().string().rfind(".tmp-checkpoint-", 0) == 0) fs::remove_all(e.path());
   const bool tty = isatty(fileno(stderr));
 
   std::optional<Tokenizer> tok;
