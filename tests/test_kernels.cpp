@@ -261,11 +261,34 @@ TEST(Attention, TileSizesAndLargeScores) {
   check_attention({90, 200}, 2, 64, -1, 72, 4.0f, 5e-5f);
 }
 
+TEST(Attention, FusedRopeEqualsRopeThenAttention) {
+  // attention(..., rope) rotates Q and K while repacking them; compare with the reference fused
+  // form (ref::rope_qkv on a copy, then ref::attention) and with the two fast kernels in sequence.
+  for (int64_t d : {64, 16, 12})
+  for (int64_t hw : {int64_t{-1}, int64_t{64}, int64_t{5}}) {
+    const int64_t heads = 2, H = heads * d;
+    const auto cu = cu_from_lengths({1, 130, 7, 300});
+    const int64_t T = cu.back(), B = static_cast<int64_t>(cu.size()) - 1;
+    const auto table = mk::make_rope_table(160000.0, d, 512);
+    auto qkv = rand_vec(static_cast<size_t>(T * 3 * H), 100 + static_cast<uint32_t>(hw + 1));
+    std::vector<float> r(static_cast<size_t>(T * H)), f(r.size()), two(r.size());
+    mk::ref::attention(qkv.data(), r.data(), cu.data(), B, heads, d, hw, nullptr, &table);
+    const auto untouched = qkv;
+    mk::attention(qkv.data(), f.data(), cu.data(), B, heads, d, hw, nullptr, &table);
+    EXPECT_EQ(qkv, untouched);  // qkv itself is not rotated
+    EXPECT_LE(max_abs_diff(r, f), 2e-6f) << "hw=" << hw << " d=" << d;
+    auto rotated = qkv;
+    mk::rope_qkv(rotated.data(), cu.data(), B, heads, table);
+    mk::attention(rotated.data(), two.data(), cu.data(), B, heads, d, hw);
+    EXPECT_LE(max_abs_diff(two, f), 2e-6f) << "hw=" << hw;
+  }
+}
+
 TEST(Attention, EmptySequencesAndNoNxN) {
   // Zero-length sequences in the middle are allowed and produce nothing.
   check_attention({0, 5, 0, 3}, 2, 16, -1, 80);
   // Workspace is linear in T.
-  EXPECT_LE(mk::attention_workspace_floats(8192, 12, 64), static_cast<size_t>(2 * 12 * 64 * (8192 + 200)));
+  EXPECT_LE(mk::attention_workspace_floats(8192, 12, 64), static_cast<size_t>(3 * 12 * 64 * (8192 + 200)));  // Q, K^T, V
 }
 
 TEST(Softmax, MatchesReference) {

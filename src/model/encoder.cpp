@@ -4,8 +4,9 @@
 //   h   [T, H]  = LN(E[ids]; emb_norm)                                 residual stream
 //   per layer l:
 //     a   [T, H]  = l == 0 && !attn_norm ? h : LN(h; attn_norm_l)     (fused into the previous step)
-//     qkv [T, 3H] = a · Wqkv^T (+b);  RoPE(θ_l) on Q, K in place
-//     o   [T, H]  = Attention(qkv; cu_seqlens, half_window_l)
+//     qkv [T, 3H] = a · Wqkv^T (+b)
+//     o   [T, H]  = Attention(RoPE_θl(Q), RoPE_θl(K), V; cu_seqlens, half_window_l)  (RoPE fused
+//                   into attention's repack of Q/K; qkv is not modified)
 //     p   [T, H]  = o · Wo^T (+b);      h += p, a = LN(h; mlp_norm_l)  (one fused pass)
 //     u   [T, 2I] = a · Wi^T (+b);      g [T, I] = act(u[:, :I]) * u[:, I:]
 //     p   [T, H]  = g · Wo_mlp^T (+b);  h += p, a = LN(h; next norm)   (attn_norm_{l+1} or final_norm)
@@ -13,15 +14,17 @@
 //
 // Arena (floats per token): h H, a H, big max(3H, 2I) (qkv, then u), mid max(H, I) (o, then g),
 // p aliases a (add_layernorm reads p's row before writing a's), plus the attention workspace
-// (K^T and V repacked per head, ~2H per token). ≈ 3H + max(3H,2I) + max(H,I) + 2H: ~28 KB per
-// token for base, linear in T (an 8192-token batch needs ~230 MB, never T^2).
+// (Q, K^T and V repacked per head, ~3H per token). ≈ 2H + max(3H,2I) + max(H,I) + 3H: ~28 KB
+// per token for base, linear in T (an 8192-token batch needs ~230 MB, never T^2).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/profile.h"
 #include "kernels/cpu/thread_pool.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
@@ -172,13 +175,16 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out) {
     return t;
   };
 
+  namespace kp = k::prof;
   // Embeddings: gather rows of E, then LN into h.
+  std::optional<kp::Scope> emb_scope(std::in_place, kp::kEmbed);
   k::parallel_for(T, 256, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t)
       std::memcpy(a + t * H, w_.tok_embeddings + static_cast<int64_t>(batch.ids[static_cast<size_t>(t)]) * H,
                   static_cast<size_t>(H) * sizeof(float));
   });
   k::layernorm(a, w_.emb_norm_w, w_.emb_norm_b, h, T, H, eps);
+  emb_scope.reset();
 
   const k::Act act = to_act(cfg_.hidden_activation);
   const int64_t L = cfg_.num_hidden_layers;
@@ -192,18 +198,22 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out) {
     const LayerWeights& lw = w_.layers[static_cast<size_t>(l)];
     const float* x = (l == 0 && !lw.attn_norm_w) ? h : a;
     float* qkv = big;
-    k::gemm(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H);
-    k::rope_qkv(qkv, cu, B, nh, table_for(cfg_.rope_theta(l)));
-    k::attention(qkv, mid, cu, B, nh, d, cfg_.half_window(l), attn_ws);
-    k::gemm(mid, lw.wo, lw.bo, p, T, H, H);
-    k::add_layernorm(h, p, lw.mlp_norm_w, lw.mlp_norm_b, a, T, H, eps);
-    k::gemm(a, lw.wi, lw.bi, big, T, 2 * I, H);
-    k::glu(act, big, mid, T, I);
-    k::gemm(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I);
+    const int64_t hw = cfg_.half_window(l);
+    { kp::Scope s(kp::kGemmQkv); k::gemm(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H); }
+    {  // RoPE is applied inside attention's Q/K repack (no separate pass over qkv)
+      const k::RopeTable& rope = table_for(cfg_.rope_theta(l));
+      kp::Scope s(hw < 0 ? kp::kAttnGlobal : kp::kAttnLocal);
+      k::attention(qkv, mid, cu, B, nh, d, hw, attn_ws, &rope);
+    }
+    { kp::Scope s(kp::kGemmO); k::gemm(mid, lw.wo, lw.bo, p, T, H, H); }
+    { kp::Scope s(kp::kAddLn); k::add_layernorm(h, p, lw.mlp_norm_w, lw.mlp_norm_b, a, T, H, eps); }
+    { kp::Scope s(kp::kGemmI); k::gemm(a, lw.wi, lw.bi, big, T, 2 * I, H); }
+    { kp::Scope s(kp::kGlu); k::glu(act, big, mid, T, I); }
+    { kp::Scope s(kp::kGemmMlpO); k::gemm(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I); }
     const bool last = l + 1 == L;
     const float* gw = last ? w_.final_norm_w : w_.layers[static_cast<size_t>(l + 1)].attn_norm_w;
     const float* gb = last ? w_.final_norm_b : w_.layers[static_cast<size_t>(l + 1)].attn_norm_b;
-    k::add_layernorm(h, p, gw, gb, a, T, H, eps);
+    { kp::Scope s(kp::kAddLn); k::add_layernorm(h, p, gw, gb, a, T, H, eps); }
   }
   std::memcpy(out.data(), a, static_cast<size_t>(T * H) * sizeof(float));
 }

@@ -1,23 +1,33 @@
 // Varlen flash-style attention on the CPU (fp32, AVX2/FMA).
 //
-// Work item = (sequence, head, query block of Bq rows). For each item we walk the key blocks of
-// Bk = 64 keys that intersect the item's band, [q0 - hw, q0 + Bq - 1 + hw] for local layers
-// (hw = half window) or the whole sequence for global layers, so a local layer costs
-// O(n * (Bq + 2 hw)) instead of O(n^2). Per key block:
-//   S[Bq, 64]  = Q[Bq, d] · K^T[d, 64]                     (micro-kernel, raw dot products)
-//   online softmax per row over the keys valid for that row (|i - j| <= hw, j < n):
-//     m' = max(m, max S), alpha = exp((m - m') / sqrt(d)), P = exp((S - m') / sqrt(d)),
-//     l = alpha l + sum P, O = alpha O
-//   O[Bq, dp] += P[Bq, bk] · V[bk, dp]                      (same micro-kernel)
-// and finally out = O / l. Nothing n x n is ever stored: per thread S is Bq x 64, O is Bq x dp.
+// Work item = (sequence, head, query block of Bq rows), spread over the pool. For each item we
+// walk the key blocks of Bk = 64 keys that intersect the item's band, [q0 - hw, q0 + Bq - 1 + hw]
+// for local layers (hw = half window) or the whole sequence for global layers, so a local layer
+// costs O(n * (Bq + 2 hw)) instead of O(n^2). Inside a key block the item is processed one 6-row
+// query tile at a time (row-tile-major, so the tile's S [6, 64] and O [6, dp] stay in L1 while the
+// block's K^T and V panels, 2 x 16 KB, are reused from L1/L2 by every tile):
+//   panels  = the 16-key panels of the block that intersect the TILE's band (local layers: a
+//             6-row tile needs 6 + 2 hw keys, ~9 of the ~11 panels a 30-row block spans)
+//   S[6, panels]  = Q[6, d] · K^T[d, panels]                  (micro-kernel, scores pre-scaled)
+//   online softmax per row over the keys valid for that row (|i - j| <= hw, j < n); rows whose
+//     valid range covers all the tile's panels skip the masking:
+//     m' = max(m, max S), alpha = exp(m - m'), P = exp(S - m'), l = alpha l + sum P, O = alpha O
+//   O[6, dp] += P[6, panels] · V[panels, dp]                  (same micro-kernel)
+// and finally out = O / l. Nothing n x n is ever stored.
 //
-// Layout: K and V are first repacked per head into the workspace: K^T in panels of 16 keys,
-// [head][T/16][d][16] (the B operand of the S micro-kernel is then one contiguous 4 KB panel per
-// 16 keys instead of d rows far apart, which thrashed the TLB), and V as [head][Tp][dp] (dp = d
-// rounded up to 16, zero-padded). Key blocks start on a global multiple of 16 (possibly up to 15
-// keys before the sequence start; those columns are masked like any invalid key, and their V
-// rows, from the previous sequence, are multiplied by P = 0). Tp >= T + 64 so a key block may run
-// past the last token. The Q block is copied to a contiguous [Bq, d] scratch.
+// Layout: Q, K and V are first repacked per head into the workspace (one token-major pass over
+// qkv), K and V in 16-wide panels so that every micro-kernel B operand is a contiguous stream of
+// 64-byte rows:
+//   K^T [head][Tp/16][d][16]   (16 keys per panel, one 4 KB panel per 16 keys for d = 64)
+//   V   [head][dp/16][Tp][16]  (16 of the dp = roundup(d, 16) channels per panel, zero-padded)
+//   Q   [head][Tp][d]          (scaled by 1/sqrt(d), rotated when a RoPE table is given)
+// Before, V was [head][Tp][dp] row-major and the P·V kernel read 64-byte pieces 256 bytes apart,
+// which stalled on loads (perf annotate: ~12% of attention cycles on one load). Key blocks start on
+// a global multiple of 16 (possibly up to 15 keys before the sequence start; those columns are
+// masked like any invalid key, and their V rows, from the previous sequence, get P = 0). Tp >=
+// T + 64 so a key block may run past the last token. Q is multiplied by 1/sqrt(d) (exact for
+// d = 64, a power of two) so the scores need no scaling. When a RoPE table is given, Q and K are
+// rotated during these copies (no separate rope_qkv pass). Workspace: ~3 H floats per token.
 //
 // The micro-kernel computes C[MR x 16] (+)= A[MR x K] · B[K x 16] with MR <= 6: 12 ymm
 // accumulators, per k two B loads, MR broadcasts and 2 MR FMAs (FMA-bound on Zen3).
@@ -39,20 +49,20 @@ namespace modernbert::kernels {
 namespace {
 
 constexpr int kBk = 64;   // keys per block (S columns)
-constexpr int kMaxBq = 128;
+constexpr int kMr = 6;    // rows per micro-tile
+constexpr int kMaxBq = 192;
 std::atomic<int> g_bq_global{AttentionTiles{}.q_block_global}, g_bq_local{AttentionTiles{}.q_block_local};
 
 int64_t padded_dim(int64_t d) { return (d + 15) / 16 * 16; }
 int64_t padded_tokens(int64_t T) { return (T + kBk + 15) / 16 * 16; }
 
 template <int MR, bool ACC>
-inline void micro_kernel(const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                         int64_t ldc, int64_t K) {
+inline void micro_kernel(const float* A, int64_t lda, const float* B, float* C, int64_t ldc, int64_t K) {
   __m256 c0[MR], c1[MR];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
   for (int64_t k = 0; k < K; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(B + k * ldb), b1 = _mm256_loadu_ps(B + k * ldb + 8);
+    const __m256 b0 = _mm256_loadu_ps(B + k * 16), b1 = _mm256_loadu_ps(B + k * 16 + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
       const __m256 a = _mm256_broadcast_ss(A + r * lda + k);
@@ -72,34 +82,26 @@ inline void micro_kernel(const float* A, int64_t lda, const float* B, int64_t ld
   }
 }
 
-// C[M, N] (+)= A[M, K] · B[K, N]; N must be a multiple of 16. The 16-column panel n0/16 of B
-// starts at B + (n0/16) * panel_stride with rows ldb apart (row-major B: panel_stride = 16,
-// paneled K^T: ldb = 16, panel_stride = 16 K).
+// C[mr, 16] (+)= A[mr, K] · B[K, 16] (B one contiguous 16-wide panel), mr in 1..6.
 template <bool ACC>
-void small_gemm(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t panel_stride, float* C,
-                int64_t ldc, int64_t M, int64_t N, int64_t K) {
-  for (int64_t n0 = 0; n0 < N; n0 += 16) {
-    const float* Bp = B + (n0 / 16) * panel_stride;
-    int64_t i = 0;
-    for (; i + 6 <= M; i += 6) micro_kernel<6, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K);
-    switch (M - i) {
-      case 5: micro_kernel<5, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
-      case 4: micro_kernel<4, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
-      case 3: micro_kernel<3, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
-      case 2: micro_kernel<2, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
-      case 1: micro_kernel<1, ACC>(A + i * lda, lda, Bp, ldb, C + i * ldc + n0, ldc, K); break;
-      default: break;
-    }
+inline void tile_kernel(int64_t mr, const float* A, int64_t lda, const float* B, float* C, int64_t ldc,
+                        int64_t K) {
+  switch (mr) {
+    case 6: micro_kernel<6, ACC>(A, lda, B, C, ldc, K); break;
+    case 5: micro_kernel<5, ACC>(A, lda, B, C, ldc, K); break;
+    case 4: micro_kernel<4, ACC>(A, lda, B, C, ldc, K); break;
+    case 3: micro_kernel<3, ACC>(A, lda, B, C, ldc, K); break;
+    case 2: micro_kernel<2, ACC>(A, lda, B, C, ldc, K); break;
+    case 1: micro_kernel<1, ACC>(A, lda, B, C, ldc, K); break;
+    default: break;
   }
 }
 
 struct Scratch {
-  std::vector<float> S, O, m, l, Q;
+  std::vector<float> S, O, m, l;
   void ensure(int64_t bq, int64_t dp) {
-    const size_t s = static_cast<size_t>(bq * kBk), o = static_cast<size_t>(bq * dp);
-    if (S.size() < s) S.resize(s);
-    if (Q.size() < o) Q.resize(o);
-    if (O.size() < o) O.resize(o);
+    if (S.size() < static_cast<size_t>(kMr * kBk)) S.resize(static_cast<size_t>(kMr * kBk));
+    if (O.size() < static_cast<size_t>(bq * dp)) O.resize(static_cast<size_t>(bq * dp));
     if (m.size() < static_cast<size_t>(bq)) {
       m.resize(static_cast<size_t>(bq));
       l.resize(static_cast<size_t>(bq));
@@ -114,11 +116,76 @@ void check_args(const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t he
     if (cu[b + 1] < cu[b]) throw Error("attention: cu_seqlens must be non-decreasing");
 }
 
+// dst[0..d) = src rotated by the RoPE row (c, s) (rotate-half; the arithmetic of rope_qkv:
+// x1 c - x2 s as fnmadd(x2, s, x1 c)), or copied when c is nullptr; then multiplied by `mul`.
+inline void load_head(const float* src, const float* c, const float* s, int64_t d, float mul, float* dst) {
+  const int64_t half = d / 2;
+  const __m256 vmul = _mm256_set1_ps(mul);
+  if (!c) {
+    int64_t j = 0;
+    for (; j + 8 <= d; j += 8) _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_loadu_ps(src + j), vmul));
+    for (; j < d; ++j) dst[j] = src[j] * mul;
+    return;
+  }
+  int64_t j = 0;
+  for (; j + 8 <= half; j += 8) {
+    const __m256 x1 = _mm256_loadu_ps(src + j), x2 = _mm256_loadu_ps(src + half + j);
+    const __m256 vc = _mm256_loadu_ps(c + j), vs = _mm256_loadu_ps(s + j);
+    _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_fnmadd_ps(x2, vs, _mm256_mul_ps(x1, vc)), vmul));
+    _mm256_storeu_ps(dst + half + j, _mm256_mul_ps(_mm256_fmadd_ps(x1, vs, _mm256_mul_ps(x2, vc)), vmul));
+  }
+  for (; j < half; ++j) {
+    const float x1 = src[j], x2 = src[half + j];
+    dst[j] = (x1 * c[j] - x2 * s[j]) * mul;
+    dst[half + j] = (x2 * c[j] + x1 * s[j]) * mul;
+  }
+}
+
+// Online-softmax update of one score row over block columns [c_begin, c_end) (multiples of 8),
+// valid columns [v0, v1) (v0 < v1). Writes P in place (0 for invalid columns) and returns alpha.
+inline float softmax_row(float* srow, int64_t c_begin, int64_t c_end, int64_t v0, int64_t v1, float& m, float& l) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  __m256 vmax = _mm256_set1_ps(ninf);
+  const bool full = v0 <= c_begin && v1 >= c_end;
+  const __m256i vc0 = _mm256_set1_epi32(static_cast<int>(v0)), vc1 = _mm256_set1_epi32(static_cast<int>(v1));
+  auto valid = [&](int64_t c) {
+    const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(c)));
+    return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(vc0, idx), _mm256_cmpgt_epi32(vc1, idx)));
+  };
+  if (full) {
+    for (int64_t c = c_begin; c < c_end; c += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(srow + c));
+  } else {
+    for (int64_t c = c_begin; c < c_end; c += 8)
+      vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(vmax, _mm256_loadu_ps(srow + c), valid(c)));
+  }
+  const float mnew = std::max(m, simd::hmax(vmax));
+  const float alpha = std::exp(m - mnew);  // 0 when m = -inf
+  const __m256 vm = _mm256_set1_ps(mnew);
+  __m256 vsum = _mm256_setzero_ps();
+  if (full) {
+    for (int64_t c = c_begin; c < c_end; c += 8) {
+      const __m256 p = simd::exp(_mm256_sub_ps(_mm256_loadu_ps(srow + c), vm));
+      vsum = _mm256_add_ps(vsum, p);
+      _mm256_storeu_ps(srow + c, p);
+    }
+  } else {
+    for (int64_t c = c_begin; c < c_end; c += 8) {
+      const __m256 p = _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_loadu_ps(srow + c), vm)), valid(c));
+      vsum = _mm256_add_ps(vsum, p);
+      _mm256_storeu_ps(srow + c, p);
+    }
+  }
+  l = l * alpha + simd::hsum(vsum);
+  m = mnew;
+  return alpha;
+}
+
 }  // namespace
 
 size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) {
   const int64_t tp = padded_tokens(T);
-  return static_cast<size_t>(n_heads * tp * (head_dim + padded_dim(head_dim)));
+  return static_cast<size_t>(n_heads * tp * (2 * head_dim + padded_dim(head_dim)));
 }
 
 void set_attention_tiles(AttentionTiles t) {
@@ -127,13 +194,26 @@ void set_attention_tiles(AttentionTiles t) {
 }
 
 void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads,
-               int64_t d, int64_t hw, float* workspace) {
+               int64_t d, int64_t hw, float* workspace, const RopeTable* rope) {
   check_args(cu, num_seqs, n_heads, d);
   const int64_t T = cu[num_seqs];
   if (T == 0) return;
-  const int64_t H = n_heads * d, ld_qkv = 3 * H, dp = padded_dim(d), Tp = padded_tokens(T);
+  if (rope) {
+    if (rope->head_dim != d) throw Error("attention: RoPE table head_dim differs from the heads'");
+    for (int64_t b = 0; b < num_seqs; ++b)
+      if (cu[b + 1] - cu[b] > rope->max_len) throw Error("attention: sequence longer than the rotary table");
+  }
+  const int64_t H = n_heads * d, ld_qkv = 3 * H, dp = padded_dim(d), np = dp / 16, Tp = padded_tokens(T);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  const int64_t Bq = hw < 0 ? g_bq_global.load() : g_bq_local.load();
+  const int64_t half = d / 2;
+  auto rope_row = [&](int64_t pos, const float*& c, const float*& s) {
+    if (rope) {
+      c = rope->cos.data() + pos * half;
+      s = rope->sin.data() + pos * half;
+    } else {
+      c = s = nullptr;
+    }
+  };
 
   thread_local std::vector<float> own_ws;
   if (!workspace) {
@@ -141,67 +221,107 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
     if (own_ws.size() < need) own_ws.resize(need);
     workspace = own_ws.data();
   }
-  float* KT = workspace;                     // [n_heads][Tp/16][d][16]
-  float* Vp = workspace + n_heads * d * Tp;  // [n_heads][Tp][dp]
+  float* KT = workspace;                          // [n_heads][Tp/16][d][16]
+  float* Vp = KT + n_heads * d * Tp;              // [n_heads][dp/16][Tp][16]
+  float* Qp = Vp + n_heads * dp * Tp;             // [n_heads][Tp][d], scaled (and rotated)
 
-  // Pack K^T and V (parallel over head x token chunk). Pad columns/rows are zeroed.
-  constexpr int64_t kPackChunk = 64;
-  const int64_t chunks = (Tp + kPackChunk - 1) / kPackChunk;
-  parallel_for(n_heads * chunks, 4, [&](int64_t b, int64_t e, int) {
-    for (int64_t w = b; w < e; ++w) {
-      const int64_t h = w / chunks, t0 = (w % chunks) * kPackChunk, t1 = std::min(Tp, t0 + kPackChunk);
-      float* vp = Vp + h * Tp * dp;
-      for (int64_t t = t0; t < t1; ++t) {
-        float* vrow = vp + t * dp;
-        float* kt = KT + h * d * Tp + (t / 16) * d * 16 + t % 16;  // column t of its panel
-        if (t < T) {
-          const float* krow = qkv + t * ld_qkv + H + h * d;
-          for (int64_t c = 0; c < d; ++c) kt[c * 16] = krow[c];
-          const float* vsrc = qkv + t * ld_qkv + 2 * H + h * d;
-          std::copy(vsrc, vsrc + d, vrow);
-          std::fill(vrow + d, vrow + dp, 0.0f);
-        } else {
-          for (int64_t c = 0; c < d; ++c) kt[c * 16] = 0.0f;
-          std::fill(vrow, vrow + dp, 0.0f);
+  // Pack Q, K^T and V, parallel over 16-token panels; each work item reads its 16 qkv rows
+  // (9 KB apart) once, front to back, and loops over the heads inside. (Head-major packing read
+  // 256-byte pieces of every row once per head: a TLB / cache miss per piece, and cost as much as
+  // the attention itself at n = 128.) Per head: Q rows are scaled (and rotated) into Qp; the 16 K
+  // rows are gathered (rotated) into a [16, d] scratch, then transposed 8x8 at a time into the
+  // [d][16] panel; V rows are copied as dp/16 pieces of 16 floats. Pads are zeroed.
+  parallel_for(Tp / 16, 4, [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> kbuf_own;  // [16, d] gathered (rotated) K rows
+    if (kbuf_own.size() < static_cast<size_t>(16 * d)) kbuf_own.resize(static_cast<size_t>(16 * d));
+    float* kbuf = kbuf_own.data();
+    int64_t sq = std::upper_bound(cu, cu + num_seqs + 1, std::min(b * 16, T - 1)) - cu - 1;
+    for (int64_t g = b; g < e; ++g) {
+      const int64_t g0 = g * 16;
+      int64_t pos[16];  // position of each token of the panel in its sequence
+      for (int64_t r = 0; r < 16 && g0 + r < T; ++r) {
+        while (g0 + r >= cu[sq + 1]) ++sq;
+        pos[r] = g0 + r - cu[sq];
+      }
+      for (int64_t h = 0; h < n_heads; ++h) {
+        float* vh = Vp + h * np * Tp * 16;
+        for (int64_t r = 0; r < 16; ++r) {
+          const int64_t t = g0 + r;
+          float* krow = kbuf + r * d;
+          if (t < T) {
+            const float *c, *sn;
+            rope_row(pos[r], c, sn);
+            const float* row = qkv + t * ld_qkv + h * d;
+            load_head(row, c, sn, d, scale, Qp + (h * Tp + t) * d);
+            load_head(row + H, c, sn, d, 1.0f, krow);
+            const float* vsrc = row + 2 * H;
+            for (int64_t pn = 0; pn < np; ++pn) {
+              float* dst = vh + (pn * Tp + t) * 16;
+              const int64_t c0 = pn * 16, nc = std::min<int64_t>(16, d - c0);
+              if (nc == 16) {
+                _mm256_storeu_ps(dst, _mm256_loadu_ps(vsrc + c0));
+                _mm256_storeu_ps(dst + 8, _mm256_loadu_ps(vsrc + c0 + 8));
+              } else {
+                for (int64_t j = 0; j < 16; ++j) dst[j] = j < nc ? vsrc[c0 + j] : 0.0f;
+              }
+            }
+          } else {
+            std::fill(krow, krow + d, 0.0f);
+            for (int64_t pn = 0; pn < np; ++pn) std::fill(vh + (pn * Tp + t) * 16, vh + (pn * Tp + t) * 16 + 16, 0.0f);
+          }
         }
+        float* panel = KT + h * d * Tp + g0 * d;  // [d][16]
+        int64_t c = 0;
+        for (; c + 8 <= d; c += 8)
+          for (int64_t hf = 0; hf < 2; ++hf) {
+            __m256 rows[8];
+            for (int r = 0; r < 8; ++r) rows[r] = _mm256_loadu_ps(kbuf + (hf * 8 + r) * d + c);
+            simd::transpose8(rows);
+            for (int r = 0; r < 8; ++r) _mm256_storeu_ps(panel + (c + r) * 16 + hf * 8, rows[r]);
+          }
+        for (; c < d; ++c)
+          for (int64_t r = 0; r < 16; ++r) panel[c * 16 + r] = kbuf[r * d + c];
       }
     }
   });
 
+  // Query block size: at most Bq_max rows, evened out over the blocks of a sequence and rounded
+  // up to the 6-row tile (n = 128 with Bq_max 60: 3 blocks of 48/48/32 instead of 60/60/8).
+  const int64_t bq_max = hw < 0 ? g_bq_global.load() : g_bq_local.load();
+  auto q_block = [&](int64_t n) {
+    const int64_t nb = (n + bq_max - 1) / bq_max;
+    const int64_t bq = (n + nb - 1) / nb;
+    return bq_max >= kMr ? std::min<int64_t>((bq + kMr - 1) / kMr * kMr, kMaxBq) : bq;
+  };
   // Items: sequence-major, then head, then query block. item_start[b] = first item of seq b.
   thread_local std::vector<int64_t> item_start;
   item_start.assign(static_cast<size_t>(num_seqs + 1), 0);
   for (int64_t b = 0; b < num_seqs; ++b) {
     const int64_t n = cu[b + 1] - cu[b];
-    item_start[static_cast<size_t>(b + 1)] = item_start[static_cast<size_t>(b)] + n_heads * ((n + Bq - 1) / Bq);
+    const int64_t nqb = n == 0 ? 0 : (n + q_block(n) - 1) / q_block(n);
+    item_start[static_cast<size_t>(b + 1)] = item_start[static_cast<size_t>(b)] + n_heads * nqb;
   }
   const int64_t n_items = item_start.back();
   const int64_t* starts = item_start.data();
 
   parallel_for(n_items, 1, [&](int64_t ib, int64_t ie, int) {
     thread_local Scratch sc;
-    sc.ensure(Bq, dp);
-    float* S = sc.S.data();
+    sc.ensure(kMaxBq, dp);
+    float* S = sc.S.data();  // [6, kBk]: the current tile's scores / probabilities
     float* O = sc.O.data();
     float* m = sc.m.data();
     float* l = sc.l.data();
-    const __m256 vscale = _mm256_set1_ps(scale);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int64_t item = ib; item < ie; ++item) {
       const int64_t b = std::upper_bound(starts, starts + num_seqs + 1, item) - starts - 1;
       const int64_t n = cu[b + 1] - cu[b], base = cu[b];
-      const int64_t nqb = (n + Bq - 1) / Bq, local = item - starts[b];
+      const int64_t Bq = q_block(n), nqb = (n + Bq - 1) / Bq, local = item - starts[b];
       const int64_t h = local / nqb, q0 = (local % nqb) * Bq, bq = std::min(Bq, n - q0);
       // Keys any row of this block may see: [klo, khi).
       const int64_t klo = hw < 0 ? 0 : std::max<int64_t>(0, q0 - hw);
       const int64_t khi = hw < 0 ? n : std::min<int64_t>(n, q0 + bq + hw);
-      float* Q = sc.Q.data();  // [bq, d] contiguous copy of the query block
-      for (int64_t i = 0; i < bq; ++i) {
-        const float* src = qkv + (base + q0 + i) * ld_qkv + h * d;
-        std::copy(src, src + d, Q + i * d);
-      }
-      const float* kt = KT + h * d * Tp;    // panels of this head
-      const float* vp = Vp + (h * Tp + base) * dp;  // row j = key j of this sequence
+      const float* Q = Qp + (h * Tp + base + q0) * d;  // [bq, d] contiguous
+      const float* kt = KT + h * d * Tp;       // K^T panels of this head
+      const float* vh = Vp + h * np * Tp * 16;  // V panels of this head
       std::fill(O, O + bq * dp, 0.0f);
       std::fill(m, m + bq, -std::numeric_limits<float>::infinity());
       std::fill(l, l + bq, 0.0f);
@@ -209,51 +329,40 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
       const int64_t kfirst = (base + klo) / 16 * 16 - base;
       for (int64_t k0 = kfirst; k0 < khi; k0 += kBk) {
         const int64_t bk = std::min<int64_t>(kBk, khi - k0);
-        const int64_t bk16 = (bk + 15) / 16 * 16;  // only the panels that hold keys of the band
-        small_gemm<false>(Q, d, kt + (base + k0) / 16 * d * 16, 16, d * 16, S, kBk, bq, bk16, d);
-        for (int64_t i = 0; i < bq; ++i) {
-          const int64_t qi = q0 + i;
-          // Valid keys of this row inside the block, as block columns [c0, c1).
-          const int64_t lo = hw < 0 ? 0 : std::max<int64_t>(0, qi - hw);
-          const int64_t hi = hw < 0 ? n : std::min<int64_t>(n, qi + hw + 1);
-          const int64_t c0 = std::max(lo, k0) - k0, c1 = std::min(hi, k0 + bk) - k0;
-          float* srow = S + i * kBk;
-          const int64_t bk8 = (bk + 7) / 8 * 8;
-          if (c0 >= c1) {
-            std::fill(srow, srow + bk8, 0.0f);
-            continue;
+        const float* kt_blk = kt + (base + k0) / 16 * d * 16;
+        for (int64_t i = 0; i < bq; i += kMr) {
+          const int64_t mr = std::min<int64_t>(kMr, bq - i);
+          // Keys the tile's rows may see, as block columns, widened to whole 16-key panels.
+          const int64_t tlo = hw < 0 ? 0 : std::max<int64_t>(0, q0 + i - hw);
+          const int64_t thi = hw < 0 ? n : std::min<int64_t>(n, q0 + i + mr + hw);
+          const int64_t c_lo = std::max(tlo, k0) - k0, c_hi = std::min(thi, k0 + bk) - k0;
+          if (c_lo >= c_hi) continue;  // this block holds no key of the tile's band
+          const int64_t p_lo = c_lo / 16, p_hi = (c_hi + 15) / 16;
+          for (int64_t p = p_lo; p < p_hi; ++p)
+            tile_kernel<false>(mr, Q + i * d, d, kt_blk + p * d * 16, S + p * 16, kBk, d);
+          for (int64_t r = 0; r < mr; ++r) {
+            const int64_t qi = q0 + i + r;
+            const int64_t lo = hw < 0 ? 0 : std::max<int64_t>(0, qi - hw);
+            const int64_t hi = hw < 0 ? n : std::min<int64_t>(n, qi + hw + 1);
+            const int64_t v0 = std::max(lo, k0) - k0, v1 = std::min(hi, k0 + bk) - k0;
+            float* srow = S + r * kBk;
+            if (v0 >= v1) {  // no valid key in this block for the row: P = 0
+              std::fill(srow + p_lo * 16, srow + p_hi * 16, 0.0f);
+              continue;
+            }
+            const float alpha = softmax_row(srow, p_lo * 16, p_hi * 16, v0, v1, m[i + r], l[i + r]);
+            if (alpha != 1.0f) {
+              const __m256 va = _mm256_set1_ps(alpha);
+              float* orow = O + (i + r) * dp;
+              for (int64_t c = 0; c < dp; c += 8) _mm256_storeu_ps(orow + c, _mm256_mul_ps(_mm256_loadu_ps(orow + c), va));
+            }
           }
-          const __m256i vc0 = _mm256_set1_epi32(static_cast<int>(c0));
-          const __m256i vc1 = _mm256_set1_epi32(static_cast<int>(c1));
-          __m256 vmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-          for (int64_t c = 0; c < bk8; c += 8) {
-            const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(c)));
-            const __m256 ok = _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(vc0, idx),
-                                                                      _mm256_cmpgt_epi32(vc1, idx)));
-            vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(vmax, _mm256_loadu_ps(srow + c), ok));
-          }
-          const float mnew = std::max(m[i], simd::hmax(vmax));
-          const float alpha = std::exp((m[i] - mnew) * scale);  // 0 when m[i] = -inf
-          const __m256 vm = _mm256_set1_ps(mnew);
-          __m256 vsum = _mm256_setzero_ps();
-          for (int64_t c = 0; c < bk8; c += 8) {
-            const __m256i idx = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int>(c)));
-            const __m256 ok = _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(vc0, idx),
-                                                                      _mm256_cmpgt_epi32(vc1, idx)));
-            __m256 p = simd::exp(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(srow + c), vm), vscale));
-            p = _mm256_and_ps(p, ok);
-            vsum = _mm256_add_ps(vsum, p);
-            _mm256_storeu_ps(srow + c, p);
-          }
-          l[i] = l[i] * alpha + simd::hsum(vsum);
-          m[i] = mnew;
-          if (alpha != 1.0f) {
-            const __m256 va = _mm256_set1_ps(alpha);
-            float* orow = O + i * dp;
-            for (int64_t c = 0; c < dp; c += 8) _mm256_storeu_ps(orow + c, _mm256_mul_ps(_mm256_loadu_ps(orow + c), va));
-          }
+          // O[tile] += P[:, panels] · V[keys of the panels, :]
+          const int64_t klen = (p_hi - p_lo) * 16;
+          for (int64_t pn = 0; pn < np; ++pn)
+            tile_kernel<true>(mr, S + p_lo * 16, kBk, vh + (pn * Tp + base + k0 + p_lo * 16) * 16,
+                              O + i * dp + pn * 16, dp, klen);
         }
-        small_gemm<true>(S, kBk, vp + k0 * dp, dp, 16, O, dp, bq, dp, bk);
       }
       for (int64_t i = 0; i < bq; ++i) {
         const float inv = 1.0f / l[i];  // l >= 1: the row's own key is always valid
@@ -267,9 +376,15 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
 
 namespace ref {
 void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads,
-               int64_t d, int64_t hw, float*) {
+               int64_t d, int64_t hw, float*, const RopeTable* rope) {
   check_args(cu, num_seqs, n_heads, d);
   const int64_t H = n_heads * d;
+  std::vector<float> rotated;
+  if (rope) {  // the fused form equals rope_qkv on a copy, then attention
+    rotated.assign(qkv, qkv + cu[num_seqs] * 3 * H);
+    ref::rope_qkv(rotated.data(), cu, num_seqs, n_heads, *rope);
+    qkv = rotated.data();
+  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   for (int64_t b = 0; b < num_seqs; ++b) {
     const int64_t base = cu[b], n = cu[b + 1] - cu[b];

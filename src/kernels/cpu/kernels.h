@@ -73,11 +73,15 @@ void rope_qkv(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n
 // |i - j| <= half_window (half_window < 0: all keys). Scale 1/sqrt(head_dim).
 // Memory is O(T*H) (never an n x n matrix). `workspace` may be nullptr (then an internal
 // thread-local buffer is used) or must hold attention_workspace_floats(...) floats.
+// With `rope`, Q and K are rotated on the fly (as rope_qkv would, qkv itself is not modified):
+// the encoder fuses RoPE into attention's Q/K repack this way instead of a separate pass.
 size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim);
 void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs,
-               int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr);
-// Tile sizes of the fast attention (rows of queries per work item for global / local layers).
-struct AttentionTiles { int q_block_global = 60; int q_block_local = 30; };  // multiples of the 6-row micro-tile
+               int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr,
+               const RopeTable* rope = nullptr);
+// Tile sizes of the fast attention: the most query rows per work item for global / local layers
+// (evened out over a sequence's blocks and rounded up to the 6-row micro-tile; at most 192).
+struct AttentionTiles { int q_block_global = 60; int q_block_local = 30; };
 void set_attention_tiles(AttentionTiles t);
 
 // ---------------------------------------------------------------------------------------------
@@ -102,7 +106,8 @@ void erf_array(const float* x, float* y, int64_t n);
 void rope_qkv(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
               const RopeTable& table);
 void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs,
-               int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr);
+               int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr,
+               const RopeTable* rope = nullptr);
 void softmax(const float* x, float* y, int64_t rows, int64_t C);
 void log_softmax(const float* x, float* y, int64_t rows, int64_t C);
 void top_k(const float* x, int64_t n, int64_t k, int64_t* idx, float* val);
