@@ -132,6 +132,21 @@ TEST(LayerNorm, FusedResidualAdd) {
   }
 }
 
+TEST(LayerNorm, FusedActivationHeadEpilogue) {
+  for (int64_t C : {7, 768}) {
+    const int64_t rows = 23;
+    auto x = rand_vec(static_cast<size_t>(rows * C), 23, -3.0f, 3.0f);
+    auto g = rand_vec(static_cast<size_t>(C), 24, 0.5f, 1.5f);
+    auto b = rand_vec(static_cast<size_t>(C), 25);
+    for (mk::Act a : {mk::Act::kGelu, mk::Act::kSilu}) {
+      std::vector<float> yr(x.size()), yf = x;
+      mk::ref::act_layernorm(a, x.data(), g.data(), b.data(), yr.data(), rows, C, 1e-5f);
+      mk::act_layernorm(a, yf.data(), g.data(), b.data(), yf.data(), rows, C, 1e-5f);  // in place
+      EXPECT_LE(max_abs_diff(yr, yf), 2e-5f) << "C=" << C;
+    }
+  }
+}
+
 TEST(Activation, ErfAccuracy) {
   // Dense grid over [-6, 6] plus specials; compare to double std::erf.
   std::vector<float> x;

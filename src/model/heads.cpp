@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/profile.h"
 #include "kernels/cpu/thread_pool.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
@@ -34,10 +35,18 @@ k::Act head_act(Activation a) {
 void Encoder::head_transform(const float* x, int64_t R, float* z) const {
   if (!w_.head_dense_w || !w_.head_norm_w) throw Error("head: weights have no head.dense / head.norm");
   const int64_t H = cfg_.hidden_size;
-  std::vector<float> tmp(static_cast<size_t>(R * H));
-  k::gemm(x, w_.head_dense_w, w_.head_dense_b, tmp.data(), R, H, H);
-  k::activation(head_act(cfg_.classifier_activation), tmp.data(), tmp.data(), R * H);
-  k::layernorm(tmp.data(), w_.head_norm_w, w_.head_norm_b, z, R, H, static_cast<float>(cfg_.norm_eps));
+  // The dense output goes straight into z unless z aliases x (the gemm cannot run in place); then
+  // into a per-thread scratch that is kept (no allocation per call once it has grown).
+  float* y = z;
+  if (z == x) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < static_cast<size_t>(R * H)) scratch.resize(static_cast<size_t>(R * H));
+    y = scratch.data();
+  }
+  k::prof::Scope s(k::prof::kHead);
+  k::gemm(x, w_.head_dense_w, w_.head_dense_b, y, R, H, H);
+  k::act_layernorm(head_act(cfg_.classifier_activation), y, w_.head_norm_w, w_.head_norm_b, z, R, H,
+                   static_cast<float>(cfg_.norm_eps));
 }
 
 std::vector<float> Encoder::mlm_logits(const float* hidden, int64_t T, const std::vector<int64_t>& rows) const {

@@ -60,6 +60,8 @@ void act_dispatch(Act a, const float* x, const float* g, float* y, int64_t n) {
 
 }  // namespace
 
+void activation_serial(Act act, const float* x, float* y, int64_t n) { act_dispatch(act, x, nullptr, y, n); }
+
 void activation(Act act, const float* x, float* y, int64_t n) {
   constexpr int64_t kChunk = 16384;
   parallel_for((n + kChunk - 1) / kChunk, 1, [&](int64_t b, int64_t e, int) {

@@ -43,6 +43,11 @@ void layernorm(const float* x, const float* gamma, const float* beta, float* y, 
 void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y,
                    int64_t rows, int64_t C, float eps);
 
+// Head transform epilogue: y = LN(act(x)) per row, one pass (the MLM / classifier head's
+// dense -> act -> LayerNorm without a second sweep over the rows). y may alias x.
+void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y,
+                   int64_t rows, int64_t C, float eps);
+
 // ---------------------------------------------------------------------------------------------
 // Elementwise activations, y may alias x. kGelu is exact (erf); kGeluTanh the tanh approximation.
 void activation(Act act, const float* x, float* y, int64_t n);
@@ -50,6 +55,8 @@ void activation(Act act, const float* x, float* y, int64_t n);
 void glu(Act act, const float* u, float* y, int64_t T, int64_t I);
 // Vectorised erf (the building block of exact GELU), exposed for tests.
 void erf_array(const float* x, float* y, int64_t n);
+// Single-threaded activation of one span (building block of fused kernels; y may alias x).
+void activation_serial(Act act, const float* x, float* y, int64_t n);
 
 // ---------------------------------------------------------------------------------------------
 // RoPE (rotate-half / GPT-NeoX, non-interleaved) as Hugging Face computes it:
@@ -99,6 +106,8 @@ void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M
 void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
                int64_t C, float eps);
 void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y,
+                   int64_t rows, int64_t C, float eps);
+void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y,
                    int64_t rows, int64_t C, float eps);
 void activation(Act act, const float* x, float* y, int64_t n);
 void glu(Act act, const float* u, float* y, int64_t T, int64_t I);

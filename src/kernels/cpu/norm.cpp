@@ -76,7 +76,22 @@ void add_layernorm(float* x, const float* r, const float* gamma, const float* be
   });
 }
 
+void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y,
+                   int64_t rows, int64_t C, float eps) {
+  parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      activation_serial(act, x + r * C, y + r * C, C);  // row still in L1 for the LN below
+      ln_row(y + r * C, gamma, beta, y + r * C, C, eps);
+    }
+  });
+}
+
 namespace ref {
+void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y,
+                   int64_t rows, int64_t C, float eps) {
+  ref::activation(act, x, y, rows * C);
+  ref::layernorm(y, gamma, beta, y, rows, C, eps);
+}
 void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
                int64_t C, float eps) {
   for (int64_t r = 0; r < rows; ++r) {
