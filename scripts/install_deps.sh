@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Installs what modernbert.cpp needs from Debian 12 packages, skipping what is already there.
-#   scripts/install_deps.sh            build + runtime dependencies
-#   scripts/install_deps.sh --test     also the test references (PyTorch, Node.js for HF tokenizers)
+#   scripts/install_deps.sh            build + runtime dependencies (and the main job's tools)
+#   scripts/install_deps.sh --test     also the test references (PyTorch; GoogleTest)
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config git nlohmann-json3-dev libicu-dev libopenblas-dev libdnnl-dev python3 python3-matplotlib nodejs npm)
+pkgs=(build-essential cmake pkg-config git nlohmann-json3-dev libicu-dev libopenblas-dev libdnnl-dev
+      python3 python3-matplotlib)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(libgtest-dev python3 python3-numpy python3-torch nodejs npm)
+  pkgs+=(libgtest-dev python3-numpy python3-torch)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm (demo data, HF tokenizers reference): any install that provides the commands will
+# do (a Node.js from elsewhere bundles its own npm and conflicts with Debian's npm package).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   SUDO=""
