@@ -1,0 +1,45 @@
+// Fine-tuning a (pre-trained MLM) checkpoint on a labelled JSONL task: sequence classification,
+// regression and multi-label classification. The encoder and head.dense/head.norm are kept from
+// the checkpoint (HF shares the names), a fresh classifier [L, H] is added, and the best epoch
+// on the dev set (by the task's metric) is kept in the output directory.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace modernbert {
+
+struct FinetuneOptions {
+  std::string task = "classification";  // classification | regression | multilabel | token-classification
+  std::string model_dir, train, dev, out;
+  std::string text_field = "text", pair_field = "text_pair";
+  std::string label_field;              // default: "labels" for multilabel, else "label"
+  int64_t epochs = 3;
+  int64_t batch_size = 16;
+  double lr = 5e-5;
+  double weight_decay = 0.01;
+  std::string optimizer = "adamw";      // adamw | stableadamw
+  double warmup_ratio = 0.1;
+  std::string schedule = "linear";      // linear (warm-up + linear decay to 0) | wsd (warm-up, stable, 1-sqrt decay over the last 20%)
+  int64_t max_length = 512;
+  int64_t patience = 0;                 // > 0: stop after this many epochs without a dev improvement
+  uint64_t seed = 42;
+  int64_t num_labels = 0;               // 0: from the training labels
+  std::string pooling;                  // "" (keep the config's) | cls | mean
+  bool progress = true;                 // progress lines on stderr
+};
+
+struct FinetuneResult {
+  int64_t steps = 0, epochs_run = 0, best_epoch = 0;
+  double best_metric = 0;      // accuracy | pearson | micro-F1 on dev
+  std::string metric_name;
+  nlohmann::json history = nlohmann::json::array();  // one object per epoch (dev metrics)
+};
+
+// Throws modernbert::Error on bad input (empty training file, dev labels outside the training
+// label set, a label count that contradicts the checkpoint's existing classifier, ...).
+FinetuneResult finetune(const FinetuneOptions& o);
+
+}  // namespace modernbert

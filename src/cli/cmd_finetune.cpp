@@ -1,0 +1,87 @@
+// modernbert finetune: fine-tune a checkpoint on a labelled JSONL task (classification,
+// regression, multi-label); the best dev epoch is saved as an HF-layout model directory.
+#include <cstdio>
+
+#include "cli/command.h"
+#include "cli/infer_common.h"
+#include "modernbert/error.h"
+#include "modernbert/finetune.h"
+
+namespace modernbert::cli {
+namespace {
+
+int run(int argc, char** argv) {
+  ArgParser a("finetune", "--task TASK --model DIR --train F --dev F --out DIR [flags]",
+              "Fine-tune a checkpoint (e.g. an MLM model) on a labelled task. The encoder and head.dense/\n"
+              "head.norm come from DIR, a fresh classifier [num_labels, hidden] is added (a classifier DIR\n"
+              "already has is reused when its label count matches). Data (JSONL):\n"
+              "  classification  {\"text\"[, \"text_pair\"], \"label\": id|name}  dev metric: accuracy (and macro-F1)\n"
+              "  regression      {\"text\", \"label\": x | [x...]}              dev metric: Pearson\n"
+              "  multilabel      {\"text\", \"labels\": [ids|names]}            dev metric: micro-F1\n"
+              "Label names are sorted into id2label; integer ids give max+1 labels (or --num-labels).\n"
+              "Each epoch is scored on --dev; the best epoch is written to --out (config.json,\n"
+              "model.safetensors, tokenizer.json) with a JSONL log in --out/finetune_log.jsonl.");
+  a.option("task", "TASK", "classification | regression | multilabel | token-classification (not implemented yet)",
+           "classification");
+  a.option("model", "DIR", "starting checkpoint (config.json, model.safetensors, tokenizer.json)");
+  a.option("train", "F", "training JSONL");
+  a.option("dev", "F", "dev JSONL (scored after every epoch)");
+  a.option("out", "DIR", "output directory (best checkpoint + finetune_log.jsonl)");
+  a.option("epochs", "N", "training epochs", "3");
+  a.option("batch-size", "N", "sequences per optimizer step", "16");
+  a.option("lr", "X", "peak learning rate", "5e-5");
+  a.option("weight-decay", "X", "decoupled weight decay (not applied to norms and biases)", "0.01");
+  a.option("optimizer", "NAME", "adamw | stableadamw", "adamw");
+  a.option("warmup-ratio", "X", "fraction of the steps spent in linear warm-up", "0.1");
+  a.option("schedule", "S", "linear (warm-up, linear decay to 0) | wsd (warm-up, stable, 1-sqrt decay over the last 20%)",
+           "linear");
+  a.option("max-length", "N", "truncate inputs to N tokens (special tokens included)", "512");
+  a.option("patience", "N", "stop after N epochs without a dev improvement (0 = never)", "0");
+  a.option("seed", "N", "seed of the classifier init and the shuffling", "42");
+  a.option("num-labels", "N", "number of labels (default: from the training data)");
+  a.option("pooling", "MODE", "cls | mean (default: the config's classifier_pooling)");
+  a.option("text-field", "NAME", "field holding the text", "text");
+  a.option("pair-field", "NAME", "field holding the second text of a pair", "text_pair");
+  a.option("label-field", "NAME", "field holding the label (default: label; labels for multilabel)");
+  a.option("threads", "N", "compute threads (default: all cores)");
+  a.flag("quiet", "no progress lines on stderr");
+  if (!a.parse(argc, argv)) return 0;
+  apply_threads(a);
+  FinetuneOptions o;
+  o.task = a.get("task");
+  o.model_dir = a.require("model");
+  o.train = a.require("train");
+  o.dev = a.require("dev");
+  o.out = a.require("out");
+  o.epochs = a.get_int("epochs");
+  o.batch_size = a.get_int("batch-size");
+  o.lr = a.get_double("lr");
+  o.weight_decay = a.get_double("weight-decay");
+  o.optimizer = a.get("optimizer");
+  o.warmup_ratio = a.get_double("warmup-ratio");
+  o.schedule = a.get("schedule");
+  o.max_length = a.get_int("max-length");
+  o.patience = a.get_int("patience");
+  const long long seed = a.get_int("seed");
+  if (seed < 0) throw Error("--seed must be >= 0");
+  o.seed = static_cast<uint64_t>(seed);
+  o.num_labels = a.get_int_or("num-labels", 0);
+  if (o.num_labels < 0) throw Error("--num-labels must be positive");
+  o.pooling = a.get_or("pooling", "");
+  o.text_field = a.get("text-field");
+  o.pair_field = a.get("pair-field");
+  o.label_field = a.get_or("label-field", "");
+  o.progress = !a.has("quiet");
+  FinetuneResult r = finetune(o);
+  std::printf("%s\n", nlohmann::json{{"out", o.out}, {"steps", r.steps}, {"epochs", r.epochs_run},
+                                     {"best_epoch", r.best_epoch}, {"metric", r.metric_name},
+                                     {"best", r.best_metric}}
+                          .dump()
+                          .c_str());
+  return 0;
+}
+
+static CommandRegistrar reg({"finetune", "fine-tune a checkpoint on classification / regression / multi-label data", run});
+
+}  // namespace
+}  // namespace modernbert::cli

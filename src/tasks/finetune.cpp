@@ -1,0 +1,426 @@
+// modernbert finetune: classification / regression / multi-label fine-tuning of a checkpoint
+// (see include/modernbert/finetune.h).
+#include "modernbert/finetune.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "modernbert/error.h"
+#include "modernbert/eval.h"
+#include "modernbert/model.h"
+#include "modernbert/model_dir.h"
+#include "modernbert/tokenizer.h"
+#include "modernbert/trainer.h"
+#include "modernbert/weights.h"
+
+namespace modernbert {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+double uniform01(uint64_t& s) { return static_cast<double>(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+// Truncated normal by rejection (Box-Muller), deterministic from the state.
+double trunc_normal(uint64_t& s, double sd, double cutoff) {
+  for (;;) {
+    const double u1 = std::max(uniform01(s), 1e-300), u2 = uniform01(s);
+    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2) * sd;
+    if (std::abs(z) <= cutoff) return z;
+  }
+}
+
+// Fisher-Yates with our own generator: the same seed gives the same order on every platform.
+std::vector<size_t> shuffled(size_t n, uint64_t seed) {
+  std::vector<size_t> idx(n);
+  for (size_t i = 0; i < n; ++i) idx[i] = i;
+  uint64_t s = seed;
+  for (size_t i = n; i > 1; --i) std::swap(idx[i - 1], idx[splitmix64(s) % i]);
+  return idx;
+}
+
+struct Labelled {
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<int64_t> cls;        // classification
+  std::vector<float> targets;      // regression / multilabel: [n, L]
+};
+
+bool is_int(const json& v) {
+  return v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+}
+int64_t as_int(const json& v) { return v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>()); }
+
+const json& field_of(const Example& e, const std::string& f, const std::string& where) {
+  if (!e.record.contains(f)) throw Error(where + ": no \"" + f + "\" field");
+  return e.record[f];
+}
+
+// Label set of the training data: names (sorted) or integer ids (max + 1).
+struct LabelSet {
+  bool named = false;
+  std::vector<std::string> names;  // when named
+  std::map<std::string, int64_t> index;
+  int64_t count = 0;
+};
+
+void collect(const json& v, const std::string& where, std::set<std::string>& names, int64_t& max_id, bool& any_int) {
+  if (is_int(v)) {
+    const int64_t id = as_int(v);
+    if (id < 0) throw Error(where + ": label id " + std::to_string(id) + " is negative");
+    max_id = std::max(max_id, id);
+    any_int = true;
+  } else if (v.is_string()) {
+    names.insert(v.get<std::string>());
+  } else {
+    throw Error(where + ": a label must be an integer id or a label name, found " + v.dump());
+  }
+}
+
+std::vector<std::vector<int32_t>> tokenize(const Tokenizer& tok, const std::vector<Example>& ex, int64_t max_length) {
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(ex.size());
+  EncodeOptions eo;
+  eo.max_length = static_cast<size_t>(max_length);
+  for (const auto& e : ex) {
+    Encoding enc = e.has_pair ? tok.encode_pair(e.text, e.text_pair, eo) : tok.encode(e.text, eo);
+    if (enc.ids.empty()) enc.ids.push_back(0);
+    out.push_back(std::move(enc.ids));
+  }
+  return out;
+}
+
+ProblemType problem_of(const std::string& task) {
+  if (task == "classification") return ProblemType::kSingleLabel;
+  if (task == "regression") return ProblemType::kRegression;
+  return ProblemType::kMultiLabel;
+}
+
+}  // namespace
+
+FinetuneResult finetune(const FinetuneOptions& o) {
+  const std::string task = o.task;
+  if (task == "token-classification")
+    throw Error("finetune: --task token-classification is not implemented yet (classification, regression, multilabel are)");
+  if (task != "classification" && task != "regression" && task != "multilabel")
+    throw Error("finetune: --task must be classification, regression, multilabel or token-classification, got '" + task + "'");
+  if (o.epochs < 1) throw Error("finetune: --epochs must be >= 1");
+  if (o.batch_size < 1) throw Error("finetune: --batch-size must be >= 1");
+  if (o.max_length < 2) throw Error("finetune: --max-length must be >= 2");
+  if (!(o.lr > 0)) throw Error("finetune: --lr must be > 0");
+  if (o.warmup_ratio < 0 || o.warmup_ratio > 1) throw Error("finetune: --warmup-ratio must be in [0, 1]");
+  if (o.schedule != "linear" && o.schedule != "wsd") throw Error("finetune: --schedule must be linear or wsd");
+  if (o.optimizer != "adamw" && o.optimizer != "stableadamw") throw Error("finetune: --optimizer must be adamw or stableadamw");
+  if (!o.pooling.empty() && o.pooling != "cls" && o.pooling != "mean") throw Error("finetune: --pooling must be cls or mean");
+  if (o.out.empty()) throw Error("finetune: --out is required");
+  const std::string label_field = !o.label_field.empty() ? o.label_field : task == "multilabel" ? "labels" : "label";
+  const TaskType tt = task == "classification" ? TaskType::kSequenceClassification
+                      : task == "regression"   ? TaskType::kRegression
+                                               : TaskType::kMultiLabel;
+
+  // ---- data ----
+  const auto train = read_examples(o.train, o.text_field, o.pair_field);  // empty -> error
+  if (train.empty()) throw Error(o.train + ": no training examples");
+  const auto dev = read_examples(o.dev, o.text_field, o.pair_field);
+  auto where = [](const std::string& f, const Example& e) { return f + ":" + std::to_string(e.line); };
+
+  // ---- label space from the training data ----
+  LabelSet ls;
+  if (task == "regression") {
+    int64_t width = -1;
+    for (const auto& e : train) {
+      const json& v = field_of(e, label_field, where(o.train, e));
+      const int64_t w = v.is_array() ? static_cast<int64_t>(v.size()) : 1;
+      if (!v.is_array() && !v.is_number()) throw Error(where(o.train, e) + ": a regression label must be a number or an array of numbers");
+      if (width >= 0 && w != width) throw Error(where(o.train, e) + ": " + std::to_string(w) + " targets, earlier lines have " + std::to_string(width));
+      width = w;
+    }
+    ls.count = o.num_labels > 0 ? o.num_labels : width;
+    if (ls.count != width) throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the labels have " + std::to_string(width) + " values");
+  } else {
+    std::set<std::string> names;
+    int64_t max_id = -1;
+    bool any_int = false;
+    for (const auto& e : train) {
+      const json& v = field_of(e, label_field, where(o.train, e));
+      if (task == "multilabel") {
+        if (!v.is_array()) throw Error(where(o.train, e) + ": multilabel \"" + label_field + "\" must be an array");
+        for (const auto& x : v) collect(x, where(o.train, e), names, max_id, any_int);
+      } else {
+        collect(v, where(o.train, e), names, max_id, any_int);
+      }
+    }
+    if (any_int && !names.empty()) throw Error(o.train + ": labels mix integer ids and names");
+    if (!names.empty()) {
+      ls.named = true;
+      ls.names.assign(names.begin(), names.end());
+      for (size_t i = 0; i < ls.names.size(); ++i) ls.index[ls.names[i]] = static_cast<int64_t>(i);
+      ls.count = static_cast<int64_t>(ls.names.size());
+      if (o.num_labels > 0 && o.num_labels != ls.count)
+        throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the training data has " +
+                    std::to_string(ls.count) + " label names");
+    } else {
+      ls.count = max_id + 1;
+      if (o.num_labels > 0) {
+        if (o.num_labels < ls.count)
+          throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the training data has label id " + std::to_string(max_id));
+        ls.count = o.num_labels;
+      }
+    }
+    if (task == "classification" && ls.count < 2)
+      throw Error(o.train + ": classification needs at least 2 labels, the training data has " + std::to_string(ls.count));
+  }
+  const int64_t L = ls.count;
+  if (L < 1) throw Error(o.train + ": no labels");
+
+  auto resolve = [&](const json& v, const std::string& w) -> int64_t {
+    if (ls.named) {
+      if (!v.is_string() || !ls.index.count(v.get<std::string>()))
+        throw Error(w + ": label " + v.dump() + " is not among the training labels");
+      return ls.index.at(v.get<std::string>());
+    }
+    if (!is_int(v) || as_int(v) < 0 || as_int(v) >= L)
+      throw Error(w + ": label " + v.dump() + " is not among the training labels (ids 0.." + std::to_string(L - 1) + ")");
+    return as_int(v);
+  };
+  auto labels_of = [&](const std::vector<Example>& ex, const std::string& file, Labelled& d) {
+    for (const auto& e : ex) {
+      const std::string w = where(file, e);
+      const json& v = field_of(e, label_field, w);
+      if (task == "classification") {
+        d.cls.push_back(resolve(v, w));
+      } else if (task == "regression") {
+        const int64_t n = v.is_array() ? static_cast<int64_t>(v.size()) : 1;
+        if (n != L) throw Error(w + ": " + std::to_string(n) + " regression targets, the model has " + std::to_string(L));
+        if (v.is_array()) {
+          for (const auto& x : v) {
+            if (!x.is_number()) throw Error(w + ": regression targets must be numbers");
+            d.targets.push_back(x.get<float>());
+          }
+        } else {
+          if (!v.is_number()) throw Error(w + ": a regression label must be a number");
+          d.targets.push_back(v.get<float>());
+        }
+      } else {
+        if (!v.is_array()) throw Error(w + ": multilabel \"" + label_field + "\" must be an array");
+        std::vector<float> row(static_cast<size_t>(L), 0.0f);
+        for (const auto& x : v) row[static_cast<size_t>(resolve(x, w))] = 1.0f;
+        d.targets.insert(d.targets.end(), row.begin(), row.end());
+      }
+    }
+  };
+  Labelled tr, dv;
+  labels_of(train, o.train, tr);
+  labels_of(dev, o.dev, dv);
+
+  // ---- model ----
+  LoadOptions lo;
+  lo.zero_copy = false;
+  LoadedModel src = load_model_dir(o.model_dir, lo);
+  const HeadSet& sh = src.weights.heads();
+  const bool reuse_head = sh.classifier == HeadSet::Classifier::kSequence;
+  if (sh.classifier == HeadSet::Classifier::kToken)
+    throw Error(o.model_dir + ": has a token-classification head; sequence fine-tuning needs an MLM or sequence checkpoint");
+  if (reuse_head && sh.num_labels != L)
+    throw Error(o.model_dir + ": the checkpoint already has a classifier with " + std::to_string(sh.num_labels) +
+                " labels but the training data has " + std::to_string(L) +
+                " (start from the MLM checkpoint, or pass data with the same label set)");
+  const std::string tok_path = o.model_dir + "/tokenizer.json";
+  if (!fs::exists(tok_path)) throw Error(o.model_dir + ": finetune needs tokenizer.json in the model directory");
+  const Tokenizer tok = Tokenizer::from_file(tok_path);
+  tr.ids = tokenize(tok, train, o.max_length);
+  dv.ids = tokenize(tok, dev, o.max_length);
+
+  ModelConfig cfg = src.config;
+  cfg.architectures = {"ModernBertForSequenceClassification"};
+  cfg.problem_type = problem_of(task);
+  if (o.pooling == "cls") cfg.classifier_pooling = Pooling::kCls;
+  if (o.pooling == "mean") cfg.classifier_pooling = Pooling::kMean;
+  cfg.id2label.clear();
+  cfg.label2id.clear();
+  for (int64_t i = 0; i < L; ++i) {
+    const std::string nm = ls.named ? ls.names[static_cast<size_t>(i)] : "LABEL_" + std::to_string(i);
+    cfg.id2label[i] = nm;
+    cfg.label2id[nm] = i;
+  }
+  cfg.raw.erase("num_labels");
+  HeadSet heads;
+  heads.classifier = HeadSet::Classifier::kSequence;
+  heads.num_labels = L;
+  Weights w(cfg, heads);
+  for (const auto& sp : w.specs()) {
+    if (src.weights.has(sp.name) && src.weights.spec(sp.name).shape == sp.shape) {
+      std::copy_n(src.weights.param(sp.name), sp.numel(), w.mutable_param(sp.name));
+    } else if (sp.name == "classifier.weight") {
+      uint64_t s = o.seed ^ 0xC1A551F1E5ull;
+      const double sd = 1.0 / std::sqrt(static_cast<double>(cfg.hidden_size));
+      const double cut = cfg.initializer_cutoff_factor * sd;
+      float* p = w.mutable_param(sp.name);
+      for (int64_t i = 0; i < sp.numel(); ++i) p[i] = static_cast<float>(trunc_normal(s, sd, cut));
+    } else if (sp.name == "classifier.bias") {
+      std::fill_n(w.mutable_param(sp.name), sp.numel(), 0.0f);
+    } else {
+      throw Error(o.model_dir + ": the checkpoint has no parameter " + sp.name + " of the expected shape");
+    }
+  }
+  { LoadedModel drop = std::move(src); }  // free the source copy
+
+  // ---- output directory ----
+  fs::create_directories(o.out);
+  fs::copy_file(tok_path, o.out + "/tokenizer.json", fs::copy_options::overwrite_existing);
+  std::ofstream log(o.out + "/finetune_log.jsonl", std::ios::trunc);
+  if (!log) throw Error(o.out + "/finetune_log.jsonl: cannot open for writing");
+
+  // ---- optimisation ----
+  OptimizerConfig oc;
+  oc.type = o.optimizer;
+  oc.lr = o.lr;
+  oc.beta1 = 0.9;
+  oc.beta2 = 0.98;
+  oc.eps = 1e-6;
+  oc.weight_decay = o.weight_decay;
+  Optimizer opt(w.specs(), oc);
+  const int64_t N = static_cast<int64_t>(tr.ids.size());
+  const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
+  const int64_t total = steps_per_epoch * o.epochs;
+  ScheduleConfig sc;
+  sc.warmup_tokens = std::max(1.0, std::round(o.warmup_ratio * static_cast<double>(total)));
+  sc.alpha_i = 0.0;
+  sc.alpha_f = 0.0;
+  sc.total_tokens = static_cast<double>(total);
+  if (o.schedule == "linear") {
+    sc.decay_tokens = std::max(1.0, static_cast<double>(total) - sc.warmup_tokens);
+    sc.decay_shape = "linear";
+  } else {
+    sc.decay_tokens = std::max(1.0, 0.2 * static_cast<double>(total));
+    sc.decay_shape = "1-sqrt";
+  }
+
+  TrainModel tm(w);
+  Encoder enc(w);
+  std::vector<float> grads(w.num_params());
+  FinetuneResult res;
+  res.metric_name = task == "classification" ? "accuracy" : task == "regression" ? "pearson" : "micro_f1";
+  double best = -std::numeric_limits<double>::infinity();
+  int64_t since_best = 0;
+
+  auto evaluate_dev = [&]() -> json {
+    std::vector<float> hidden;
+    std::vector<int64_t> pred;
+    std::vector<float> out;  // [n, L] logits
+    const size_t n = dv.ids.size();
+    for (size_t b0 = 0; b0 < n; b0 += 32) {
+      Batch b;
+      for (size_t i = b0; i < std::min(n, b0 + 32); ++i) b.add(dv.ids[i]);
+      enc.forward(b, hidden);
+      auto lg = enc.classify(b, hidden.data());
+      out.insert(out.end(), lg.begin(), lg.end());
+    }
+    json j;
+    if (task == "classification") {
+      for (size_t i = 0; i < n; ++i) {
+        const float* l = out.data() + i * static_cast<size_t>(L);
+        pred.push_back(std::max_element(l, l + L) - l);
+      }
+      auto cm = classification_metrics(dv.cls, pred, L);
+      j = {{"accuracy", cm.accuracy}, {"macro_f1", cm.macro_f1}, {"mcc", cm.mcc}};
+    } else if (task == "regression") {
+      std::vector<double> x(out.begin(), out.end()), y(dv.targets.begin(), dv.targets.end());
+      double mse = 0;
+      for (size_t i = 0; i < x.size(); ++i) mse += (x[i] - y[i]) * (x[i] - y[i]);
+      const double r = pearson(x, y);
+      j = {{"pearson", std::isnan(r) ? json(nullptr) : json(r)}, {"spearman", json(nullptr)},
+           {"mse", mse / static_cast<double>(std::max<size_t>(1, x.size()))}};
+      const double s = spearman(x, y);
+      if (!std::isnan(s)) j["spearman"] = s;
+    } else {
+      std::vector<uint8_t> g(dv.targets.size()), p(out.size());
+      for (size_t i = 0; i < g.size(); ++i) g[i] = dv.targets[i] > 0.5f;
+      for (size_t i = 0; i < p.size(); ++i) p[i] = out[i] > 0.0f;  // sigmoid > 0.5
+      auto mm = multilabel_metrics(g, p, L);
+      j = {{"micro_f1", mm.micro_f1}, {"macro_f1", mm.macro_f1}, {"subset_accuracy", mm.subset_accuracy}};
+    }
+    return j;
+  };
+
+  const auto t_start = std::chrono::steady_clock::now();
+  for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
+    const auto order = shuffled(static_cast<size_t>(N), o.seed * 1000003ull + static_cast<uint64_t>(epoch));
+    double epoch_loss = 0;
+    int64_t epoch_batches = 0;
+    for (int64_t s = 0; s < steps_per_epoch; ++s) {
+      const auto t0 = std::chrono::steady_clock::now();
+      TrainBatch tb;
+      const size_t lo_i = static_cast<size_t>(s * o.batch_size);
+      const size_t hi_i = std::min(static_cast<size_t>(N), lo_i + static_cast<size_t>(o.batch_size));
+      for (size_t k = lo_i; k < hi_i; ++k) {
+        const size_t i = order[k];
+        tb.batch.add(tr.ids[i]);
+        if (tt == TaskType::kSequenceClassification) {
+          tb.class_labels.push_back(static_cast<int32_t>(tr.cls[i]));
+        } else {
+          tb.targets.insert(tb.targets.end(), tr.targets.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(L)),
+                            tr.targets.begin() + static_cast<std::ptrdiff_t>((i + 1) * static_cast<size_t>(L)));
+        }
+      }
+      std::fill(grads.begin(), grads.end(), 0.0f);
+      const LossResult lr_res = tm.forward_backward(tb, tt, grads.data());
+      const double lr_t = o.lr * lr_multiplier(sc, static_cast<double>(res.steps));
+      opt.step(w.data(), grads.data(), lr_t);
+      ++res.steps;
+      epoch_loss += lr_res.loss;
+      ++epoch_batches;
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double tps = static_cast<double>(tb.batch.num_tokens()) / std::max(dt, 1e-9);
+      log << json{{"type", "step"}, {"step", res.steps}, {"epoch", epoch}, {"loss", lr_res.loss}, {"lr", lr_t},
+                  {"tokens", tb.batch.num_tokens()}, {"tokens_per_s", tps}}.dump() << "\n";
+      if (o.progress)
+        std::fprintf(stderr, "finetune: epoch %lld step %lld/%lld loss %.4f lr %.3g tokens/s %.0f\n",
+                     static_cast<long long>(epoch), static_cast<long long>(res.steps), static_cast<long long>(total),
+                     lr_res.loss, lr_t, tps);
+    }
+    json m = evaluate_dev();
+    const json& mv = m[res.metric_name];
+    const double metric = mv.is_number() ? mv.get<double>() : -std::numeric_limits<double>::infinity();
+    const bool improved = metric > best || res.best_epoch == 0;
+    json rec = {{"type", "eval"}, {"epoch", epoch}, {"step", res.steps},
+                {"train_loss", epoch_loss / static_cast<double>(std::max<int64_t>(1, epoch_batches))},
+                {"dev", m}, {"improved", improved}};
+    log << rec.dump() << "\n";
+    log.flush();
+    res.history.push_back(rec);
+    res.epochs_run = epoch;
+    if (o.progress)
+      std::fprintf(stderr, "finetune: epoch %lld dev %s%s\n", static_cast<long long>(epoch), m.dump().c_str(),
+                   improved ? " (best, saved)" : "");
+    if (improved) {
+      best = metric;
+      res.best_epoch = epoch;
+      res.best_metric = metric;
+      since_best = 0;
+      save_model_dir(o.out, cfg, w);  // each file written atomically
+    } else if (o.patience > 0 && ++since_best >= o.patience) {
+      if (o.progress) std::fprintf(stderr, "finetune: no improvement for %lld epochs, stopping\n", static_cast<long long>(o.patience));
+      break;
+    }
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  log << json{{"type", "done"}, {"steps", res.steps}, {"epochs", res.epochs_run}, {"best_epoch", res.best_epoch},
+              {res.metric_name, res.best_metric}, {"seconds", secs}}.dump() << "\n";
+  return res;
+}
+
+}  // namespace modernbert
