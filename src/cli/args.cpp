@@ -54,7 +54,7 @@ bool ArgParser::parse(int argc, char** argv) {
       if (values_.count(name)) throw Error(command_ + ": flag --" + name + " given twice");
       if (s->is_switch) {
         if (has_inline) throw Error(command_ + ": flag --" + name + " takes no value");
-        values_[name] = "1";
+        values_[name] = std::string(1, '1');  // (not = "1": GCC 12 -Wrestrict false positive, PR105329)
       } else {
         if (!has_inline) {
           if (i + 1 >= argc) throw Error(command_ + ": flag --" + name + " needs a value (" + s->metavar + ")");
