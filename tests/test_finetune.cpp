@@ -143,4 +143,49 @@ TEST(Finetune, BadInputs) {
     EXPECT_NE(h.output.find(flag), std::string::npos) << flag;
 }
 
+// Token classification: city names are B-LOC, every other word O.
+std::string synthetic_tokens(int n, int offset) {
+  const std::vector<std::string> fill = {"we", "went", "to", "see", "the", "old", "market", "in", "and", "then", "home"};
+  const std::vector<std::string> cities = {"paris", "london", "berlin", "rome"};
+  std::ostringstream os;
+  unsigned s = 777u + static_cast<unsigned>(offset);
+  auto rnd = [&] { s = s * 1103515245u + 12345u; return (s >> 16) & 0x7fff; };
+  for (int i = 0; i < n; ++i) {
+    nlohmann::json toks = nlohmann::json::array(), tags = nlohmann::json::array();
+    const int len = 4 + static_cast<int>(rnd() % 5);
+    for (int k = 0; k < len; ++k) {
+      if (rnd() % 3 == 0) {
+        toks.push_back(cities[rnd() % cities.size()]);
+        tags.push_back("B-LOC");
+      } else {
+        toks.push_back(fill[rnd() % fill.size()]);
+        tags.push_back("O");
+      }
+    }
+    os << nlohmann::json{{"tokens", toks}, {"tags", tags}}.dump() << "\n";
+  }
+  return os.str();
+}
+
+TEST(Finetune, TokenClassification) {
+  if (!have_tokenizer()) GTEST_SKIP() << "no " << tokenizer_json();
+  Fixture f;
+  ASSERT_TRUE(f.ok);
+  write_file(f.tmp / "ttrain.jsonl", synthetic_tokens(48, 0));
+  write_file(f.tmp / "tdev.jsonl", synthetic_tokens(16, 500));
+  const std::string out = f.tmp / "tout";
+  auto r = mbtest::run_command(mbtest::cli() + " finetune --task token-classification --model " + f.model + " --train " +
+                               f.tmp / "ttrain.jsonl" + " --dev " + f.tmp / "tdev.jsonl" + " --out " + out +
+                               " --epochs 4 --batch-size 8 --lr 1e-3 --seed 3 --quiet");
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto m = modernbert::load_model_dir(out);
+  EXPECT_EQ(m.weights.heads().classifier, modernbert::HeadSet::Classifier::kToken);
+  EXPECT_EQ(m.weights.heads().num_labels, 2);
+  EXPECT_EQ(m.config.id2label.at(0), "B-LOC");
+  auto e = mbtest::run_command(mbtest::cli() + " eval --task token-classification --quiet --model " + out + " --data " +
+                               f.tmp / "tdev.jsonl");
+  ASSERT_EQ(e.status, 0) << e.output;
+  EXPECT_GE(nlohmann::json::parse(e.output)["token_accuracy"].get<double>(), 0.8) << e.output;
+}
+
 }  // namespace

@@ -1,5 +1,5 @@
 // Fine-tuning a (pre-trained MLM) checkpoint on a labelled JSONL task: sequence classification,
-// regression and multi-label classification. The encoder and head.dense/head.norm are kept from
+// regression, multi-label classification and token classification (first sub-token per word). The encoder and head.dense/head.norm are kept from
 // the checkpoint (HF shares the names), a fresh classifier [L, H] is added, and the best epoch
 // on the dev set (by the task's metric) is kept in the output directory.
 #pragma once
@@ -15,7 +15,7 @@ struct FinetuneOptions {
   std::string task = "classification";  // classification | regression | multilabel | token-classification
   std::string model_dir, train, dev, out;
   std::string text_field = "text", pair_field = "text_pair";
-  std::string label_field;              // default: "labels" for multilabel, else "label"
+  std::string label_field;              // default: "labels" for multilabel, "tags" for tokens, else "label"
   int64_t epochs = 3;
   int64_t batch_size = 16;
   double lr = 5e-5;
@@ -33,7 +33,7 @@ struct FinetuneOptions {
 
 struct FinetuneResult {
   int64_t steps = 0, epochs_run = 0, best_epoch = 0;
-  double best_metric = 0;      // accuracy | pearson | micro-F1 on dev
+  double best_metric = 0;      // accuracy | pearson | micro-F1 | entity F1 (word accuracy without entities) on dev
   std::string metric_name;
   nlohmann::json history = nlohmann::json::array();  // one object per epoch (dev metrics)
 };

@@ -1,5 +1,5 @@
 // modernbert finetune: fine-tune a checkpoint on a labelled JSONL task (classification,
-// regression, multi-label); the best dev epoch is saved as an HF-layout model directory.
+// regression, multi-label, token classification); the best dev epoch is saved as an HF-layout model directory.
 #include <cstdio>
 
 #include "cli/command.h"
@@ -18,10 +18,12 @@ int run(int argc, char** argv) {
               "  classification  {\"text\"[, \"text_pair\"], \"label\": id|name}  dev metric: accuracy (and macro-F1)\n"
               "  regression      {\"text\", \"label\": x | [x...]}              dev metric: Pearson\n"
               "  multilabel      {\"text\", \"labels\": [ids|names]}            dev metric: micro-F1\n"
+              "  token-classification {\"tokens\": [words], \"tags\": [names|ids]}  dev metric: entity F1\n"
+              "                  (first sub-token of each word is labelled; word accuracy when tags have no entities)\n"
               "Label names are sorted into id2label; integer ids give max+1 labels (or --num-labels).\n"
               "Each epoch is scored on --dev; the best epoch is written to --out (config.json,\n"
               "model.safetensors, tokenizer.json) with a JSONL log in --out/finetune_log.jsonl.");
-  a.option("task", "TASK", "classification | regression | multilabel | token-classification (not implemented yet)",
+  a.option("task", "TASK", "classification | regression | multilabel | token-classification",
            "classification");
   a.option("model", "DIR", "starting checkpoint (config.json, model.safetensors, tokenizer.json)");
   a.option("train", "F", "training JSONL");
@@ -42,7 +44,7 @@ int run(int argc, char** argv) {
   a.option("pooling", "MODE", "cls | mean (default: the config's classifier_pooling)");
   a.option("text-field", "NAME", "field holding the text", "text");
   a.option("pair-field", "NAME", "field holding the second text of a pair", "text_pair");
-  a.option("label-field", "NAME", "field holding the label (default: label; labels for multilabel)");
+  a.option("label-field", "NAME", "field holding the label (default: label; labels for multilabel; tags for token-classification)");
   a.option("threads", "N", "compute threads (default: all cores)");
   a.flag("quiet", "no progress lines on stderr");
   if (!a.parse(argc, argv)) return 0;
@@ -81,7 +83,7 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-static CommandRegistrar reg({"finetune", "fine-tune a checkpoint on classification / regression / multi-label data", run});
+static CommandRegistrar reg({"finetune", "fine-tune a checkpoint on classification / regression / multi-label / token-classification data", run});
 
 }  // namespace
 }  // namespace modernbert::cli

@@ -55,6 +55,9 @@ std::vector<size_t> shuffled(size_t n, uint64_t seed) {
 
 struct Labelled {
   std::vector<std::vector<int32_t>> ids;
+  std::vector<std::vector<int32_t>> tok_labels;   // token classification: [T] per sequence, -100 = not scored
+  std::vector<std::vector<int64_t>> first_tok;    // token classification: word -> first sub-token (-1 = truncated)
+  std::vector<std::vector<int64_t>> word_tags;    // token classification: gold tag id per word
   std::vector<int64_t> cls;        // classification
   std::vector<float> targets;      // regression / multilabel: [n, L]
 };
@@ -103,7 +106,50 @@ std::vector<std::vector<int32_t>> tokenize(const Tokenizer& tok, const std::vect
   return out;
 }
 
+// {"tokens": [words], "<field>": [tags]} -> an Example with the words joined by spaces; the tags and
+// word spans go into the record ("__tags", "__spans").
+std::vector<Example> read_token_examples(const std::string& path, const std::string& field) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open");
+  std::vector<Example> out;
+  std::string line;
+  size_t lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    const std::string w = path + ":" + std::to_string(lineno);
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const std::exception& e) {
+      throw Error(w + ": malformed JSON: " + e.what());
+    }
+    if (!j.is_object() || !j.contains("tokens") || !j["tokens"].is_array() || !j.contains(field) || !j[field].is_array())
+      throw Error(w + ": expected {\"tokens\": [words], \"" + field + "\": [tags]}");
+    const json& toks = j["tokens"];
+    if (toks.size() != j[field].size())
+      throw Error(w + ": " + std::to_string(toks.size()) + " words but " + std::to_string(j[field].size()) + " tags");
+    if (toks.empty()) throw Error(w + ": no words");
+    Example e;
+    e.line = lineno;
+    json spans = json::array();
+    for (size_t i = 0; i < toks.size(); ++i) {
+      if (!toks[i].is_string() || toks[i].get<std::string>().empty())
+        throw Error(w + ": word " + std::to_string(i) + " must be a non-empty string");
+      if (i) e.text += ' ';
+      spans.push_back({e.text.size(), e.text.size() + toks[i].get<std::string>().size()});
+      e.text += toks[i].get<std::string>();
+    }
+    e.record = json{{field, j[field]}, {"__spans", spans}};
+    out.push_back(std::move(e));
+  }
+  if (out.empty()) throw Error(path + ": no records (empty file)");
+  return out;
+}
+
 ProblemType problem_of(const std::string& task) {
+  if (task == "token-classification") return ProblemType::kUnset;
   if (task == "classification") return ProblemType::kSingleLabel;
   if (task == "regression") return ProblemType::kRegression;
   return ProblemType::kMultiLabel;
@@ -113,9 +159,7 @@ ProblemType problem_of(const std::string& task) {
 
 FinetuneResult finetune(const FinetuneOptions& o) {
   const std::string task = o.task;
-  if (task == "token-classification")
-    throw Error("finetune: --task token-classification is not implemented yet (classification, regression, multilabel are)");
-  if (task != "classification" && task != "regression" && task != "multilabel")
+  if (task != "classification" && task != "regression" && task != "multilabel" && task != "token-classification")
     throw Error("finetune: --task must be classification, regression, multilabel or token-classification, got '" + task + "'");
   if (o.epochs < 1) throw Error("finetune: --epochs must be >= 1");
   if (o.batch_size < 1) throw Error("finetune: --batch-size must be >= 1");
@@ -126,15 +170,21 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   if (o.optimizer != "adamw" && o.optimizer != "stableadamw") throw Error("finetune: --optimizer must be adamw or stableadamw");
   if (!o.pooling.empty() && o.pooling != "cls" && o.pooling != "mean") throw Error("finetune: --pooling must be cls or mean");
   if (o.out.empty()) throw Error("finetune: --out is required");
-  const std::string label_field = !o.label_field.empty() ? o.label_field : task == "multilabel" ? "labels" : "label";
+  const bool tokens = task == "token-classification";
+  const std::string label_field = !o.label_field.empty()  ? o.label_field
+                                  : task == "multilabel" ? "labels"
+                                  : tokens               ? "tags"
+                                                         : "label";
   const TaskType tt = task == "classification" ? TaskType::kSequenceClassification
                       : task == "regression"   ? TaskType::kRegression
+                      : tokens                 ? TaskType::kTokenClassification
                                                : TaskType::kMultiLabel;
 
   // ---- data ----
-  const auto train = read_examples(o.train, o.text_field, o.pair_field);  // empty -> error
+  const auto train = tokens ? read_token_examples(o.train, label_field)
+                            : read_examples(o.train, o.text_field, o.pair_field);  // empty -> error
   if (train.empty()) throw Error(o.train + ": no training examples");
-  const auto dev = read_examples(o.dev, o.text_field, o.pair_field);
+  const auto dev = tokens ? read_token_examples(o.dev, label_field) : read_examples(o.dev, o.text_field, o.pair_field);
   auto where = [](const std::string& f, const Example& e) { return f + ":" + std::to_string(e.line); };
 
   // ---- label space from the training data ----
@@ -156,7 +206,7 @@ FinetuneResult finetune(const FinetuneOptions& o) {
     bool any_int = false;
     for (const auto& e : train) {
       const json& v = field_of(e, label_field, where(o.train, e));
-      if (task == "multilabel") {
+      if (task == "multilabel" || tokens) {
         if (!v.is_array()) throw Error(where(o.train, e) + ": multilabel \"" + label_field + "\" must be an array");
         for (const auto& x : v) collect(x, where(o.train, e), names, max_id, any_int);
       } else {
@@ -200,7 +250,11 @@ FinetuneResult finetune(const FinetuneOptions& o) {
     for (const auto& e : ex) {
       const std::string w = where(file, e);
       const json& v = field_of(e, label_field, w);
-      if (task == "classification") {
+      if (tokens) {
+        std::vector<int64_t> tags;
+        for (const auto& x : v) tags.push_back(resolve(x, w));
+        d.word_tags.push_back(std::move(tags));
+      } else if (task == "classification") {
         d.cls.push_back(resolve(v, w));
       } else if (task == "regression") {
         const int64_t n = v.is_array() ? static_cast<int64_t>(v.size()) : 1;
@@ -231,9 +285,11 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   lo.zero_copy = false;
   LoadedModel src = load_model_dir(o.model_dir, lo);
   const HeadSet& sh = src.weights.heads();
-  const bool reuse_head = sh.classifier == HeadSet::Classifier::kSequence;
-  if (sh.classifier == HeadSet::Classifier::kToken)
-    throw Error(o.model_dir + ": has a token-classification head; sequence fine-tuning needs an MLM or sequence checkpoint");
+  const HeadSet::Classifier want = tokens ? HeadSet::Classifier::kToken : HeadSet::Classifier::kSequence;
+  const bool reuse_head = sh.classifier == want;
+  if (sh.classifier != HeadSet::Classifier::kNone && sh.classifier != want)
+    throw Error(o.model_dir + std::string(": has a ") + (tokens ? "sequence" : "token") + "-classification head; " + task +
+                " fine-tuning needs an MLM checkpoint or one with a " + (tokens ? "token" : "sequence") + "-classification head");
   if (reuse_head && sh.num_labels != L)
     throw Error(o.model_dir + ": the checkpoint already has a classifier with " + std::to_string(sh.num_labels) +
                 " labels but the training data has " + std::to_string(L) +
@@ -241,11 +297,39 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   const std::string tok_path = o.model_dir + "/tokenizer.json";
   if (!fs::exists(tok_path)) throw Error(o.model_dir + ": finetune needs tokenizer.json in the model directory");
   const Tokenizer tok = Tokenizer::from_file(tok_path);
-  tr.ids = tokenize(tok, train, o.max_length);
-  dv.ids = tokenize(tok, dev, o.max_length);
+  auto tokenize_set = [&](const std::vector<Example>& ex, Labelled& d) {
+    if (!tokens) {
+      d.ids = tokenize(tok, ex, o.max_length);
+      return;
+    }
+    EncodeOptions eo;
+    eo.max_length = static_cast<size_t>(o.max_length);
+    for (size_t s = 0; s < ex.size(); ++s) {
+      const Encoding e = tok.encode(ex[s].text, eo);
+      std::vector<int32_t> lab(e.size(), -100);
+      std::vector<int64_t> first;
+      size_t t = 0;
+      const json& spans = ex[s].record["__spans"];
+      for (size_t k = 0; k < spans.size(); ++k) {
+        const size_t ws = spans[k][0].get<size_t>(), we = spans[k][1].get<size_t>();
+        while (t < e.size() && (e.special_tokens_mask[t] || e.offsets[t].second <= ws)) ++t;
+        if (t < e.size() && e.offsets[t].first < we) {
+          first.push_back(static_cast<int64_t>(t));
+          lab[t] = static_cast<int32_t>(d.word_tags[s][k]);
+        } else {
+          first.push_back(-1);
+        }
+      }
+      d.ids.push_back(e.ids);
+      d.tok_labels.push_back(std::move(lab));
+      d.first_tok.push_back(std::move(first));
+    }
+  };
+  tokenize_set(train, tr);
+  tokenize_set(dev, dv);
 
   ModelConfig cfg = src.config;
-  cfg.architectures = {"ModernBertForSequenceClassification"};
+  cfg.architectures = {tokens ? "ModernBertForTokenClassification" : "ModernBertForSequenceClassification"};
   cfg.problem_type = problem_of(task);
   if (o.pooling == "cls") cfg.classifier_pooling = Pooling::kCls;
   if (o.pooling == "mean") cfg.classifier_pooling = Pooling::kMean;
@@ -258,7 +342,7 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   }
   cfg.raw.erase("num_labels");
   HeadSet heads;
-  heads.classifier = HeadSet::Classifier::kSequence;
+  heads.classifier = want;
   heads.num_labels = L;
   Weights w(cfg, heads);
   for (const auto& sp : w.specs()) {
@@ -313,7 +397,10 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   Encoder enc(w);
   std::vector<float> grads(w.num_params());
   FinetuneResult res;
-  res.metric_name = task == "classification" ? "accuracy" : task == "regression" ? "pearson" : "micro_f1";
+  res.metric_name = task == "classification" ? "accuracy"
+                    : task == "regression"   ? "pearson"
+                    : tokens                 ? "entity_f1"
+                                             : "micro_f1";
   double best = -std::numeric_limits<double>::infinity();
   int64_t since_best = 0;
 
@@ -326,11 +413,32 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       Batch b;
       for (size_t i = b0; i < std::min(n, b0 + 32); ++i) b.add(dv.ids[i]);
       enc.forward(b, hidden);
-      auto lg = enc.classify(b, hidden.data());
+      auto lg = tokens ? enc.classify_tokens(hidden.data(), b.num_tokens()) : enc.classify(b, hidden.data());
       out.insert(out.end(), lg.begin(), lg.end());
     }
     json j;
-    if (task == "classification") {
+    if (tokens) {
+      std::vector<std::vector<std::string>> gold(n), pr(n);
+      const std::string outside = cfg.label2id.count("O") ? "O" : cfg.id2label.at(0);
+      size_t off = 0;
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t k = 0; k < dv.first_tok[i].size(); ++k) {
+          gold[i].push_back(cfg.id2label.at(dv.word_tags[i][k]));
+          const int64_t t = dv.first_tok[i][k];
+          if (t < 0) {
+            pr[i].push_back(outside);
+            continue;
+          }
+          const float* l = out.data() + (off + static_cast<size_t>(t)) * static_cast<size_t>(L);
+          pr[i].push_back(cfg.id2label.at(std::max_element(l, l + L) - l));
+        }
+        off += dv.ids[i].size();
+      }
+      auto em = entity_metrics(gold, pr);
+      // Tags without entities (not BIO): entity F1 is meaningless, select on word accuracy instead.
+      j = {{"entity_f1", em.gold_entities > 0 ? json(em.f1) : json(nullptr)}, {"token_accuracy", em.token_accuracy},
+           {"entity_macro_f1", em.macro_f1}};
+    } else if (task == "classification") {
       for (size_t i = 0; i < n; ++i) {
         const float* l = out.data() + i * static_cast<size_t>(L);
         pred.push_back(std::max_element(l, l + L) - l);
@@ -369,7 +477,9 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       for (size_t k = lo_i; k < hi_i; ++k) {
         const size_t i = order[k];
         tb.batch.add(tr.ids[i]);
-        if (tt == TaskType::kSequenceClassification) {
+        if (tokens) {
+          tb.token_labels.insert(tb.token_labels.end(), tr.tok_labels[i].begin(), tr.tok_labels[i].end());
+        } else if (tt == TaskType::kSequenceClassification) {
           tb.class_labels.push_back(static_cast<int32_t>(tr.cls[i]));
         } else {
           tb.targets.insert(tb.targets.end(), tr.targets.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(L)),
@@ -394,7 +504,9 @@ FinetuneResult finetune(const FinetuneOptions& o) {
     }
     json m = evaluate_dev();
     const json& mv = m[res.metric_name];
-    const double metric = mv.is_number() ? mv.get<double>() : -std::numeric_limits<double>::infinity();
+    const double metric = mv.is_number()                         ? mv.get<double>()
+                          : tokens && m["token_accuracy"].is_number() ? m["token_accuracy"].get<double>()
+                                                                      : -std::numeric_limits<double>::infinity();
     const bool improved = metric > best || res.best_epoch == 0;
     json rec = {{"type", "eval"}, {"epoch", epoch}, {"step", res.steps},
                 {"train_loss", epoch_loss / static_cast<double>(std::max<int64_t>(1, epoch_batches))},
