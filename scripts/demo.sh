@@ -79,7 +79,8 @@ $mb baseline --task classification --train "$data/spam_train.jsonl" --dev "$data
 if $mb finetune --help >/dev/null 2>&1; then
   rm -rf "$out/spam_model"
   $mb finetune --task classification --model "$model" --train "$data/spam_train.jsonl" --dev "$data/spam_dev.jsonl" \
-    --out "$out/spam_model" --epochs $( ((quick)) && echo 1 || echo 2 ) --max-length 256 --seed 17
+    --out "$out/spam_model" --epochs $( ((quick)) && echo 1 || echo 2 ) --max-length 256 --seed 17 \
+    --lr 5e-4 --pooling mean --batch-size 16 --quiet
   $mb eval --task classification --model "$out/spam_model" --data "$data/spam_test.jsonl" --max-length 256 --quiet \
     --output "$out/eval_spam.json"
 fi
