@@ -26,6 +26,7 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/profile.h"
 #include "kernels/cpu/thread_pool.h"
+#include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
 
@@ -40,15 +41,6 @@ struct Encoder::State {
 
 namespace {
 
-k::Act to_act(Activation a) {
-  switch (a) {
-    case Activation::kGelu: return k::Act::kGelu;
-    case Activation::kGeluTanh: return k::Act::kGeluTanh;
-    case Activation::kRelu: return k::Act::kRelu;
-    case Activation::kSilu: return k::Act::kSilu;
-  }
-  throw Error("unknown activation");
-}
 
 void require(const float* p, const std::string& name) {
   if (!p) throw Error("encoder: missing weight " + name);
@@ -186,7 +178,7 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out) {
   k::layernorm(a, w_.emb_norm_w, w_.emb_norm_b, h, T, H, eps);
   emb_scope.reset();
 
-  const k::Act act = to_act(cfg_.hidden_activation);
+  const k::Act act = to_kernel_act(cfg_.hidden_activation);
   const int64_t L = cfg_.num_hidden_layers;
   if (L == 0) {
     k::layernorm(h, w_.final_norm_w, w_.final_norm_b, a, T, H, eps);

@@ -13,6 +13,7 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/profile.h"
 #include "kernels/cpu/thread_pool.h"
+#include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
 
@@ -21,15 +22,6 @@ namespace modernbert {
 namespace k = kernels;
 
 namespace {
-k::Act head_act(Activation a) {
-  switch (a) {
-    case Activation::kGelu: return k::Act::kGelu;
-    case Activation::kGeluTanh: return k::Act::kGeluTanh;
-    case Activation::kRelu: return k::Act::kRelu;
-    case Activation::kSilu: return k::Act::kSilu;
-  }
-  throw Error("unknown activation");
-}
 }  // namespace
 
 void Encoder::head_transform(const float* x, int64_t R, float* z) const {
@@ -45,7 +37,7 @@ void Encoder::head_transform(const float* x, int64_t R, float* z) const {
   }
   k::prof::Scope s(k::prof::kHead);
   k::gemm(x, w_.head_dense_w, w_.head_dense_b, y, R, H, H);
-  k::act_layernorm(head_act(cfg_.classifier_activation), y, w_.head_norm_w, w_.head_norm_b, z, R, H,
+  k::act_layernorm(to_kernel_act(cfg_.classifier_activation), y, w_.head_norm_w, w_.head_norm_b, z, R, H,
                    static_cast<float>(cfg_.norm_eps));
 }
 

@@ -22,6 +22,7 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/thread_pool.h"
+#include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/trainer.h"
 #include "train/backward_kernels.h"
@@ -69,16 +70,6 @@ double grad_norm_sq(const float* g, size_t n) {
 }
 
 namespace {
-
-Act to_act(Activation a) {
-  switch (a) {
-    case Activation::kGelu: return Act::kGelu;
-    case Activation::kGeluTanh: return Act::kGeluTanh;
-    case Activation::kRelu: return Act::kRelu;
-    case Activation::kSilu: return Act::kSilu;
-  }
-  throw Error("unknown activation");
-}
 
 void resize(std::vector<float>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
@@ -133,7 +124,7 @@ struct TrainModel::Impl {
     const int64_t nh = cfg.num_attention_heads, d = cfg.head_dim(), L = cfg.num_hidden_layers;
     const float eps = static_cast<float>(cfg.norm_eps);
     const int64_t* cu = batch.cu_seqlens.data();
-    const Act act = to_act(cfg.hidden_activation);
+    const Act act = to_kernel_act(cfg.hidden_activation);
     resize(emb_x, T * H);
     resize(emb_mean, T);
     resize(emb_rstd, T);
@@ -203,7 +194,7 @@ struct TrainModel::Impl {
     const int64_t T = batch.num_tokens(), B = batch.num_seqs(), H = cfg.hidden_size, I = cfg.intermediate_size;
     const int64_t nh = cfg.num_attention_heads, d = cfg.head_dim(), L = cfg.num_hidden_layers;
     const int64_t* cu = batch.cu_seqlens.data();
-    const Act act = to_act(cfg.hidden_activation);
+    const Act act = to_kernel_act(cfg.hidden_activation);
     resize(dh, T * H);
     resize(dtmp, T * H);
     resize(dtmp2, T * H);
@@ -261,7 +252,7 @@ struct TrainModel::Impl {
     resize(z_rstd, R);
     resize(logits, R * C);
     k::gemm(X, v.head_dense_w, v.head_dense_b, z1.data(), R, H, H);
-    k::activation(to_act(cfg.classifier_activation), z1.data(), z2.data(), R * H);
+    k::activation(to_kernel_act(cfg.classifier_activation), z1.data(), z2.data(), R * H);
     train::layernorm_forward(z2.data(), v.head_norm_w, v.head_norm_b, z.data(), z_mean.data(), z_rstd.data(), R, H,
                              static_cast<float>(cfg.norm_eps));
     k::gemm(z.data(), Wout, bout, logits.data(), R, C, H);
@@ -276,7 +267,7 @@ struct TrainModel::Impl {
     train::linear_backward(z.data(), Wout, logits.data(), dz.data(), false, G(Wout, grads), G(bout, grads), R, C, H);
     train::layernorm_backward(dz.data(), z2.data(), v.head_norm_w, z_mean.data(), z_rstd.data(), dz2.data(), false,
                               G(v.head_norm_w, grads), G(v.head_norm_b, grads), R, H);
-    train::act_backward(to_act(cfg.classifier_activation), z1.data(), dz2.data(), dz2.data(), R * H);
+    train::act_backward(to_kernel_act(cfg.classifier_activation), z1.data(), dz2.data(), dz2.data(), R * H);
     train::linear_backward(X, v.head_dense_w, dz2.data(), dxo, false, G(v.head_dense_w, grads),
                            G(v.head_dense_b, grads), R, H, H);
   }
