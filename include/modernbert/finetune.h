@@ -1,7 +1,13 @@
-// Fine-tuning a (pre-trained MLM) checkpoint on a labelled JSONL task: sequence classification,
-// regression, multi-label classification and token classification (first sub-token per word). The encoder and head.dense/head.norm are kept from
-// the checkpoint (HF shares the names), a fresh classifier [L, H] is added, and the best epoch
-// on the dev set (by the task's metric) is kept in the output directory.
+// Fine-tuning a (pre-trained MLM) checkpoint.
+//  * Heads: sequence classification, regression, multi-label classification and token
+//    classification (first sub-token per word) on labelled JSONL. The encoder and
+//    head.dense/head.norm are kept from the checkpoint (HF shares the names), a fresh classifier
+//    [L, H] is added; the best epoch on dev (by the task's metric) is kept.
+//  * Retrieval: single-vector embeddings (pooling + cosine, InfoNCE with in-batch negatives) and
+//    ColBERT (linear projection H -> colbert_dim without bias, per-token L2 norm, MaxSim with
+//    in-batch negatives). Training/dev data are queries ({"qid", "query", "positive_ids"} with a
+//    --corpus of {"id", "text"}) or pairs ({"query", "positive"}); the best epoch by dev nDCG@10 is
+//    kept as an encoder-only checkpoint with the sentence-transformers (or PyLate) files.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +18,7 @@
 namespace modernbert {
 
 struct FinetuneOptions {
-  std::string task = "classification";  // classification | regression | multilabel | token-classification
+  std::string task = "classification";  // classification | regression | multilabel | token-classification | embedding | colbert
   std::string model_dir, train, dev, out;
   std::string text_field = "text", pair_field = "text_pair";
   std::string label_field;              // default: "labels" for multilabel, "tags" for tokens, else "label"
@@ -29,11 +35,19 @@ struct FinetuneOptions {
   int64_t num_labels = 0;               // 0: from the training labels
   std::string pooling;                  // "" (keep the config's) | cls | mean
   bool progress = true;                 // progress lines on stderr
+  // Retrieval (embedding | colbert).
+  std::string corpus;                   // {"id", "text"} documents that positive_ids refer to
+  double temperature = 0;               // 0: 0.05 (embedding, = ST scale 20) | 1.0 (colbert, as PyLate)
+  int64_t query_max_length = 64;
+  int64_t doc_max_length = 0;           // 0: max_length
+  std::string query_prompt, document_prompt;  // prepended to the texts; saved as ST prompts
+  int64_t colbert_dim = 128;
+  int64_t eval_depth = 100;             // ranking depth of the dev evaluation
 };
 
 struct FinetuneResult {
   int64_t steps = 0, epochs_run = 0, best_epoch = 0;
-  double best_metric = 0;      // accuracy | pearson | micro-F1 | entity F1 (word accuracy without entities) on dev
+  double best_metric = 0;      // accuracy | pearson | micro-F1 | entity F1 (word accuracy without entities) | nDCG@10 on dev
   std::string metric_name;
   nlohmann::json history = nlohmann::json::array();  // one object per epoch (dev metrics)
 };
@@ -41,5 +55,7 @@ struct FinetuneResult {
 // Throws modernbert::Error on bad input (empty training file, dev labels outside the training
 // label set, a label count that contradicts the checkpoint's existing classifier, ...).
 FinetuneResult finetune(const FinetuneOptions& o);
+// The embedding / ColBERT part (finetune() dispatches to it).
+FinetuneResult finetune_retrieval(const FinetuneOptions& o);
 
 }  // namespace modernbert

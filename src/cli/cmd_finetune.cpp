@@ -1,5 +1,6 @@
 // modernbert finetune: fine-tune a checkpoint on a labelled JSONL task (classification,
-// regression, multi-label, token classification); the best dev epoch is saved as an HF-layout model directory.
+// regression, multi-label, token classification) or for retrieval (embedding, ColBERT); the best
+// dev epoch is saved as an HF-layout model directory.
 #include <cstdio>
 
 #include "cli/command.h"
@@ -20,10 +21,15 @@ int run(int argc, char** argv) {
               "  multilabel      {\"text\", \"labels\": [ids|names]}            dev metric: micro-F1\n"
               "  token-classification {\"tokens\": [words], \"tags\": [names|ids]}  dev metric: entity F1\n"
               "                  (first sub-token of each word is labelled; word accuracy when tags have no entities)\n"
+              "  embedding       {\"query\", \"positive_ids\": [ids]} + --corpus {\"id\", \"text\"}, or {\"query\", \"positive\": text}\n"
+              "                  InfoNCE over cosine / temperature with in-batch negatives; dev metric: nDCG@10\n"
+              "  colbert         same data; projection to --colbert-dim, MaxSim with in-batch negatives\n"
+              "Retrieval models are saved encoder-only with sentence-transformers files (modules.json,\n"
+              "1_Pooling + 2_Normalize, or PyLate's 1_Dense), so embed/eval use them as they are.\n"
               "Label names are sorted into id2label; integer ids give max+1 labels (or --num-labels).\n"
               "Each epoch is scored on --dev; the best epoch is written to --out (config.json,\n"
               "model.safetensors, tokenizer.json) with a JSONL log in --out/finetune_log.jsonl.");
-  a.option("task", "TASK", "classification | regression | multilabel | token-classification",
+  a.option("task", "TASK", "classification | regression | multilabel | token-classification | embedding | colbert",
            "classification");
   a.option("model", "DIR", "starting checkpoint (config.json, model.safetensors, tokenizer.json)");
   a.option("train", "F", "training JSONL");
@@ -45,6 +51,13 @@ int run(int argc, char** argv) {
   a.option("text-field", "NAME", "field holding the text", "text");
   a.option("pair-field", "NAME", "field holding the second text of a pair", "text_pair");
   a.option("label-field", "NAME", "field holding the label (default: label; labels for multilabel; tags for token-classification)");
+  a.option("corpus", "F", "embedding/colbert: corpus JSONL {\"id\", \"text\"} that positive_ids refer to");
+  a.option("temperature", "X", "embedding/colbert: softmax temperature (default 0.05 embedding, 1.0 colbert)");
+  a.option("query-max-length", "N", "embedding/colbert: truncate queries to N tokens", "64");
+  a.option("doc-max-length", "N", "embedding/colbert: truncate documents to N tokens (default --max-length)");
+  a.option("query-prompt", "TEXT", "embedding/colbert: prefix for queries (saved as the ST prompt \"query\")");
+  a.option("document-prompt", "TEXT", "embedding/colbert: prefix for documents (saved as the ST prompt \"document\")");
+  a.option("colbert-dim", "N", "colbert: projection size", "128");
   a.option("threads", "N", "compute threads (default: all cores)");
   a.flag("quiet", "no progress lines on stderr");
   if (!a.parse(argc, argv)) return 0;
@@ -74,6 +87,14 @@ int run(int argc, char** argv) {
   o.pair_field = a.get("pair-field");
   o.label_field = a.get_or("label-field", "");
   o.progress = !a.has("quiet");
+  o.corpus = a.get_or("corpus", "");
+  o.temperature = a.get_double_or("temperature", 0.0);
+  if (a.has("temperature") && !(o.temperature > 0)) throw Error("--temperature must be > 0");
+  o.query_max_length = a.get_int("query-max-length");
+  o.doc_max_length = a.get_int_or("doc-max-length", 0);
+  o.query_prompt = a.get_or("query-prompt", "");
+  o.document_prompt = a.get_or("document-prompt", "");
+  o.colbert_dim = a.get_int("colbert-dim");
   FinetuneResult r = finetune(o);
   std::printf("%s\n", nlohmann::json{{"out", o.out}, {"steps", r.steps}, {"epochs", r.epochs_run},
                                      {"best_epoch", r.best_epoch}, {"metric", r.metric_name},
@@ -83,7 +104,7 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-static CommandRegistrar reg({"finetune", "fine-tune a checkpoint on classification / regression / multi-label / token-classification data", run});
+static CommandRegistrar reg({"finetune", "fine-tune a checkpoint: classification, regression, multi-label, token classification, embeddings, ColBERT", run});
 
 }  // namespace
 }  // namespace modernbert::cli

@@ -20,38 +20,15 @@
 #include "modernbert/tokenizer.h"
 #include "modernbert/trainer.h"
 #include "modernbert/weights.h"
+#include "tasks/finetune_util.h"
 
 namespace modernbert {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-double uniform01(uint64_t& s) { return static_cast<double>(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
-
-// Truncated normal by rejection (Box-Muller), deterministic from the state.
-double trunc_normal(uint64_t& s, double sd, double cutoff) {
-  for (;;) {
-    const double u1 = std::max(uniform01(s), 1e-300), u2 = uniform01(s);
-    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2) * sd;
-    if (std::abs(z) <= cutoff) return z;
-  }
-}
-
-// Fisher-Yates with our own generator: the same seed gives the same order on every platform.
-std::vector<size_t> shuffled(size_t n, uint64_t seed) {
-  std::vector<size_t> idx(n);
-  for (size_t i = 0; i < n; ++i) idx[i] = i;
-  uint64_t s = seed;
-  for (size_t i = n; i > 1; --i) std::swap(idx[i - 1], idx[splitmix64(s) % i]);
-  return idx;
-}
+using finetune_util::shuffled;
+using finetune_util::trunc_normal;
 
 struct Labelled {
   std::vector<std::vector<int32_t>> ids;
@@ -159,8 +136,9 @@ ProblemType problem_of(const std::string& task) {
 
 FinetuneResult finetune(const FinetuneOptions& o) {
   const std::string task = o.task;
+  if (task == "embedding" || task == "colbert") return finetune_retrieval(o);
   if (task != "classification" && task != "regression" && task != "multilabel" && task != "token-classification")
-    throw Error("finetune: --task must be classification, regression, multilabel or token-classification, got '" + task + "'");
+    throw Error("finetune: --task must be classification, regression, multilabel, token-classification, embedding or colbert, got '" + task + "'");
   if (o.epochs < 1) throw Error("finetune: --epochs must be >= 1");
   if (o.batch_size < 1) throw Error("finetune: --batch-size must be >= 1");
   if (o.max_length < 2) throw Error("finetune: --max-length must be >= 2");
@@ -369,29 +347,11 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   if (!log) throw Error(o.out + "/finetune_log.jsonl: cannot open for writing");
 
   // ---- optimisation ----
-  OptimizerConfig oc;
-  oc.type = o.optimizer;
-  oc.lr = o.lr;
-  oc.beta1 = 0.9;
-  oc.beta2 = 0.98;
-  oc.eps = 1e-6;
-  oc.weight_decay = o.weight_decay;
-  Optimizer opt(w.specs(), oc);
+  Optimizer opt(w.specs(), finetune_util::optimizer_config(o));
   const int64_t N = static_cast<int64_t>(tr.ids.size());
   const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
   const int64_t total = steps_per_epoch * o.epochs;
-  ScheduleConfig sc;
-  sc.warmup_tokens = std::max(1.0, std::round(o.warmup_ratio * static_cast<double>(total)));
-  sc.alpha_i = 0.0;
-  sc.alpha_f = 0.0;
-  sc.total_tokens = static_cast<double>(total);
-  if (o.schedule == "linear") {
-    sc.decay_tokens = std::max(1.0, static_cast<double>(total) - sc.warmup_tokens);
-    sc.decay_shape = "linear";
-  } else {
-    sc.decay_tokens = std::max(1.0, 0.2 * static_cast<double>(total));
-    sc.decay_shape = "1-sqrt";
-  }
+  const ScheduleConfig sc = finetune_util::schedule_config(o, total);
 
   TrainModel tm(w);
   Encoder enc(w);

@@ -1,0 +1,236 @@
+// Contrastive losses for retrieval fine-tuning: InfoNCE over cosine similarities (single-vector
+// embeddings) and MaxSim (ColBERT), both with in-batch negatives. Forward and backward side by
+// side; see include/modernbert/trainer.h for the definitions. Sizes are small (a batch of queries
+// against a batch of documents), so everything but the ColBERT token-similarity matrix is plain
+// double-precision loops.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "modernbert/error.h"
+#include "modernbert/trainer.h"
+
+namespace modernbert {
+namespace {
+
+void check_targets(int64_t Bq, int64_t Bd, const std::vector<int64_t>& target, const std::vector<uint8_t>& exclude,
+                   double temperature, const char* what) {
+  if (Bq < 1 || Bd < 1) throw Error(std::string(what) + ": needs at least one query and one document");
+  if (static_cast<int64_t>(target.size()) != Bq)
+    throw Error(std::string(what) + ": " + std::to_string(target.size()) + " targets for " + std::to_string(Bq) + " queries");
+  if (!exclude.empty() && static_cast<int64_t>(exclude.size()) != Bq * Bd)
+    throw Error(std::string(what) + ": exclusion mask must have Bq * Bd entries");
+  if (!(temperature > 0)) throw Error(std::string(what) + ": temperature must be > 0");
+  for (int64_t i = 0; i < Bq; ++i) {
+    const int64_t t = target[static_cast<size_t>(i)];
+    if (t < 0 || t >= Bd) throw Error(std::string(what) + ": target " + std::to_string(t) + " out of range");
+    if (!exclude.empty() && exclude[static_cast<size_t>(i * Bd + t)])
+      throw Error(std::string(what) + ": a query's target document is excluded");
+  }
+}
+
+// Row-wise: loss_i = logsumexp_j(s_ij) − s_i,target over the non-excluded j; overwrites s with
+// d loss / d s (already divided by Bq for the mean). s holds scores / temperature.
+double softmax_ce_rows(std::vector<double>& s, int64_t Bq, int64_t Bd, const std::vector<int64_t>& target,
+                       const std::vector<uint8_t>& exclude) {
+  double loss = 0;
+  for (int64_t i = 0; i < Bq; ++i) {
+    double* row = s.data() + i * Bd;
+    auto excluded = [&](int64_t j) { return !exclude.empty() && exclude[static_cast<size_t>(i * Bd + j)]; };
+    double mx = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < Bd; ++j)
+      if (!excluded(j)) mx = std::max(mx, row[j]);
+    double z = 0;
+    for (int64_t j = 0; j < Bd; ++j)
+      if (!excluded(j)) z += std::exp(row[j] - mx);
+    const int64_t t = target[static_cast<size_t>(i)];
+    loss += mx + std::log(z) - row[t];
+    for (int64_t j = 0; j < Bd; ++j) {
+      const double p = excluded(j) ? 0.0 : std::exp(row[j] - mx) / z;
+      row[j] = (p - (j == t ? 1.0 : 0.0)) / static_cast<double>(Bq);
+    }
+  }
+  return loss / static_cast<double>(Bq);
+}
+
+// x̂ = x / |x| for each of n rows of D; keeps the norms.
+void normalise_rows(const float* x, int64_t n, int64_t D, std::vector<float>& xh, std::vector<double>& norm) {
+  xh.resize(static_cast<size_t>(n * D));
+  norm.resize(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    double ss = 0;
+    for (int64_t c = 0; c < D; ++c) ss += static_cast<double>(x[r * D + c]) * x[r * D + c];
+    const double nr = std::max(std::sqrt(ss), 1e-12);  // F.normalize's eps
+    norm[static_cast<size_t>(r)] = nr;
+    for (int64_t c = 0; c < D; ++c) xh[static_cast<size_t>(r * D + c)] = static_cast<float>(x[r * D + c] / nr);
+  }
+}
+
+// d x = (d x̂ − x̂ (x̂ · d x̂)) / |x| for each row; dxh (double) -> dx (float, written).
+void normalise_backward(const std::vector<float>& xh, const std::vector<double>& norm, const std::vector<double>& dxh,
+                        int64_t n, int64_t D, float* dx) {
+  for (int64_t r = 0; r < n; ++r) {
+    double dot = 0;
+    for (int64_t c = 0; c < D; ++c) dot += xh[static_cast<size_t>(r * D + c)] * dxh[static_cast<size_t>(r * D + c)];
+    for (int64_t c = 0; c < D; ++c) {
+      const size_t k = static_cast<size_t>(r * D + c);
+      dx[k] = static_cast<float>((dxh[k] - xh[k] * dot) / norm[static_cast<size_t>(r)]);
+    }
+  }
+}
+
+}  // namespace
+
+double info_nce_loss(const float* q, int64_t Bq, const float* d, int64_t Bd, int64_t D,
+                     const std::vector<int64_t>& target, const std::vector<uint8_t>& exclude, double temperature,
+                     float* dq, float* dd) {
+  check_targets(Bq, Bd, target, exclude, temperature, "info_nce_loss");
+  std::vector<float> qh, dh;
+  std::vector<double> qn, dn;
+  normalise_rows(q, Bq, D, qh, qn);
+  normalise_rows(d, Bd, D, dh, dn);
+  std::vector<double> s(static_cast<size_t>(Bq * Bd));
+  for (int64_t i = 0; i < Bq; ++i)
+    for (int64_t j = 0; j < Bd; ++j) {
+      double acc = 0;
+      for (int64_t c = 0; c < D; ++c) acc += static_cast<double>(qh[static_cast<size_t>(i * D + c)]) * dh[static_cast<size_t>(j * D + c)];
+      s[static_cast<size_t>(i * Bd + j)] = acc / temperature;
+    }
+  const double loss = softmax_ce_rows(s, Bq, Bd, target, exclude);  // s := d loss / d (score/τ)
+  if (dq) {
+    std::vector<double> g(static_cast<size_t>(Bq * D), 0.0);
+    for (int64_t i = 0; i < Bq; ++i)
+      for (int64_t j = 0; j < Bd; ++j) {
+        const double w = s[static_cast<size_t>(i * Bd + j)] / temperature;
+        if (w == 0) continue;
+        for (int64_t c = 0; c < D; ++c) g[static_cast<size_t>(i * D + c)] += w * dh[static_cast<size_t>(j * D + c)];
+      }
+    normalise_backward(qh, qn, g, Bq, D, dq);
+  }
+  if (dd) {
+    std::vector<double> g(static_cast<size_t>(Bd * D), 0.0);
+    for (int64_t i = 0; i < Bq; ++i)
+      for (int64_t j = 0; j < Bd; ++j) {
+        const double w = s[static_cast<size_t>(i * Bd + j)] / temperature;
+        if (w == 0) continue;
+        for (int64_t c = 0; c < D; ++c) g[static_cast<size_t>(j * D + c)] += w * qh[static_cast<size_t>(i * D + c)];
+      }
+    normalise_backward(dh, dn, g, Bd, D, dd);
+  }
+  return loss;
+}
+
+double maxsim_contrastive_loss(const float* q, const std::vector<int64_t>& q_off, const float* d,
+                               const std::vector<int64_t>& d_off, int64_t D, const std::vector<int64_t>& target,
+                               const std::vector<uint8_t>& exclude, double temperature, float* dq, float* dd) {
+  if (q_off.size() < 2 || d_off.size() < 2 || q_off.front() != 0 || d_off.front() != 0)
+    throw Error("maxsim_contrastive_loss: offsets must start at 0 and describe at least one sequence");
+  const int64_t Bq = static_cast<int64_t>(q_off.size()) - 1, Bd = static_cast<int64_t>(d_off.size()) - 1;
+  for (size_t i = 1; i < q_off.size(); ++i)
+    if (q_off[i] <= q_off[i - 1]) throw Error("maxsim_contrastive_loss: every query needs at least one token");
+  for (size_t i = 1; i < d_off.size(); ++i)
+    if (d_off[i] <= d_off[i - 1]) throw Error("maxsim_contrastive_loss: every document needs at least one token");
+  check_targets(Bq, Bd, target, exclude, temperature, "maxsim_contrastive_loss");
+  const int64_t Tq = q_off.back(), Td = d_off.back();
+  std::vector<float> qh, dh;
+  std::vector<double> qn, dn;
+  normalise_rows(q, Tq, D, qh, qn);
+  normalise_rows(d, Td, D, dh, dn);
+  // Token similarities [Tq, Td] in one sgemm (fp32, as ColBERT scores them), then per (query
+  // token, document) the max and where it is.
+  std::vector<float> sim(static_cast<size_t>(Tq * Td));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(Tq), static_cast<int>(Td), static_cast<int>(D), 1.0f,
+              qh.data(), static_cast<int>(D), dh.data(), static_cast<int>(D), 0.0f, sim.data(), static_cast<int>(Td));
+  std::vector<int64_t> arg(static_cast<size_t>(Tq * Bd));  // [query token, document] -> doc token
+  std::vector<double> s(static_cast<size_t>(Bq * Bd), 0.0);
+  for (int64_t i = 0; i < Bq; ++i)
+    for (int64_t t = q_off[static_cast<size_t>(i)]; t < q_off[static_cast<size_t>(i + 1)]; ++t)
+      for (int64_t j = 0; j < Bd; ++j) {
+        const float* row = sim.data() + t * Td;
+        int64_t best = d_off[static_cast<size_t>(j)];
+        for (int64_t k = best + 1; k < d_off[static_cast<size_t>(j + 1)]; ++k)
+          if (row[k] > row[best]) best = k;
+        arg[static_cast<size_t>(t * Bd + j)] = best;
+        s[static_cast<size_t>(i * Bd + j)] += row[best];
+      }
+  for (auto& v : s) v /= temperature;
+  const double loss = softmax_ce_rows(s, Bq, Bd, target, exclude);
+  if (dq || dd) {
+    std::vector<double> gq(static_cast<size_t>(Tq * D), 0.0), gd(static_cast<size_t>(Td * D), 0.0);
+    for (int64_t i = 0; i < Bq; ++i)
+      for (int64_t j = 0; j < Bd; ++j) {
+        const double w = s[static_cast<size_t>(i * Bd + j)] / temperature;
+        if (w == 0) continue;
+        for (int64_t t = q_off[static_cast<size_t>(i)]; t < q_off[static_cast<size_t>(i + 1)]; ++t) {
+          const int64_t k = arg[static_cast<size_t>(t * Bd + j)];
+          for (int64_t c = 0; c < D; ++c) {
+            gq[static_cast<size_t>(t * D + c)] += w * dh[static_cast<size_t>(k * D + c)];
+            gd[static_cast<size_t>(k * D + c)] += w * qh[static_cast<size_t>(t * D + c)];
+          }
+        }
+      }
+    if (dq) normalise_backward(qh, qn, gq, Tq, D, dq);
+    if (dd) normalise_backward(dh, dn, gd, Td, D, dd);
+  }
+  return loss;
+}
+
+double retrieval_batch_loss(const float* hidden, const Batch& b, int64_t H, int64_t Bq,
+                            const std::vector<int64_t>& target, const std::vector<uint8_t>& exclude,
+                            const RetrievalLoss& spec, float* dhidden, float* dproj) {
+  const int64_t B = b.num_seqs(), Bd = B - Bq, T = b.num_tokens();
+  if (Bq < 1 || Bd < 1) throw Error("retrieval_batch_loss: the batch needs queries and documents");
+  if (!dhidden) throw Error("retrieval_batch_loss: null gradient buffer");
+  std::fill_n(dhidden, T * H, 0.0f);
+  if (!spec.colbert) {
+    std::vector<float> pooled(static_cast<size_t>(B * H)), dpooled(static_cast<size_t>(B * H));
+    for (int64_t k = 0; k < B; ++k) {
+      const int64_t a = b.cu_seqlens[static_cast<size_t>(k)], e = b.cu_seqlens[static_cast<size_t>(k + 1)];
+      float* p = pooled.data() + k * H;
+      if (spec.cls_pooling) {
+        std::copy_n(hidden + a * H, H, p);
+      } else {
+        for (int64_t c = 0; c < H; ++c) {
+          double acc = 0;
+          for (int64_t t = a; t < e; ++t) acc += hidden[t * H + c];
+          p[c] = static_cast<float>(acc / static_cast<double>(e - a));
+        }
+      }
+    }
+    const double loss = info_nce_loss(pooled.data(), Bq, pooled.data() + Bq * H, Bd, H, target, exclude,
+                                      spec.temperature, dpooled.data(), dpooled.data() + Bq * H);
+    for (int64_t k = 0; k < B; ++k) {
+      const int64_t a = b.cu_seqlens[static_cast<size_t>(k)], e = b.cu_seqlens[static_cast<size_t>(k + 1)];
+      const float* g = dpooled.data() + k * H;
+      if (spec.cls_pooling) {
+        std::copy_n(g, H, dhidden + a * H);
+      } else {
+        const float inv = 1.0f / static_cast<float>(e - a);
+        for (int64_t t = a; t < e; ++t)
+          for (int64_t c = 0; c < H; ++c) dhidden[t * H + c] = g[c] * inv;
+      }
+    }
+    return loss;
+  }
+  const int64_t Dc = spec.proj_dim;
+  if (!spec.proj || Dc < 1) throw Error("retrieval_batch_loss: colbert needs a projection");
+  if (!dproj) throw Error("retrieval_batch_loss: null projection gradient buffer");
+  std::vector<float> P(static_cast<size_t>(T * Dc)), dP(static_cast<size_t>(T * Dc));
+  const int iT = static_cast<int>(T), iD = static_cast<int>(Dc), iH = static_cast<int>(H);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iT, iD, iH, 1.0f, hidden, iH, spec.proj, iH, 0.0f, P.data(), iD);
+  const int64_t Tq = b.cu_seqlens[static_cast<size_t>(Bq)];
+  std::vector<int64_t> qoff(b.cu_seqlens.begin(), b.cu_seqlens.begin() + Bq + 1), doff;
+  for (int64_t k = Bq; k <= B; ++k) doff.push_back(b.cu_seqlens[static_cast<size_t>(k)] - Tq);
+  const double loss = maxsim_contrastive_loss(P.data(), qoff, P.data() + Tq * Dc, doff, Dc, target, exclude,
+                                              spec.temperature, dP.data(), dP.data() + Tq * Dc);
+  // d proj [Dc, H] = dPᵀ · hidden;  d hidden [T, H] = dP · proj
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iD, iH, iT, 1.0f, dP.data(), iD, hidden, iH, 0.0f, dproj, iH);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iT, iH, iD, 1.0f, dP.data(), iD, spec.proj, iH, 0.0f, dhidden, iH);
+  return loss;
+}
+
+}  // namespace modernbert
