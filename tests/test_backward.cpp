@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "modernbert/error.h"
 #include "modernbert/model.h"
 #include "modernbert/trainer.h"
 #include "train/backward_kernels.h"
@@ -415,6 +416,41 @@ TEST(TrainModel, EncoderBackwardFromHiddenFiniteDifferences) {
     check_fd(name.c_str(), view, an.data(), f, 5e-3f, 5e-3, 8);
     std::memcpy(p, view.data(), view.size() * sizeof(float));
   }
+}
+
+// Attention-output dropout: the loss with a fixed mask is a smooth function of the parameters, so
+// finite differences check that the backward applies the same mask and scale as the forward; the
+// mask is reproducible from the seed, changes with it, and p = 0 restores the plain model.
+TEST(TrainModel, AttentionOutputDropoutFiniteDifferencesAndDeterminism) {
+  ModelConfig cfg = tiny_config(true);
+  Weights w(cfg, HeadSet::parse("mlm"));
+  fill_random(w, 6);
+  TrainModel tm(w);
+  TrainBatch tb = mlm_batch(cfg.vocab_size);
+  const double plain = tm.forward_loss(tb, TaskType::kMlm).loss;
+  tm.set_attention_output_dropout(0.3, 1234);
+  std::vector<float> g(w.num_params(), 0.0f);
+  const double dropped = tm.forward_backward(tb, TaskType::kMlm, g.data()).loss;
+  EXPECT_NE(dropped, plain);
+  EXPECT_EQ(tm.forward_loss(tb, TaskType::kMlm).loss, dropped);  // same seed, same mask
+  for (const std::string name : {"model.layers.1.attn.Wo.weight", "model.layers.0.attn.Wo.bias",
+                                 "model.layers.2.attn.Wqkv.weight", "model.embeddings.tok_embeddings.weight"}) {
+    float* p = w.mutable_param(name);
+    const int64_t n = w.spec(name).numel();
+    std::vector<float> view(p, p + n);
+    std::vector<float> an(g.begin() + static_cast<long>(w.offset(name)), g.begin() + static_cast<long>(w.offset(name) + n));
+    auto f = [&] {
+      std::memcpy(p, view.data(), view.size() * sizeof(float));
+      return tm.forward_loss(tb, TaskType::kMlm).loss;
+    };
+    check_fd(name.c_str(), view, an.data(), f, 5e-3f, 5e-3, 8);
+    std::memcpy(p, view.data(), view.size() * sizeof(float));
+  }
+  tm.set_attention_output_dropout(0.3, 1235);
+  EXPECT_NE(tm.forward_loss(tb, TaskType::kMlm).loss, dropped);
+  tm.set_attention_output_dropout(0.0, 1235);
+  EXPECT_EQ(tm.forward_loss(tb, TaskType::kMlm).loss, plain);
+  EXPECT_THROW(tm.set_attention_output_dropout(1.0, 0), modernbert::Error);
 }
 
 TEST(TrainModel, GradientsAreDeterministicAndAccumulate) {

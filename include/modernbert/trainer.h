@@ -67,6 +67,12 @@ class TrainModel {
   LossResult forward_backward(const TrainBatch& b, TaskType task, float* grads, double denominator = 0);
   LossResult forward_loss(const TrainBatch& b, TaskType task, double denominator = 0);
 
+  // Attention-output dropout (spec §6.9: p = 0.1 in ModernBERT pre-training): every forward after
+  // this call drops each element of each layer's attention output projection with probability p
+  // and scales the rest by 1/(1-p); the mask is a pure function of (seed, layer, element), so
+  // forward, backward and a repeated forward agree. p = 0 (the default) turns it off (evaluation).
+  void set_attention_output_dropout(double p, uint64_t seed);
+
   // last_hidden_state of the most recent forward (first T*H floats: [T, H], after final_norm).
   const std::vector<float>& last_hidden() const;
 
@@ -276,6 +282,7 @@ struct PretrainConfig {
   double max_tokens = 1.719e12;
   int64_t max_steps = 0;                // > 0: stop after this many steps
   double grad_clip = 0;                 // > 0: clip the global grad norm
+  double attention_output_dropout = 0.1;  // spec §6.9 (all phases); 0 = off
   double spike_factor = 0;              // > 0: skip a step whose loss > factor × EMA(loss)
   int64_t spike_warmup_steps = 20;
   uint64_t seed = 17;

@@ -57,6 +57,7 @@ int run_pretrain(int argc, char** argv) {
   a.option("mlm-probability", "P", "masking rate");
   a.option("mask-token-id", "ID", "[MASK] id (default: the tokenizer's [MASK], else 50284)");
   a.option("grad-clip", "X", "clip the global gradient norm (0 = off)");
+  a.option("attn-out-dropout", "P", "attention-output dropout probability (ModernBERT: 0.1; 0 = off)");
   a.option("spike-factor", "X", "skip steps whose loss exceeds X times the loss EMA (0 = off)");
   a.option("seed", "N", "seed (init, data order, masks)");
   a.option("save-every", "N", "checkpoint every N steps");
@@ -103,6 +104,7 @@ int run_pretrain(int argc, char** argv) {
   num("mlm-probability", "mlm_probability", j);
   integer("mask-token-id", "mask_token_id");
   num("grad-clip", "grad_clip", j);
+  num("attn-out-dropout", "attention_output_dropout", j);
   num("spike-factor", "spike_factor", j);
   integer("seed", "seed");
   integer("save-every", "save_every");

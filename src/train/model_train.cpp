@@ -98,6 +98,33 @@ struct TrainModel::Impl {
   std::vector<float> hx, z1, z2, z, z_mean, z_rstd, logits;
   // Backward scratch.
   std::vector<float> dh, dtmp, dtmp2, dqkv, du, gbuf, dg, dout, dz, dz2;
+  // Attention-output dropout (spec §6.9): p and the seed of the current masks; ybuf holds the
+  // attention output projection before the mask.
+  double attn_drop_p = 0;
+  uint64_t drop_seed = 0;
+  std::vector<float> ybuf;
+
+  // keep/(1-p) or 0 for element i of layer l's attention output: a counter-based hash of
+  // (seed, layer, i), so forward and backward regenerate the same mask without storing it and
+  // the mask does not depend on threads.
+  float drop_scale(int64_t l, int64_t i) const {
+    uint64_t x = drop_seed ^ (static_cast<uint64_t>(l + 1) * 0xD1B54A32D192ED03ull) ^
+                 (static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    const double u = static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0);
+    return u < attn_drop_p ? 0.0f : static_cast<float>(1.0 / (1.0 - attn_drop_p));
+  }
+  // dst[i] (+)= src[i] * drop_scale(l, i) over n elements.
+  void apply_dropout(int64_t l, const float* src, float* dst, int64_t n, bool accumulate) const {
+    k::parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) {
+        const float y = src[i] * drop_scale(l, i);
+        dst[i] = accumulate ? dst[i] + y : y;
+      }
+    });
+  }
 
   explicit Impl(const Weights& weights) : w(weights), cfg(weights.config()), v(weights.views()) {
     if (!w.is_contiguous()) throw Error("training needs the parameters in one contiguous buffer (make_contiguous())");
@@ -166,7 +193,13 @@ struct TrainModel::Impl {
       k::rope_qkv(A.qkv.data(), cu, B, nh, table_for(cfg.rope_theta(l), batch.max_seqlen()));
       train::attention_forward(A.qkv.data(), A.o.data(), A.lse.data(), cu, B, nh, d, cfg.half_window(l));
       std::memcpy(A.hmid.data(), A.hs.data(), static_cast<size_t>(T * H) * sizeof(float));
-      k::gemm(A.o.data(), lw.wo, lw.bo, A.hmid.data(), T, H, H, /*accumulate=*/true);
+      if (attn_drop_p > 0) {  // hmid = hs + Dropout(o Woᵀ + bo)
+        resize(ybuf, T * H);
+        k::gemm(A.o.data(), lw.wo, lw.bo, ybuf.data(), T, H, H);
+        apply_dropout(l, ybuf.data(), A.hmid.data(), T * H, /*accumulate=*/true);
+      } else {
+        k::gemm(A.o.data(), lw.wo, lw.bo, A.hmid.data(), T, H, H, /*accumulate=*/true);
+      }
       train::layernorm_forward(A.hmid.data(), lw.mlp_norm_w, lw.mlp_norm_b, A.m.data(), A.m_mean.data(),
                                A.m_rstd.data(), T, H, eps);
       k::gemm(A.m.data(), lw.wi, lw.bi, A.u.data(), T, 2 * I, H);
@@ -217,9 +250,14 @@ struct TrainModel::Impl {
       // dh (= d hs[l+1]) flows through the residual to hmid, plus the mlp_norm branch.
       train::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(), dh.data(),
                                 true, G(lw.mlp_norm_w, grads), G(lw.mlp_norm_b, grads), T, H);
-      // Attention: hmid = hs[l] + o Woᵀ (+b)
-      train::linear_backward(A.o.data(), lw.wo, dh.data(), dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H,
-                             H);
+      // Attention: hmid = hs[l] + Dropout(o Woᵀ (+b))
+      const float* dy = dh.data();
+      if (attn_drop_p > 0) {
+        resize(ybuf, T * H);
+        apply_dropout(l, dh.data(), ybuf.data(), T * H, /*accumulate=*/false);
+        dy = ybuf.data();
+      }
+      train::linear_backward(A.o.data(), lw.wo, dy, dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H, H);
       train::attention_backward(A.qkv.data(), A.o.data(), dtmp.data(), A.lse.data(), dqkv.data(), cu, B, nh, d,
                                 cfg.half_window(l));
       train::rope_backward(dqkv.data(), cu, B, nh, table_for(cfg.rope_theta(l), batch.max_seqlen()));
@@ -413,6 +451,12 @@ struct TrainModel::Impl {
 };
 
 TrainModel::TrainModel(const Weights& weights) : impl_(std::make_unique<Impl>(weights)) {}
+
+void TrainModel::set_attention_output_dropout(double p, uint64_t seed) {
+  if (!(p >= 0 && p < 1)) throw Error("attention-output dropout must be in [0, 1), got " + std::to_string(p));
+  impl_->attn_drop_p = p;
+  impl_->drop_seed = seed;
+}
 TrainModel::~TrainModel() = default;
 TrainModel::TrainModel(TrainModel&&) noexcept = default;
 TrainModel& TrainModel::operator=(TrainModel&&) noexcept = default;

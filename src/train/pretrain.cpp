@@ -73,7 +73,7 @@ PretrainConfig PretrainConfig::from_json(const nlohmann::json& j, const std::str
       "model_config", "init", "init_from", "tile_from", "global_rope_theta", "local_rope_theta", "data", "eval_data",
       "eval_documents", "tokenizer", "long_documents", "seq_len", "micro_batch_size", "global_batch_size",
       "batch_warmup_tokens", "packing_buffer", "mlm_probability", "eval_mlm_probability", "mask_token_id",
-      "optimizer", "schedule", "max_tokens", "max_steps", "grad_clip", "spike_factor", "spike_warmup_steps", "seed",
+      "optimizer", "schedule", "max_tokens", "max_steps", "grad_clip", "attention_output_dropout", "spike_factor", "spike_warmup_steps", "seed",
       "output_dir", "save_every", "keep_last", "eval_every", "eval_rows", "log_every", "resume", "kill_at_step"};
   if (!j.is_object()) throw Error(src + ": the training config must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it)
@@ -130,6 +130,7 @@ PretrainConfig PretrainConfig::from_json(const nlohmann::json& j, const std::str
   get_to(j, "max_tokens", c.max_tokens, src);
   get_to(j, "max_steps", c.max_steps, src);
   get_to(j, "grad_clip", c.grad_clip, src);
+  get_to(j, "attention_output_dropout", c.attention_output_dropout, src);
   get_to(j, "spike_factor", c.spike_factor, src);
   get_to(j, "spike_warmup_steps", c.spike_warmup_steps, src);
   get_to(j, "seed", c.seed, src);
@@ -151,6 +152,8 @@ PretrainConfig PretrainConfig::from_json(const nlohmann::json& j, const std::str
     throw Error(src + ": field global_batch_size (" + std::to_string(c.global_batch_size) +
                 ") must be a multiple of micro_batch_size (" + std::to_string(c.micro_batch_size) + ")");
   if (!(c.mlm_probability > 0 && c.mlm_probability < 1)) throw Error(src + ": field mlm_probability must be in (0, 1)");
+  if (!(c.attention_output_dropout >= 0 && c.attention_output_dropout < 1))
+    throw Error(src + ": field attention_output_dropout must be in [0, 1)");
   if (c.long_documents != "truncate" && c.long_documents != "split")
     throw Error(src + ": field long_documents must be truncate or split");
   if (!c.tile_from.empty() && !c.init_from.empty()) throw Error(src + ": give at most one of tile_from / init_from");
@@ -186,6 +189,7 @@ nlohmann::json PretrainConfig::to_json() const {
   j["max_tokens"] = max_tokens;
   j["max_steps"] = max_steps;
   j["grad_clip"] = grad_clip;
+  j["attention_output_dropout"] = attention_output_dropout;
   j["spike_factor"] = spike_factor;
   j["spike_warmup_steps"] = spike_warmup_steps;
   j["seed"] = seed;
@@ -471,6 +475,7 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   auto evaluate = [&](double* loss, double* acc) {
     double sum = 0;
     int64_t count = 0, correct = 0;
+    model.set_attention_output_dropout(0.0, 0);  // evaluation: no dropout
     for (size_t r0 = 0; r0 < eval_rows.size(); r0 += static_cast<size_t>(pc.micro_batch_size)) {
       const size_t r1 = std::min(eval_rows.size(), r0 + static_cast<size_t>(pc.micro_batch_size));
       TrainBatch tb = make_micro_batch(eval_rows, eval_labels, r0, r1);
@@ -546,6 +551,9 @@ PretrainResult pretrain(const PretrainConfig& pc) {
     for (size_t r0 = 0; r0 < rows.size(); r0 += static_cast<size_t>(pc.micro_batch_size)) {
       TrainBatch tb = make_micro_batch(rows, labels, r0, std::min(rows.size(), r0 + static_cast<size_t>(pc.micro_batch_size)));
       if (total == 0) break;
+      // Dropout masks keyed by (seed, step, first row): a resumed run draws the same ones.
+      model.set_attention_output_dropout(pc.attention_output_dropout,
+                                         pc.seed * 0x2545F4914F6CDD1Dull ^ (static_cast<uint64_t>(st.step) << 20) ^ r0);
       const LossResult lr = model.forward_backward(tb, TaskType::kMlm, grads.data(), static_cast<double>(total));
       loss += lr.loss;
       correct += lr.correct;
