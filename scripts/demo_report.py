@@ -39,8 +39,10 @@ def main():
         rows.append(("pretraining", "held-out MLM loss (first -> last eval)", "%.3f -> %.3f" % (evals[0]["eval_loss"], evals[-1]["eval_loss"])))
         rows.append(("pretraining", "held-out MLM accuracy (last)", "%.3f" % evals[-1].get("eval_accuracy", float("nan"))))
     r = load(os.path.join(out, "eval_retrieval.json"))
+    rf = load(os.path.join(out, "eval_retrieval_ft.json"))
     b = load(os.path.join(out, "baseline_retrieval.json"))
-    for name, rep in (("ModernBERT (ours, zero-shot mean pooling)", r), ("BM25 baseline", b)):
+    for name, rep in (("ModernBERT (ours, zero-shot mean pooling)", r),
+                      ("ModernBERT (ours, fine-tuned embedding, InfoNCE)", rf), ("BM25 baseline", b)):
         if rep:
             rows.append(("code retrieval", name + " nDCG@10 / MRR@10", "%.3f / %.3f" % (find(rep, "ndcg@10", "nDCG@10") or 0, find(rep, "mrr@10", "MRR@10") or 0)))
     s = load(os.path.join(out, "baseline_spam.json"))

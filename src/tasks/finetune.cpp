@@ -20,6 +20,7 @@
 #include "modernbert/tokenizer.h"
 #include "modernbert/trainer.h"
 #include "modernbert/weights.h"
+#include "tasks/finetune_progress.h"
 #include "tasks/finetune_util.h"
 
 namespace modernbert {
@@ -425,6 +426,7 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   };
 
   const auto t_start = std::chrono::steady_clock::now();
+  finetune_util::StepProgress progress(o.progress, total);
   for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
     const auto order = shuffled(static_cast<size_t>(N), o.seed * 1000003ull + static_cast<uint64_t>(epoch));
     double epoch_loss = 0;
@@ -457,10 +459,7 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       const double tps = static_cast<double>(tb.batch.num_tokens()) / std::max(dt, 1e-9);
       log << json{{"type", "step"}, {"step", res.steps}, {"epoch", epoch}, {"loss", lr_res.loss}, {"lr", lr_t},
                   {"tokens", tb.batch.num_tokens()}, {"tokens_per_s", tps}}.dump() << "\n";
-      if (o.progress)
-        std::fprintf(stderr, "finetune: epoch %lld step %lld/%lld loss %.4f lr %.3g tokens/s %.0f\n",
-                     static_cast<long long>(epoch), static_cast<long long>(res.steps), static_cast<long long>(total),
-                     lr_res.loss, lr_t, tps);
+      progress.step(res.steps, epoch, lr_res.loss, lr_t, tps);
     }
     json m = evaluate_dev();
     const json& mv = m[res.metric_name];
@@ -475,9 +474,7 @@ FinetuneResult finetune(const FinetuneOptions& o) {
     log.flush();
     res.history.push_back(rec);
     res.epochs_run = epoch;
-    if (o.progress)
-      std::fprintf(stderr, "finetune: epoch %lld dev %s%s\n", static_cast<long long>(epoch), m.dump().c_str(),
-                   improved ? " (best, saved)" : "");
+    progress.message("finetune: epoch " + std::to_string(epoch) + " dev " + m.dump() + (improved ? " (best, saved)" : ""));
     if (improved) {
       best = metric;
       res.best_epoch = epoch;
@@ -485,7 +482,7 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       since_best = 0;
       save_model_dir(o.out, cfg, w);  // each file written atomically
     } else if (o.patience > 0 && ++since_best >= o.patience) {
-      if (o.progress) std::fprintf(stderr, "finetune: no improvement for %lld epochs, stopping\n", static_cast<long long>(o.patience));
+      progress.message("finetune: no improvement for " + std::to_string(o.patience) + " epochs, stopping");
       break;
     }
   }

@@ -26,6 +26,7 @@
 #include "modernbert/tokenizer.h"
 #include "modernbert/trainer.h"
 #include "modernbert/weights.h"
+#include "tasks/finetune_progress.h"
 #include "tasks/finetune_util.h"
 
 namespace modernbert {
@@ -340,6 +341,7 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
   };
 
   const auto t_start = std::chrono::steady_clock::now();
+  finetune_util::StepProgress progress(o.progress, total);
   for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
     const auto order = shuffled(static_cast<size_t>(N), o.seed * 1000003ull + static_cast<uint64_t>(epoch));
     double epoch_loss = 0;
@@ -392,10 +394,7 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
       const double tps = static_cast<double>(T) / std::max(dt, 1e-9);
       log << json{{"type", "step"}, {"step", res.steps}, {"epoch", epoch}, {"loss", loss}, {"lr", lr_t},
                   {"queries", Bq}, {"documents", Bd}, {"tokens", T}, {"tokens_per_s", tps}}.dump() << "\n";
-      if (o.progress)
-        std::fprintf(stderr, "finetune: epoch %lld step %lld/%lld loss %.4f lr %.3g tokens/s %.0f\n",
-                     static_cast<long long>(epoch), static_cast<long long>(res.steps), static_cast<long long>(total), loss,
-                     lr_t, tps);
+      progress.step(res.steps, epoch, loss, lr_t, tps);
     }
     json m = evaluate_dev();
     const double metric = m["ndcg@10"].is_number() ? m["ndcg@10"].get<double>() : -std::numeric_limits<double>::infinity();
@@ -407,10 +406,11 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
     log.flush();
     res.history.push_back(rec);
     res.epochs_run = epoch;
-    if (o.progress)
-      std::fprintf(stderr, "finetune: epoch %lld dev nDCG@10 %.4f MRR@10 %s (%s, %s queries)%s\n", static_cast<long long>(epoch),
-                   metric, m["mrr@10"].dump().c_str(), dev_scope.name.c_str(), m["evaluated"].dump().c_str(),
-                   improved ? " (best, saved)" : "");
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "finetune: epoch %lld dev nDCG@10 %.4f MRR@10 %.4f", static_cast<long long>(epoch), metric,
+                  m["mrr@10"].is_number() ? m["mrr@10"].get<double>() : 0.0);
+    progress.message(std::string(buf) + " (" + dev_scope.name + ", " + m["evaluated"].dump() + " queries)" +
+                     (improved ? " (best, saved)" : ""));
     if (improved) {
       best = metric;
       res.best_epoch = epoch;
@@ -419,7 +419,7 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
       save_model_dir(o.out, cfg, w);
       save_st_files(o.out, colbert, pooling, H, doc_len, o, proj, Dc);
     } else if (o.patience > 0 && ++since_best >= o.patience) {
-      if (o.progress) std::fprintf(stderr, "finetune: no improvement for %lld epochs, stopping\n", static_cast<long long>(o.patience));
+      progress.message("finetune: no improvement for " + std::to_string(o.patience) + " epochs, stopping");
       break;
     }
   }
