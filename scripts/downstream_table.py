@@ -9,7 +9,7 @@ import sys
 
 CLS = [("spam", "spam_assassin"), ("rt", "rt_polarity"), ("wordnet", "wordnet_supersense")]
 RET = [("manpages", "manpages_retrieval", "embedding"), ("code", "python_code_retrieval", "embedding"),
-       ("manpages_colbert", "manpages_retrieval", "ColBERT")]
+       ("manpages_colbert", "manpages_retrieval", "ColBERT"), ("code_colbert", "python_code_retrieval", "ColBERT")]
 
 
 def load(path):

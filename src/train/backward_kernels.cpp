@@ -33,7 +33,6 @@ constexpr int64_t kRowTile = 64;
 constexpr int64_t kColTile = 256;
 constexpr double kSerialFlops = 1e6;
 
-int ci(int64_t v) { return static_cast<int>(v); }
 
 }  // namespace
 
@@ -53,8 +52,7 @@ void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, i
         for (int64_t i = m0; i < m1; ++i) std::fill(C + i * ldc + n0, C + i * ldc + n1, 0.0f);
       return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ci(m1 - m0), ci(n1 - n0), ci(K), 1.0f, A + m0 * lda,
-                ci(lda), B + n0, ci(ldb), beta, C + m0 * ldc + n0, ci(ldc));
+    k::sgemm_serial(false, false, m1 - m0, n1 - n0, K, 1.0f, A + m0 * lda, lda, B + n0, ldb, beta, C + m0 * ldc + n0, ldc);
   };
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   if (flops < kSerialFlops) return block(0, M, 0, N);
@@ -77,8 +75,7 @@ void matmul_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t 
   ensure_blas_configured();
   // C[n0:n1, k0:k1] += A[:, n0:n1]^T · B[:, k0:k1]; every tile reduces over all M rows itself.
   auto block = [&](int64_t n0, int64_t n1, int64_t k0, int64_t k1) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ci(n1 - n0), ci(k1 - k0), ci(M), 1.0f, A + n0, ci(lda),
-                B + k0, ci(ldb), 1.0f, C + n0 * K + k0, ci(K));
+    k::sgemm_serial(true, false, n1 - n0, k1 - k0, M, 1.0f, A + n0, lda, B + k0, ldb, 1.0f, C + n0 * K + k0, K);
   };
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   if (flops < kSerialFlops) return block(0, N, 0, K);
@@ -341,8 +338,7 @@ void attention_forward(const float* qkv, float* out, float* lse, const int64_t* 
       const float* K = qkv + k0 * ld + H + w.h * d;
       const float* V = qkv + k0 * ld + 2 * H + w.h * d;
       // S[nq, nk] = scale · Q K^T
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ci(nq), ci(nk), ci(d), scale, Q, ci(ld), K, ci(ld), 0.0f,
-                  S.data(), ci(nk));
+      k::sgemm_serial(false, true, nq, nk, d, scale, Q, ld, K, ld, 0.0f, S.data(), nk);
       for (int64_t r = 0; r < nq; ++r) {
         const int64_t i = w.q0 + r;
         int64_t lo, hi;
@@ -365,8 +361,7 @@ void attention_forward(const float* qkv, float* out, float* lse, const int64_t* 
         lse[i * n_heads + w.h] = m + static_cast<float>(std::log(l));
       }
       // O[nq, d] = P V
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ci(nq), ci(d), ci(nk), 1.0f, S.data(), ci(nk), V, ci(ld),
-                  0.0f, out + w.q0 * H + w.h * d, ci(H));
+      k::sgemm_serial(false, false, nq, d, nk, 1.0f, S.data(), nk, V, ld, 0.0f, out + w.q0 * H + w.h * d, H);
     }
   });
 }
@@ -409,11 +404,9 @@ void attention_backward(const float* qkv, const float* out, const float* dout, c
         const float* V = qkv + k0 * ld + 2 * H + h * d;
         const float* dO = dout + q0 * H + h * d;
         // Recompute P = exp(scale·QKᵀ - lse) on the visible band, 0 elsewhere.
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ci(nq), ci(nk), ci(d), scale, Q, ci(ld), K, ci(ld), 0.0f,
-                    P, ci(nk));
+        k::sgemm_serial(false, true, nq, nk, d, scale, Q, ld, K, ld, 0.0f, P, nk);
         // dP = dO Vᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ci(nq), ci(nk), ci(d), 1.0f, dO, ci(H), V, ci(ld), 0.0f,
-                    dS, ci(nk));
+        k::sgemm_serial(false, true, nq, nk, d, 1.0f, dO, H, V, ld, 0.0f, dS, nk);
         for (int64_t r = 0; r < nq; ++r) {
           const int64_t i = q0 + r;
           int64_t lo, hi;
@@ -438,13 +431,10 @@ void attention_backward(const float* qkv, const float* out, const float* dout, c
           }
         }
         // dQ[q0:q1] = scale · dS K  (each query row belongs to exactly one block: overwrite)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ci(nq), ci(d), ci(nk), scale, dS, ci(nk), K, ci(ld),
-                    0.0f, dqkv + q0 * ld + h * d, ci(ld));
+        k::sgemm_serial(false, false, nq, d, nk, scale, dS, nk, K, ld, 0.0f, dqkv + q0 * ld + h * d, ld);
         // dK[k0:k1] += scale · dSᵀ Q ;  dV[k0:k1] += Pᵀ dO
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ci(nk), ci(d), ci(nq), scale, dS, ci(nk), Q, ci(ld), 1.0f,
-                    dqkv + k0 * ld + H + h * d, ci(ld));
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ci(nk), ci(d), ci(nq), 1.0f, P, ci(nk), dO, ci(H), 1.0f,
-                    dqkv + k0 * ld + 2 * H + h * d, ci(ld));
+        k::sgemm_serial(true, false, nk, d, nq, scale, dS, nk, Q, ld, 1.0f, dqkv + k0 * ld + H + h * d, ld);
+        k::sgemm_serial(true, false, nk, d, nq, 1.0f, P, nk, dO, H, 1.0f, dqkv + k0 * ld + 2 * H + h * d, ld);
       }
     }
   });

@@ -7,12 +7,25 @@
 // small), otherwise by rows of W (output columns): the small-M case of the classifier/MLM heads.
 // kNative (one call, OpenBLAS threads it) is kept for comparison; bench/bench_kernels times both,
 // per gemm and for a whole encoder. On the shared 2-core dev machine they were within noise.
+//
+// Backend: oneDNN's dnnl_sgemm when built with it (the default: measured 2.5-12% faster end to end
+// than OpenBLAS on the four bench workloads, same run, idle machine; docs/benchmarks.md), else
+// OpenBLAS cblas_sgemm; MODERNBERT_GEMM=openblas|onednn overrides (read once). Both are called
+// single-threaded from our pool's threads; for oneDNN (OpenMP runtime) each pool thread sets its
+// OpenMP team size to 1 before its first call.
 #include <cblas.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
+
+#ifdef MODERNBERT_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#endif
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/thread_pool.h"
@@ -22,6 +35,20 @@ namespace modernbert::kernels {
 namespace {
 std::atomic<GemmThreading> g_threading{GemmThreading::kPool};
 std::once_flag g_blas_once;
+
+enum class Backend { kOpenBlas, kOneDnn };
+Backend backend() {
+  static const Backend b = [] {
+    const char* e = std::getenv("MODERNBERT_GEMM");
+    const std::string v = e ? e : "";
+#ifdef MODERNBERT_HAVE_ONEDNN
+    return v == "openblas" ? Backend::kOpenBlas : Backend::kOneDnn;
+#else
+    return Backend::kOpenBlas;
+#endif
+  }();
+  return b;
+}
 
 void configure_blas(GemmThreading t) {
   openblas_set_num_threads(t == GemmThreading::kPool ? 1 : default_pool().size());
@@ -48,11 +75,41 @@ void gemm_block(const float* X, int64_t ldx, const float* W, int64_t ldw, const 
       for (int64_t i = 0; i < M; ++i) std::fill(Y + i * ldy, Y + i * ldy + N, 0.0f);
     return;
   }
+#ifdef MODERNBERT_HAVE_ONEDNN
+  if (backend() == Backend::kOneDnn) {
+    thread_local bool single = [] {
+      if (g_threading.load() == GemmThreading::kPool) omp_set_num_threads(1);
+      return true;
+    }();
+    (void)single;
+    dnnl_sgemm('N', 'T', M, N, K, 1.0f, X, ldx, W, ldw, beta, Y, ldy);
+    return;
+  }
+#endif
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(N),
               static_cast<int>(K), 1.0f, X, static_cast<int>(ldx), W, static_cast<int>(ldw), beta, Y,
               static_cast<int>(ldy));
 }
 }  // namespace
+
+void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  std::call_once(g_blas_once, [] { configure_blas(g_threading.load()); });
+#ifdef MODERNBERT_HAVE_ONEDNN
+  if (backend() == Backend::kOneDnn) {
+    thread_local bool single = [] {
+      if (g_threading.load() == GemmThreading::kPool) omp_set_num_threads(1);
+      return true;
+    }();
+    (void)single;
+    dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+#endif
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A, static_cast<int>(lda), B,
+              static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
+}
 
 void set_gemm_threading(GemmThreading t) {
   std::call_once(g_blas_once, [] {});

@@ -27,6 +27,11 @@ enum class Act { kGelu, kGeluTanh, kRelu, kSilu };
 void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N,
           int64_t K, bool accumulate = false, int64_t ldx = 0, int64_t ldy = 0);
 
+// One row-major C[M,N] = alpha op(A) op(B) + beta C on the calling thread, through the selected
+// backend (oneDNN or OpenBLAS; see gemm.cpp). The training GEMM helpers tile over the pool with it.
+void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
 // How the fast gemm uses threads (benchmarks compare both; default kPool).
 //   kPool:   OpenBLAS pinned to 1 thread; the [M,N] output is split into tiles over our pool.
 //   kNative: one cblas_sgemm call from the calling thread, OpenBLAS threads it (size() threads).
