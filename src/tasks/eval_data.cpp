@@ -8,38 +8,13 @@
 
 #include "modernbert/error.h"
 #include "modernbert/eval.h"
+#include "tasks/jsonl.h"
 
 namespace modernbert {
 
 using nlohmann::json;
 
 namespace {
-
-// Calls fn(line_number, object) for every non-blank line; throws naming path:line.
-template <class Fn>
-size_t for_each_jsonl(const std::string& path, Fn&& fn) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open");
-  std::string line;
-  size_t lineno = 0, count = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const std::exception& e) {
-      throw Error(path + ":" + std::to_string(lineno) + ": malformed JSON: " + e.what());
-    }
-    if (!j.is_object()) throw Error(path + ":" + std::to_string(lineno) + ": expected a JSON object");
-    fn(lineno, j);
-    ++count;
-  }
-  if (in.bad()) throw Error(path + ": read error");
-  if (count == 0) throw Error(path + ": no records (empty file)");
-  return count;
-}
 
 std::string need_string(const json& j, const std::string& field, const std::string& where) {
   if (!j.contains(field)) throw Error(where + ": missing \"" + field + "\"");

@@ -21,6 +21,7 @@
 #include "modernbert/trainer.h"
 #include "modernbert/weights.h"
 #include "tasks/finetune_progress.h"
+#include "tasks/jsonl.h"
 #include "tasks/finetune_util.h"
 
 namespace modernbert {
@@ -87,23 +88,10 @@ std::vector<std::vector<int32_t>> tokenize(const Tokenizer& tok, const std::vect
 // {"tokens": [words], "<field>": [tags]} -> an Example with the words joined by spaces; the tags and
 // word spans go into the record ("__tags", "__spans").
 std::vector<Example> read_token_examples(const std::string& path, const std::string& field) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open");
   std::vector<Example> out;
-  std::string line;
-  size_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+  for_each_jsonl(path, [&](size_t lineno, json& j) {
     const std::string w = path + ":" + std::to_string(lineno);
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const std::exception& e) {
-      throw Error(w + ": malformed JSON: " + e.what());
-    }
-    if (!j.is_object() || !j.contains("tokens") || !j["tokens"].is_array() || !j.contains(field) || !j[field].is_array())
+    if (!j.contains("tokens") || !j["tokens"].is_array() || !j.contains(field) || !j[field].is_array())
       throw Error(w + ": expected {\"tokens\": [words], \"" + field + "\": [tags]}");
     const json& toks = j["tokens"];
     if (toks.size() != j[field].size())
@@ -121,8 +109,7 @@ std::vector<Example> read_token_examples(const std::string& path, const std::str
     }
     e.record = json{{field, j[field]}, {"__spans", spans}};
     out.push_back(std::move(e));
-  }
-  if (out.empty()) throw Error(path + ": no records (empty file)");
+  });  // an empty file is an error there
   return out;
 }
 

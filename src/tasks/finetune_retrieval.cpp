@@ -27,6 +27,7 @@
 #include "modernbert/trainer.h"
 #include "modernbert/weights.h"
 #include "tasks/finetune_progress.h"
+#include "tasks/jsonl.h"
 #include "tasks/finetune_util.h"
 
 namespace modernbert {
@@ -44,26 +45,13 @@ using finetune_util::splitmix64;
 std::vector<RetrievalQuery> read_training_queries(const std::string& path, std::vector<RetrievalDoc>& corpus,
                                                   std::unordered_map<std::string, int64_t>& doc_index,
                                                   bool has_corpus_file) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open");
   std::unordered_map<std::string, int64_t> by_text;
   for (size_t i = 0; i < corpus.size(); ++i) by_text.emplace(corpus[i].text, static_cast<int64_t>(i));
   std::vector<RetrievalQuery> out;
   std::set<std::string> seen;
-  std::string line;
-  size_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+  for_each_jsonl(path, [&](size_t lineno, json& j) {
     const std::string w = path + ":" + std::to_string(lineno);
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const std::exception& e) {
-      throw Error(w + ": malformed JSON: " + e.what());
-    }
-    if (!j.is_object() || !j.contains("query") || !j["query"].is_string())
+    if (!j.contains("query") || !j["query"].is_string())
       throw Error(w + ": expected {\"query\": text, \"positive_ids\": [...]} or {\"query\": text, \"positive\": text}");
     RetrievalQuery q;
     q.query = j["query"].get<std::string>();
@@ -102,8 +90,7 @@ std::vector<RetrievalQuery> read_training_queries(const std::string& path, std::
     }
     if (q.positive_ids.empty()) throw Error(w + ": query '" + q.qid + "' has no positive document");
     out.push_back(std::move(q));
-  }
-  if (out.empty()) throw Error(path + ": no queries (empty file)");
+  });  // an empty file is an error there
   return out;
 }
 
