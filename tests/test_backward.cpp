@@ -222,6 +222,89 @@ TEST(BackwardKernels, AttentionForwardMatchesReferenceAndBackwardFiniteDifferenc
   }
 }
 
+// Dense double-precision attention backward of one (sequence, head): the textbook formulas with
+// the n x n matrices materialised. dqkv gets this head's dQ, dK, dV columns.
+void dense_attention_backward(const std::vector<float>& qkv, const std::vector<float>& dout, std::vector<double>& dqkv,
+                              int64_t s, int64_t n, int64_t h, int64_t nh, int64_t d, int64_t hw,
+                              std::vector<double>* lse) {
+  const int64_t H = nh * d, ld = 3 * H;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  auto Q = [&](int64_t i, int64_t c) { return static_cast<double>(qkv[(s + i) * ld + h * d + c]); };
+  auto K = [&](int64_t j, int64_t c) { return static_cast<double>(qkv[(s + j) * ld + H + h * d + c]); };
+  auto V = [&](int64_t j, int64_t c) { return static_cast<double>(qkv[(s + j) * ld + 2 * H + h * d + c]); };
+  auto dO = [&](int64_t i, int64_t c) { return static_cast<double>(dout[(s + i) * H + h * d + c]); };
+  std::vector<double> P(static_cast<size_t>(n * n), 0.0), dS(P.size(), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    double mx = -1e300;
+    for (int64_t j = 0; j < n; ++j) {
+      if (hw >= 0 && std::abs(i - j) > hw) continue;
+      double x = 0;
+      for (int64_t c = 0; c < d; ++c) x += Q(i, c) * K(j, c);
+      P[static_cast<size_t>(i * n + j)] = x * scale;
+      mx = std::max(mx, x * scale);
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < n; ++j)
+      if (hw < 0 || std::abs(i - j) <= hw) sum += std::exp(P[static_cast<size_t>(i * n + j)] - mx);
+    if (lse) (*lse)[static_cast<size_t>((s + i) * nh + h)] = mx + std::log(sum);
+    for (int64_t j = 0; j < n; ++j) {
+      double& p = P[static_cast<size_t>(i * n + j)];
+      p = (hw < 0 || std::abs(i - j) <= hw) ? std::exp(p - mx) / sum : 0.0;
+    }
+    // dP = dO Vᵀ; dS = P (dP - Σ_j P dP)
+    std::vector<double> dP(static_cast<size_t>(n));
+    double dsum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      double x = 0;
+      for (int64_t c = 0; c < d; ++c) x += dO(i, c) * V(j, c);
+      dP[static_cast<size_t>(j)] = x;
+      dsum += P[static_cast<size_t>(i * n + j)] * x;
+    }
+    for (int64_t j = 0; j < n; ++j)
+      dS[static_cast<size_t>(i * n + j)] = P[static_cast<size_t>(i * n + j)] * (dP[static_cast<size_t>(j)] - dsum);
+  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < d; ++c) {
+      double dq = 0, dk = 0, dv = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        dq += dS[static_cast<size_t>(i * n + j)] * K(j, c);
+        dk += dS[static_cast<size_t>(j * n + i)] * Q(j, c);
+        dv += P[static_cast<size_t>(j * n + i)] * dO(j, c);
+      }
+      dqkv[static_cast<size_t>((s + i) * ld + h * d + c)] = dq * scale;
+      dqkv[static_cast<size_t>((s + i) * ld + H + h * d + c)] = dk * scale;
+      dqkv[static_cast<size_t>((s + i) * ld + 2 * H + h * d + c)] = dv;
+    }
+}
+
+// The blocked kernels at the real head size (d = 64) on sequences spanning several 64-row blocks,
+// global and local (window edges inside blocks, a window wider than a sequence, a 1-token
+// sequence): forward output and log-sum-exp and every element of dQ, dK, dV against the dense
+// double computation.
+TEST(BackwardKernels, AttentionBlockedKernelsMatchDenseDoubleAtHeadDim64) {
+  const int64_t nh = 2, d = 64, H = nh * d;
+  const std::vector<int64_t> cu = {0, 150, 151, 333, 397};
+  const int64_t B = static_cast<int64_t>(cu.size()) - 1, T = cu.back();
+  for (int64_t hw : {int64_t(-1), int64_t(64), int64_t(20), int64_t(100)}) {
+    auto qkv = randn(static_cast<size_t>(T * 3 * H), 61, 0.6f), dout = randn(static_cast<size_t>(T * H), 62);
+    std::vector<float> o(static_cast<size_t>(T * H)), oref(o.size()), lse(static_cast<size_t>(T * nh)),
+        dqkv(static_cast<size_t>(T * 3 * H), 7.0f);
+    tr::attention_forward(qkv.data(), o.data(), lse.data(), cu.data(), B, nh, d, hw);
+    k::ref::attention(qkv.data(), oref.data(), cu.data(), B, nh, d, hw);
+    for (size_t i = 0; i < o.size(); ++i) ASSERT_NEAR(o[i], oref[i], 2e-5) << "hw " << hw << " out " << i;
+    tr::attention_backward(qkv.data(), o.data(), dout.data(), lse.data(), dqkv.data(), cu.data(), B, nh, d, hw);
+    std::vector<double> want(dqkv.size(), 0.0), lse_want(lse.size(), 0.0);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < nh; ++h)
+        dense_attention_backward(qkv, dout, want, cu[b], cu[b + 1] - cu[b], h, nh, d, hw, &lse_want);
+    for (size_t i = 0; i < lse.size(); ++i) ASSERT_NEAR(lse[i], lse_want[i], 1e-4) << "hw " << hw << " lse " << i;
+    double scale = 0, worst = 0;
+    for (double x : want) scale = std::max(scale, std::abs(x));
+    for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(dqkv[i] - want[i]));
+    EXPECT_LT(worst / scale, 2e-5) << "hw " << hw << ": max |dqkv - dense| = " << worst << " (scale " << scale << ")";
+  }
+}
+
 TEST(BackwardKernels, EmbeddingBackwardAccumulatesRepeatedIds) {
   const int64_t V = 10, H = 70, T = 6;
   const std::vector<int32_t> ids = {3, 1, 3, 9, 3, 0};

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "kernels/cpu/microkernel.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/thread_pool.h"
 #include "modernbert/error.h"
@@ -28,11 +29,22 @@ void ensure_blas_configured() {
   std::call_once(once, [] { k::set_gemm_threading(k::gemm_threading()); });
 }
 
-// Fixed tile sizes: the split of an output depends only on its shape, never on the thread count.
-constexpr int64_t kRowTile = 64;
-constexpr int64_t kColTile = 256;
+// Output tiles per GEMM: as few as keep both cores busy, each worth >= ~2 GFLOP, and an even
+// number so two threads get equal shares. Measured on the backward's shapes (T = 2048, base
+// model, 2 threads): 64-row tiles ran at ~130 GFLOP/s, quarter/half splits at ~150-165 (every
+// BLAS call packs its operands; fewer, larger calls amortise that). The count depends on the
+// shape only, never on the thread count (the determinism rule above).
+constexpr double kFlopsPerTile = 2e9;
 constexpr double kSerialFlops = 1e6;
 
+// Tile length along a dimension of `dim` for a GEMM of `flops` (a multiple of 16 unless dim < 16).
+int64_t tile_length(double flops, int64_t dim) {
+  int64_t parts = static_cast<int64_t>(std::ceil(flops / kFlopsPerTile));
+  parts = std::max<int64_t>(2, (parts + 1) / 2 * 2);
+  parts = std::min(parts, std::max<int64_t>(1, dim / 16));
+  const int64_t len = (dim + parts - 1) / parts;
+  return dim < 16 ? dim : (len + 15) / 16 * 16;
+}
 
 }  // namespace
 
@@ -56,13 +68,43 @@ void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, i
   };
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   if (flops < kSerialFlops) return block(0, M, 0, N);
-  if (M >= 2 * kRowTile) {
-    k::parallel_for((M + kRowTile - 1) / kRowTile, 1, [&](int64_t b, int64_t e, int) {
-      for (int64_t p = b; p < e; ++p) block(p * kRowTile, std::min(M, (p + 1) * kRowTile), 0, N);
+  if (K >= 8 * std::max(M, N) && K >= 4096) {
+    // A long reduction (the tied decoder's dX = dlogits · E: K = vocab): row or column tiles would
+    // each stream all of B or A (150 MB) again, so split K into kSplitK fixed ranges instead, each
+    // multiplied into its own [M, N] buffer, and add the buffers in range order.
+    constexpr int64_t kSplitK = 4;
+    const int64_t len = (K + kSplitK - 1) / kSplitK;
+    thread_local std::vector<float> partial_own;
+    std::vector<float>& partial = partial_own;
+    partial.resize(static_cast<size_t>(kSplitK * M * N));
+    k::parallel_for(kSplitK, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t p = b; p < e; ++p) {
+        const int64_t k0 = p * len, kn = std::min(K, k0 + len) - k0;
+        k::sgemm_serial(false, false, M, N, kn, 1.0f, A + k0, lda, B + k0 * ldb, ldb, 0.0f,
+                        partial.data() + p * M * N, N);
+      }
+    });
+    k::parallel_for(M, 16, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) {
+        float* c = C + i * ldc;
+        for (int64_t j = 0; j < N; ++j) {
+          float acc = accumulate ? c[j] : 0.0f;
+          for (int64_t p = 0; p < kSplitK; ++p) acc += partial[static_cast<size_t>((p * M + i) * N + j)];
+          c[j] = acc;
+        }
+      }
+    });
+    return;
+  }
+  if (M >= 128) {  // row tiles: each reads all of B
+    const int64_t tile = tile_length(flops, M);
+    k::parallel_for((M + tile - 1) / tile, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t p = b; p < e; ++p) block(p * tile, std::min(M, (p + 1) * tile), 0, N);
     });
   } else {
-    k::parallel_for((N + kColTile - 1) / kColTile, 1, [&](int64_t b, int64_t e, int) {
-      for (int64_t p = b; p < e; ++p) block(0, M, p * kColTile, std::min(N, (p + 1) * kColTile));
+    const int64_t tile = tile_length(flops, N);
+    k::parallel_for((N + tile - 1) / tile, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t p = b; p < e; ++p) block(0, M, p * tile, std::min(N, (p + 1) * tile));
     });
   }
 }
@@ -79,13 +121,15 @@ void matmul_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t 
   };
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   if (flops < kSerialFlops) return block(0, N, 0, K);
-  if (N >= 2 * kRowTile) {
-    k::parallel_for((N + kRowTile - 1) / kRowTile, 1, [&](int64_t b, int64_t e, int) {
-      for (int64_t p = b; p < e; ++p) block(p * kRowTile, std::min(N, (p + 1) * kRowTile), 0, K);
+  if (N >= 128) {
+    const int64_t tile = tile_length(flops, N);
+    k::parallel_for((N + tile - 1) / tile, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t p = b; p < e; ++p) block(p * tile, std::min(N, (p + 1) * tile), 0, K);
     });
   } else {
-    k::parallel_for((K + kColTile - 1) / kColTile, 1, [&](int64_t b, int64_t e, int) {
-      for (int64_t p = b; p < e; ++p) block(0, N, p * kColTile, std::min(K, (p + 1) * kColTile));
+    const int64_t tile = tile_length(flops, K);
+    k::parallel_for((K + tile - 1) / tile, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t p = b; p < e; ++p) block(0, N, p * tile, std::min(K, (p + 1) * tile));
     });
   }
 }
@@ -287,154 +331,226 @@ void rope_backward(float* dqkv, const int64_t* cu, int64_t num_seqs, int64_t n_h
 }
 
 // ---- Attention -------------------------------------------------------------------------------------
+//
+// Forward: the inference kernel (kernels/cpu/attention.cpp, register-blocked online softmax over
+// the key band) with its per-row log-sum-exp stored. Backward: the FlashAttention-2 recurrence on
+// the same micro-kernel, one work item per (sequence, head) so that item owns its dQ/dK/dV rows
+// (fixed order, no atomics, results independent of the thread count). Per item the head's Q, K,
+// V and dO are packed once into 16-wide panels (each micro-kernel B operand is then a contiguous
+// stream of 64-byte rows):
+//   KT, VT [n16/16][d][16]   keys as columns   (B of S = Q Kᵀ and dP = dO Vᵀ)
+//   Kp, Qp, dOp [dp/16][n16][16]  16 channels  (B of dQ = dS K, dK = dSᵀ Q, dV = Pᵀ dO)
+// and for every (query block, key block) of 64 x 64 inside the band:
+//   S, dP [bq, bk]  by 6-row query tiles over the 16-key panels the tile's band touches;
+//   P = exp(scale S - lse) and dS = P (dP - D) on the band (0 elsewhere, masks applied after the
+//   arithmetic so stale values in skipped panels cannot leak), then Pᵀ and dSᵀ by 8x8 transposes;
+//   dQ += dS K over the tile's key panels; dK += dSᵀ Q and dV += Pᵀ dO by 6-key tiles over the
+//   16-query panels their band touches.
+// dQ and dK are scaled by 1/sqrt(d) once, when the item's rows are written to dqkv.
 
 namespace {
 
-constexpr int64_t kQBlock = 64;
+constexpr int64_t kBlk = 64;  // queries per block = keys per block (a multiple of 16)
+constexpr int64_t kTile = 6;  // micro-kernel rows
 
-struct AttnItem {
-  int64_t b, h, q0, q1;  // query rows [q0, q1) (absolute token indices)
-};
+inline int64_t round16(int64_t x) { return (x + 15) / 16 * 16; }
 
-// Visible key range of query i (absolute) in sequence [s, e): [lo, hi).
-inline void key_range(int64_t i, int64_t s, int64_t e, int64_t hw, int64_t* lo, int64_t* hi) {
-  if (hw < 0) {
-    *lo = s;
-    *hi = e;
-  } else {
-    *lo = std::max(s, i - hw);
-    *hi = std::min(e, i + hw + 1);
+// dst[g][c][16] = src[16 g + j][c] (row stride ld), c < d; rows >= n are zero.
+void pack_transposed_panels(const float* src, int64_t ld, int64_t n, int64_t n16, int64_t d, float* dst) {
+  for (int64_t g = 0; g < n16 / 16; ++g) {
+    float* panel = dst + g * d * 16;
+    for (int64_t j = 0; j < 16; ++j) {
+      const int64_t r = g * 16 + j;
+      if (r < n) {
+        const float* row = src + r * ld;
+        for (int64_t c = 0; c < d; ++c) panel[c * 16 + j] = row[c];
+      } else {
+        for (int64_t c = 0; c < d; ++c) panel[c * 16 + j] = 0.0f;
+      }
+    }
   }
 }
+
+// dst[p][r][16] = src[r][16 p + j] (row stride ld); columns >= d and rows >= n are zero.
+void pack_column_panels(const float* src, int64_t ld, int64_t n, int64_t n16, int64_t d, int64_t dp, float* dst) {
+  for (int64_t p = 0; p < dp / 16; ++p) {
+    const int64_t c0 = p * 16, nc = std::min<int64_t>(16, d - c0);
+    for (int64_t r = 0; r < n16; ++r) {
+      float* o = dst + (p * n16 + r) * 16;
+      if (r < n && nc == 16) {
+        _mm256_storeu_ps(o, _mm256_loadu_ps(src + r * ld + c0));
+        _mm256_storeu_ps(o + 8, _mm256_loadu_ps(src + r * ld + c0 + 8));
+      } else {
+        for (int64_t j = 0; j < 16; ++j) o[j] = (r < n && j < nc) ? src[r * ld + c0 + j] : 0.0f;
+      }
+    }
+  }
+}
+
+// dst[c][r] = src[r][c] for r < rows, c < cols (both multiples of 8), leading dimensions ls / ldd.
+void transpose_block(const float* src, int64_t ls, float* dst, int64_t ldd, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r += 8)
+    for (int64_t c = 0; c < cols; c += 8) {
+      __m256 v[8];
+      for (int i = 0; i < 8; ++i) v[i] = _mm256_loadu_ps(src + (r + i) * ls + c);
+      k::simd::transpose8(v);
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (c + i) * ldd + r, v[i]);
+    }
+}
+
+// Lanes c..c+7 of [v0, v1) as a float mask.
+inline __m256 range_mask(int64_t c, int64_t v0, int64_t v1) {
+  const __m256i idx = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(c)));
+  const __m256i ge = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(static_cast<int>(v0 - 1)));
+  const __m256i lt = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(v1)), idx);
+  return _mm256_castsi256_ps(_mm256_and_si256(ge, lt));
+}
+
+// Keys [lo, hi) of a sequence of n tokens that query i may see (hw < 0: all).
+inline void band(int64_t i, int64_t n, int64_t hw, int64_t* lo, int64_t* hi) {
+  *lo = hw < 0 ? 0 : std::max<int64_t>(0, i - hw);
+  *hi = hw < 0 ? n : std::min<int64_t>(n, i + hw + 1);
+}
+
+struct AttnBackwardScratch {
+  std::vector<float> buf;
+  float* ensure(size_t n) {
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+  }
+};
 
 }  // namespace
 
 void attention_forward(const float* qkv, float* out, float* lse, const int64_t* cu, int64_t num_seqs,
                        int64_t n_heads, int64_t d, int64_t hw) {
-  ensure_blas_configured();
-  const int64_t H = n_heads * d, ld = 3 * H;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  std::vector<AttnItem> items;
-  int64_t max_band = 0;
-  for (int64_t b = 0; b < num_seqs; ++b) {
-    const int64_t n = cu[b + 1] - cu[b];
-    max_band = std::max(max_band, hw < 0 ? n : std::min(n, kQBlock + 2 * hw));
-    for (int64_t h = 0; h < n_heads; ++h)
-      for (int64_t q0 = cu[b]; q0 < cu[b + 1]; q0 += kQBlock) items.push_back({b, h, q0, std::min(cu[b + 1], q0 + kQBlock)});
-  }
-  const int nt = k::default_pool().size();
-  std::vector<std::vector<float>> scratch(static_cast<size_t>(nt));
-  k::parallel_for(static_cast<int64_t>(items.size()), 1, [&](int64_t i0, int64_t i1, int tid) {
-    auto& S = scratch[static_cast<size_t>(tid)];
-    if (S.size() < static_cast<size_t>(kQBlock * max_band)) S.resize(static_cast<size_t>(kQBlock * max_band));
-    for (int64_t it = i0; it < i1; ++it) {
-      const AttnItem& w = items[static_cast<size_t>(it)];
-      const int64_t s = cu[w.b], e = cu[w.b + 1];
-      int64_t k0, k1, tmp;
-      key_range(w.q0, s, e, hw, &k0, &tmp);
-      key_range(w.q1 - 1, s, e, hw, &tmp, &k1);
-      const int64_t nq = w.q1 - w.q0, nk = k1 - k0;
-      const float* Q = qkv + w.q0 * ld + w.h * d;
-      const float* K = qkv + k0 * ld + H + w.h * d;
-      const float* V = qkv + k0 * ld + 2 * H + w.h * d;
-      // S[nq, nk] = scale · Q K^T
-      k::sgemm_serial(false, true, nq, nk, d, scale, Q, ld, K, ld, 0.0f, S.data(), nk);
-      for (int64_t r = 0; r < nq; ++r) {
-        const int64_t i = w.q0 + r;
-        int64_t lo, hi;
-        key_range(i, s, e, hw, &lo, &hi);
-        float* Sr = S.data() + r * nk;
-        float m = -std::numeric_limits<float>::infinity();
-        for (int64_t j = lo; j < hi; ++j) m = std::max(m, Sr[j - k0]);
-        double l = 0;
-        for (int64_t j = k0; j < k1; ++j) {
-          if (j < lo || j >= hi) {
-            Sr[j - k0] = 0.0f;
-            continue;
-          }
-          const float p = std::exp(Sr[j - k0] - m);
-          Sr[j - k0] = p;
-          l += p;
-        }
-        const float inv = static_cast<float>(1.0 / l);
-        for (int64_t j = lo; j < hi; ++j) Sr[j - k0] *= inv;
-        lse[i * n_heads + w.h] = m + static_cast<float>(std::log(l));
-      }
-      // O[nq, d] = P V
-      k::sgemm_serial(false, false, nq, d, nk, 1.0f, S.data(), nk, V, ld, 0.0f, out + w.q0 * H + w.h * d, H);
-    }
-  });
+  k::attention(qkv, out, cu, num_seqs, n_heads, d, hw, nullptr, nullptr, lse);
 }
 
 void attention_backward(const float* qkv, const float* out, const float* dout, const float* lse, float* dqkv,
                         const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d, int64_t hw) {
-  ensure_blas_configured();
-  const int64_t H = n_heads * d, ld = 3 * H;
+  const int64_t H = n_heads * d, ld = 3 * H, dp = round16(d), np = dp / 16;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  int64_t max_band = 0;
-  for (int64_t b = 0; b < num_seqs; ++b) {
-    const int64_t n = cu[b + 1] - cu[b];
-    max_band = std::max(max_band, hw < 0 ? n : std::min(n, kQBlock + 2 * hw));
-  }
-  const int nt = k::default_pool().size();
-  std::vector<std::vector<float>> scratch(static_cast<size_t>(nt));
-  // One item per (sequence, head): it owns dK/dV of those rows, so query blocks accumulate into
-  // them in a fixed order without atomics.
-  k::parallel_for(num_seqs * n_heads, 1, [&](int64_t i0, int64_t i1, int tid) {
-    auto& buf = scratch[static_cast<size_t>(tid)];
-    const size_t blk = static_cast<size_t>(kQBlock * max_band);
-    if (buf.size() < 2 * blk) buf.resize(2 * blk);
-    float* P = buf.data();
-    float* dS = buf.data() + blk;
+  k::parallel_for(num_seqs * n_heads, 1, [&](int64_t i0, int64_t i1, int) {
+    thread_local AttnBackwardScratch scratch;
     for (int64_t it = i0; it < i1; ++it) {
       const int64_t b = it / n_heads, h = it % n_heads;
-      const int64_t s = cu[b], e = cu[b + 1];
-      for (int64_t t = s; t < e; ++t) {
-        std::memset(dqkv + t * ld + H + h * d, 0, static_cast<size_t>(d) * sizeof(float));
-        std::memset(dqkv + t * ld + 2 * H + h * d, 0, static_cast<size_t>(d) * sizeof(float));
+      const int64_t s = cu[b], n = cu[b + 1] - cu[b];
+      if (n == 0) continue;
+      const int64_t n16 = round16(n);
+      const size_t panel = static_cast<size_t>(n16 * dp), blk = static_cast<size_t>(kBlk * kBlk);
+      float* KT = scratch.ensure(8 * panel + 4 * blk + 2 * static_cast<size_t>(n16));
+      float* VT = KT + panel;
+      float* Kp = VT + panel;
+      float* Qp = Kp + panel;
+      float* dOp = Qp + panel;
+      float* dQ = dOp + panel;  // [n16, dp] accumulators
+      float* dK = dQ + panel;
+      float* dV = dK + panel;
+      float* S = dV + panel;  // [kBlk, kBlk]: scores, then P
+      float* dP = S + blk;    // dP, then dS
+      float* PT = dP + blk;
+      float* dST = PT + blk;
+      float* Dr = dST + blk;  // rowsum(dO ⊙ O)
+      float* Lr = Dr + n16;   // lse
+      const float* Q = qkv + s * ld + h * d;
+      const float* K = Q + H;
+      const float* V = Q + 2 * H;
+      const float* dO = dout + s * H + h * d;
+      pack_transposed_panels(K, ld, n, n16, d, KT);
+      pack_transposed_panels(V, ld, n, n16, d, VT);
+      pack_column_panels(K, ld, n, n16, d, dp, Kp);
+      pack_column_panels(Q, ld, n, n16, d, dp, Qp);
+      pack_column_panels(dO, H, n, n16, d, dp, dOp);
+      for (int64_t r = 0; r < n; ++r) {
+        const float* o = out + (s + r) * H + h * d;
+        const float* g = dO + r * H;
+        double acc = 0;
+        for (int64_t c = 0; c < d; ++c) acc += static_cast<double>(o[c]) * g[c];
+        Dr[r] = static_cast<float>(acc);
+        Lr[r] = lse[(s + r) * n_heads + h];
       }
-      for (int64_t q0 = s; q0 < e; q0 += kQBlock) {
-        const int64_t q1 = std::min(e, q0 + kQBlock);
-        int64_t k0, k1, tmp;
-        key_range(q0, s, e, hw, &k0, &tmp);
-        key_range(q1 - 1, s, e, hw, &tmp, &k1);
-        const int64_t nq = q1 - q0, nk = k1 - k0;
-        const float* Q = qkv + q0 * ld + h * d;
-        const float* K = qkv + k0 * ld + H + h * d;
-        const float* V = qkv + k0 * ld + 2 * H + h * d;
-        const float* dO = dout + q0 * H + h * d;
-        // Recompute P = exp(scale·QKᵀ - lse) on the visible band, 0 elsewhere.
-        k::sgemm_serial(false, true, nq, nk, d, scale, Q, ld, K, ld, 0.0f, P, nk);
-        // dP = dO Vᵀ
-        k::sgemm_serial(false, true, nq, nk, d, 1.0f, dO, H, V, ld, 0.0f, dS, nk);
-        for (int64_t r = 0; r < nq; ++r) {
-          const int64_t i = q0 + r;
-          int64_t lo, hi;
-          key_range(i, s, e, hw, &lo, &hi);
-          const float L = lse[i * n_heads + h];
-          double D = 0;  // rowsum(dO ⊙ O)
-          const float* o = out + i * H + h * d;
-          const float* go = dout + i * H + h * d;
-          for (int64_t c = 0; c < d; ++c) D += static_cast<double>(o[c]) * go[c];
-          const float Df = static_cast<float>(D);
-          float* Pr = P + r * nk;
-          float* dSr = dS + r * nk;
-          for (int64_t j = k0; j < k1; ++j) {
-            if (j < lo || j >= hi) {
-              Pr[j - k0] = 0.0f;
-              dSr[j - k0] = 0.0f;
+      std::fill(dQ, dQ + 3 * panel, 0.0f);
+      const __m256 vscale = _mm256_set1_ps(scale);
+      for (int64_t q0 = 0; q0 < n; q0 += kBlk) {
+        const int64_t bq = std::min(kBlk, n - q0), bq16 = round16(bq);
+        int64_t klo, khi, tmp;
+        band(q0, n, hw, &klo, &tmp);
+        band(q0 + bq - 1, n, hw, &tmp, &khi);
+        for (int64_t k0 = klo / 16 * 16; k0 < khi; k0 += kBlk) {
+          const int64_t bk = std::min(kBlk, khi - k0), bk16 = round16(bk);
+          // S and dP over each query tile's band panels; P and dS on the band.
+          int64_t tile_plo[kBlk / kTile + 1], tile_phi[kBlk / kTile + 1];
+          for (int64_t i = 0, ti = 0; i < bq; i += kTile, ++ti) {
+            const int64_t mr = std::min(kTile, bq - i);
+            int64_t tlo, thi;
+            band(q0 + i, n, hw, &tlo, &tmp);
+            band(q0 + i + mr - 1, n, hw, &tmp, &thi);
+            const int64_t c_lo = std::max(tlo, k0) - k0, c_hi = std::min(thi, k0 + bk) - k0;
+            tile_plo[ti] = c_lo < c_hi ? c_lo / 16 : 0;
+            tile_phi[ti] = c_lo < c_hi ? (c_hi + 15) / 16 : 0;
+            for (int64_t p = tile_plo[ti]; p < tile_phi[ti]; ++p) {
+              const int64_t g = k0 / 16 + p;
+              k::tile_kernel<false>(mr, Q + (q0 + i) * ld, ld, KT + g * d * 16, S + i * kBlk + p * 16, kBlk, d);
+              k::tile_kernel<false>(mr, dO + (q0 + i) * H, H, VT + g * d * 16, dP + i * kBlk + p * 16, kBlk, d);
+            }
+          }
+          for (int64_t r = 0; r < bq16; ++r) {
+            float* srow = S + r * kBlk;
+            float* drow = dP + r * kBlk;
+            int64_t lo = 0, hi = 0;
+            if (r < bq) band(q0 + r, n, hw, &lo, &hi);
+            const int64_t v0 = std::max(lo, k0) - k0, v1 = std::min(hi, k0 + bk) - k0;
+            if (r >= bq || v0 >= v1) {
+              std::fill(srow, srow + bk16, 0.0f);
+              std::fill(drow, drow + bk16, 0.0f);
               continue;
             }
-            const float p = std::exp(Pr[j - k0] - L);
-            Pr[j - k0] = p;
-            dSr[j - k0] = p * (dSr[j - k0] - Df);
+            const __m256 vl = _mm256_set1_ps(-Lr[q0 + r]), vd = _mm256_set1_ps(Dr[q0 + r]);
+            for (int64_t c = 0; c < bk16; c += 8) {
+              const __m256 mask = range_mask(c, v0, v1);
+              const __m256 p =
+                  _mm256_and_ps(k::simd::exp(_mm256_fmadd_ps(_mm256_loadu_ps(srow + c), vscale, vl)), mask);
+              const __m256 ds = _mm256_and_ps(_mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(drow + c), vd)), mask);
+              _mm256_storeu_ps(srow + c, p);
+              _mm256_storeu_ps(drow + c, ds);
+            }
+          }
+          transpose_block(S, kBlk, PT, kBlk, bq16, bk16);
+          transpose_block(dP, kBlk, dST, kBlk, bq16, bk16);
+          // dQ[q0 + i ..] += dS[i.., panels] · K[panels]
+          for (int64_t i = 0, ti = 0; i < bq; i += kTile, ++ti) {
+            const int64_t mr = std::min(kTile, bq - i), plo = tile_plo[ti], kl = (tile_phi[ti] - plo) * 16;
+            if (kl == 0) continue;
+            for (int64_t pn = 0; pn < np; ++pn)
+              k::tile_kernel<true>(mr, dP + i * kBlk + plo * 16, kBlk, Kp + (pn * n16 + k0 + plo * 16) * 16,
+                                   dQ + (q0 + i) * dp + pn * 16, dp, kl);
+          }
+          // dK[k0 + j ..] += dSᵀ[j.., query panels] · Q ;  dV[k0 + j ..] += Pᵀ[j.., query panels] · dO
+          for (int64_t j = 0; j < bk; j += kTile) {
+            const int64_t mr = std::min(kTile, bk - j);
+            // Queries that see any of keys k0+j .. k0+j+mr-1 (the band is symmetric).
+            int64_t qlo, qhi;
+            band(k0 + j, n, hw, &qlo, &tmp);
+            band(k0 + j + mr - 1, n, hw, &tmp, &qhi);
+            const int64_t r_lo = std::max(qlo, q0) - q0, r_hi = std::min(qhi, q0 + bq) - q0;
+            if (r_lo >= r_hi) continue;
+            const int64_t plo = r_lo / 16, kl = ((r_hi + 15) / 16 - plo) * 16;
+            for (int64_t pn = 0; pn < np; ++pn) {
+              const int64_t boff = (pn * n16 + q0 + plo * 16) * 16;
+              k::tile_kernel<true>(mr, dST + j * kBlk + plo * 16, kBlk, Qp + boff, dK + (k0 + j) * dp + pn * 16, dp, kl);
+              k::tile_kernel<true>(mr, PT + j * kBlk + plo * 16, kBlk, dOp + boff, dV + (k0 + j) * dp + pn * 16, dp, kl);
+            }
           }
         }
-        // dQ[q0:q1] = scale · dS K  (each query row belongs to exactly one block: overwrite)
-        k::sgemm_serial(false, false, nq, d, nk, scale, dS, nk, K, ld, 0.0f, dqkv + q0 * ld + h * d, ld);
-        // dK[k0:k1] += scale · dSᵀ Q ;  dV[k0:k1] += Pᵀ dO
-        k::sgemm_serial(true, false, nk, d, nq, scale, dS, nk, Q, ld, 1.0f, dqkv + k0 * ld + H + h * d, ld);
-        k::sgemm_serial(true, false, nk, d, nq, 1.0f, P, nk, dO, H, 1.0f, dqkv + k0 * ld + 2 * H + h * d, ld);
+      }
+      for (int64_t r = 0; r < n; ++r) {
+        float* dst = dqkv + (s + r) * ld + h * d;
+        for (int64_t c = 0; c < d; ++c) {
+          dst[c] = dQ[r * dp + c] * scale;
+          dst[H + c] = dK[r * dp + c] * scale;
+          dst[2 * H + c] = dV[r * dp + c];
+        }
       }
     }
   });

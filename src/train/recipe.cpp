@@ -1,5 +1,7 @@
 // Pre-training recipe components (spec §6): StableAdamW / AdamW, the LR schedule, batch-size
 // warm-up, MLM masking, the document stream, greedy best-fit packing and weight tiling.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -43,6 +45,52 @@ struct Rng {
 
 // ---- Optimizer ------------------------------------------------------------------------------------
 
+namespace {
+
+// Moments over [i0, i1): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g²; returns Σ g² / max(v, ε²)
+// (the StableAdamW RMS numerator; the ratio in float, the sum in double). AVX2, scalar tail.
+double stable_moments(const float* g, float* m, float* v, int64_t i0, int64_t i1, float b1, float b2, float eps2) {
+  const __m256 vb1 = _mm256_set1_ps(b1), vb1c = _mm256_set1_ps(1.0f - b1), vb2 = _mm256_set1_ps(b2),
+               vb2c = _mm256_set1_ps(1.0f - b2), veps2 = _mm256_set1_ps(eps2);
+  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+  int64_t i = i0;
+  for (; i + 8 <= i1; i += 8) {
+    const __m256 g8 = _mm256_loadu_ps(g + i), gg = _mm256_mul_ps(g8, g8);
+    const __m256 m8 = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(vb1c, g8));
+    const __m256 v8 = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(vb2c, gg));
+    _mm256_storeu_ps(m + i, m8);
+    _mm256_storeu_ps(v + i, v8);
+    const __m256 r = _mm256_div_ps(gg, _mm256_max_ps(v8, veps2));
+    acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(r)));
+    acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)));
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(acc0, acc1));
+  double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; i < i1; ++i) {
+    m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+    v[i] = b2 * v[i] + (1.0f - b2) * (g[i] * g[i]);
+    s += static_cast<double>((g[i] * g[i]) / std::max(v[i], eps2));
+  }
+  return s;
+}
+
+// θ = θ · decay - lr · m / (sqrt(v) · vscale + ε) over [i0, i1).
+void apply_update(float* th, const float* m, const float* v, int64_t i0, int64_t i1, float decay, float lr,
+                  float vscale, float eps) {
+  const __m256 vdecay = _mm256_set1_ps(decay), vlr = _mm256_set1_ps(lr), vvs = _mm256_set1_ps(vscale),
+               veps = _mm256_set1_ps(eps);
+  int64_t i = i0;
+  for (; i + 8 <= i1; i += 8) {
+    const __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(_mm256_loadu_ps(v + i)), vvs), veps);
+    const __m256 u = _mm256_div_ps(_mm256_mul_ps(vlr, _mm256_loadu_ps(m + i)), den);
+    _mm256_storeu_ps(th + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(th + i), vdecay), u));
+  }
+  for (; i < i1; ++i) th[i] = th[i] * decay - (lr * m[i]) / (std::sqrt(v[i]) * vscale + eps);
+}
+
+}  // namespace
+
 Optimizer::Optimizer(const std::vector<ParamSpec>& specs, const OptimizerConfig& cfg) : specs_(specs), cfg_(cfg) {
   if (cfg.type != "stableadamw" && cfg.type != "adamw")
     throw Error("optimizer: type must be stableadamw or adamw, got '" + cfg.type + "'");
@@ -78,41 +126,28 @@ void Optimizer::step(float* params, const float* grads, double lr_t) {
       std::vector<double> part(static_cast<size_t>(nchunks), 0.0);
       const float fb1 = static_cast<float>(bh1), fb2 = static_cast<float>(bh2);
       k::parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
-        for (int64_t c = c0; c < c1; ++c) {
-          double s = 0;
-          for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) {
-            m[i] = fb1 * m[i] + (1.0f - fb1) * g[i];
-            v[i] = fb2 * v[i] + (1.0f - fb2) * g[i] * g[i];
-            s += static_cast<double>(g[i]) * g[i] / std::max(v[i], eps2);
-          }
-          part[static_cast<size_t>(c)] = s;
-        }
+        for (int64_t c = c0; c < c1; ++c)
+          part[static_cast<size_t>(c)] = stable_moments(g, m, v, c * kChunk, std::min(n, (c + 1) * kChunk), fb1, fb2, eps2);
       });
       double s = 0;
       for (double x : part) s += x;
       const double rms = std::sqrt(s / static_cast<double>(std::max<int64_t>(n, 1)));
       rms_[p] = rms;
       const double lr = lr_t / std::max(1.0, rms);
-      const float decay = static_cast<float>(1.0 - (lr / cfg_.lr) * lambda);
+      const float decay = lambda != 0 ? static_cast<float>(1.0 - (lr / cfg_.lr) * lambda) : 1.0f;
       const float flr = static_cast<float>(lr), feps = static_cast<float>(eps);
       k::parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
-        for (int64_t i = c0 * kChunk; i < std::min(n, c1 * kChunk); ++i) {
-          if (lambda != 0) th[i] *= decay;
-          th[i] -= flr * m[i] / (std::sqrt(v[i]) + feps);
-        }
+        apply_update(th, m, v, c0 * kChunk, std::min(n, c1 * kChunk), decay, flr, 1.0f, feps);
       });
     } else {
       const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);
       const double bc1 = 1.0 - std::pow(b1, t), bc2 = 1.0 - std::pow(b2, t);
       const float step = static_cast<float>(lr_t / bc1), inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
-      const float decay = static_cast<float>(1.0 - lr_t * lambda), feps = static_cast<float>(eps);
+      const float decay = lambda != 0 ? static_cast<float>(1.0 - lr_t * lambda) : 1.0f, feps = static_cast<float>(eps);
       k::parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
-        for (int64_t i = c0 * kChunk; i < std::min(n, c1 * kChunk); ++i) {
-          m[i] = fb1 * m[i] + (1.0f - fb1) * g[i];
-          v[i] = fb2 * v[i] + (1.0f - fb2) * g[i] * g[i];
-          if (lambda != 0) th[i] *= decay;
-          th[i] -= step * m[i] / (std::sqrt(v[i]) * inv_sqrt_bc2 + feps);
-        }
+        const int64_t i0 = c0 * kChunk, i1 = std::min(n, c1 * kChunk);
+        stable_moments(g, m, v, i0, i1, fb1, fb2, eps2);
+        apply_update(th, m, v, i0, i1, decay, step, inv_sqrt_bc2, feps);
       });
     }
   }

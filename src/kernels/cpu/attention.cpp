@@ -29,7 +29,7 @@
 // d = 64, a power of two) so the scores need no scaling. When a RoPE table is given, Q and K are
 // rotated during these copies (no separate rope_qkv pass). Workspace: ~3 H floats per token.
 //
-// The micro-kernel computes C[MR x 16] (+)= A[MR x K] · B[K x 16] with MR <= 6: 12 ymm
+// The micro-kernel (kernels/cpu/microkernel.h) computes C[MR x 16] (+)= A[MR x K] · B[K x 16] with MR <= 6: 12 ymm
 // accumulators, per k two B loads, MR broadcasts and 2 MR FMAs (FMA-bound on Zen3).
 #include <immintrin.h>
 
@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/microkernel.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/cpu/thread_pool.h"
 #include "modernbert/error.h"
@@ -55,48 +56,6 @@ std::atomic<int> g_bq_global{AttentionTiles{}.q_block_global}, g_bq_local{Attent
 
 int64_t padded_dim(int64_t d) { return (d + 15) / 16 * 16; }
 int64_t padded_tokens(int64_t T) { return (T + kBk + 15) / 16 * 16; }
-
-template <int MR, bool ACC>
-inline void micro_kernel(const float* A, int64_t lda, const float* B, float* C, int64_t ldc, int64_t K) {
-  __m256 c0[MR], c1[MR];
-#pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
-#pragma GCC unroll 4  // loop overhead was ~20% of attention's samples (K = 64 or a panel count x 16)
-  for (int64_t k = 0; k < K; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(B + k * 16), b1 = _mm256_loadu_ps(B + k * 16 + 8);
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; ++r) {
-      const __m256 a = _mm256_broadcast_ss(A + r * lda + k);
-      c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
-      c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r) {
-    float* c = C + r * ldc;
-    if (ACC) {
-      c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(c));
-      c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(c + 8));
-    }
-    _mm256_storeu_ps(c, c0[r]);
-    _mm256_storeu_ps(c + 8, c1[r]);
-  }
-}
-
-// C[mr, 16] (+)= A[mr, K] · B[K, 16] (B one contiguous 16-wide panel), mr in 1..6.
-template <bool ACC>
-inline void tile_kernel(int64_t mr, const float* A, int64_t lda, const float* B, float* C, int64_t ldc,
-                        int64_t K) {
-  switch (mr) {
-    case 6: micro_kernel<6, ACC>(A, lda, B, C, ldc, K); break;
-    case 5: micro_kernel<5, ACC>(A, lda, B, C, ldc, K); break;
-    case 4: micro_kernel<4, ACC>(A, lda, B, C, ldc, K); break;
-    case 3: micro_kernel<3, ACC>(A, lda, B, C, ldc, K); break;
-    case 2: micro_kernel<2, ACC>(A, lda, B, C, ldc, K); break;
-    case 1: micro_kernel<1, ACC>(A, lda, B, C, ldc, K); break;
-    default: break;
-  }
-}
 
 struct Scratch {
   std::vector<float> S, O, m, l;
@@ -195,7 +154,7 @@ void set_attention_tiles(AttentionTiles t) {
 }
 
 void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads,
-               int64_t d, int64_t hw, float* workspace, const RopeTable* rope) {
+               int64_t d, int64_t hw, float* workspace, const RopeTable* rope, float* lse) {
   check_args(cu, num_seqs, n_heads, d);
   const int64_t T = cu[num_seqs];
   if (T == 0) return;
@@ -370,6 +329,7 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
         const float* orow = O + i * dp;
         float* dst = out + (base + q0 + i) * H + h * d;
         for (int64_t c = 0; c < d; ++c) dst[c] = orow[c] * inv;
+        if (lse) lse[(base + q0 + i) * n_heads + h] = m[i] + std::log(l[i]);
       }
     }
   });

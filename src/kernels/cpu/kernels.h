@@ -87,10 +87,12 @@ void rope_qkv(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n
 // thread-local buffer is used) or must hold attention_workspace_floats(...) floats.
 // With `rope`, Q and K are rotated on the fly (as rope_qkv would, qkv itself is not modified):
 // the encoder fuses RoPE into attention's Q/K repack this way instead of a separate pass.
+// With `lse` [T, n_heads], each query row's log-sum-exp of its scaled scores is stored too
+// (max + log Σ exp(s - max)): what the training backward needs to recompute the probabilities.
 size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim);
 void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs,
                int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr,
-               const RopeTable* rope = nullptr);
+               const RopeTable* rope = nullptr, float* lse = nullptr);
 // Tile sizes of the fast attention: the most query rows per work item for global / local layers
 // (evened out over a sequence's blocks and rounded up to the 6-row micro-tile; at most 192).
 struct AttentionTiles { int q_block_global = 60; int q_block_local = 30; };
