@@ -368,12 +368,14 @@ TEST(BackwardKernels, LossesFiniteDifferences) {
   auto p = randn(12, 62), t = randn(12, 63);
   std::vector<float> dp(12);
   tr::mse_loss(p.data(), t.data(), dp.data(), 12, 1.0f);
-  check_fd("mse", p, dp.data(), [&] { return tr::mse_loss(p.data(), t.data(), nullptr, 12, 1.0f); }, 1e-2f, 2e-3);
+  check_fd(
+      "mse", p, dp.data(), [&] { return tr::mse_loss(p.data(), t.data(), nullptr, 12, 1.0f); }, 1e-2f, 2e-3);
   std::vector<float> tb(12);
   for (int i = 0; i < 12; ++i) tb[i] = static_cast<float>(i % 2);
   tr::bce_with_logits(p.data(), tb.data(), dp.data(), 12, 1.0f);
-  check_fd("bce_with_logits", p, dp.data(), [&] { return tr::bce_with_logits(p.data(), tb.data(), nullptr, 12, 1.0f); },
-           1e-2f, 2e-3);
+  check_fd(
+      "bce_with_logits", p, dp.data(), [&] { return tr::bce_with_logits(p.data(), tb.data(), nullptr, 12, 1.0f); },
+      1e-2f, 2e-3);
   // BCE is finite for huge logits (stable form).
   std::vector<float> big = {80.0f, -80.0f}, tt = {0.0f, 1.0f};
   EXPECT_NEAR(tr::bce_with_logits(big.data(), tt.data(), nullptr, 2, 1.0f), 160.0, 1e-6);
@@ -437,7 +439,8 @@ TEST(TrainModel, ForwardMatchesInferenceEncoder) {
   modernbert::Encoder enc(w);
   auto ref = enc.forward(tb.batch);
   double worst = 0;
-  for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(ref[i] - tm.last_hidden()[i])));
+  for (size_t i = 0; i < ref.size(); ++i)
+    worst = std::max(worst, static_cast<double>(std::abs(ref[i] - tm.last_hidden()[i])));
   EXPECT_LT(worst, 1e-4);
 }
 
@@ -452,9 +455,13 @@ TEST(TrainModel, FiniteDifferencesOnParameters) {
     TrainBatch tb = mlm_batch(cfg.vocab_size);
     std::vector<float> g(w.num_params(), 0.0f);
     tm.forward_backward(tb, TaskType::kMlm, g.data());
-    std::vector<std::string> names = {"model.embeddings.tok_embeddings.weight", "model.layers.0.attn.Wqkv.weight",
-                                      "model.layers.1.attn_norm.weight", "model.layers.2.mlp.Wi.weight",
-                                      "model.layers.1.attn.Wo.weight", "model.final_norm.weight", "head.dense.weight"};
+    std::vector<std::string> names = {"model.embeddings.tok_embeddings.weight",
+                                      "model.layers.0.attn.Wqkv.weight",
+                                      "model.layers.1.attn_norm.weight",
+                                      "model.layers.2.mlp.Wi.weight",
+                                      "model.layers.1.attn.Wo.weight",
+                                      "model.final_norm.weight",
+                                      "head.dense.weight"};
     if (biases) {
       names.insert(names.end(), {"model.layers.1.attn.Wqkv.bias", "model.layers.2.mlp.Wo.bias", "decoder.weight",
                                  "model.embeddings.norm.bias"});
@@ -463,7 +470,8 @@ TEST(TrainModel, FiniteDifferencesOnParameters) {
       float* p = w.mutable_param(name);
       const int64_t n = w.spec(name).numel();
       std::vector<float> view(p, p + n);  // check_fd perturbs a copy; mirror it into the weights
-      std::vector<float> an(g.begin() + static_cast<long>(w.offset(name)), g.begin() + static_cast<long>(w.offset(name) + n));
+      std::vector<float> an(g.begin() + static_cast<long>(w.offset(name)),
+                            g.begin() + static_cast<long>(w.offset(name) + n));
       auto f = [&] {
         std::memcpy(p, view.data(), view.size() * sizeof(float));
         return tm.forward_loss(tb, TaskType::kMlm).loss;
@@ -486,12 +494,13 @@ TEST(TrainModel, EncoderBackwardFromHiddenFiniteDifferences) {
   tm.forward_hidden(tb.batch);
   std::vector<float> g(w.num_params(), 0.0f);
   tm.backward_hidden(tb.batch, wv.data(), g.data());
-  for (const std::string name : {"model.layers.2.attn.Wqkv.weight", "model.embeddings.tok_embeddings.weight",
-                                 "model.layers.0.mlp.Wo.bias"}) {
+  for (const std::string name :
+       {"model.layers.2.attn.Wqkv.weight", "model.embeddings.tok_embeddings.weight", "model.layers.0.mlp.Wo.bias"}) {
     float* p = w.mutable_param(name);
     const int64_t n = w.spec(name).numel();
     std::vector<float> view(p, p + n);
-    std::vector<float> an(g.begin() + static_cast<long>(w.offset(name)), g.begin() + static_cast<long>(w.offset(name) + n));
+    std::vector<float> an(g.begin() + static_cast<long>(w.offset(name)),
+                          g.begin() + static_cast<long>(w.offset(name) + n));
     auto f = [&] {
       std::memcpy(p, view.data(), view.size() * sizeof(float));
       return dot(wv, tm.forward_hidden(tb.batch), static_cast<size_t>(TH));
@@ -521,7 +530,8 @@ TEST(TrainModel, AttentionOutputDropoutFiniteDifferencesAndDeterminism) {
     float* p = w.mutable_param(name);
     const int64_t n = w.spec(name).numel();
     std::vector<float> view(p, p + n);
-    std::vector<float> an(g.begin() + static_cast<long>(w.offset(name)), g.begin() + static_cast<long>(w.offset(name) + n));
+    std::vector<float> an(g.begin() + static_cast<long>(w.offset(name)),
+                          g.begin() + static_cast<long>(w.offset(name) + n));
     auto f = [&] {
       std::memcpy(p, view.data(), view.size() * sizeof(float));
       return tm.forward_loss(tb, TaskType::kMlm).loss;

@@ -6,10 +6,9 @@
 
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
@@ -33,7 +32,8 @@ struct RefStable {
             const std::vector<bool>& decay, double lr, double max_lr, double b1, double b2, double eps, double wd) {
     ++t;
     if (m.empty()) m.assign(th.size(), 0), v.assign(th.size(), 0);
-    const double bh1 = (std::pow(b1, t) - b1) / (std::pow(b1, t) - 1), bh2 = (std::pow(b2, t) - b2) / (std::pow(b2, t) - 1);
+    const double bh1 = (std::pow(b1, t) - b1) / (std::pow(b1, t) - 1),
+                 bh2 = (std::pow(b2, t) - b2) / (std::pow(b2, t) - 1);
     for (size_t p = 0; p + 1 < bounds.size(); ++p) {
       double s = 0;
       for (size_t i = bounds[p]; i < bounds[p + 1]; ++i) {
@@ -225,9 +225,12 @@ TEST(Recipe, MaskingRatesAndDeterminism) {
     }
     ASSERT_EQ(labels[i], orig[i]);
     ++masked;
-    if (ids[i] == 999) ++as_mask;
-    else if (ids[i] == orig[i]) ++unchanged;
-    else ++random;
+    if (ids[i] == 999)
+      ++as_mask;
+    else if (ids[i] == orig[i])
+      ++unchanged;
+    else
+      ++random;
     ASSERT_LE(ids[i], 999);  // random ids in [0, max id after substitution]
   }
   const double rate = static_cast<double>(masked) / static_cast<double>(eligible);
@@ -317,8 +320,8 @@ TEST(Recipe, PackingTruncatesLongSequencesAndCountsEfficiency) {
 }
 
 TEST(Recipe, TilingLayerMapAndRule) {
-  EXPECT_EQ(tiling_layer_map(22, 28), (std::vector<int64_t>{0, 1, 2, 2, 3, 4, 5, 6, 6, 7, 8, 9, 9, 10, 11, 12, 13, 13,
-                                                            14, 15, 16, 16, 17, 18, 19, 20, 20, 21}));
+  EXPECT_EQ(tiling_layer_map(22, 28), (std::vector<int64_t>{0,  1,  2,  2,  3,  4,  5,  6,  6,  7,  8,  9,  9,  10,
+                                                            11, 12, 13, 13, 14, 15, 16, 16, 17, 18, 19, 20, 20, 21}));
   const std::vector<float> B = {0, 1, 2, 3, 4, 5};  // [2, 3]
   std::vector<float> N(20);
   tile_tensor(B.data(), {2, 3}, N.data(), {4, 5});  // r0 = 1, c0 = 1

@@ -50,8 +50,8 @@ int64_t tile_length(double flops, int64_t dim) {
 
 // ---- GEMMs -----------------------------------------------------------------------------------------
 
-void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate,
-               int64_t lda, int64_t ldb, int64_t ldc) {
+void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t lda,
+               int64_t ldb, int64_t ldc) {
   if (lda == 0) lda = K;
   if (ldb == 0) ldb = N;
   if (ldc == 0) ldc = N;
@@ -64,7 +64,8 @@ void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, i
         for (int64_t i = m0; i < m1; ++i) std::fill(C + i * ldc + n0, C + i * ldc + n1, 0.0f);
       return;
     }
-    k::sgemm_serial(false, false, m1 - m0, n1 - n0, K, 1.0f, A + m0 * lda, lda, B + n0, ldb, beta, C + m0 * ldc + n0, ldc);
+    k::sgemm_serial(false, false, m1 - m0, n1 - n0, K, 1.0f, A + m0 * lda, lda, B + n0, ldb, beta, C + m0 * ldc + n0,
+                    ldc);
   };
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   if (flops < kSerialFlops) return block(0, M, 0, N);
@@ -80,8 +81,8 @@ void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, i
     k::parallel_for(kSplitK, 1, [&](int64_t b, int64_t e, int) {
       for (int64_t p = b; p < e; ++p) {
         const int64_t k0 = p * len, kn = std::min(K, k0 + len) - k0;
-        k::sgemm_serial(false, false, M, N, kn, 1.0f, A + k0, lda, B + k0 * ldb, ldb, 0.0f,
-                        partial.data() + p * M * N, N);
+        k::sgemm_serial(false, false, M, N, kn, 1.0f, A + k0, lda, B + k0 * ldb, ldb, 0.0f, partial.data() + p * M * N,
+                        N);
       }
     });
     k::parallel_for(M, 16, [&](int64_t b, int64_t e, int) {
@@ -160,8 +161,8 @@ void linear_backward(const float* X, const float* W, const float* dY, float* dX,
 
 // ---- LayerNorm -------------------------------------------------------------------------------------
 
-void layernorm_forward(const float* x, const float* g, const float* b, float* y, float* mean, float* rstd,
-                       int64_t rows, int64_t C, float eps) {
+void layernorm_forward(const float* x, const float* g, const float* b, float* y, float* mean, float* rstd, int64_t rows,
+                       int64_t C, float eps) {
   k::parallel_for(rows, 64, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * C;
@@ -258,7 +259,8 @@ float act_derivative(Act act, float xf) {
       const double t = std::tanh(inner);
       return static_cast<float>(0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * kk * (1.0 + 3.0 * 0.044715 * x * x));
     }
-    case Act::kRelu: return x > 0 ? 1.0f : 0.0f;
+    case Act::kRelu:
+      return x > 0 ? 1.0f : 0.0f;
     case Act::kSilu: {
       const double s = 1.0 / (1.0 + std::exp(-x));
       return static_cast<float>(s * (1.0 + x * (1.0 - s)));
@@ -400,7 +402,8 @@ void transpose_block(const float* src, int64_t ls, float* dst, int64_t ldd, int6
 
 // Lanes c..c+7 of [v0, v1) as a float mask.
 inline __m256 range_mask(int64_t c, int64_t v0, int64_t v1) {
-  const __m256i idx = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(c)));
+  const __m256i idx =
+      _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(c)));
   const __m256i ge = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(static_cast<int>(v0 - 1)));
   const __m256i lt = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(v1)), idx);
   return _mm256_castsi256_ps(_mm256_and_si256(ge, lt));
@@ -422,8 +425,8 @@ struct AttnBackwardScratch {
 
 }  // namespace
 
-void attention_forward(const float* qkv, float* out, float* lse, const int64_t* cu, int64_t num_seqs,
-                       int64_t n_heads, int64_t d, int64_t hw) {
+void attention_forward(const float* qkv, float* out, float* lse, const int64_t* cu, int64_t num_seqs, int64_t n_heads,
+                       int64_t d, int64_t hw) {
   k::attention(qkv, out, cu, num_seqs, n_heads, d, hw, nullptr, nullptr, lse);
 }
 
@@ -538,8 +541,10 @@ void attention_backward(const float* qkv, const float* out, const float* dout, c
             const int64_t plo = r_lo / 16, kl = ((r_hi + 15) / 16 - plo) * 16;
             for (int64_t pn = 0; pn < np; ++pn) {
               const int64_t boff = (pn * n16 + q0 + plo * 16) * 16;
-              k::tile_kernel<true>(mr, dST + j * kBlk + plo * 16, kBlk, Qp + boff, dK + (k0 + j) * dp + pn * 16, dp, kl);
-              k::tile_kernel<true>(mr, PT + j * kBlk + plo * 16, kBlk, dOp + boff, dV + (k0 + j) * dp + pn * 16, dp, kl);
+              k::tile_kernel<true>(mr, dST + j * kBlk + plo * 16, kBlk, Qp + boff, dK + (k0 + j) * dp + pn * 16, dp,
+                                   kl);
+              k::tile_kernel<true>(mr, PT + j * kBlk + plo * 16, kBlk, dOp + boff, dV + (k0 + j) * dp + pn * 16, dp,
+                                   kl);
             }
           }
         }

@@ -127,7 +127,8 @@ void Optimizer::step(float* params, const float* grads, double lr_t) {
       const float fb1 = static_cast<float>(bh1), fb2 = static_cast<float>(bh2);
       k::parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
         for (int64_t c = c0; c < c1; ++c)
-          part[static_cast<size_t>(c)] = stable_moments(g, m, v, c * kChunk, std::min(n, (c + 1) * kChunk), fb1, fb2, eps2);
+          part[static_cast<size_t>(c)] =
+              stable_moments(g, m, v, c * kChunk, std::min(n, (c + 1) * kChunk), fb1, fb2, eps2);
       });
       double s = 0;
       for (double x : part) s += x;

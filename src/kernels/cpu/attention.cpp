@@ -49,8 +49,8 @@ namespace modernbert::kernels {
 
 namespace {
 
-constexpr int kBk = 64;   // keys per block (S columns)
-constexpr int kMr = 6;    // rows per micro-tile
+constexpr int kBk = 64;  // keys per block (S columns)
+constexpr int kMr = 6;   // rows per micro-tile
 constexpr int kMaxBq = 192;
 std::atomic<int> g_bq_global{AttentionTiles{}.q_block_global}, g_bq_local{AttentionTiles{}.q_block_local};
 
@@ -153,8 +153,8 @@ void set_attention_tiles(AttentionTiles t) {
   g_bq_local.store(std::clamp(t.q_block_local, 1, kMaxBq));
 }
 
-void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads,
-               int64_t d, int64_t hw, float* workspace, const RopeTable* rope, float* lse) {
+void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
+               int64_t hw, float* workspace, const RopeTable* rope, float* lse) {
   check_args(cu, num_seqs, n_heads, d);
   const int64_t T = cu[num_seqs];
   if (T == 0) return;
@@ -181,9 +181,9 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
     if (own_ws.size() < need) own_ws.resize(need);
     workspace = own_ws.data();
   }
-  float* KT = workspace;                          // [n_heads][Tp/16][d][16]
-  float* Vp = KT + n_heads * d * Tp;              // [n_heads][dp/16][Tp][16]
-  float* Qp = Vp + n_heads * dp * Tp;             // [n_heads][Tp][d], scaled (and rotated)
+  float* KT = workspace;               // [n_heads][Tp/16][d][16]
+  float* Vp = KT + n_heads * d * Tp;   // [n_heads][dp/16][Tp][16]
+  float* Qp = Vp + n_heads * dp * Tp;  // [n_heads][Tp][d], scaled (and rotated)
 
   // Pack Q, K^T and V, parallel over 16-token panels; each work item reads its 16 qkv rows
   // (9 KB apart) once, front to back, and loops over the heads inside. (Head-major packing read
@@ -280,8 +280,8 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
       const int64_t klo = hw < 0 ? 0 : std::max<int64_t>(0, q0 - hw);
       const int64_t khi = hw < 0 ? n : std::min<int64_t>(n, q0 + bq + hw);
       const float* Q = Qp + (h * Tp + base + q0) * d;  // [bq, d] contiguous
-      const float* kt = KT + h * d * Tp;       // K^T panels of this head
-      const float* vh = Vp + h * np * Tp * 16;  // V panels of this head
+      const float* kt = KT + h * d * Tp;               // K^T panels of this head
+      const float* vh = Vp + h * np * Tp * 16;         // V panels of this head
       std::fill(O, O + bq * dp, 0.0f);
       std::fill(m, m + bq, -std::numeric_limits<float>::infinity());
       std::fill(l, l + bq, 0.0f);
@@ -314,14 +314,15 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
             if (alpha != 1.0f) {
               const __m256 va = _mm256_set1_ps(alpha);
               float* orow = O + (i + r) * dp;
-              for (int64_t c = 0; c < dp; c += 8) _mm256_storeu_ps(orow + c, _mm256_mul_ps(_mm256_loadu_ps(orow + c), va));
+              for (int64_t c = 0; c < dp; c += 8)
+                _mm256_storeu_ps(orow + c, _mm256_mul_ps(_mm256_loadu_ps(orow + c), va));
             }
           }
           // O[tile] += P[:, panels] · V[keys of the panels, :]
           const int64_t klen = (p_hi - p_lo) * 16;
           for (int64_t pn = 0; pn < np; ++pn)
-            tile_kernel<true>(mr, S + p_lo * 16, kBk, vh + (pn * Tp + base + k0 + p_lo * 16) * 16,
-                              O + i * dp + pn * 16, dp, klen);
+            tile_kernel<true>(mr, S + p_lo * 16, kBk, vh + (pn * Tp + base + k0 + p_lo * 16) * 16, O + i * dp + pn * 16,
+                              dp, klen);
         }
       }
       for (int64_t i = 0; i < bq; ++i) {
@@ -336,8 +337,8 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
 }
 
 namespace ref {
-void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads,
-               int64_t d, int64_t hw, float*, const RopeTable* rope) {
+void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
+               int64_t hw, float*, const RopeTable* rope) {
   check_args(cu, num_seqs, n_heads, d);
   const int64_t H = n_heads * d;
   std::vector<float> rotated;
