@@ -4,13 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "modernbert/model_dir.h"
+#include "tasks/finetune_util.h"
 #include "test_util.h"
 
 namespace {
@@ -22,11 +22,14 @@ void write_file(const std::string& path, const std::string& s) { std::ofstream(p
 
 // n examples, alternating labels; every text holds exactly one of "good" / "bad" among fillers.
 std::string synthetic(int n, int offset, bool names = false) {
-  const std::vector<std::string> fill = {"the", "movie", "was", "really", "quite", "plot", "actor", "film",
-                                         "story", "very", "this", "ending", "music", "overall", "scene"};
+  const std::vector<std::string> fill = {"the",   "movie", "was",  "really", "quite", "plot",    "actor", "film",
+                                         "story", "very",  "this", "ending", "music", "overall", "scene"};
   std::ostringstream os;
   unsigned s = 12345u + static_cast<unsigned>(offset);
-  auto rnd = [&] { s = s * 1103515245u + 12345u; return (s >> 16) & 0x7fff; };
+  auto rnd = [&] {
+    s = s * 1103515245u + 12345u;
+    return (s >> 16) & 0x7fff;
+  };
   for (int i = 0; i < n; ++i) {
     const int label = i % 2;
     std::string text;
@@ -36,8 +39,10 @@ std::string synthetic(int n, int offset, bool names = false) {
       if (k < len) text += (text.empty() ? "" : " ") + fill[rnd() % fill.size()];
     }
     nlohmann::json j = {{"text", text}};
-    if (names) j["label"] = label ? "pos" : "neg";
-    else j["label"] = label;
+    if (names)
+      j["label"] = label ? "pos" : "neg";
+    else
+      j["label"] = label;
     os << j.dump() << "\n";
   }
   return os.str();
@@ -61,13 +66,53 @@ struct Fixture {
   }
 };
 
+// Early stopping and the epoch records: the first epoch always counts, ties do not improve, and
+// patience counts the epochs since the best one.
+TEST(Finetune, EpochTrackerBestEpochAndPatience) {
+  modernbert::FinetuneResult res;
+  res.metric_name = "accuracy";
+  std::ostringstream log;
+  modernbert::finetune_util::EpochTracker tracker(res, log, /*patience=*/2);
+  const std::vector<double> metric = {0.5, 0.6, 0.6, 0.55, 0.9};
+  std::vector<bool> improved;
+  int64_t stopped_after = 0;
+  for (int64_t e = 1; e <= 5; ++e) {
+    res.steps += 10;
+    improved.push_back(tracker.end_epoch(e, metric[static_cast<size_t>(e - 1)],
+                                         {{"accuracy", metric[static_cast<size_t>(e - 1)]}}, 1.0 / e));
+    if (tracker.patience_exhausted()) {
+      stopped_after = e;
+      break;
+    }
+  }
+  EXPECT_EQ(improved, (std::vector<bool>{true, true, false, false}));
+  EXPECT_EQ(stopped_after, 4);
+  EXPECT_EQ(res.best_epoch, 2);
+  EXPECT_DOUBLE_EQ(res.best_metric, 0.6);
+  EXPECT_EQ(res.epochs_run, 4);
+  ASSERT_EQ(res.history.size(), 4u);
+  tracker.finish();
+  std::istringstream in(log.str());
+  std::string line;
+  std::vector<nlohmann::json> recs;
+  while (std::getline(in, line)) recs.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(recs.size(), 5u);
+  EXPECT_EQ(recs[1]["type"], "eval");
+  EXPECT_EQ(recs[1]["step"], 20);
+  EXPECT_EQ(recs[2]["improved"], false);
+  EXPECT_EQ(recs[4]["type"], "done");
+  EXPECT_EQ(recs[4]["best_epoch"], 2);
+  EXPECT_EQ(recs[4]["epochs"], 4);
+  EXPECT_DOUBLE_EQ(recs[4]["accuracy"].get<double>(), 0.6);
+}
+
 TEST(Finetune, LearnsSyntheticTaskAndLoads) {
   if (!have_tokenizer()) GTEST_SKIP() << "no " << tokenizer_json();
   Fixture f;
   ASSERT_TRUE(f.ok);
   const std::string out = f.tmp / "out";
-  auto r = mbtest::run_command(f.finetune("--out " + out +
-                                          " --epochs 8 --batch-size 8 --lr 1e-3 --pooling mean --patience 3 --seed 5"));
+  auto r = mbtest::run_command(
+      f.finetune("--out " + out + " --epochs 8 --batch-size 8 --lr 1e-3 --pooling mean --patience 3 --seed 5"));
   ASSERT_EQ(r.status, 0) << r.output;
   // Best dev accuracy from the log.
   std::ifstream log(out + "/finetune_log.jsonl");
@@ -103,7 +148,8 @@ TEST(Finetune, LearnsSyntheticTaskAndLoads) {
   EXPECT_GE(nlohmann::json::parse(e.output)["accuracy"].get<double>(), 0.9);
 
   // A different label count against the fine-tuned head is refused clearly.
-  write_file(f.tmp / "train3.jsonl", "{\"text\":\"a\",\"label\":0}\n{\"text\":\"b\",\"label\":1}\n{\"text\":\"c\",\"label\":2}\n");
+  write_file(f.tmp / "train3.jsonl",
+             "{\"text\":\"a\",\"label\":0}\n{\"text\":\"b\",\"label\":1}\n{\"text\":\"c\",\"label\":2}\n");
   auto h = mbtest::run_command(mbtest::cli() + " finetune --model " + out + " --train " + f.tmp / "train3.jsonl" +
                                " --dev " + f.tmp / "train3.jsonl" + " --out " + f.tmp / "out3" + " --quiet");
   EXPECT_NE(h.status, 0);
@@ -122,14 +168,16 @@ TEST(Finetune, BadInputs) {
   EXPECT_NE(r.output.find("empty.jsonl"), std::string::npos) << r.output;
   // A dev label outside the training labels: the error names the line.
   write_file(f.tmp / "train_n.jsonl", synthetic(8, 0, true));
-  write_file(f.tmp / "dev_n.jsonl", "{\"text\":\"good\",\"label\":\"pos\"}\n{\"text\":\"meh\",\"label\":\"neutral\"}\n");
+  write_file(f.tmp / "dev_n.jsonl",
+             "{\"text\":\"good\",\"label\":\"pos\"}\n{\"text\":\"meh\",\"label\":\"neutral\"}\n");
   r = mbtest::run_command(mbtest::cli() + " finetune --model " + f.model + " --train " + f.tmp / "train_n.jsonl" +
                           " --dev " + f.tmp / "dev_n.jsonl" + " --out " + f.tmp / "o2" + " --quiet");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("dev_n.jsonl:2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("neutral"), std::string::npos) << r.output;
   // Integer ids: dev id beyond the training ids.
-  write_file(f.tmp / "dev_i.jsonl", "{\"text\":\"good\",\"label\":1}\n{\"text\":\"x\",\"label\":0}\n{\"text\":\"x\",\"label\":7}\n");
+  write_file(f.tmp / "dev_i.jsonl",
+             "{\"text\":\"good\",\"label\":1}\n{\"text\":\"x\",\"label\":0}\n{\"text\":\"x\",\"label\":7}\n");
   r = mbtest::run_command(mbtest::cli() + " finetune --model " + f.model + " --train " + f.tmp / "train.jsonl" +
                           " --dev " + f.tmp / "dev_i.jsonl" + " --out " + f.tmp / "o3" + " --quiet");
   EXPECT_NE(r.status, 0);
@@ -145,11 +193,15 @@ TEST(Finetune, BadInputs) {
 
 // Token classification: city names are B-LOC, every other word O.
 std::string synthetic_tokens(int n, int offset) {
-  const std::vector<std::string> fill = {"we", "went", "to", "see", "the", "old", "market", "in", "and", "then", "home"};
+  const std::vector<std::string> fill = {"we",     "went", "to",  "see",  "the", "old",
+                                         "market", "in",   "and", "then", "home"};
   const std::vector<std::string> cities = {"paris", "london", "berlin", "rome"};
   std::ostringstream os;
   unsigned s = 777u + static_cast<unsigned>(offset);
-  auto rnd = [&] { s = s * 1103515245u + 12345u; return (s >> 16) & 0x7fff; };
+  auto rnd = [&] {
+    s = s * 1103515245u + 12345u;
+    return (s >> 16) & 0x7fff;
+  };
   for (int i = 0; i < n; ++i) {
     nlohmann::json toks = nlohmann::json::array(), tags = nlohmann::json::array();
     const int len = 4 + static_cast<int>(rnd() % 5);
@@ -174,9 +226,9 @@ TEST(Finetune, TokenClassification) {
   write_file(f.tmp / "ttrain.jsonl", synthetic_tokens(48, 0));
   write_file(f.tmp / "tdev.jsonl", synthetic_tokens(16, 500));
   const std::string out = f.tmp / "tout";
-  auto r = mbtest::run_command(mbtest::cli() + " finetune --task token-classification --model " + f.model + " --train " +
-                               f.tmp / "ttrain.jsonl" + " --dev " + f.tmp / "tdev.jsonl" + " --out " + out +
-                               " --epochs 4 --batch-size 8 --lr 1e-3 --seed 3 --quiet");
+  auto r = mbtest::run_command(mbtest::cli() + " finetune --task token-classification --model " + f.model +
+                               " --train " + f.tmp / "ttrain.jsonl" + " --dev " + f.tmp / "tdev.jsonl" + " --out " +
+                               out + " --epochs 4 --batch-size 8 --lr 1e-3 --seed 3 --quiet");
   ASSERT_EQ(r.status, 0) << r.output;
   auto m = modernbert::load_model_dir(out);
   EXPECT_EQ(m.weights.heads().classifier, modernbert::HeadSet::Classifier::kToken);
@@ -194,22 +246,32 @@ struct RetrievalData {
   std::string corpus, train, dev;
 };
 RetrievalData synthetic_retrieval() {
-  const std::vector<std::string> topics = {"apple", "river", "engine", "violin", "castle", "garden", "rocket", "winter",
-                                           "pepper", "harbor", "falcon", "marble", "thunder", "candle", "desert", "ladder",
-                                           "orange", "silver", "tunnel", "basket", "forest", "hammer", "island", "mirror"};
-  const std::vector<std::string> fill = {"the", "a", "of", "and", "with", "some", "very", "many", "this", "that", "about"};
+  const std::vector<std::string> topics = {"apple",   "river",  "engine", "violin", "castle", "garden",
+                                           "rocket",  "winter", "pepper", "harbor", "falcon", "marble",
+                                           "thunder", "candle", "desert", "ladder", "orange", "silver",
+                                           "tunnel",  "basket", "forest", "hammer", "island", "mirror"};
+  const std::vector<std::string> fill = {"the",  "a",    "of",   "and",  "with", "some",
+                                         "very", "many", "this", "that", "about"};
   unsigned s = 4242u;
-  auto rnd = [&] { s = s * 1103515245u + 12345u; return (s >> 16) & 0x7fff; };
+  auto rnd = [&] {
+    s = s * 1103515245u + 12345u;
+    return (s >> 16) & 0x7fff;
+  };
+  // "x" + std::to_string(i) inlines into a GCC 12 -Wrestrict false positive here; append instead.
+  auto name = [](const char* prefix, size_t i) { return std::string(prefix).append(std::to_string(i)); };
   RetrievalData d;
   std::ostringstream c, t, v;
   for (size_t i = 0; i < topics.size(); ++i) {
     std::string text;
     for (int k = 0; k < 12; ++k) text += (k ? " " : "") + (k % 4 == 1 ? topics[i] : fill[rnd() % fill.size()]);
-    c << nlohmann::json{{"id", "doc" + std::to_string(i)}, {"text", text}}.dump() << "\n";
-    t << nlohmann::json{{"qid", "t" + std::to_string(i)}, {"query", "find " + topics[i] + " " + fill[rnd() % fill.size()]},
-                        {"positive_ids", {"doc" + std::to_string(i)}}}.dump() << "\n";
-    v << nlohmann::json{{"qid", "v" + std::to_string(i)}, {"query", fill[rnd() % fill.size()] + " " + topics[i] + " please"},
-                        {"positive_ids", {"doc" + std::to_string(i)}}}.dump() << "\n";
+    c << nlohmann::json{{"id", name("doc", i)}, {"text", text}}.dump() << "\n";
+    const std::string query = "find " + topics[i] + " " + fill[rnd() % fill.size()];
+    t << nlohmann::json{{"qid", name("t", i)}, {"query", query}, {"positive_ids", {name("doc", i)}}}.dump() << "\n";
+    v << nlohmann::json{{"qid", name("v", i)},
+                        {"query", fill[rnd() % fill.size()] + " " + topics[i] + " please"},
+                        {"positive_ids", {name("doc", i)}}}
+             .dump()
+      << "\n";
   }
   d.corpus = c.str();
   d.train = t.str();
@@ -307,11 +369,13 @@ TEST(Finetune, RetrievalBadInputs) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("in-batch negatives"), std::string::npos) << r.output;
   // Pairs without a corpus work ({"query", "positive"}).
-  write_file(f.tmp / "pairs.jsonl", "{\"query\": \"red fruit\", \"positive\": \"an apple is red\"}\n"
-                                    "{\"query\": \"big water\", \"positive\": \"the ocean is wide\"}\n"
-                                    "{\"query\": \"cold\", \"positive\": [\"ice\", \"snow\"]}\n");
+  write_file(f.tmp / "pairs.jsonl",
+             "{\"query\": \"red fruit\", \"positive\": \"an apple is red\"}\n"
+             "{\"query\": \"big water\", \"positive\": \"the ocean is wide\"}\n"
+             "{\"query\": \"cold\", \"positive\": [\"ice\", \"snow\"]}\n");
   r = mbtest::run_command(mbtest::cli() + " finetune --task embedding --quiet --model " + f.model + " --train " +
-                          f.tmp / "pairs.jsonl" + " --dev " + f.tmp / "pairs.jsonl" + " --out " + f.tmp / "op --epochs 1 --batch-size 3");
+                          f.tmp / "pairs.jsonl" + " --dev " + f.tmp / "pairs.jsonl" + " --out " +
+                          f.tmp / "op --epochs 1 --batch-size 3");
   EXPECT_EQ(r.status, 0) << r.output;
 }
 

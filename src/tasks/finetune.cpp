@@ -21,8 +21,8 @@
 #include "modernbert/trainer.h"
 #include "modernbert/weights.h"
 #include "tasks/finetune_progress.h"
-#include "tasks/jsonl.h"
 #include "tasks/finetune_util.h"
+#include "tasks/jsonl.h"
 
 namespace modernbert {
 namespace {
@@ -34,17 +34,19 @@ using finetune_util::trunc_normal;
 
 struct Labelled {
   std::vector<std::vector<int32_t>> ids;
-  std::vector<std::vector<int32_t>> tok_labels;   // token classification: [T] per sequence, -100 = not scored
-  std::vector<std::vector<int64_t>> first_tok;    // token classification: word -> first sub-token (-1 = truncated)
-  std::vector<std::vector<int64_t>> word_tags;    // token classification: gold tag id per word
-  std::vector<int64_t> cls;        // classification
-  std::vector<float> targets;      // regression / multilabel: [n, L]
+  std::vector<std::vector<int32_t>> tok_labels;  // token classification: [T] per sequence, -100 = not scored
+  std::vector<std::vector<int64_t>> first_tok;   // token classification: word -> first sub-token (-1 = truncated)
+  std::vector<std::vector<int64_t>> word_tags;   // token classification: gold tag id per word
+  std::vector<int64_t> cls;                      // classification
+  std::vector<float> targets;                    // regression / multilabel: [n, L]
 };
 
 bool is_int(const json& v) {
   return v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
 }
-int64_t as_int(const json& v) { return v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>()); }
+int64_t as_int(const json& v) {
+  return v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
+}
 
 const json& field_of(const Example& e, const std::string& f, const std::string& where) {
   if (!e.record.contains(f)) throw Error(where + ": no \"" + f + "\" field");
@@ -126,18 +128,23 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   const std::string task = o.task;
   if (task == "embedding" || task == "colbert") return finetune_retrieval(o);
   if (task != "classification" && task != "regression" && task != "multilabel" && task != "token-classification")
-    throw Error("finetune: --task must be classification, regression, multilabel, token-classification, embedding or colbert, got '" + task + "'");
+    throw Error(
+        "finetune: --task must be classification, regression, multilabel, token-classification, embedding or colbert, "
+        "got '" +
+        task + "'");
   if (o.epochs < 1) throw Error("finetune: --epochs must be >= 1");
   if (o.batch_size < 1) throw Error("finetune: --batch-size must be >= 1");
   if (o.max_length < 2) throw Error("finetune: --max-length must be >= 2");
   if (!(o.lr > 0)) throw Error("finetune: --lr must be > 0");
   if (o.warmup_ratio < 0 || o.warmup_ratio > 1) throw Error("finetune: --warmup-ratio must be in [0, 1]");
   if (o.schedule != "linear" && o.schedule != "wsd") throw Error("finetune: --schedule must be linear or wsd");
-  if (o.optimizer != "adamw" && o.optimizer != "stableadamw") throw Error("finetune: --optimizer must be adamw or stableadamw");
-  if (!o.pooling.empty() && o.pooling != "cls" && o.pooling != "mean") throw Error("finetune: --pooling must be cls or mean");
+  if (o.optimizer != "adamw" && o.optimizer != "stableadamw")
+    throw Error("finetune: --optimizer must be adamw or stableadamw");
+  if (!o.pooling.empty() && o.pooling != "cls" && o.pooling != "mean")
+    throw Error("finetune: --pooling must be cls or mean");
   if (o.out.empty()) throw Error("finetune: --out is required");
   const bool tokens = task == "token-classification";
-  const std::string label_field = !o.label_field.empty()  ? o.label_field
+  const std::string label_field = !o.label_field.empty() ? o.label_field
                                   : task == "multilabel" ? "labels"
                                   : tokens               ? "tags"
                                                          : "label";
@@ -160,12 +167,17 @@ FinetuneResult finetune(const FinetuneOptions& o) {
     for (const auto& e : train) {
       const json& v = field_of(e, label_field, where(o.train, e));
       const int64_t w = v.is_array() ? static_cast<int64_t>(v.size()) : 1;
-      if (!v.is_array() && !v.is_number()) throw Error(where(o.train, e) + ": a regression label must be a number or an array of numbers");
-      if (width >= 0 && w != width) throw Error(where(o.train, e) + ": " + std::to_string(w) + " targets, earlier lines have " + std::to_string(width));
+      if (!v.is_array() && !v.is_number())
+        throw Error(where(o.train, e) + ": a regression label must be a number or an array of numbers");
+      if (width >= 0 && w != width)
+        throw Error(where(o.train, e) + ": " + std::to_string(w) + " targets, earlier lines have " +
+                    std::to_string(width));
       width = w;
     }
     ls.count = o.num_labels > 0 ? o.num_labels : width;
-    if (ls.count != width) throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the labels have " + std::to_string(width) + " values");
+    if (ls.count != width)
+      throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the labels have " +
+                  std::to_string(width) + " values");
   } else {
     std::set<std::string> names;
     int64_t max_id = -1;
@@ -192,12 +204,14 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       ls.count = max_id + 1;
       if (o.num_labels > 0) {
         if (o.num_labels < ls.count)
-          throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the training data has label id " + std::to_string(max_id));
+          throw Error("finetune: --num-labels " + std::to_string(o.num_labels) +
+                      " but the training data has label id " + std::to_string(max_id));
         ls.count = o.num_labels;
       }
     }
     if (task == "classification" && ls.count < 2)
-      throw Error(o.train + ": classification needs at least 2 labels, the training data has " + std::to_string(ls.count));
+      throw Error(o.train + ": classification needs at least 2 labels, the training data has " +
+                  std::to_string(ls.count));
   }
   const int64_t L = ls.count;
   if (L < 1) throw Error(o.train + ": no labels");
@@ -209,7 +223,8 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       return ls.index.at(v.get<std::string>());
     }
     if (!is_int(v) || as_int(v) < 0 || as_int(v) >= L)
-      throw Error(w + ": label " + v.dump() + " is not among the training labels (ids 0.." + std::to_string(L - 1) + ")");
+      throw Error(w + ": label " + v.dump() + " is not among the training labels (ids 0.." + std::to_string(L - 1) +
+                  ")");
     return as_int(v);
   };
   auto labels_of = [&](const std::vector<Example>& ex, const std::string& file, Labelled& d) {
@@ -224,7 +239,8 @@ FinetuneResult finetune(const FinetuneOptions& o) {
         d.cls.push_back(resolve(v, w));
       } else if (task == "regression") {
         const int64_t n = v.is_array() ? static_cast<int64_t>(v.size()) : 1;
-        if (n != L) throw Error(w + ": " + std::to_string(n) + " regression targets, the model has " + std::to_string(L));
+        if (n != L)
+          throw Error(w + ": " + std::to_string(n) + " regression targets, the model has " + std::to_string(L));
         if (v.is_array()) {
           for (const auto& x : v) {
             if (!x.is_number()) throw Error(w + ": regression targets must be numbers");
@@ -254,8 +270,9 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   const HeadSet::Classifier want = tokens ? HeadSet::Classifier::kToken : HeadSet::Classifier::kSequence;
   const bool reuse_head = sh.classifier == want;
   if (sh.classifier != HeadSet::Classifier::kNone && sh.classifier != want)
-    throw Error(o.model_dir + std::string(": has a ") + (tokens ? "sequence" : "token") + "-classification head; " + task +
-                " fine-tuning needs an MLM checkpoint or one with a " + (tokens ? "token" : "sequence") + "-classification head");
+    throw Error(o.model_dir + std::string(": has a ") + (tokens ? "sequence" : "token") + "-classification head; " +
+                task + " fine-tuning needs an MLM checkpoint or one with a " + (tokens ? "token" : "sequence") +
+                "-classification head");
   if (reuse_head && sh.num_labels != L)
     throw Error(o.model_dir + ": the checkpoint already has a classifier with " + std::to_string(sh.num_labels) +
                 " labels but the training data has " + std::to_string(L) +
@@ -349,8 +366,6 @@ FinetuneResult finetune(const FinetuneOptions& o) {
                     : task == "regression"   ? "pearson"
                     : tokens                 ? "entity_f1"
                                              : "micro_f1";
-  double best = -std::numeric_limits<double>::infinity();
-  int64_t since_best = 0;
 
   auto evaluate_dev = [&]() -> json {
     std::vector<float> hidden;
@@ -384,7 +399,8 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       }
       auto em = entity_metrics(gold, pr);
       // Tags without entities (not BIO): entity F1 is meaningless, select on word accuracy instead.
-      j = {{"entity_f1", em.gold_entities > 0 ? json(em.f1) : json(nullptr)}, {"token_accuracy", em.token_accuracy},
+      j = {{"entity_f1", em.gold_entities > 0 ? json(em.f1) : json(nullptr)},
+           {"token_accuracy", em.token_accuracy},
            {"entity_macro_f1", em.macro_f1}};
     } else if (task == "classification") {
       for (size_t i = 0; i < n; ++i) {
@@ -398,7 +414,8 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       double mse = 0;
       for (size_t i = 0; i < x.size(); ++i) mse += (x[i] - y[i]) * (x[i] - y[i]);
       const double r = pearson(x, y);
-      j = {{"pearson", std::isnan(r) ? json(nullptr) : json(r)}, {"spearman", json(nullptr)},
+      j = {{"pearson", std::isnan(r) ? json(nullptr) : json(r)},
+           {"spearman", json(nullptr)},
            {"mse", mse / static_cast<double>(std::max<size_t>(1, x.size()))}};
       const double s = spearman(x, y);
       if (!std::isnan(s)) j["spearman"] = s;
@@ -412,7 +429,7 @@ FinetuneResult finetune(const FinetuneOptions& o) {
     return j;
   };
 
-  const auto t_start = std::chrono::steady_clock::now();
+  finetune_util::EpochTracker tracker(res, log, o.patience);
   finetune_util::StepProgress progress(o.progress, total);
   for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
     const auto order = shuffled(static_cast<size_t>(N), o.seed * 1000003ull + static_cast<uint64_t>(epoch));
@@ -431,7 +448,8 @@ FinetuneResult finetune(const FinetuneOptions& o) {
         } else if (tt == TaskType::kSequenceClassification) {
           tb.class_labels.push_back(static_cast<int32_t>(tr.cls[i]));
         } else {
-          tb.targets.insert(tb.targets.end(), tr.targets.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(L)),
+          tb.targets.insert(tb.targets.end(),
+                            tr.targets.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(L)),
                             tr.targets.begin() + static_cast<std::ptrdiff_t>((i + 1) * static_cast<size_t>(L)));
         }
       }
@@ -444,38 +462,30 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       ++epoch_batches;
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double tps = static_cast<double>(tb.batch.num_tokens()) / std::max(dt, 1e-9);
-      log << json{{"type", "step"}, {"step", res.steps}, {"epoch", epoch}, {"loss", lr_res.loss}, {"lr", lr_t},
-                  {"tokens", tb.batch.num_tokens()}, {"tokens_per_s", tps}}.dump() << "\n";
+      log << json{{"type", "step"},      {"step", res.steps}, {"epoch", epoch},
+                  {"loss", lr_res.loss}, {"lr", lr_t},        {"tokens", tb.batch.num_tokens()},
+                  {"tokens_per_s", tps}}
+                 .dump()
+          << "\n";
       progress.step(res.steps, epoch, lr_res.loss, lr_t, tps);
     }
     json m = evaluate_dev();
     const json& mv = m[res.metric_name];
-    const double metric = mv.is_number()                         ? mv.get<double>()
+    const double metric = mv.is_number()                              ? mv.get<double>()
                           : tokens && m["token_accuracy"].is_number() ? m["token_accuracy"].get<double>()
                                                                       : -std::numeric_limits<double>::infinity();
-    const bool improved = metric > best || res.best_epoch == 0;
-    json rec = {{"type", "eval"}, {"epoch", epoch}, {"step", res.steps},
-                {"train_loss", epoch_loss / static_cast<double>(std::max<int64_t>(1, epoch_batches))},
-                {"dev", m}, {"improved", improved}};
-    log << rec.dump() << "\n";
-    log.flush();
-    res.history.push_back(rec);
-    res.epochs_run = epoch;
-    progress.message("finetune: epoch " + std::to_string(epoch) + " dev " + m.dump() + (improved ? " (best, saved)" : ""));
+    const bool improved =
+        tracker.end_epoch(epoch, metric, m, epoch_loss / static_cast<double>(std::max<int64_t>(1, epoch_batches)));
+    progress.message("finetune: epoch " + std::to_string(epoch) + " dev " + m.dump() +
+                     (improved ? " (best, saved)" : ""));
     if (improved) {
-      best = metric;
-      res.best_epoch = epoch;
-      res.best_metric = metric;
-      since_best = 0;
       save_model_dir(o.out, cfg, w);  // each file written atomically
-    } else if (o.patience > 0 && ++since_best >= o.patience) {
+    } else if (tracker.patience_exhausted()) {
       progress.message("finetune: no improvement for " + std::to_string(o.patience) + " epochs, stopping");
       break;
     }
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  log << json{{"type", "done"}, {"steps", res.steps}, {"epochs", res.epochs_run}, {"best_epoch", res.best_epoch},
-              {res.metric_name, res.best_metric}, {"seconds", secs}}.dump() << "\n";
+  tracker.finish();
   return res;
 }
 

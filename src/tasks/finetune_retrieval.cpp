@@ -27,8 +27,8 @@
 #include "modernbert/trainer.h"
 #include "modernbert/weights.h"
 #include "tasks/finetune_progress.h"
-#include "tasks/jsonl.h"
 #include "tasks/finetune_util.h"
+#include "tasks/jsonl.h"
 
 namespace modernbert {
 namespace {
@@ -67,13 +67,15 @@ std::vector<RetrievalQuery> read_training_queries(const std::string& path, std::
       }
     } else if (j.contains("positive")) {
       std::vector<std::string> texts;
-      if (j["positive"].is_string()) texts.push_back(j["positive"].get<std::string>());
+      if (j["positive"].is_string())
+        texts.push_back(j["positive"].get<std::string>());
       else if (j["positive"].is_array())
         for (const auto& p : j["positive"]) {
           if (!p.is_string()) throw Error(w + ": \"positive\" must hold strings");
           texts.push_back(p.get<std::string>());
         }
-      else throw Error(w + ": \"positive\" must be a text or a list of texts");
+      else
+        throw Error(w + ": \"positive\" must be a text or a list of texts");
       for (const auto& t : texts) {
         if (t.empty()) throw Error(w + ": empty positive text");
         auto it = by_text.find(t);
@@ -111,30 +113,38 @@ void save_st_files(const std::string& out, bool colbert, EmbedPooling pooling, i
   if (colbert) {
     modules.push_back({{"idx", 1}, {"name", "1"}, {"path", "1_Dense"}, {"type", "pylate.models.Dense.Dense"}});
     fs::create_directories(out + "/1_Dense");
-    write_json(out + "/1_Dense/config.json", {{"in_features", H}, {"out_features", dc}, {"bias", false},
+    write_json(out + "/1_Dense/config.json", {{"in_features", H},
+                                              {"out_features", dc},
+                                              {"bias", false},
                                               {"activation_function", "torch.nn.modules.linear.Identity"}});
     SafeTensorsWriter wr;
     wr.set_metadata("format", "pt");
     wr.add_f32("linear.weight", {dc, H}, proj.data());
     wr.write(out + "/1_Dense/model.safetensors");
   } else {
-    modules.push_back({{"idx", 1}, {"name", "1"}, {"path", "1_Pooling"}, {"type", "sentence_transformers.models.Pooling"}});
-    modules.push_back({{"idx", 2}, {"name", "2"}, {"path", "2_Normalize"}, {"type", "sentence_transformers.models.Normalize"}});
+    modules.push_back(
+        {{"idx", 1}, {"name", "1"}, {"path", "1_Pooling"}, {"type", "sentence_transformers.models.Pooling"}});
+    modules.push_back(
+        {{"idx", 2}, {"name", "2"}, {"path", "2_Normalize"}, {"type", "sentence_transformers.models.Normalize"}});
     fs::create_directories(out + "/1_Pooling");
     fs::create_directories(out + "/2_Normalize");
-    write_json(out + "/1_Pooling/config.json",
-               {{"word_embedding_dimension", H}, {"pooling_mode_cls_token", pooling == EmbedPooling::kCls},
-                {"pooling_mode_mean_tokens", pooling == EmbedPooling::kMean},
-                {"pooling_mode_max_tokens", pooling == EmbedPooling::kMax},
-                {"pooling_mode_mean_sqrt_len_tokens", false}, {"pooling_mode_weightedmean_tokens", false},
-                {"pooling_mode_lasttoken", false}, {"include_prompt", true}});
+    write_json(out + "/1_Pooling/config.json", {{"word_embedding_dimension", H},
+                                                {"pooling_mode_cls_token", pooling == EmbedPooling::kCls},
+                                                {"pooling_mode_mean_tokens", pooling == EmbedPooling::kMean},
+                                                {"pooling_mode_max_tokens", pooling == EmbedPooling::kMax},
+                                                {"pooling_mode_mean_sqrt_len_tokens", false},
+                                                {"pooling_mode_weightedmean_tokens", false},
+                                                {"pooling_mode_lasttoken", false},
+                                                {"include_prompt", true}});
   }
   write_json(out + "/sentence_bert_config.json", {{"max_seq_length", max_len}, {"do_lower_case", false}});
   json prompts = json::object();
   if (!o.query_prompt.empty()) prompts["query"] = o.query_prompt;
   if (!o.document_prompt.empty()) prompts["document"] = o.document_prompt;
-  json stc = {{"prompts", prompts}, {"default_prompt_name", nullptr},
-              {"similarity_fn_name", colbert ? "MaxSim" : "cosine"}, {"__version__", {{"modernbert.cpp", "finetune"}}}};
+  json stc = {{"prompts", prompts},
+              {"default_prompt_name", nullptr},
+              {"similarity_fn_name", colbert ? "MaxSim" : "cosine"},
+              {"__version__", {{"modernbert.cpp", "finetune"}}}};
   write_json(out + "/config_sentence_transformers.json", stc);
   write_json(out + "/modules.json", modules);  // last: a directory is an ST model once this exists
 }
@@ -151,7 +161,8 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
   if (o.temperature < 0) throw Error("finetune: --temperature must be > 0");
   if (o.warmup_ratio < 0 || o.warmup_ratio > 1) throw Error("finetune: --warmup-ratio must be in [0, 1]");
   if (o.schedule != "linear" && o.schedule != "wsd") throw Error("finetune: --schedule must be linear or wsd");
-  if (o.optimizer != "adamw" && o.optimizer != "stableadamw") throw Error("finetune: --optimizer must be adamw or stableadamw");
+  if (o.optimizer != "adamw" && o.optimizer != "stableadamw")
+    throw Error("finetune: --optimizer must be adamw or stableadamw");
   if (colbert && o.colbert_dim < 1) throw Error("finetune: --colbert-dim must be >= 1");
   if (!colbert && !o.pooling.empty() && o.pooling != "cls" && o.pooling != "mean")
     throw Error("finetune: --pooling must be cls or mean");
@@ -172,7 +183,8 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
     for (const auto& id : train[i].positive_ids) {
       auto it = doc_index.find(id);
       if (it == doc_index.end())
-        throw Error(o.train + ": query '" + train[i].qid + "': positive id '" + id + "' is not in the corpus " + o.corpus);
+        throw Error(o.train + ": query '" + train[i].qid + "': positive id '" + id + "' is not in the corpus " +
+                    o.corpus);
       train_pos[i].push_back(it->second);
     }
 
@@ -276,8 +288,6 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
   loss_spec.proj_dim = Dc;
   FinetuneResult res;
   res.metric_name = "ndcg@10";
-  double best = -std::numeric_limits<double>::infinity();
-  int64_t since_best = 0;
 
   // Dev: encode the dev queries and the scope's documents with the current weights, search
   // exactly (cosine / MaxSim), score with the shared ranking metrics.
@@ -319,15 +329,17 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
     run(ds, DV, doff);
     std::vector<std::vector<int64_t>> ranks;
     const int64_t depth = std::max<int64_t>(o.eval_depth, 10);
-    if (colbert) ranks = maxsim_search(QV, qoff, DV, doff, Dc, depth);
-    else ranks = exact_search(QV.data(), static_cast<int64_t>(q_dev.size()), DV.data(),
-                              static_cast<int64_t>(dev_scope.doc_rows.size()), H, depth);
+    if (colbert)
+      ranks = maxsim_search(QV, qoff, DV, doff, Dc, depth);
+    else
+      ranks = exact_search(QV.data(), static_cast<int64_t>(q_dev.size()), DV.data(),
+                           static_cast<int64_t>(dev_scope.doc_rows.size()), H, depth);
     json j = score_rankings(corpus, dev_scope, dev, ranks);
     j["scope"] = dev_scope.name;
     return j;
   };
 
-  const auto t_start = std::chrono::steady_clock::now();
+  finetune_util::EpochTracker tracker(res, log, o.patience);
   finetune_util::StepProgress progress(o.progress, total);
   for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
     const auto order = shuffled(static_cast<size_t>(N), o.seed * 1000003ull + static_cast<uint64_t>(epoch));
@@ -339,7 +351,8 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
       const size_t hi_i = std::min(static_cast<size_t>(N), lo_i + static_cast<size_t>(o.batch_size));
       if (hi_i - lo_i < 2) continue;  // a lone query has no in-batch negative
       // Queries, one positive each (drawn when a query has several), distinct documents.
-      std::vector<size_t> qidx(order.begin() + static_cast<std::ptrdiff_t>(lo_i), order.begin() + static_cast<std::ptrdiff_t>(hi_i));
+      std::vector<size_t> qidx(order.begin() + static_cast<std::ptrdiff_t>(lo_i),
+                               order.begin() + static_cast<std::ptrdiff_t>(hi_i));
       std::vector<int64_t> docs, target;
       std::map<int64_t, int64_t> slot;
       uint64_t rs = o.seed ^ (static_cast<uint64_t>(res.steps + 1) * 0x9E3779B97F4A7C15ull);
@@ -358,7 +371,8 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
       for (int64_t i = 0; i < Bq; ++i)
         for (int64_t p : train_pos[qidx[static_cast<size_t>(i)]]) {
           auto it = slot.find(p);
-          if (it != slot.end() && it->second != target[static_cast<size_t>(i)]) exclude[static_cast<size_t>(i * Bd + it->second)] = 1;
+          if (it != slot.end() && it->second != target[static_cast<size_t>(i)])
+            exclude[static_cast<size_t>(i * Bd + it->second)] = 1;
         }
       Batch b;
       for (size_t qi : qidx) b.add(q_train[qi]);
@@ -368,7 +382,9 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
       dhidden.resize(static_cast<size_t>(T * H));
       const double loss = retrieval_batch_loss(hidden, b, H, Bq, target, exclude, loss_spec, dhidden.data(),
                                                colbert ? proj_grad.data() : nullptr);
-      if (!std::isfinite(loss)) throw Error("finetune: the loss became " + std::to_string(loss) + " at step " + std::to_string(res.steps + 1) + " (lower --lr?)");
+      if (!std::isfinite(loss))
+        throw Error("finetune: the loss became " + std::to_string(loss) + " at step " + std::to_string(res.steps + 1) +
+                    " (lower --lr?)");
       std::fill(grads.begin(), grads.end(), 0.0f);
       tm.backward_hidden(b, dhidden.data(), grads.data());
       const double lr_t = o.lr * lr_multiplier(sc, static_cast<double>(res.steps));
@@ -379,40 +395,31 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
       ++epoch_batches;
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double tps = static_cast<double>(T) / std::max(dt, 1e-9);
-      log << json{{"type", "step"}, {"step", res.steps}, {"epoch", epoch}, {"loss", loss}, {"lr", lr_t},
-                  {"queries", Bq}, {"documents", Bd}, {"tokens", T}, {"tokens_per_s", tps}}.dump() << "\n";
+      log << json{{"type", "step"}, {"step", res.steps}, {"epoch", epoch}, {"loss", loss},       {"lr", lr_t},
+                  {"queries", Bq},  {"documents", Bd},   {"tokens", T},    {"tokens_per_s", tps}}
+                 .dump()
+          << "\n";
       progress.step(res.steps, epoch, loss, lr_t, tps);
     }
     json m = evaluate_dev();
-    const double metric = m["ndcg@10"].is_number() ? m["ndcg@10"].get<double>() : -std::numeric_limits<double>::infinity();
-    const bool improved = metric > best || res.best_epoch == 0;
-    json rec = {{"type", "eval"}, {"epoch", epoch}, {"step", res.steps},
-                {"train_loss", epoch_loss / static_cast<double>(std::max<int64_t>(1, epoch_batches))}, {"dev", m},
-                {"improved", improved}};
-    log << rec.dump() << "\n";
-    log.flush();
-    res.history.push_back(rec);
-    res.epochs_run = epoch;
+    const double metric =
+        m["ndcg@10"].is_number() ? m["ndcg@10"].get<double>() : -std::numeric_limits<double>::infinity();
+    const bool improved =
+        tracker.end_epoch(epoch, metric, m, epoch_loss / static_cast<double>(std::max<int64_t>(1, epoch_batches)));
     char buf[128];
-    std::snprintf(buf, sizeof buf, "finetune: epoch %lld dev nDCG@10 %.4f MRR@10 %.4f", static_cast<long long>(epoch), metric,
-                  m["mrr@10"].is_number() ? m["mrr@10"].get<double>() : 0.0);
+    std::snprintf(buf, sizeof buf, "finetune: epoch %lld dev nDCG@10 %.4f MRR@10 %.4f", static_cast<long long>(epoch),
+                  metric, m["mrr@10"].is_number() ? m["mrr@10"].get<double>() : 0.0);
     progress.message(std::string(buf) + " (" + dev_scope.name + ", " + m["evaluated"].dump() + " queries)" +
                      (improved ? " (best, saved)" : ""));
     if (improved) {
-      best = metric;
-      res.best_epoch = epoch;
-      res.best_metric = metric;
-      since_best = 0;
       save_model_dir(o.out, cfg, w);
       save_st_files(o.out, colbert, pooling, H, doc_len, o, proj, Dc);
-    } else if (o.patience > 0 && ++since_best >= o.patience) {
+    } else if (tracker.patience_exhausted()) {
       progress.message("finetune: no improvement for " + std::to_string(o.patience) + " epochs, stopping");
       break;
     }
   }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  log << json{{"type", "done"}, {"steps", res.steps}, {"epochs", res.epochs_run}, {"best_epoch", res.best_epoch},
-              {res.metric_name, res.best_metric}, {"seconds", secs}}.dump() << "\n";
+  tracker.finish();
   return res;
 }
 
