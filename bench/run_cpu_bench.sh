@@ -9,7 +9,7 @@
 # bench/peers/node_modules is missing, write the base model (`modernbert init --preset base`) and
 # the workloads (bench/make_workloads.py) into --out (default out/bench), export the ONNX model once
 # (bench/peers/export_onnx.py), check our last_hidden_state against ORT's on workload a's first 4
-# sequences (max-abs <= 1e-3, else stop), measure the OpenBLAS sgemm rate, then run every system on
+# sequences (max-abs <= 1e-3, else stop), measure the sgemm rate (the better of OpenBLAS and oneDNN), then run every system on
 # every workload (ours first) with the same warm-up/repeat counts, and summarise into
 # DIR/results.json and DIR/results.md (bench/summarize_bench.py). Raw JSON lines: DIR/raw/.
 # Timings are only meaningful on an otherwise idle machine: each run records the load average
@@ -82,7 +82,7 @@ if [ "$GUARD" = 1 ]; then
     | tee "$OUT/raw/guard.json" >&2
 fi
 
-# 5. The sgemm rate (linear-layer shapes, M = 8192, OpenBLAS on THREADS threads).
+# 5. The sgemm rate (linear-layer shapes, M = 8192, OpenBLAS and oneDNN each on THREADS threads).
 log "sgemm (load $(loadavg))"
 "$BUILD/bench_sgemm" --threads "$THREADS" --m 8192 --reps 3 > "$OUT/raw/sgemm.json"
 cat "$OUT/raw/sgemm.json" >&2

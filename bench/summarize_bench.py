@@ -5,7 +5,7 @@ into DIR/results.json and DIR/results.md, and print the markdown table.
     summarize_bench.py DIR
 
 Ratios are ours/peer in tokens/s (from the medians). "% sgemm" = our achieved useful GFLOP/s over
-the OpenBLAS sgemm rate measured in the same run. Targets are printed beside the ratios, never
+the better sgemm rate of OpenBLAS and oneDNN (each threading itself) measured in the same run. Targets are printed beside the ratios, never
 judged here: timings on a shared machine vary, read them with the load averages.
 """
 import glob
@@ -86,8 +86,9 @@ def main():
             ("%.1f–%.1f" % (min(ld), max(ld))) if ld else "—"))
     md = "\n".join(lines) + "\n"
     if sgemm:
-        md += "\nOpenBLAS sgemm (M=%d, %d threads, linear-layer shapes): %.1f GFLOP/s %s\n" % (
-            sgemm["m"], sgemm["threads"], sgemm["gflops"], json.dumps(sgemm["shapes"]))
+        md += "\nsgemm alone (M=%d, %d threads, linear-layer shapes): %.1f GFLOP/s (OpenBLAS %s, oneDNN %s) %s\n" % (
+            sgemm["m"], sgemm["threads"], sgemm["gflops"], sgemm.get("openblas_gflops", sgemm["gflops"]),
+            sgemm.get("onednn_gflops", "-"), json.dumps(sgemm["shapes"]))
     if guard:
         md += "\nCorrectness guard (workload a, first 4 sequences, ours vs ORT): max-abs %.2e (tol %g)\n" % (
             guard["max_abs"], guard["tol"])
