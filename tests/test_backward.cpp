@@ -9,6 +9,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
@@ -80,6 +81,23 @@ TEST(BackwardKernels, MatmulHelpersMatchNaive) {
       worst = std::max(worst, std::abs(s - C[i * N + j]));
     }
   EXPECT_LT(worst, 1e-4);
+  // The other two matmul_nn paths: column tiles (M < 128) and the split-K reduction (K >= 4096 and
+  // >= 8 max(M, N), as the tied decoder's dX), each accumulating onto C and overwriting it.
+  for (const auto& [M3, N3, K3] : {std::tuple<int64_t, int64_t, int64_t>{40, 900, 60}, {20, 24, 5003}}) {
+    auto A3 = randn(M3 * K3, 5), B3 = randn(K3 * N3, 6);
+    for (bool acc : {true, false}) {
+      std::vector<float> C3(M3 * N3, 2.0f);
+      tr::matmul_nn(A3.data(), B3.data(), C3.data(), M3, N3, K3, acc);
+      double w3 = 0;
+      for (int64_t i = 0; i < M3; ++i)
+        for (int64_t j = 0; j < N3; ++j) {
+          double s = acc ? 2.0 : 0.0;
+          for (int64_t kk = 0; kk < K3; ++kk) s += static_cast<double>(A3[i * K3 + kk]) * B3[kk * N3 + j];
+          w3 = std::max(w3, std::abs(s - C3[i * N3 + j]));
+        }
+      EXPECT_LT(w3, 2e-3) << "M=" << M3 << " N=" << N3 << " K=" << K3 << " accumulate=" << acc;
+    }
+  }
   // C[N2,K2] += A2[M2,N2]^T B2[M2,K2] with small N2 (column-split path) and large N2.
   for (int64_t N2 : {3, 160}) {
     const int64_t M2 = 700, K2 = 300;

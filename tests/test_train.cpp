@@ -131,6 +131,36 @@ TEST(Recipe, StableAdamWVectorPathMatchesReimplementation) {
   EXPECT_TRUE(clipped);
 }
 
+// AdamW's vectorised path (a long odd-length tensor) against the double formula.
+TEST(Recipe, AdamWVectorPathMatchesFormula) {
+  const int64_t n = 40003;
+  OptimizerConfig oc;
+  oc.type = "adamw";
+  oc.lr = 1e-2;
+  oc.beta2 = 0.999;
+  oc.eps = 1e-8;
+  oc.weight_decay = 0.01;
+  Optimizer opt({ParamSpec{"w", {n}, InitRule::kIn, true}}, oc);
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> nd;
+  std::vector<float> th(static_cast<size_t>(n));
+  for (auto& x : th) x = static_cast<float>(nd(rng));
+  std::vector<double> thd(th.begin(), th.end()), m(th.size(), 0), v(th.size(), 0);
+  for (int t = 1; t <= 3; ++t) {
+    std::vector<float> g(th.size());
+    for (auto& x : g) x = static_cast<float>(0.1 * nd(rng));
+    opt.step(th.data(), g.data(), 1e-2);
+    for (size_t i = 0; i < th.size(); ++i) {
+      m[i] = 0.9 * m[i] + 0.1 * g[i];
+      v[i] = 0.999 * v[i] + 0.001 * static_cast<double>(g[i]) * g[i];
+      thd[i] *= 1 - 1e-2 * 0.01;
+      thd[i] -= 1e-2 * (m[i] / (1 - std::pow(0.9, t))) / (std::sqrt(v[i] / (1 - std::pow(0.999, t))) + 1e-8);
+    }
+    for (size_t i = 0; i < th.size(); ++i)
+      ASSERT_NEAR(th[i], thd[i], 2e-6 * std::max(1.0, std::abs(thd[i]))) << t << " " << i;
+  }
+}
+
 TEST(Recipe, AdamWMatchesPyTorchFormula) {
   OptimizerConfig oc;
   oc.type = "adamw";

@@ -75,8 +75,10 @@ void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, i
     // multiplied into its own [M, N] buffer, and add the buffers in range order.
     constexpr int64_t kSplitK = 4;
     const int64_t len = (K + kSplitK - 1) / kSplitK;
-    thread_local std::vector<float> partial_own;
-    std::vector<float>& partial = partial_own;
+    // The buffer is the calling thread's; the tasks reach it through this reference (inside them
+    // the thread_local's own name would mean each worker's own, empty, vector).
+    thread_local std::vector<float> caller_partial;
+    std::vector<float>& partial = caller_partial;
     partial.resize(static_cast<size_t>(kSplitK * M * N));
     k::parallel_for(kSplitK, 1, [&](int64_t b, int64_t e, int) {
       for (int64_t p = b; p < e; ++p) {

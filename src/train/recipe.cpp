@@ -47,9 +47,11 @@ struct Rng {
 
 namespace {
 
-// Moments over [i0, i1): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g²; returns Σ g² / max(v, ε²)
-// (the StableAdamW RMS numerator; the ratio in float, the sum in double). AVX2, scalar tail.
-double stable_moments(const float* g, float* m, float* v, int64_t i0, int64_t i1, float b1, float b2, float eps2) {
+// Moments over [i0, i1): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g². With kRmsSum also returns
+// Σ g² / max(v, ε²) (the StableAdamW RMS numerator; the ratio in float, the sum in double; AdamW
+// skips it, 0 returned). AVX2, scalar tail.
+template <bool kRmsSum>
+double update_moments(const float* g, float* m, float* v, int64_t i0, int64_t i1, float b1, float b2, float eps2) {
   const __m256 vb1 = _mm256_set1_ps(b1), vb1c = _mm256_set1_ps(1.0f - b1), vb2 = _mm256_set1_ps(b2),
                vb2c = _mm256_set1_ps(1.0f - b2), veps2 = _mm256_set1_ps(eps2);
   __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
@@ -60,9 +62,11 @@ double stable_moments(const float* g, float* m, float* v, int64_t i0, int64_t i1
     const __m256 v8 = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(vb2c, gg));
     _mm256_storeu_ps(m + i, m8);
     _mm256_storeu_ps(v + i, v8);
-    const __m256 r = _mm256_div_ps(gg, _mm256_max_ps(v8, veps2));
-    acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(r)));
-    acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)));
+    if constexpr (kRmsSum) {
+      const __m256 r = _mm256_div_ps(gg, _mm256_max_ps(v8, veps2));
+      acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(r)));
+      acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)));
+    }
   }
   alignas(32) double lanes[4];
   _mm256_store_pd(lanes, _mm256_add_pd(acc0, acc1));
@@ -70,7 +74,7 @@ double stable_moments(const float* g, float* m, float* v, int64_t i0, int64_t i1
   for (; i < i1; ++i) {
     m[i] = b1 * m[i] + (1.0f - b1) * g[i];
     v[i] = b2 * v[i] + (1.0f - b2) * (g[i] * g[i]);
-    s += static_cast<double>((g[i] * g[i]) / std::max(v[i], eps2));
+    if constexpr (kRmsSum) s += static_cast<double>((g[i] * g[i]) / std::max(v[i], eps2));
   }
   return s;
 }
@@ -128,7 +132,7 @@ void Optimizer::step(float* params, const float* grads, double lr_t) {
       k::parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
         for (int64_t c = c0; c < c1; ++c)
           part[static_cast<size_t>(c)] =
-              stable_moments(g, m, v, c * kChunk, std::min(n, (c + 1) * kChunk), fb1, fb2, eps2);
+              update_moments<true>(g, m, v, c * kChunk, std::min(n, (c + 1) * kChunk), fb1, fb2, eps2);
       });
       double s = 0;
       for (double x : part) s += x;
@@ -147,7 +151,7 @@ void Optimizer::step(float* params, const float* grads, double lr_t) {
       const float decay = lambda != 0 ? static_cast<float>(1.0 - lr_t * lambda) : 1.0f, feps = static_cast<float>(eps);
       k::parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
         const int64_t i0 = c0 * kChunk, i1 = std::min(n, c1 * kChunk);
-        stable_moments(g, m, v, i0, i1, fb1, fb2, eps2);
+        update_moments<false>(g, m, v, i0, i1, fb1, fb2, eps2);
         apply_update(th, m, v, i0, i1, decay, step, inv_sqrt_bc2, feps);
       });
     }

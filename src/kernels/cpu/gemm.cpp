@@ -23,8 +23,8 @@
 #include <string>
 
 #ifdef MODERNBERT_HAVE_ONEDNN
-#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 #endif
 
 #include "kernels/cpu/kernels.h"
@@ -54,10 +54,10 @@ void configure_blas(GemmThreading t) {
   openblas_set_num_threads(t == GemmThreading::kPool ? 1 : default_pool().size());
 }
 
-// One cblas call for a block of the output. Bias (if any) is copied into Y first and the gemm
+// One BLAS call (sgemm_serial) for a block of the output. Bias (if any) is copied into Y first and the gemm
 // accumulates (beta = 1), which keeps the epilogue out of a second pass over Y.
-void gemm_block(const float* X, int64_t ldx, const float* W, int64_t ldw, const float* bias,
-                float* Y, int64_t ldy, int64_t M, int64_t N, int64_t K, bool accumulate) {
+void gemm_block(const float* X, int64_t ldx, const float* W, int64_t ldw, const float* bias, float* Y, int64_t ldy,
+                int64_t M, int64_t N, int64_t K, bool accumulate) {
   float beta = accumulate ? 1.0f : 0.0f;
   if (bias) {
     for (int64_t i = 0; i < M; ++i) {
@@ -75,20 +75,7 @@ void gemm_block(const float* X, int64_t ldx, const float* W, int64_t ldw, const 
       for (int64_t i = 0; i < M; ++i) std::fill(Y + i * ldy, Y + i * ldy + N, 0.0f);
     return;
   }
-#ifdef MODERNBERT_HAVE_ONEDNN
-  if (backend() == Backend::kOneDnn) {
-    thread_local bool single = [] {
-      if (g_threading.load() == GemmThreading::kPool) omp_set_num_threads(1);
-      return true;
-    }();
-    (void)single;
-    dnnl_sgemm('N', 'T', M, N, K, 1.0f, X, ldx, W, ldw, beta, Y, ldy);
-    return;
-  }
-#endif
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(M), static_cast<int>(N),
-              static_cast<int>(K), 1.0f, X, static_cast<int>(ldx), W, static_cast<int>(ldw), beta, Y,
-              static_cast<int>(ldy));
+  sgemm_serial(false, true, M, N, K, 1.0f, X, ldx, W, ldw, beta, Y, ldy);
 }
 }  // namespace
 
@@ -119,8 +106,8 @@ void set_gemm_threading(GemmThreading t) {
 
 GemmThreading gemm_threading() { return g_threading.load(); }
 
-void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N,
-          int64_t K, bool accumulate, int64_t ldx, int64_t ldy) {
+void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate,
+          int64_t ldx, int64_t ldy) {
   if (ldx == 0) ldx = K;
   if (ldy == 0) ldy = N;
   if (M <= 0 || N <= 0) return;
@@ -149,16 +136,15 @@ void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M
     pool.parallel_for(parts, 1, [&](int64_t b, int64_t e, int) {
       for (int64_t p = b; p < e; ++p) {
         const int64_t c0 = p * cols, c1 = std::min(N, c0 + cols);
-        gemm_block(X, ldx, W + c0 * K, K, bias ? bias + c0 : nullptr, Y + c0, ldy, M, c1 - c0, K,
-                   accumulate);
+        gemm_block(X, ldx, W + c0 * K, K, bias ? bias + c0 : nullptr, Y + c0, ldy, M, c1 - c0, K, accumulate);
       }
     });
   }
 }
 
 namespace ref {
-void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N,
-          int64_t K, bool accumulate, int64_t ldx, int64_t ldy) {
+void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate,
+          int64_t ldx, int64_t ldy) {
   if (ldx == 0) ldx = K;
   if (ldy == 0) ldy = N;
   for (int64_t i = 0; i < M; ++i)
