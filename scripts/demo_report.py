@@ -33,7 +33,8 @@ def find(d, *keys):
 def main():
     out = sys.argv[1]
     rows = []
-    metrics = [json.loads(l) for l in open(os.path.join(out, "pretrain", "metrics.jsonl")) if l.strip()]
+    metrics = [m for m in (json.loads(l) for l in open(os.path.join(out, "pretrain", "metrics.jsonl")) if l.strip())
+               if "event" not in m]
     evals = [m for m in metrics if "eval_loss" in m]
     if evals:
         rows.append(("pretraining", "held-out MLM loss (first -> last eval)", "%.3f -> %.3f" % (evals[0]["eval_loss"], evals[-1]["eval_loss"])))

@@ -31,6 +31,13 @@ def main(argv=None):
                     rows.append(json.loads(line))
                 except ValueError as e:
                     sys.exit("%s:%d: invalid JSON: %s" % (a.metrics, ln, e))
+    # A resumed run appends {"event": "resume"} and re-logs the steps after its checkpoint: keep the
+    # last record of each step, in step order.
+    by_step = {}
+    for r in rows:
+        if "event" not in r and "step" in r:
+            by_step[r["step"]] = r
+    rows = [by_step[k] for k in sorted(by_step)]
     if not rows:
         sys.exit("%s: no metrics" % a.metrics)
     tok = [r["tokens"] for r in rows if r.get("loss") is not None]

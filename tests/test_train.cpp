@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -437,16 +438,25 @@ TEST(Pretrain, ResumeAfterSigkillIsBitIdentical) {
   EXPECT_FALSE(std::ifstream(tmp / "a/checkpoint-00000003/config.json").good());
   EXPECT_TRUE(std::ifstream(tmp / "a/checkpoint-00000006/config.json").good());
   // Metrics: one line per step in both runs, identical losses; eval at steps 4 and 8.
+  // B's log is appended to: steps 1-4 of the killed process, a resume record, then steps 4-8; the
+  // last record of each step counts.
   auto lines = [](const std::string& p) {
-    std::vector<nlohmann::json> v;
+    std::map<int64_t, nlohmann::json> by_step;
     std::ifstream in(p);
     std::string l;
-    while (std::getline(in, l)) v.push_back(nlohmann::json::parse(l));
+    while (std::getline(in, l)) {
+      const auto j = nlohmann::json::parse(l);
+      if (!j.contains("event")) by_step[j.at("step").get<int64_t>()] = j;
+    }
+    std::vector<nlohmann::json> v;
+    for (auto& [step, j] : by_step) v.push_back(j);
     return v;
   };
   const auto ma = lines(tmp / "a/metrics.jsonl"), mb = lines(tmp / "b/metrics.jsonl");
   ASSERT_EQ(ma.size(), 8u);
   ASSERT_EQ(mb.size(), 8u);
+  EXPECT_NE(read_file(tmp / "b/metrics.jsonl").find("{\"checkpoint\":\"checkpoint-00000003\",\"event\":\"resume\",\"step\":3}"),
+            std::string::npos);
   for (size_t i = 0; i < 8; ++i) EXPECT_EQ(ma[i]["loss"], mb[i]["loss"]) << i;
   EXPECT_TRUE(ma[3].contains("eval_loss"));
   EXPECT_TRUE(ma[7].contains("eval_accuracy"));

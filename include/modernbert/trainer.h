@@ -290,6 +290,11 @@ struct PretrainConfig {
   std::string output_dir;
   int64_t save_every = 1000, keep_last = 3, eval_every = 0, eval_rows = 64, log_every = 1;
   bool resume = false;
+  // Not config-file fields (flags only): replace a run already in output_dir; resume although the
+  // run's identity (data, seed, model, schedule, ...) differs from this invocation.
+  bool overwrite = false;
+  bool ignore_run_mismatch = false;
+  int64_t threads = 0;       // compute threads (0 = all cores); --resume is bit-exact at the same count
   int64_t kill_at_step = 0;  // testing aid: SIGKILL itself in the middle of this step
 
   static PretrainConfig from_json(const nlohmann::json& j, const std::string& source);

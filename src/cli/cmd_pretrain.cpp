@@ -1,5 +1,7 @@
 // modernbert pretrain: the MLM pre-training recipe (spec §6) from a JSON config, flags overriding.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -65,7 +67,10 @@ int run_pretrain(int argc, char** argv) {
   a.option("eval-every", "N", "held-out MLM loss/accuracy every N steps (0 = off)");
   a.option("log-every", "N", "plain log line every N steps (non-TTY)");
   a.option("kill-at-step", "N", "testing aid: SIGKILL the process in the middle of step N");
-  a.flag("resume", "continue from the latest checkpoint in --output-dir");
+  a.flag("resume", "continue from the latest checkpoint in --output-dir (same settings, checked)");
+  a.flag("overwrite", "replace the run already in --output-dir (its checkpoints and metrics are deleted)");
+  a.flag("ignore-run-mismatch", "with --resume: continue although data, seed, model or schedule differ from the run");
+  a.option("threads", "N", "compute threads (default: all cores); --resume is bit-exact at the run's thread count");
   if (!a.parse(argc, argv)) return 0;
 
   nlohmann::json j = nlohmann::json::object();
@@ -121,7 +126,17 @@ int run_pretrain(int argc, char** argv) {
   if (a.has("decay-shape")) j["schedule"]["decay_shape"] = a.get("decay-shape");
   if (a.has("final-lr-fraction")) j["schedule"]["alpha_f"] = a.get_double("final-lr-fraction");
 
-  const PretrainConfig cfg = PretrainConfig::from_json(j, a.has("config") ? a.get("config") : "flags");
+  PretrainConfig cfg = PretrainConfig::from_json(j, a.has("config") ? a.get("config") : "flags");
+  cfg.overwrite = a.has("overwrite");
+  cfg.ignore_run_mismatch = a.has("ignore-run-mismatch");
+  if (cfg.ignore_run_mismatch && !cfg.resume) throw Error("pretrain: --ignore-run-mismatch needs --resume");
+  if (a.has("threads")) {
+    const long long n = a.get_int("threads");
+    if (n < 1 || n > 4096) throw Error("pretrain: --threads must be in [1, 4096]");
+    cfg.threads = n;
+    // The kernels' pool is created on first use with $MODERNBERT_THREADS threads.
+    ::setenv("MODERNBERT_THREADS", std::to_string(n).c_str(), 1);
+  }
   const PretrainResult r = pretrain(cfg);
   std::fprintf(stderr, "pretrain: done: %lld steps, %.0f tokens, last loss %.4f, %lld skipped -> %s\n",
                static_cast<long long>(r.steps), r.tokens, r.last_loss, static_cast<long long>(r.skipped_steps),

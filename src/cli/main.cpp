@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/command.h"
+#include "kernels/cpu/isa.h"
 #include "modernbert/error.h"
 
 namespace modernbert::cli {
@@ -27,13 +28,18 @@ void print_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Already ran from a static constructor before any other initialiser; calling it here also keeps
+  // the check linked into the binary.
+  modernbert::kernels::require_compiled_isa();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     print_help();
     return argc < 2 ? 2 : 0;
   }
   if (!std::strcmp(argv[1], "--version")) {
-    std::printf("modernbert 0.1.0\n");
+    char isa[512];
+    modernbert::kernels::compiled_isa_names(isa, sizeof isa);
+    std::printf("modernbert 0.1.0\ncompiled for: %s\n", isa);
     return 0;
   }
   for (const auto& c : modernbert::cli::command_registry()) {

@@ -28,6 +28,9 @@
 #include "modernbert/safetensors.h"
 #include "modernbert/tokenizer.h"
 #include "modernbert/trainer.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/thread_pool.h"
+#include "train/pretrain_state.h"
 
 namespace fs = std::filesystem;
 
@@ -59,12 +62,6 @@ std::vector<std::string> str_list(const nlohmann::json& j, const char* key, cons
   return v;
 }
 
-std::string hexd(double x) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%a", x);
-  return buf;
-}
-double unhexd(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
 
 }  // namespace
 
@@ -300,20 +297,45 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
     const std::string n = e.path().filename().string();
     if (n.rfind("checkpoint-", 0) != 0 || !e.is_directory()) continue;
     if (!fs::exists(e.path() / "trainer_state.safetensors")) continue;
-    out.emplace_back(std::stoll(n.substr(11)), e.path().string());
+    const std::string digits = n.substr(11);
+    if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    out.emplace_back(std::stoll(digits), e.path().string());
   }
   std::sort(out.begin(), out.end());
   return out;
 }
 
-struct State {
-  int64_t step = 0;
-  double tokens = 0;
-  uint64_t row_serial = 0;
-  double ema = 0;
-  int64_t ema_n = 0;
-  int64_t skipped = 0;
-};
+// The files of a run in `dir` (names relative to it): run.json, train_config.json, metrics.jsonl
+// and checkpoint directories. Empty when the directory holds no run (or does not exist).
+std::vector<std::string> run_files(const std::string& dir) {
+  std::vector<std::string> out;
+  if (!fs::exists(dir)) return out;
+  if (!fs::is_directory(dir)) throw Error("pretrain: output_dir " + dir + " is not a directory");
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n == "run.json" || n == "train_config.json" || n == "metrics.jsonl" || n.rfind("checkpoint-", 0) == 0)
+      out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The model config this invocation asks for (what a fresh start builds, before any weights load).
+ModelConfig invocation_model_config(const PretrainConfig& pc) {
+  ModelConfig c;
+  if (!pc.init_from.empty()) {
+    c = ModelConfig::from_file(pc.init_from + "/config.json");
+  } else {
+    const bool preset = pc.model_config == "tiny" || pc.model_config == "base" || pc.model_config == "large";
+    c = preset ? ModelConfig::preset(pc.model_config) : ModelConfig::from_file(pc.model_config);
+    c.architectures = {"ModernBertForMaskedLM"};
+  }
+  if (pc.global_rope_theta > 0) c.global_rope_theta = pc.global_rope_theta;
+  if (pc.local_rope_theta > 0) c.local_rope_theta = pc.local_rope_theta;
+  c.raw.erase("rope_parameters");  // a stale v5 entry would override the new thetas on reload
+  return c;
+}
+
 
 }  // namespace
 
@@ -322,6 +344,18 @@ struct State {
 PretrainResult pretrain(const PretrainConfig& pc) {
   if (pc.output_dir.empty()) throw Error("pretrain: output_dir is required");
   if (pc.data.empty()) throw Error("pretrain: data is required");
+  if (pc.resume && pc.overwrite) throw Error("pretrain: give at most one of --resume / --overwrite");
+  // Never destroy a run by accident: a directory that holds one needs --resume or --overwrite.
+  const std::vector<std::string> existing = run_files(pc.output_dir);
+  if (!existing.empty() && !pc.resume) {
+    std::string names;
+    for (const auto& n : existing) names += (names.empty() ? "" : ", ") + n;
+    if (!pc.overwrite)
+      throw Error("pretrain: " + pc.output_dir + " already holds a run (" + names +
+                  "); pass --resume to continue it or --overwrite to replace it");
+    for (const auto& n : existing) fs::remove_all(fs::path(pc.output_dir) / n);
+    std::fprintf(stderr, "pretrain: --overwrite: removed %s from %s\n", names.c_str(), pc.output_dir.c_str());
+  }
   fs::create_directories(pc.output_dir);
   // A checkpoint interrupted mid-write leaves only a .tmp-* directory (never a half checkpoint).
   for (const auto& e : fs::directory_iterator(pc.output_dir))
@@ -346,11 +380,6 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   const auto ckpts = pc.resume ? list_checkpoints(pc.output_dir) : std::vector<std::pair<int64_t, std::string>>{};
   std::unique_ptr<Weights> w;
   ModelConfig mcfg;
-  auto apply_rope = [&](ModelConfig& c) {
-    if (pc.global_rope_theta > 0) c.global_rope_theta = pc.global_rope_theta;
-    if (pc.local_rope_theta > 0) c.local_rope_theta = pc.local_rope_theta;
-    c.raw.erase("rope_parameters");  // a stale v5 entry would override the new thetas on reload
-  };
   auto load_into = [&](const std::string& dir, ModelConfig c) {
     LoadOptions lo;
     lo.zero_copy = false;
@@ -366,14 +395,10 @@ PretrainResult pretrain(const PretrainConfig& pc) {
     mcfg = ModelConfig::from_file(ckpts.back().second + "/config.json");
     w = load_into(ckpts.back().second, mcfg);
   } else if (!pc.init_from.empty()) {
-    mcfg = ModelConfig::from_file(pc.init_from + "/config.json");
-    apply_rope(mcfg);
+    mcfg = invocation_model_config(pc);
     w = load_into(pc.init_from, mcfg);
   } else {
-    const bool preset = pc.model_config == "tiny" || pc.model_config == "base" || pc.model_config == "large";
-    mcfg = preset ? ModelConfig::preset(pc.model_config) : ModelConfig::from_file(pc.model_config);
-    apply_rope(mcfg);
-    mcfg.architectures = {"ModernBertForMaskedLM"};
+    mcfg = invocation_model_config(pc);
     w = std::make_unique<Weights>(mcfg, HeadSet::parse("mlm"));
     init_weights(*w, pc.seed);
     if (!pc.tile_from.empty()) {
@@ -413,47 +438,97 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   ScheduleConfig sched = pc.schedule;
   if (sched.total_tokens <= 0) sched.total_tokens = pc.max_tokens;
 
-  State st;
-  const std::string metrics_path = pc.output_dir + "/metrics.jsonl";
-  if (!ckpts.empty()) {
-    auto sf = SafeTensorsFile::open(ckpts.back().second + "/trainer_state.safetensors");
-    const auto meta = nlohmann::json::parse(sf->metadata().at("state"));
-    st.step = meta.at("step").get<int64_t>();
-    st.tokens = unhexd(meta.at("tokens").get<std::string>());
-    st.row_serial = meta.at("row_serial").get<uint64_t>();
-    st.ema = unhexd(meta.at("ema").get<std::string>());
-    st.ema_n = meta.at("ema_n").get<int64_t>();
-    st.skipped = meta.at("skipped").get<int64_t>();
-    opt.set_step_count(meta.at("optimizer_step").get<int64_t>());
-    stream.seek(meta.at("epoch").get<int64_t>(), meta.at("cursor").get<int64_t>());
-    sf->to_f32(sf->at("optimizer.m"), opt.m().data());
-    sf->to_f32(sf->at("optimizer.v"), opt.v().data());
-    const auto lens = sf->to_i64("packer.lengths");
-    const auto flat = sf->to_i64("packer.ids");
-    std::vector<std::vector<int32_t>> buf;
-    size_t pos = 0;
-    for (int64_t n : lens) {
-      buf.emplace_back(flat.begin() + static_cast<long>(pos), flat.begin() + static_cast<long>(pos + static_cast<size_t>(n)));
-      pos += static_cast<size_t>(n);
+  // The run's identity; a resume must match the run it continues (or be told to ignore it).
+  const nlohmann::json identity = train::run_identity(pc, invocation_model_config(pc), mask.mask_token_id, buffer,
+                                                      sched.total_tokens);
+  const int64_t threads = kernels::default_pool().size();
+  const std::string gemm = kernels::gemm_backend_name();
+  const std::string run_json = pc.output_dir + "/run.json";
+  train::TrainerCounters st;
+  std::string run_id;
+  auto check_identity = [&](const nlohmann::json& saved, const std::string& where) {
+    if (saved.is_null()) {
+      std::fprintf(stderr, "pretrain: note: %s stores no run identity (older format); not compared\n", where.c_str());
+      return;
     }
-    packer.set_buffer(std::move(buf));
-    // Drop metrics logged after the checkpoint (they will be logged again).
-    std::ifstream in(metrics_path);
-    std::string line, kept;
-    while (std::getline(in, line)) {
-      try {
-        if (nlohmann::json::parse(line).value("step", int64_t{0}) <= st.step) kept += line + "\n";
-      } catch (...) {
+    const auto diffs = train::identity_differences(saved, identity);
+    if (diffs.empty()) return;
+    std::string msg;
+    for (const auto& d : diffs) msg += "\n  " + d;
+    if (!pc.ignore_run_mismatch)
+      throw Error("pretrain: --resume: this invocation differs from the run in " + pc.output_dir + " (" + where +
+                  "):" + msg + "\nresume with the same settings, or pass --ignore-run-mismatch to continue anyway");
+    std::fprintf(stderr, "pretrain: warning: --ignore-run-mismatch: resuming although%s\n", msg.c_str());
+  };
+  const std::string metrics_path = pc.output_dir + "/metrics.jsonl";
+  nlohmann::json resume_record;
+  if (!ckpts.empty()) {
+    const std::string state_path = ckpts.back().second + "/trainer_state.safetensors";
+    train::TrainerStateLimits lim;
+    lim.num_params = static_cast<int64_t>(w->num_params());
+    lim.num_documents = static_cast<int64_t>(stream.size());
+    lim.vocab_size = mcfg.vocab_size;
+    lim.seq_len = pc.seq_len;
+    lim.max_row_len = pc.seq_len;
+    // Peek at the saved identity first so a changed seq_len is reported as such, not as a counter error.
+    {
+      auto sf = SafeTensorsFile::open(state_path);
+      if (auto r = sf->metadata().find("run"); r != sf->metadata().end()) {
+        nlohmann::json saved;
+        try {
+          saved = nlohmann::json::parse(r->second);
+        } catch (const std::exception& e) {
+          throw Error(state_path + ": field run: invalid JSON: " + e.what());
+        }
+        check_identity(saved, ckpts.back().second);
+        if (saved.contains("batch") && saved["batch"].is_object() && saved["batch"].contains("seq_len") &&
+            saved["batch"]["seq_len"].is_number_integer())
+          lim.max_row_len = std::max(lim.max_row_len, saved["batch"]["seq_len"].get<int64_t>());
+      } else {
+        check_identity(nullptr, state_path);
       }
     }
-    write_file_atomic(metrics_path, kept);
+    train::TrainerState ts = train::read_trainer_state(state_path, lim, opt.m().data(), opt.v().data());
+    st = ts.counters;
+    run_id = ts.run_id.empty() ? train::run_id_of(identity) : ts.run_id;
+    if (ts.threads > 0 && ts.threads != threads)
+      std::fprintf(stderr,
+                   "pretrain: note: the run used %lld threads, this process %lld: the continuation is not bit-identical "
+                   "to an uninterrupted run (pass --threads %lld for that)\n",
+                   static_cast<long long>(ts.threads), static_cast<long long>(threads),
+                   static_cast<long long>(ts.threads));
+    if (!ts.gemm.empty() && ts.gemm != gemm)
+      std::fprintf(stderr, "pretrain: note: the run used the %s GEMM backend, this process %s: not bit-identical\n",
+                   ts.gemm.c_str(), gemm.c_str());
+    opt.set_step_count(st.optimizer_step);
+    stream.seek(st.epoch, st.cursor);
+    packer.set_buffer(std::move(ts.packer_buffer));
+    resume_record = {{"event", "resume"}, {"step", st.step}, {"checkpoint", fs::path(ckpts.back().second).filename()}};
     std::fprintf(stderr, "pretrain: resumed from %s (step %lld, %.0f tokens)\n", ckpts.back().second.c_str(),
                  static_cast<long long>(st.step), st.tokens);
+  } else if (pc.resume && fs::exists(run_json)) {
+    // Killed before its first checkpoint: start over as the same run.
+    nlohmann::json saved;
+    try {
+      saved = nlohmann::json::parse(read_file(run_json));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(run_json + ": invalid JSON: " + e.what());
+    }
+    check_identity(saved.value("identity", nlohmann::json()), run_json);
+    run_id = saved.value("run_id", train::run_id_of(identity));
+    resume_record = {{"event", "resume"}, {"step", 0}, {"checkpoint", nullptr}};
+    std::fprintf(stderr, "pretrain: --resume: no checkpoint in %s yet; starting the run from step 0\n",
+                 pc.output_dir.c_str());
   } else {
-    write_file_atomic(metrics_path, "");
+    run_id = train::run_id_of(identity);
   }
+  write_file_atomic(run_json, nlohmann::json{{"run_id", run_id}, {"identity", identity}}.dump(2) + "\n");
   write_file_atomic(pc.output_dir + "/train_config.json", pc.to_json().dump(2) + "\n");
+  // Metrics are only ever appended: a resumed run first records where it resumed, then re-logs the
+  // steps after that checkpoint (readers keep the last record of each step).
   std::ofstream metrics(metrics_path, std::ios::app);
+  if (!metrics) throw Error("pretrain: cannot open " + metrics_path + " for appending");
+  if (!resume_record.is_null()) metrics << resume_record.dump() << "\n" << std::flush;
 
   // Held-out rows: packed once (documents in order), masked at eval_mlm_probability.
   std::vector<PackedRow> eval_rows;
@@ -490,36 +565,37 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   };
 
   auto save = [&]() {
-    const std::string final_dir = pc.output_dir + "/" + ckpt_name(st.step);
-    const std::string tmp = pc.output_dir + "/.tmp-" + ckpt_name(st.step);
+    const std::string name = ckpt_name(st.step);
+    const std::string final_dir = pc.output_dir + "/" + name;
+    const std::string tmp = pc.output_dir + "/.tmp-" + name;
+    if (fs::exists(final_dir) && train::checkpoint_run_id(final_dir) != run_id)
+      throw Error("pretrain: " + final_dir + " belongs to another run; refusing to replace it");
     fs::remove_all(tmp);
     fs::create_directories(tmp);
     save_model_dir(tmp, mcfg, *w);
-    SafeTensorsWriter sw;
-    const int64_t N = static_cast<int64_t>(w->num_params());
-    sw.add_f32("optimizer.m", {N}, opt.m().data());
-    sw.add_f32("optimizer.v", {N}, opt.v().data());
-    std::vector<int64_t> lens, flat;
-    for (const auto& s : packer.buffer()) {
-      lens.push_back(static_cast<int64_t>(s.size()));
-      flat.insert(flat.end(), s.begin(), s.end());
-    }
-    sw.add_i64("packer.lengths", {static_cast<int64_t>(lens.size())}, lens.data());
-    sw.add_i64("packer.ids", {static_cast<int64_t>(flat.size())}, flat.data());
-    nlohmann::json meta = {{"step", st.step},           {"tokens", hexd(st.tokens)},
-                           {"row_serial", st.row_serial}, {"ema", hexd(st.ema)},
-                           {"ema_n", st.ema_n},          {"skipped", st.skipped},
-                           {"optimizer_step", opt.step_count()}, {"epoch", stream.epoch()},
-                           {"cursor", stream.cursor()}};
-    sw.set_metadata("state", meta.dump());
-    sw.write(tmp + "/trainer_state.safetensors");
-    fs::remove_all(final_dir);
+    train::test_kill_point("before_state_write", st.step);
+    train::TrainerState ts;
+    ts.counters = st;
+    ts.counters.optimizer_step = opt.step_count();
+    ts.counters.epoch = stream.epoch();
+    ts.counters.cursor = stream.cursor();
+    ts.packer_buffer = packer.buffer();
+    ts.run_id = run_id;
+    ts.identity = identity;
+    ts.threads = threads;
+    ts.gemm = gemm;
+    train::write_trainer_state(tmp + "/trainer_state.safetensors", ts, opt.m().data(), opt.v().data(),
+                               static_cast<int64_t>(w->num_params()));
+    train::test_kill_point("before_rename", st.step);
+    fs::remove_all(final_dir);  // only ever a checkpoint of this run (checked above)
     fs::rename(tmp, final_dir);  // the checkpoint appears complete or not at all
-    auto all = list_checkpoints(pc.output_dir);
-    while (pc.keep_last > 0 && static_cast<int64_t>(all.size()) > pc.keep_last) {
-      fs::remove_all(all.front().second);
-      all.erase(all.begin());
-    }
+    train::test_kill_point("after_rename", st.step);
+    // --keep-last: prune only this run's checkpoints, oldest first.
+    std::vector<std::string> ours;
+    for (const auto& [step, dir] : list_checkpoints(pc.output_dir))
+      if (train::checkpoint_run_id(dir) == run_id) ours.push_back(dir);
+    for (size_t k = 0; pc.keep_last > 0 && ours.size() - k > static_cast<size_t>(pc.keep_last); ++k)
+      fs::remove_all(ours[k]);
   };
 
   std::vector<float> grads(w->num_params());
@@ -568,6 +644,7 @@ PretrainResult pretrain(const PretrainConfig& pc) {
       skip_reason = "loss spike";
     }
     if (pc.kill_at_step > 0 && st.step + 1 == pc.kill_at_step) std::raise(SIGKILL);  // test aid: die mid-step
+    train::test_kill_point("step", st.step + 1);
     if (skip_reason.empty()) {
       if (pc.grad_clip > 0 && gnorm > pc.grad_clip) {
         const float s = static_cast<float>(pc.grad_clip / gnorm);

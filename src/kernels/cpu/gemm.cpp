@@ -50,6 +50,12 @@ Backend backend() {
   return b;
 }
 
+}  // namespace
+
+const char* gemm_backend_name() { return backend() == Backend::kOneDnn ? "onednn" : "openblas"; }
+
+namespace {
+
 void configure_blas(GemmThreading t) {
   openblas_set_num_threads(t == GemmThreading::kPool ? 1 : default_pool().size());
 }

@@ -38,6 +38,9 @@ void sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
 enum class GemmThreading { kPool, kNative };
 void set_gemm_threading(GemmThreading t);
 GemmThreading gemm_threading();
+// The sgemm library in use: "onednn" or "openblas" (fixed for the process; results differ between
+// them in the last bits, so a bit-exact resume records it).
+const char* gemm_backend_name();
 
 // ---------------------------------------------------------------------------------------------
 // LayerNorm over the last dim (biased variance): y = (x - mean) / sqrt(var + eps) * gamma + beta.

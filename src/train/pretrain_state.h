@@ -1,0 +1,98 @@
+// The pretraining run on disk: its identity (what must not change across --resume), the trainer
+// state of a checkpoint (counters, optimizer moments, packer buffer) read back with every field
+// validated before use, and the guards that keep one run from destroying another.
+//
+// Layout of an output directory:
+//   run.json                      identity + run_id of the run that owns the directory
+//   train_config.json             the last invocation's full config (informational)
+//   metrics.jsonl                 one record per step, appended (a resume adds {"event":"resume"})
+//   checkpoint-NNNNNNNN/          HF model dir + trainer_state.safetensors (metadata: state, run)
+//   .tmp-checkpoint-NNNNNNNN/     a checkpoint being written (renamed into place when complete)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace modernbert {
+
+struct PretrainConfig;
+struct ModelConfig;
+
+namespace train {
+
+// What a resumed run must share with the run it continues: the effective model config, content
+// hashes of the tokenizer and of every data file (with sizes), seed, batch layout, masking,
+// optimizer and LR schedule (after defaults are applied). Output, logging and stopping fields
+// (output_dir, save_every, keep_last, eval_every, log_every, max_steps, threads) may change.
+// `mask_token_id` and `packing_buffer` are the effective values.
+nlohmann::json run_identity(const PretrainConfig& pc, const ModelConfig& effective_model, int32_t mask_token_id,
+                            int64_t packing_buffer, double schedule_total_tokens);
+
+// Every difference between two identities, one readable line each ("seed: 5 (saved) vs 6 (now)").
+// Empty when they agree.
+std::vector<std::string> identity_differences(const nlohmann::json& saved, const nlohmann::json& now);
+
+// A run's id: a hash of its identity at the start. Two runs with the same identity are the same
+// computation (training is deterministic), so they may share an id; --keep-last prunes by it.
+std::string run_id_of(const nlohmann::json& identity);
+
+// 64-bit FNV-1a of a file's bytes as 16 hex digits (identity, not security). Throws naming the file.
+std::string file_content_hash(const std::string& path, uint64_t* size_out);
+
+// The counters of a run at a checkpoint.
+struct TrainerCounters {
+  int64_t step = 0;
+  double tokens = 0;
+  uint64_t row_serial = 0;
+  double ema = 0;
+  int64_t ema_n = 0;
+  int64_t skipped = 0;
+  int64_t optimizer_step = 0;
+  int64_t epoch = 0;
+  int64_t cursor = 0;
+};
+
+// What the trainer state is checked against when read.
+struct TrainerStateLimits {
+  int64_t num_params = 0;  // elements of optimizer.m and optimizer.v
+  int64_t num_documents = 0;  // the data cursor lies in [0, num_documents]
+  int64_t vocab_size = 0;  // packer ids lie in [0, vocab_size)
+  int64_t seq_len = 0;     // a buffered sequence is at most one row long
+  int64_t max_row_len = 0;  // tokens <= rows x max_row_len (the longest row length the run has used)
+};
+
+struct TrainerState {
+  TrainerCounters counters;
+  std::vector<std::vector<int32_t>> packer_buffer;
+  std::string run_id;
+  nlohmann::json identity;  // null for checkpoints written before identities were stored
+  int64_t threads = 0;      // 0 when not recorded
+  std::string gemm;         // GEMM backend name, "" when not recorded
+};
+
+// Reads `path` (trainer_state.safetensors) and validates every field against `lim` before anything
+// is used: tensor dtypes and element counts, packer lengths (non-negative, at most seq_len, summing
+// to the stored ids), ids in the vocabulary, counters consistent with each other. Moments go into
+// m and v (num_params floats each) only after all checks pass. Throws modernbert::Error naming the
+// file and the field.
+TrainerState read_trainer_state(const std::string& path, const TrainerStateLimits& lim, float* m, float* v);
+
+// Writes the trainer state (counters, moments, packer buffer, run identity) to `path`. Not atomic by
+// itself: the caller writes into a temporary checkpoint directory that is renamed when complete.
+void write_trainer_state(const std::string& path, const TrainerState& st, const float* m, const float* v,
+                         int64_t num_params);
+
+// The run_id of a checkpoint directory, "" if it has none or cannot be read.
+std::string checkpoint_run_id(const std::string& checkpoint_dir);
+
+// Test-only fault injection: when $MODERNBERT_TEST_KILL_AT is "POINT@STEP" and matches, the process
+// SIGKILLs itself. Points: step (mid-step, before the optimizer update), before_state_write,
+// mid_state_write (after the optimizer moments, before the packer buffer), before_rename,
+// after_rename (before pruning).
+void test_kill_point(const char* point, int64_t step);
+
+}  // namespace train
+}  // namespace modernbert
