@@ -104,7 +104,7 @@ TEST(BenchCli, RejectsBadInput) {
   }
   r = run_command(cli() + " bench --model " + (tmp / "model") + " --input " + (tmp / "in.jsonl"));
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("in.jsonl:2: empty sequence"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("in.jsonl:2: field input_ids: empty list of token ids"), std::string::npos) << r.output;
   r = run_command(cli() + " bench --model " + (tmp / "model") + " --input " + (tmp / "in.jsonl") + " --repeat 0");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("--repeat"), std::string::npos) << r.output;

@@ -232,11 +232,11 @@ TEST(InferenceCli, BadInputErrorsNameTheLine) {
   };
   struct Case { std::string input, expect; };
   for (const auto& c : std::vector<Case>{{"ok\n{\"text\": \"\"}\n", ":2: empty text"},
-                                         {"ok\n\n{\"input_ids\": [1, 50368]}\n", "line 3: token id 50368 is outside the vocabulary"},
+                                         {"ok\n\n{\"input_ids\": [1, 50368]}\n", "in.jsonl:3: field input_ids[1]: id 50368 outside the vocabulary [0, 50368)"},
                                          {"{\"text\": \"a\"\n", ":1: malformed JSON"},
                                          {"{\"txt\": \"a\"}\n", ":1: expected an object with \"text\" or \"input_ids\""},
-                                         {"{\"input_ids\": []}\n", ":1: \"input_ids\" is empty"},
-                                         {"{\"input_ids\": [1, \"x\"]}\n", ":1: \"input_ids\" must be a list of integers"},
+                                         {"{\"input_ids\": []}\n", ":1: field input_ids: empty list of token ids"},
+                                         {"{\"input_ids\": [1, \"x\"]}\n", ":1: field input_ids[1]: expected an integer token id, found \"x\""},
                                          {"", "no input"}}) {
     auto r = run(c.input);
     EXPECT_NE(r.status, 0) << c.input;
@@ -252,7 +252,7 @@ TEST(InferenceCli, BadInputErrorsNameTheLine) {
   for (int i = 0; i < 9000; ++i) longtext += "word ";
   r = run("short\n" + longtext + "\n", "--outputs cu_seqlens");
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("line 2: 9003 tokens exceed max_position_embeddings 8192 (use --truncate)"), std::string::npos) << r.output;  // 9000 words, a trailing space, [CLS], [SEP]
+  EXPECT_NE(r.output.find("in.jsonl:2: 9003 tokens exceed max_position_embeddings 8192 (use --truncate)"), std::string::npos) << r.output;  // 9000 words, a trailing space, [CLS], [SEP]
   r = run("short\n" + longtext + "\n", "--outputs cu_seqlens --truncate");
   ASSERT_EQ(r.status, 0) << r.output;
   auto cu = SafeTensorsFile::open(tmp / "o.safetensors")->to_i64("cu_seqlens");

@@ -318,13 +318,13 @@ TEST(Tokenizer, CliTokenize) {
   }
   out = run_cli("tokenize --tokenizer " + path + " --input " + dir + "/bad.txt", &rc);
   EXPECT_EQ(rc, 1);
-  EXPECT_NE(out.find("line 3"), std::string::npos) << out;
+  EXPECT_NE(out.find("bad.txt:3: "), std::string::npos) << out;
   EXPECT_NE(out.find("byte 7"), std::string::npos) << out;
   out = run_cli("tokenize --lossy-utf8 --tokenizer " + path + " --input " + dir + "/bad.txt", &rc);
   EXPECT_EQ(rc, 0) << out;
   out = run_cli("tokenize --tokenizer " + path + " --input " + dir + "/in.txt --max-length 4", &rc);
   EXPECT_EQ(rc, 1);
-  EXPECT_NE(out.find("line 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("in.txt:1: "), std::string::npos) << out;
   out = run_cli("tokenize --help", &rc);
   EXPECT_EQ(rc, 0);
   EXPECT_NE(out.find("--lossy-utf8"), std::string::npos);

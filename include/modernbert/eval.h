@@ -132,9 +132,10 @@ struct Example {
   nlohmann::json record;
 };
 // Reads every non-blank line as a JSON object with a string `text_field` (and optional
-// `pair_field`). Throws naming file:line for bad lines; an empty file is an error.
+// `pair_field`). Throws naming file:line for bad lines; an empty file is an error. lossy_utf8:
+// invalid UTF-8 is replaced by U+FFFD instead of failing (for_each_jsonl), here and below.
 std::vector<Example> read_examples(const std::string& path, const std::string& text_field = "text",
-                                   const std::string& pair_field = "text_pair");
+                                   const std::string& pair_field = "text_pair", bool lossy_utf8 = false);
 
 struct RetrievalDoc {
   std::string id, text, split;
@@ -145,8 +146,8 @@ struct RetrievalQuery {
 };
 // corpus.jsonl: {"id", "text"[, "split"]}; queries: {"qid", "query", "positive_ids": [...]}.
 // Duplicate ids are errors; empty files are errors.
-std::vector<RetrievalDoc> read_corpus(const std::string& path);
-std::vector<RetrievalQuery> read_queries(const std::string& path);
+std::vector<RetrievalDoc> read_corpus(const std::string& path, bool lossy_utf8 = false);
+std::vector<RetrievalQuery> read_queries(const std::string& path, bool lossy_utf8 = false);
 
 // Which documents a protocol searches: "closed" = the documents whose split equals `split`,
 // "full" = all of them.
@@ -203,6 +204,7 @@ struct EvalOptions {
   int64_t query_max_length = 0, doc_max_length = 0;  // 0: max_length
   int64_t depth = 100;             // ranking depth kept per query
   bool progress = true;            // progress lines on stderr
+  bool lossy_utf8 = false;         // replace invalid UTF-8 in the data with U+FFFD instead of failing
 };
 
 // Runs the evaluation and returns the report. Throws modernbert::Error on bad input.
@@ -306,6 +308,7 @@ struct ClassificationBaselineOptions {
   LogRegOptions logreg;
   std::vector<double> c_grid;    // non-empty: pick C by dev macro-F1 from these
   bool progress = true;
+  bool lossy_utf8 = false;       // replace invalid UTF-8 in the data with U+FFFD instead of failing
 };
 nlohmann::json run_classification_baselines(const ClassificationBaselineOptions& o);
 
@@ -313,6 +316,7 @@ struct RetrievalBaselineOptions {
   std::string corpus, queries, split, scope = "both";
   Bm25Options bm25;
   int64_t depth = 100;
+  bool lossy_utf8 = false;       // replace invalid UTF-8 in the data with U+FFFD instead of failing
 };
 nlohmann::json run_bm25_baseline(const RetrievalBaselineOptions& o);
 

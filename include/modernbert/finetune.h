@@ -35,6 +35,7 @@ struct FinetuneOptions {
   int64_t num_labels = 0;               // 0: from the training labels
   std::string pooling;                  // "" (keep the config's) | cls | mean
   bool progress = true;                 // progress lines on stderr
+  bool lossy_utf8 = false;              // replace invalid UTF-8 in the data with U+FFFD instead of failing
   // Retrieval (embedding | colbert).
   std::string corpus;                   // {"id", "text"} documents that positive_ids refer to
   double temperature = 0;               // 0: 0.05 (embedding, = ST scale 20) | 1.0 (colbert, as PyLate)

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,7 +20,7 @@ namespace modernbert {
 enum class DType { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU64, kU32, kU16, kU8, kBool };
 
 size_t dtype_size(DType t);
-const char* dtype_name(DType t);            // "F32", "BF16", ...
+const char* dtype_name(DType t);  // "F32", "BF16", ...
 bool parse_dtype(const std::string& s, DType* out);
 
 // IEEE half / bfloat16 conversions (round-to-nearest-even on the way down).
@@ -81,6 +82,11 @@ class SafeTensorsFile {
 
 // Collects tensors and writes one safetensors file atomically: temp file in the same directory,
 // fsync, rename. Tensors are written in the order added (names must be unique).
+//
+// add()/add_f32()/add_i64() copy the data now; the *_view variants only keep a pointer, so that a
+// large output (encode's mlm_logits) is streamed from the caller's buffer without any full copy:
+// write() and write_to() send the header first, then each tensor's bytes straight from where they
+// are. A viewed buffer must stay alive and unchanged until the last write/serialize call.
 class SafeTensorsWriter {
  public:
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
@@ -90,19 +96,60 @@ class SafeTensorsWriter {
   void add_f32(const std::string& name, const std::vector<int64_t>& shape, const float* data,
                DType dtype = DType::kF32);
   void add_i64(const std::string& name, const std::vector<int64_t>& shape, const int64_t* data);
+  // No copy: `bytes` is read when the file is written.
+  void add_view(const std::string& name, DType dtype, const std::vector<int64_t>& shape, const void* bytes);
+  void add_f32_view(const std::string& name, const std::vector<int64_t>& shape, const float* data) {
+    add_view(name, DType::kF32, shape, data);
+  }
+  void add_i64_view(const std::string& name, const std::vector<int64_t>& shape, const int64_t* data) {
+    add_view(name, DType::kI64, shape, data);
+  }
+  // Streams the file atomically to `path` (AtomicOutputFile): no serialised copy in memory.
   void write(const std::string& path) const;
+  // Streams the file's bytes through `sink` (header, then each tensor in order).
+  void write_to(const std::function<void(const void*, size_t)>& sink) const;
   // The exact bytes write() would put in the file.
   std::string serialize() const;
+  uint64_t file_size() const;
 
  private:
   struct Entry {
     std::string name;
     DType dtype;
     std::vector<int64_t> shape;
-    std::string bytes;
+    std::string owned;           // the bytes, when copied
+    const void* view = nullptr;  // the bytes, when viewed
+    uint64_t size = 0;           // bytes
+    const void* data() const { return view ? view : owned.data(); }
   };
+  Entry& new_entry(const std::string& name, DType dtype, const std::vector<int64_t>& shape);
+  std::string header() const;  // the length prefix and padded JSON header
   std::vector<Entry> entries_;
   std::map<std::string, std::string> metadata_;
+};
+
+// A file that appears whole or not at all: bytes go to a temp file beside `path`
+// (PATH.tmp.PID.RANDOM, same directory so the rename stays on one file system); commit() fsyncs it,
+// renames it over `path` and fsyncs the directory. Destroyed without commit() (an error, an
+// exception unwinding), it removes the temp file and leaves any existing `path` untouched.
+class AtomicOutputFile {
+ public:
+  explicit AtomicOutputFile(const std::string& path);  // throws naming the path
+  ~AtomicOutputFile();
+  AtomicOutputFile(const AtomicOutputFile&) = delete;
+  AtomicOutputFile& operator=(const AtomicOutputFile&) = delete;
+  void write(const void* data, size_t n);  // throws naming the path (disk full, ...)
+  void write(const std::string& s) { write(s.data(), s.size()); }
+  void commit();
+  const std::string& path() const { return path_; }
+  const std::string& temp_path() const { return tmp_; }
+
+ private:
+  void flush_buffer();
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+  std::string buf_;  // small writes are gathered into ~1 MiB write(2) calls
 };
 
 // Writes `content` to `path` atomically (temp file beside it, fsync, rename). Throws on failure and

@@ -37,13 +37,14 @@ std::vector<double> parse_list(const std::string& s) {
 }
 
 int run_baseline(int argc, char** argv) {
-  ArgParser a("baseline", "--task classification|retrieval --data DIR [flags]",
-              "Baselines computed by the project itself (docs/results.md).\n"
-              "  classification: majority class (of train) and TF-IDF (word uni+bigrams, sublinear tf, smooth\n"
-              "    idf, l2 norm, min_df) + multinomial logistic regression (L2, deterministic L-BFGS; C chosen\n"
-              "    by dev macro-F1 from --c-grid). Data: --data DIR with train/dev/test.jsonl or --train/--dev/--test.\n"
-              "  retrieval: BM25 (Lucene form; k1, b) with lower-cased alphanumeric tokens (--tokenize code also\n"
-              "    splits identifiers on _ and camelCase). Data: --data DIR --split S or --corpus/--queries.");
+  ArgParser a(
+      "baseline", "--task classification|retrieval --data DIR [flags]",
+      "Baselines computed by the project itself (docs/results.md).\n"
+      "  classification: majority class (of train) and TF-IDF (word uni+bigrams, sublinear tf, smooth\n"
+      "    idf, l2 norm, min_df) + multinomial logistic regression (L2, deterministic L-BFGS; C chosen\n"
+      "    by dev macro-F1 from --c-grid). Data: --data DIR with train/dev/test.jsonl or --train/--dev/--test.\n"
+      "  retrieval: BM25 (Lucene form; k1, b) with lower-cased alphanumeric tokens (--tokenize code also\n"
+      "    splits identifiers on _ and camelCase). Data: --data DIR --split S or --corpus/--queries.");
   a.option("task", "TASK", "classification | retrieval");
   a.option("data", "DIR", "data set directory (train/dev/test.jsonl, or corpus.jsonl + queries_SPLIT.jsonl)");
   a.option("train", "F", "classification: training JSONL");
@@ -69,6 +70,7 @@ int run_baseline(int argc, char** argv) {
   a.option("tokenize", "MODE", "BM25 tokens: plain | code", "plain");
   a.option("format", "FMT", "json (JSON on stdout, table on stderr) | table", "json");
   a.option("output", "F", "write the JSON report here instead of stdout");
+  a.flag("lossy-utf8", "replace invalid UTF-8 in the data with U+FFFD instead of failing");
   a.flag("quiet", "nothing on stderr (no progress lines, no table)");
   if (!a.parse(argc, argv)) return 0;
   const std::string task = a.require("task"), fmt = a.get("format");
@@ -99,6 +101,7 @@ int run_baseline(int argc, char** argv) {
     o.logreg.max_iter = a.get_int("max-iter");
     if (a.has("c-grid")) o.c_grid = parse_list(a.get("c-grid"));
     o.progress = !a.has("quiet");
+    o.lossy_utf8 = a.has("lossy-utf8");
     report = run_classification_baselines(o);
   } else if (task == "retrieval") {
     RetrievalBaselineOptions o;
@@ -119,6 +122,7 @@ int run_baseline(int argc, char** argv) {
     const std::string tk = a.get("tokenize");
     if (tk != "plain" && tk != "code") throw Error("--tokenize must be plain or code");
     o.bm25.code = tk == "code";
+    o.lossy_utf8 = a.has("lossy-utf8");
     report = run_bm25_baseline(o);
   } else {
     throw Error("--task must be classification or retrieval, got '" + task + "'");

@@ -30,12 +30,15 @@
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"
+#include "modernbert/token_ids.h"
 #include "modernbert/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 namespace modernbert::cli {
 namespace {
 
-std::vector<std::vector<int32_t>> read_workload(const std::string& path, const std::string& model_dir) {
+std::vector<std::vector<int32_t>> read_workload(const std::string& path, const std::string& model_dir,
+                                                int64_t vocab_size, bool lossy_utf8) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open input file " + path);
   std::optional<Tokenizer> tok;
@@ -46,6 +49,8 @@ std::vector<std::vector<int32_t>> read_workload(const std::string& path, const s
     ++line_no;
     const std::string where = path + ":" + std::to_string(line_no) + ": ";
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    // JSON cannot carry invalid UTF-8; with --lossy-utf8 it is replaced before parsing.
+    if (lossy_utf8 && tok::utf8_first_invalid(line) != std::string::npos) line = tok::utf8_lossy(line, nullptr);
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
@@ -55,21 +60,21 @@ std::vector<std::vector<int32_t>> read_workload(const std::string& path, const s
     if (!j.is_object()) throw Error(where + "expected a JSON object");
     std::vector<int32_t> ids;
     if (auto it = j.find("input_ids"); it != j.end()) {
-      if (!it->is_array()) throw Error(where + "\"input_ids\" is not an array");
-      ids.reserve(it->size());
-      for (const auto& v : *it) {
-        if (!v.is_number_integer()) throw Error(where + "\"input_ids\" holds a non-integer");
-        const long long id = v.get<long long>();
-        if (id < 0 || id > INT32_MAX) throw Error(where + "token id " + std::to_string(id) + " out of range");
-        ids.push_back(static_cast<int32_t>(id));
-      }
+      ids = parse_token_ids(*it, vocab_size, where + "field input_ids");
     } else if (auto t = j.find("text"); t != j.end() && t->is_string()) {
       if (!tok) {
         const std::string tp = model_dir + "/tokenizer.json";
         if (!std::ifstream(tp)) throw Error(where + "a \"text\" line needs " + tp + " (or give \"input_ids\")");
         tok = Tokenizer::from_file(tp);
       }
-      Encoding e = tok->encode(t->get<std::string>());
+      EncodeOptions eo;
+      eo.lossy_utf8 = lossy_utf8;
+      Encoding e;
+      try {
+        e = tok->encode(t->get<std::string>(), eo);
+      } catch (const Error& err) {
+        throw Error(where + err.what());
+      }
       ids.assign(e.ids.begin(), e.ids.end());
     } else {
       throw Error(where + "expected \"input_ids\" (array of ints) or \"text\" (string)");
@@ -105,7 +110,8 @@ double sequence_flops(const ModelConfig& c, int64_t n) {
   double global_keys = static_cast<double>(n) * static_cast<double>(n);
   auto local_keys = [n](int64_t hw) {
     double s = 0;
-    for (int64_t i = 0; i < n; ++i) s += static_cast<double>(std::min(n - 1, i + hw) - std::max<int64_t>(0, i - hw) + 1);
+    for (int64_t i = 0; i < n; ++i)
+      s += static_cast<double>(std::min(n - 1, i + hw) - std::max<int64_t>(0, i - hw) + 1);
     return s;
   };
   double total = 0;
@@ -125,9 +131,7 @@ double sequence_flops(const ModelConfig& c, int64_t n) {
   return total;
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 double peak_rss_mib() {
   struct rusage ru {};
@@ -150,6 +154,7 @@ int run_bench(int argc, char** argv) {
   a.option("repeat", "N", "timed passes over the whole input", "5");
   a.option("warmup", "N", "untimed passes before timing", "1");
   a.option("max-batch-tokens", "N", "token budget of one unpadded batch", "16384");
+  a.flag("lossy-utf8", "replace invalid UTF-8 in the input with U+FFFD instead of failing");
   a.option("dump-hidden", "FILE",
            "debug: write the first pass's last_hidden_state F32 [T,H], cu_seqlens and input_ids I64 "
            "(all batches concatenated) to this safetensors file");
@@ -173,7 +178,7 @@ int run_bench(int argc, char** argv) {
   LoadedModel m = load_model_dir(model_dir);
   Encoder enc(m.weights);
   const ModelConfig& cfg = enc.config();
-  const std::vector<std::vector<int32_t>> seqs = read_workload(input, model_dir);
+  const std::vector<std::vector<int32_t>> seqs = read_workload(input, model_dir, cfg.vocab_size, a.has("lossy-utf8"));
   const std::vector<Batch> batches = make_batches(seqs, budget);
   int64_t tokens = 0;
   double flops = 0;
@@ -196,9 +201,9 @@ int run_bench(int argc, char** argv) {
       ids.insert(ids.end(), b.ids.begin(), b.ids.end());
     }
     SafeTensorsWriter w;
-    w.add_i64("input_ids", {tokens}, ids.data());
-    w.add_i64("cu_seqlens", {static_cast<int64_t>(cu.size())}, cu.data());
-    w.add_f32("last_hidden_state", {tokens, H}, hidden.data());
+    w.add_i64_view("input_ids", {tokens}, ids.data());
+    w.add_i64_view("cu_seqlens", {static_cast<int64_t>(cu.size())}, cu.data());
+    w.add_f32_view("last_hidden_state", {tokens, H}, hidden.data());
     w.write(a.get("dump-hidden"));
   }
 

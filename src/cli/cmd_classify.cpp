@@ -36,60 +36,64 @@ int run_classify(int argc, char** argv) {
   const int64_t L = ctx.encoder->num_labels();
   ProblemType pt = cfg.problem_type;
   if (pt == ProblemType::kUnset) pt = L == 1 ? ProblemType::kRegression : ProblemType::kSingleLabel;
-  auto recs = read_inputs_from(a.get("input"));
+  const bool lossy = a.has("lossy-utf8");
+  auto recs = read_inputs_from(a.get("input"), ctx.model.config.vocab_size, lossy);
   std::vector<Encoding> encs;
-  auto seqs = records_to_ids(ctx, recs, a.has("truncate"), "", &encs);
+  auto seqs = records_to_ids(ctx, recs, a.has("truncate"), lossy, "", &encs);
   std::string out;
-  for_each_batch(*ctx.encoder, seqs, a.get_int("max-batch-tokens"), [&](const Batch& b, size_t first, const std::vector<float>& h) {
-    if (tokens) {
-      auto lg = ctx.encoder->classify_tokens(h.data(), b.num_tokens());
-      for (int64_t s = 0; s < b.num_seqs(); ++s) {
-        const size_t idx = first + static_cast<size_t>(s);
-        json toks = json::array();
-        const int64_t s0 = b.cu_seqlens[static_cast<size_t>(s)];
-        for (int64_t t = s0; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t) {
-          const int64_t k = t - s0;
-          const Encoding* e = recs[idx].has_ids ? nullptr : &encs[idx];
-          if (e && e->special_tokens_mask[static_cast<size_t>(k)]) continue;
-          auto sc = logits_to_scores(lg.data() + t * L, L, ProblemType::kSingleLabel);
-          int64_t best = std::max_element(sc.begin(), sc.end()) - sc.begin();
-          int32_t id = b.ids[static_cast<size_t>(t)];
-          json tj = {{"index", k}, {"id", id}, {"label", label_name(cfg, best)}, {"score", sc[static_cast<size_t>(best)]}};
-          if (ctx.tokenizer) tj["token"] = ctx.tokenizer->decode(std::vector<int32_t>{id});
-          if (e) {
-            tj["start"] = e->offsets[static_cast<size_t>(k)].first;
-            tj["end"] = e->offsets[static_cast<size_t>(k)].second;
+  for_each_batch(
+      *ctx.encoder, seqs, a.get_int("max-batch-tokens"),
+      [&](const Batch& b, size_t first, const std::vector<float>& h) {
+        if (tokens) {
+          auto lg = ctx.encoder->classify_tokens(h.data(), b.num_tokens());
+          for (int64_t s = 0; s < b.num_seqs(); ++s) {
+            const size_t idx = first + static_cast<size_t>(s);
+            json toks = json::array();
+            const int64_t s0 = b.cu_seqlens[static_cast<size_t>(s)];
+            for (int64_t t = s0; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t) {
+              const int64_t k = t - s0;
+              const Encoding* e = recs[idx].has_ids ? nullptr : &encs[idx];
+              if (e && e->special_tokens_mask[static_cast<size_t>(k)]) continue;
+              auto sc = logits_to_scores(lg.data() + t * L, L, ProblemType::kSingleLabel);
+              int64_t best = std::max_element(sc.begin(), sc.end()) - sc.begin();
+              int32_t id = b.ids[static_cast<size_t>(t)];
+              json tj = {
+                  {"index", k}, {"id", id}, {"label", label_name(cfg, best)}, {"score", sc[static_cast<size_t>(best)]}};
+              if (ctx.tokenizer) tj["token"] = ctx.tokenizer->decode(std::vector<int32_t>{id});
+              if (e) {
+                tj["start"] = e->offsets[static_cast<size_t>(k)].first;
+                tj["end"] = e->offsets[static_cast<size_t>(k)].second;
+              }
+              toks.push_back(tj);
+            }
+            out += json({{"tokens", toks}}).dump() + "\n";
           }
-          toks.push_back(tj);
+          return;
         }
-        out += json({{"tokens", toks}}).dump() + "\n";
-      }
-      return;
-    }
-    auto lg = ctx.encoder->classify(b, h.data());
-    for (int64_t s = 0; s < b.num_seqs(); ++s) {
-      auto sc = logits_to_scores(lg.data() + s * L, L, pt);
-      json line;
-      if (pt == ProblemType::kRegression) {
-        line["value"] = L == 1 ? json(sc[0]) : json(sc);
-      } else {
-        json scores = json::object();
-        for (int64_t i = 0; i < L; ++i) scores[label_name(cfg, i)] = sc[static_cast<size_t>(i)];
-        if (pt == ProblemType::kMultiLabel) {
-          json labels = json::array();
-          for (int64_t i = 0; i < L; ++i)
-            if (sc[static_cast<size_t>(i)] > 0.5f) labels.push_back(label_name(cfg, i));
-          line["labels"] = labels;
-        } else {
-          int64_t best = std::max_element(sc.begin(), sc.end()) - sc.begin();
-          line["label"] = label_name(cfg, best);
-          line["score"] = sc[static_cast<size_t>(best)];
+        auto lg = ctx.encoder->classify(b, h.data());
+        for (int64_t s = 0; s < b.num_seqs(); ++s) {
+          auto sc = logits_to_scores(lg.data() + s * L, L, pt);
+          json line;
+          if (pt == ProblemType::kRegression) {
+            line["value"] = L == 1 ? json(sc[0]) : json(sc);
+          } else {
+            json scores = json::object();
+            for (int64_t i = 0; i < L; ++i) scores[label_name(cfg, i)] = sc[static_cast<size_t>(i)];
+            if (pt == ProblemType::kMultiLabel) {
+              json labels = json::array();
+              for (int64_t i = 0; i < L; ++i)
+                if (sc[static_cast<size_t>(i)] > 0.5f) labels.push_back(label_name(cfg, i));
+              line["labels"] = labels;
+            } else {
+              int64_t best = std::max_element(sc.begin(), sc.end()) - sc.begin();
+              line["label"] = label_name(cfg, best);
+              line["score"] = sc[static_cast<size_t>(best)];
+            }
+            line["scores"] = scores;
+          }
+          out += line.dump() + "\n";
         }
-        line["scores"] = scores;
-      }
-      out += line.dump() + "\n";
-    }
-  });
+      });
   write_output(a.get("output"), out);
   return 0;
 }

@@ -13,7 +13,8 @@ namespace {
 
 using nlohmann::json;
 
-std::string npy_bytes(const std::vector<float>& data, int64_t rows, int64_t cols) {
+// The .npy header (format 1.0) of a float32 [rows, cols] C-order array; the data follows it.
+std::string npy_header(int64_t rows, int64_t cols) {
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
                        std::to_string(cols) + "), }";
   size_t total = 10 + header.size() + 1;
@@ -25,7 +26,6 @@ std::string npy_bytes(const std::vector<float>& data, int64_t rows, int64_t cols
   uint16_t hl = static_cast<uint16_t>(header.size());
   out.append(reinterpret_cast<const char*>(&hl), 2);
   out += header;
-  out.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
   return out;
 }
 
@@ -70,33 +70,41 @@ int run_embed(int argc, char** argv) {
   const bool colbert = a.has("colbert");
   if (colbert && fmt == "npy") throw Error("--colbert writes JSONL (a ragged list of vectors per text)");
 
-  auto recs = read_inputs_from(a.get("input"));
-  auto seqs = records_to_ids(ctx, recs, a.has("truncate"), prefix);
+  const bool lossy = a.has("lossy-utf8");
+  auto recs = read_inputs_from(a.get("input"), ctx.model.config.vocab_size, lossy);
+  auto seqs = records_to_ids(ctx, recs, a.has("truncate"), lossy, prefix);
   const int64_t H = ctx.model.config.hidden_size;
   std::string out;
   std::vector<float> all;
   int64_t D = 0;
-  for_each_batch(*ctx.encoder, seqs, a.get_int("max-batch-tokens"), [&](const Batch& b, size_t, const std::vector<float>& h) {
-    if (colbert) {
-      auto v = colbert_vectors(h.data(), b.num_tokens(), H, o.dense, &D);
-      for (int64_t s = 0; s < b.num_seqs(); ++s) {
-        json rows = json::array();
-        for (int64_t t = b.cu_seqlens[static_cast<size_t>(s)]; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t)
-          rows.push_back(std::vector<float>(v.begin() + t * D, v.begin() + (t + 1) * D));
-        out += json({{"vectors", rows}}).dump() + "\n";
-      }
-      return;
-    }
-    auto e = sentence_embeddings(b, h.data(), H, o, &D);
-    if (fmt == "npy") {
-      all.insert(all.end(), e.begin(), e.end());
-    } else {
-      for (int64_t s = 0; s < b.num_seqs(); ++s)
-        out += json({{"embedding", std::vector<float>(e.begin() + s * D, e.begin() + (s + 1) * D)}}).dump() + "\n";
-    }
-  });
-  if (fmt == "npy") out = npy_bytes(all, static_cast<int64_t>(seqs.size()), D);
-  write_output(a.get("output"), out);
+  for_each_batch(
+      *ctx.encoder, seqs, a.get_int("max-batch-tokens"), [&](const Batch& b, size_t, const std::vector<float>& h) {
+        if (colbert) {
+          auto v = colbert_vectors(h.data(), b.num_tokens(), H, o.dense, &D);
+          for (int64_t s = 0; s < b.num_seqs(); ++s) {
+            json rows = json::array();
+            for (int64_t t = b.cu_seqlens[static_cast<size_t>(s)]; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t)
+              rows.push_back(std::vector<float>(v.begin() + t * D, v.begin() + (t + 1) * D));
+            out += json({{"vectors", rows}}).dump() + "\n";
+          }
+          return;
+        }
+        auto e = sentence_embeddings(b, h.data(), H, o, &D);
+        if (fmt == "npy") {
+          all.insert(all.end(), e.begin(), e.end());
+        } else {
+          for (int64_t s = 0; s < b.num_seqs(); ++s)
+            out += json({{"embedding", std::vector<float>(e.begin() + s * D, e.begin() + (s + 1) * D)}}).dump() + "\n";
+        }
+      });
+  Output output(a.get("output"));  // a file appears only when complete
+  if (fmt == "npy") {
+    output.write(npy_header(static_cast<int64_t>(seqs.size()), D));
+    output.write(all.data(), all.size() * sizeof(float));  // streamed from the embeddings, no copy
+  } else {
+    output.write(out);
+  }
+  output.commit();
   return 0;
 }
 

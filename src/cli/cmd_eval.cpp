@@ -56,10 +56,12 @@ int run_eval(int argc, char** argv) {
   a.option("query-prefix", "STR", "retrieval: prepend STR to every query");
   a.option("doc-prefix", "STR", "retrieval: prepend STR to every document");
   a.option("query-prompt", "NAME", "retrieval: sentence-transformers prompt for queries (default: 'query' if defined)");
-  a.option("doc-prompt", "NAME", "retrieval: sentence-transformers prompt for documents (default: 'document' if defined)");
+  a.option("doc-prompt", "NAME",
+           "retrieval: sentence-transformers prompt for documents (default: 'document' if defined)");
   a.option("depth", "K", "retrieval: ranking depth kept per query (at least 100)", "100");
   a.option("max-batch-tokens", "N", "token budget of one unpadded batch", "16384");
   a.option("threads", "N", "compute threads (default: all cores)");
+  a.flag("lossy-utf8", "replace invalid UTF-8 in the data with U+FFFD instead of failing");
   a.flag("quiet", "nothing on stderr (no progress lines, no table)");
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
@@ -86,7 +88,9 @@ int run_eval(int argc, char** argv) {
   }
   o.text_field = a.get("text-field");
   o.pair_field = a.get("pair-field");
-  o.label_field = a.get_or("label-field", o.task == "multilabel" ? "labels" : o.task == "token-classification" ? "tags" : "label");
+  o.label_field = a.get_or("label-field", o.task == "multilabel"             ? "labels"
+                                          : o.task == "token-classification" ? "tags"
+                                                                             : "label");
   o.group_field = a.get_or("group-field", "");
   o.positive_label = a.get_or("positive-label", "");
   o.threshold = a.get_double("threshold");
@@ -99,6 +103,7 @@ int run_eval(int argc, char** argv) {
   o.similarity = a.get("similarity");
   o.depth = a.get_int("depth");
   o.progress = !a.has("quiet");
+  o.lossy_utf8 = a.has("lossy-utf8");
   if (a.has("pooling")) {
     o.pooling = parse_embed_pooling(a.get("pooling"));
     o.pooling_set = true;
@@ -110,7 +115,8 @@ int run_eval(int argc, char** argv) {
   auto prompt = [&](const char* flag, std::initializer_list<const char*> defaults) -> std::string {
     if (a.has(flag)) {
       auto it = st.prompts.find(a.get(flag));
-      if (it == st.prompts.end()) throw Error(std::string("--") + flag + " " + a.get(flag) + ": the model defines no such prompt");
+      if (it == st.prompts.end())
+        throw Error(std::string("--") + flag + " " + a.get(flag) + ": the model defines no such prompt");
       return it->second;
     }
     for (const char* d : defaults)
@@ -134,7 +140,8 @@ int run_eval(int argc, char** argv) {
   return 0;
 }
 
-CommandRegistrar reg({"eval", "evaluate a checkpoint (classification, regression, tokens, retrieval, ColBERT)", run_eval});
+CommandRegistrar reg({"eval", "evaluate a checkpoint (classification, regression, tokens, retrieval, ColBERT)",
+                      run_eval});
 
 }  // namespace
 }  // namespace modernbert::cli

@@ -16,8 +16,8 @@ using nlohmann::json;
 // tokenizer_config.json sets clean_up_tokenization_spaces (ModernBERT's does).
 std::string clean_up_tokenization(std::string s) {
   static const std::pair<const char*, const char*> kRules[] = {
-      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
-      {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
   for (const auto& [from, to] : kRules) {
     std::string f = from, t = to, r;
     size_t pos = 0, hit;
@@ -62,15 +62,16 @@ int run_fill_mask(int argc, char** argv) {
     size_t i = 0;
     for (const auto& t : a.positionals()) {
       InputRecord r;
+      r.source = "argument";
       r.line = ++i;
       r.text = t;
       if (t.empty()) throw Error("argument " + std::to_string(i) + ": empty text");
       recs.push_back(r);
     }
   } else {
-    recs = read_inputs_from(a.get("input"));
+    recs = read_inputs_from(a.get("input"), ctx.model.config.vocab_size, a.has("lossy-utf8"));
   }
-  auto seqs = records_to_ids(ctx, recs, a.has("truncate"));
+  auto seqs = records_to_ids(ctx, recs, a.has("truncate"), a.has("lossy-utf8"));
   const int64_t top_k = a.get_int("top-k");
   if (top_k <= 0) throw Error("--top-k must be positive");
   const bool cleanup = wants_cleanup(ctx.model.dir);
@@ -79,33 +80,39 @@ int run_fill_mask(int argc, char** argv) {
     return cleanup ? clean_up_tokenization(t) : t;
   };
   std::string out;
-  for_each_batch(*ctx.encoder, seqs, a.get_int("max-batch-tokens"), [&](const Batch& b, size_t first, const std::vector<float>& h) {
-    std::vector<int64_t> rows;
-    for (int64_t t = 0; t < b.num_tokens(); ++t)
-      if (b.ids[static_cast<size_t>(t)] == *mask_id) rows.push_back(t);
-    auto preds = rows.empty() ? std::vector<std::vector<MaskPrediction>>{} : fill_mask(*ctx.encoder, h.data(), b.num_tokens(), rows, top_k);
-    size_t r = 0;
-    for (int64_t s = 0; s < b.num_seqs(); ++s) {
-      const InputRecord& rec = recs[first + static_cast<size_t>(s)];
-      const int64_t s0 = b.cu_seqlens[static_cast<size_t>(s)], s1 = b.cu_seqlens[static_cast<size_t>(s + 1)];
-      std::vector<int32_t> ids(b.ids.begin() + s0, b.ids.begin() + s1);
-      json masks = json::array();
-      for (; r < rows.size() && rows[r] < s1; ++r) {
-        json pj = json::array();
-        for (const auto& p : preds[r]) {
-          std::vector<int32_t> filled = ids;
-          filled[static_cast<size_t>(rows[r] - s0)] = p.token;
-          pj.push_back({{"token", p.token}, {"token_str", decode({p.token}, false)}, {"score", p.score},
-                        {"sequence", decode(filled, /*skip_special_tokens=*/true)}});
-        }
-        masks.push_back({{"position", rows[r] - s0}, {"predictions", pj}});
-      }
-      if (masks.empty()) throw Error("line " + std::to_string(rec.line) + ": no [MASK] token in the input");
-      json line = {{"masks", masks}};
-      if (!rec.has_ids) line["text"] = rec.text;
-      out += line.dump() + "\n";
-    }
-  });
+  for_each_batch(*ctx.encoder, seqs, a.get_int("max-batch-tokens"),
+                 [&](const Batch& b, size_t first, const std::vector<float>& h) {
+                   std::vector<int64_t> rows;
+                   for (int64_t t = 0; t < b.num_tokens(); ++t)
+                     if (b.ids[static_cast<size_t>(t)] == *mask_id) rows.push_back(t);
+                   auto preds = rows.empty() ? std::vector<std::vector<MaskPrediction>>{}
+                                             : fill_mask(*ctx.encoder, h.data(), b.num_tokens(), rows, top_k);
+                   size_t r = 0;
+                   for (int64_t s = 0; s < b.num_seqs(); ++s) {
+                     const InputRecord& rec = recs[first + static_cast<size_t>(s)];
+                     const int64_t s0 = b.cu_seqlens[static_cast<size_t>(s)],
+                                   s1 = b.cu_seqlens[static_cast<size_t>(s + 1)];
+                     std::vector<int32_t> ids(b.ids.begin() + s0, b.ids.begin() + s1);
+                     json masks = json::array();
+                     for (; r < rows.size() && rows[r] < s1; ++r) {
+                       json pj = json::array();
+                       for (const auto& p : preds[r]) {
+                         std::vector<int32_t> filled = ids;
+                         filled[static_cast<size_t>(rows[r] - s0)] = p.token;
+                         pj.push_back({{"token", p.token},
+                                       {"token_str", decode({p.token}, false)},
+                                       {"score", p.score},
+                                       {"sequence", decode(filled, /*skip_special_tokens=*/true)}});
+                       }
+                       masks.push_back({{"position", rows[r] - s0}, {"predictions", pj}});
+                     }
+                     if (masks.empty()) throw Error(rec.where() + ": no [MASK] token in the input");
+                     json line = {{"masks", masks}};
+                     if (!rec.has_ids) line["text"] = rec.text;
+                     // The echoed text may hold invalid UTF-8 (--lossy-utf8): write U+FFFD for it.
+                     out += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+                   }
+                 });
   write_output(a.get("output"), out);
   return 0;
 }

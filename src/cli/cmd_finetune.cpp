@@ -21,7 +21,8 @@ int run(int argc, char** argv) {
               "  multilabel      {\"text\", \"labels\": [ids|names]}            dev metric: micro-F1\n"
               "  token-classification {\"tokens\": [words], \"tags\": [names|ids]}  dev metric: entity F1\n"
               "                  (first sub-token of each word is labelled; word accuracy when tags have no entities)\n"
-              "  embedding       {\"query\", \"positive_ids\": [ids]} + --corpus {\"id\", \"text\"}, or {\"query\", \"positive\": text}\n"
+              "  embedding       {\"query\", \"positive_ids\": [ids]} + --corpus {\"id\", \"text\"}, or {\"query\", "
+              "\"positive\": text}\n"
               "                  InfoNCE over cosine / temperature with in-batch negatives; dev metric: nDCG@10\n"
               "  colbert         same data; projection to --colbert-dim, MaxSim with in-batch negatives\n"
               "Retrieval models are saved encoder-only with sentence-transformers files (modules.json,\n"
@@ -41,8 +42,8 @@ int run(int argc, char** argv) {
   a.option("weight-decay", "X", "decoupled weight decay (not applied to norms and biases)", "0.01");
   a.option("optimizer", "NAME", "adamw | stableadamw", "adamw");
   a.option("warmup-ratio", "X", "fraction of the steps spent in linear warm-up", "0.1");
-  a.option("schedule", "S", "linear (warm-up, linear decay to 0) | wsd (warm-up, stable, 1-sqrt decay over the last 20%)",
-           "linear");
+  a.option("schedule", "S",
+           "linear (warm-up, linear decay to 0) | wsd (warm-up, stable, 1-sqrt decay over the last 20%)", "linear");
   a.option("max-length", "N", "truncate inputs to N tokens (special tokens included)", "512");
   a.option("patience", "N", "stop after N epochs without a dev improvement (0 = never)", "0");
   a.option("seed", "N", "seed of the classifier init and the shuffling", "42");
@@ -50,7 +51,8 @@ int run(int argc, char** argv) {
   a.option("pooling", "MODE", "cls | mean (default: the config's classifier_pooling)");
   a.option("text-field", "NAME", "field holding the text", "text");
   a.option("pair-field", "NAME", "field holding the second text of a pair", "text_pair");
-  a.option("label-field", "NAME", "field holding the label (default: label; labels for multilabel; tags for token-classification)");
+  a.option("label-field", "NAME",
+           "field holding the label (default: label; labels for multilabel; tags for token-classification)");
   a.option("corpus", "F", "embedding/colbert: corpus JSONL {\"id\", \"text\"} that positive_ids refer to");
   a.option("temperature", "X", "embedding/colbert: softmax temperature (default 0.05 embedding, 1.0 colbert)");
   a.option("query-max-length", "N", "embedding/colbert: truncate queries to N tokens", "64");
@@ -59,6 +61,7 @@ int run(int argc, char** argv) {
   a.option("document-prompt", "TEXT", "embedding/colbert: prefix for documents (saved as the ST prompt \"document\")");
   a.option("colbert-dim", "N", "colbert: projection size", "128");
   a.option("threads", "N", "compute threads (default: all cores)");
+  a.flag("lossy-utf8", "replace invalid UTF-8 in the data with U+FFFD instead of failing");
   a.flag("quiet", "no progress lines on stderr");
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
@@ -87,6 +90,7 @@ int run(int argc, char** argv) {
   o.pair_field = a.get("pair-field");
   o.label_field = a.get_or("label-field", "");
   o.progress = !a.has("quiet");
+  o.lossy_utf8 = a.has("lossy-utf8");
   o.corpus = a.get_or("corpus", "");
   o.temperature = a.get_double_or("temperature", 0.0);
   if (a.has("temperature") && !(o.temperature > 0)) throw Error("--temperature must be > 0");
@@ -96,15 +100,21 @@ int run(int argc, char** argv) {
   o.document_prompt = a.get_or("document-prompt", "");
   o.colbert_dim = a.get_int("colbert-dim");
   FinetuneResult r = finetune(o);
-  std::printf("%s\n", nlohmann::json{{"out", o.out}, {"steps", r.steps}, {"epochs", r.epochs_run},
-                                     {"best_epoch", r.best_epoch}, {"metric", r.metric_name},
+  std::printf("%s\n", nlohmann::json{{"out", o.out},
+                                     {"steps", r.steps},
+                                     {"epochs", r.epochs_run},
+                                     {"best_epoch", r.best_epoch},
+                                     {"metric", r.metric_name},
                                      {"best", r.best_metric}}
                           .dump()
                           .c_str());
   return 0;
 }
 
-static CommandRegistrar reg({"finetune", "fine-tune a checkpoint: classification, regression, multi-label, token classification, embeddings, ColBERT", run});
+static CommandRegistrar reg(
+    {"finetune",
+     "fine-tune a checkpoint: classification, regression, multi-label, token classification, embeddings, ColBERT",
+     run});
 
 }  // namespace
 }  // namespace modernbert::cli

@@ -3,28 +3,29 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "cli/args.h"
 #include "cli/command.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"
+#include "modernbert/token_ids.h"
 #include "modernbert/trainer.h"
 
 namespace modernbert::cli {
 namespace {
 
 struct Row {
+  std::string where;  // FILE:LINE, for errors
   std::vector<int32_t> ids;
   std::vector<int32_t> labels;  // per token (may be empty)
   nlohmann::json label;         // per sequence (null if absent)
 };
 
-std::vector<Row> read_rows(const std::string& path) {
+std::vector<Row> read_rows(const std::string& path, int64_t vocab_size) {
   std::ifstream f(path);
   if (!f) throw Error("grad: cannot open " + path);
   std::vector<Row> rows;
@@ -43,20 +44,23 @@ std::vector<Row> read_rows(const std::string& path) {
     if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array() || j["input_ids"].empty())
       throw Error(where + ": field input_ids must be a non-empty list of ints");
     Row r;
-    for (const auto& x : j["input_ids"]) {
-      if (!x.is_number_integer()) throw Error(where + ": field input_ids must hold ints");
-      r.ids.push_back(x.get<int32_t>());
-    }
+    r.where = where;
+    r.ids = parse_token_ids(j["input_ids"], vocab_size, where + ": field input_ids");
     if (j.contains("labels")) {
       if (!j["labels"].is_array() || j["labels"].size() != r.ids.size())
-        throw Error(where + ": field labels must be a list as long as input_ids (" + std::to_string(r.ids.size()) + ")");
+        throw Error(where + ": field labels must be a list as long as input_ids (" + std::to_string(r.ids.size()) +
+                    ")");
       for (const auto& x : j["labels"]) {
-        if (!x.is_number_integer()) throw Error(where + ": field labels must hold ints (-100 = ignored)");
-        r.labels.push_back(x.get<int32_t>());
+        // Checked on the 64-bit value: a label must not wrap into range when narrowed.
+        if (!x.is_number_integer() || x.get<int64_t>() < INT32_MIN || x.get<int64_t>() > INT32_MAX ||
+            (x.is_number_unsigned() && x.get<uint64_t>() > INT32_MAX))
+          throw Error(where + ": field labels must hold ints (-100 = ignored), found " + x.dump());
+        r.labels.push_back(static_cast<int32_t>(x.get<int64_t>()));
       }
     }
     if (j.contains("label")) r.label = j["label"];
-    if (r.labels.empty() && r.label.is_null()) throw Error(where + ": needs field labels (per token) or label (per sequence)");
+    if (r.labels.empty() && r.label.is_null())
+      throw Error(where + ": needs field labels (per token) or label (per sequence)");
     rows.push_back(std::move(r));
   }
   if (rows.empty()) throw Error("grad: " + path + " has no input lines");
@@ -68,15 +72,20 @@ TaskType infer_task(const ModelConfig& cfg, const HeadSet& heads, const std::vec
   if (per_token) {
     if (heads.classifier == HeadSet::Classifier::kToken) return TaskType::kTokenClassification;
     if (heads.mlm) return TaskType::kMlm;
-    throw Error("grad: per-token labels need an MLM or token-classification checkpoint (heads: " + heads.describe() + ")");
+    throw Error("grad: per-token labels need an MLM or token-classification checkpoint (heads: " + heads.describe() +
+                ")");
   }
   if (heads.classifier != HeadSet::Classifier::kSequence)
     throw Error("grad: sequence labels need a sequence-classification checkpoint (heads: " + heads.describe() + ")");
   switch (cfg.problem_type) {
-    case ProblemType::kRegression: return TaskType::kRegression;
-    case ProblemType::kSingleLabel: return TaskType::kSequenceClassification;
-    case ProblemType::kMultiLabel: return TaskType::kMultiLabel;
-    case ProblemType::kUnset: break;
+    case ProblemType::kRegression:
+      return TaskType::kRegression;
+    case ProblemType::kSingleLabel:
+      return TaskType::kSequenceClassification;
+    case ProblemType::kMultiLabel:
+      return TaskType::kMultiLabel;
+    case ProblemType::kUnset:
+      break;
   }
   if (heads.num_labels == 1) return TaskType::kRegression;
   bool all_int = true;
@@ -96,14 +105,15 @@ int run_grad(int argc, char** argv) {
   a.option("model", "DIR", "checkpoint directory (config.json + model.safetensors)");
   a.option("input", "FILE", "JSONL input");
   a.option("output", "FILE", "output .safetensors");
-  a.option("task", "TASK", "mlm | classification | token-classification | regression | multilabel (default: from "
-                           "the heads, problem_type and label types)");
+  a.option("task", "TASK",
+           "mlm | classification | token-classification | regression | multilabel (default: from "
+           "the heads, problem_type and label types)");
   if (!a.parse(argc, argv)) return 0;
   LoadOptions lo;
   lo.zero_copy = false;
   LoadedModel m = load_model_dir(a.require("model"), lo);
   m.weights.make_contiguous();
-  const std::vector<Row> rows = read_rows(a.require("input"));
+  const std::vector<Row> rows = read_rows(a.require("input"), m.config.vocab_size);
   const HeadSet& heads = m.weights.heads();
   const TaskType task = a.has("task") ? parse_task(a.get("task")) : infer_task(m.config, heads, rows);
   const int64_t C = heads.num_labels;
@@ -111,7 +121,7 @@ int run_grad(int argc, char** argv) {
   TrainBatch tb;
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
-    const std::string where = a.get("input") + ": line " + std::to_string(i + 1);
+    const std::string& where = r.where;
     tb.batch.add(r.ids);
     switch (task) {
       case TaskType::kMlm:
@@ -120,8 +130,12 @@ int run_grad(int argc, char** argv) {
         tb.token_labels.insert(tb.token_labels.end(), r.labels.begin(), r.labels.end());
         break;
       case TaskType::kSequenceClassification:
-        if (!r.label.is_number_integer()) throw Error(where + ": field label must be an int class id");
-        tb.class_labels.push_back(r.label.get<int32_t>());
+        // Checked on the 64-bit value so that it cannot wrap when narrowed; the range against the
+        // head is checked by the training code.
+        if (!r.label.is_number_integer() || (r.label.is_number_unsigned() && r.label.get<uint64_t>() > INT32_MAX) ||
+            r.label.get<int64_t>() < INT32_MIN || r.label.get<int64_t>() > INT32_MAX)
+          throw Error(where + ": field label must be an int class id, found " + r.label.dump());
+        tb.class_labels.push_back(static_cast<int32_t>(r.label.get<int64_t>()));
         break;
       case TaskType::kRegression:
       case TaskType::kMultiLabel: {
@@ -156,7 +170,7 @@ int run_grad(int argc, char** argv) {
   for (const auto& s : m.weights.specs()) {
     std::string name = s.name;
     if (!m.has_prefix && name.rfind("model.", 0) == 0) name = name.substr(6);
-    w.add_f32("grad." + name, s.shape, grads.data() + m.weights.offset(s.name));
+    w.add_f32_view("grad." + name, s.shape, grads.data() + m.weights.offset(s.name));  // no copy
   }
   w.write(a.require("output"));
   std::fprintf(stderr, "grad: task %s, %lld sequences, %lld tokens, %lld counted, loss %.6f -> %s\n", to_string(task),

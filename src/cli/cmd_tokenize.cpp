@@ -10,37 +10,36 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/infer_common.h"
 #include "modernbert/error.h"
+#include "modernbert/token_ids.h"
 #include "modernbert/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 namespace modernbert::cli {
 namespace {
 
 std::string tokenizer_path(const ArgParser& args) {
-  if (args.has("tokenizer") && args.has("model"))
-    throw Error("give either --tokenizer or --model, not both");
+  if (args.has("tokenizer") && args.has("model")) throw Error("give either --tokenizer or --model, not both");
   if (args.has("tokenizer")) return args.get("tokenizer");
   if (args.has("model")) return args.get("model") + "/tokenizer.json";
   throw Error("missing --tokenizer FILE or --model DIR");
 }
 
-struct Streams {
+// Input stream and its name for errors ("<stdin>" or the file).
+struct Input {
   std::istream* in = &std::cin;
-  std::ostream* out = &std::cout;
+  std::string name = "<stdin>";
   std::unique_ptr<std::ifstream> fin;
-  std::unique_ptr<std::ofstream> fout;
-  Streams(const ArgParser& args) {
+  explicit Input(const ArgParser& args) {
     if (args.has("input") && args.get("input") != "-") {
-      fin = std::make_unique<std::ifstream>(args.get("input"), std::ios::binary);
-      if (!*fin) throw Error("cannot open input file " + args.get("input"));
+      name = args.get("input");
+      fin = std::make_unique<std::ifstream>(name, std::ios::binary);
+      if (!*fin) throw Error("cannot open input file " + name);
       in = fin.get();
     }
-    if (args.has("output") && args.get("output") != "-") {
-      fout = std::make_unique<std::ofstream>(args.get("output"), std::ios::binary);
-      if (!*fout) throw Error("cannot open output file " + args.get("output"));
-      out = fout.get();
-    }
   }
+  std::string at(std::size_t line) const { return name + ":" + std::to_string(line); }
 };
 
 void append_int(std::string& s, long long v) {
@@ -79,7 +78,9 @@ int run_tokenize(int argc, char** argv) {
   }
   long long threads = args.get_int("threads");
   if (threads < 0) throw Error("--threads must be >= 0");
-  Streams io(args);
+  Input io(args);
+  // The output file appears only once every line has been encoded (commit below).
+  Output output(args.get("output"));
 
   // Read and encode in blocks so that large inputs stream with bounded memory.
   const std::size_t kBlock = 4096;
@@ -97,21 +98,22 @@ int run_tokenize(int argc, char** argv) {
       }
       ++line_no;
       if (!line.empty() && line[0] == '{') {
+        // JSON cannot carry invalid UTF-8; with --lossy-utf8 it is replaced before parsing.
+        if (opts.lossy_utf8 && tok::utf8_first_invalid(line) != std::string::npos)
+          line = tok::utf8_lossy(line, nullptr);
         nlohmann::json j;
         try {
           j = nlohmann::json::parse(line);
         } catch (const nlohmann::json::exception& e) {
-          throw Error("line " + std::to_string(line_no) + ": invalid JSON: " + e.what());
+          throw Error(io.at(line_no) + ": invalid JSON: " + e.what());
         }
         auto t = j.find("text");
-        if (t == j.end() || !t->is_string())
-          throw Error("line " + std::to_string(line_no) + ": JSON object has no string field \"text\"");
+        if (t == j.end() || !t->is_string()) throw Error(io.at(line_no) + ": JSON object has no string field \"text\"");
         auto p = j.find("text_pair");
         std::string second;
         bool pair = p != j.end() && !p->is_null();
         if (pair) {
-          if (!p->is_string())
-            throw Error("line " + std::to_string(line_no) + ": \"text_pair\" is not a string");
+          if (!p->is_string()) throw Error(io.at(line_no) + ": \"text_pair\" is not a string");
           second = p->get<std::string>();
         }
         items.emplace_back(t->get<std::string>(), std::move(second));
@@ -138,35 +140,24 @@ int run_tokenize(int argc, char** argv) {
         singles.push_back(std::move(items[i].first));
       }
     }
-    auto rethrow_with_line = [&](const Error& e, const std::vector<std::size_t>& idx) {
-      // Messages from encode_batch start with "text K: "; map K back to the input line.
-      std::string msg = e.what();
-      std::size_t k = 0;
-      if (msg.rfind("text ", 0) == 0) {
-        k = std::stoul(msg.substr(5));
-        msg = msg.substr(msg.find(':') + 2);
-      }
-      throw Error("line " + std::to_string(lines[idx[k]]) + ": " + msg);
-    };
     try {
       auto r = tk.encode_batch(singles, opts, static_cast<unsigned>(threads));
       for (std::size_t i = 0; i < r.size(); ++i) encs[single_idx[i]] = std::move(r[i]);
     } catch (const Error& e) {
-      rethrow_with_line(e, single_idx);
+      rethrow_tokenizer_error(e, [&](std::size_t k) { return io.at(lines.at(single_idx.at(k))); });
     }
     try {
       auto r = tk.encode_batch_pairs(pairs, opts, static_cast<unsigned>(threads));
       for (std::size_t i = 0; i < r.size(); ++i) encs[pair_idx[i]] = std::move(r[i]);
     } catch (const Error& e) {
-      rethrow_with_line(e, pair_idx);
+      rethrow_tokenizer_error(e, [&](std::size_t k) { return io.at(lines.at(pair_idx.at(k))); });
     }
     std::string out;
     for (std::size_t i = 0; i < encs.size(); ++i) {
       const Encoding& e = encs[i];
       if (max_len > 0 && !opts.max_length && e.size() > static_cast<std::size_t>(max_len))
-        throw Error("line " + std::to_string(lines[i]) + ": " + std::to_string(e.size()) +
-                    " tokens exceed --max-length " + std::to_string(max_len) +
-                    " (add --truncate to truncate)");
+        throw Error(io.at(lines[i]) + ": " + std::to_string(e.size()) + " tokens exceed --max-length " +
+                    std::to_string(max_len) + " (add --truncate to truncate)");
       out += "{\"input_ids\": [";
       for (std::size_t k = 0; k < e.ids.size(); ++k) {
         if (k) out += ", ";
@@ -183,10 +174,10 @@ int run_tokenize(int argc, char** argv) {
       }
       out += "]}\n";
     }
-    io.out->write(out.data(), static_cast<std::streamsize>(out.size()));
-    if (!*io.out) throw Error("write error on output");
+    output.write(out);
   }
-  io.out->flush();
+  if (io.in->bad()) throw Error(io.name + ": read error");
+  output.commit();
   return 0;
 }
 
@@ -202,41 +193,33 @@ int run_detokenize(int argc, char** argv) {
   args.flag("skip-special", "drop special tokens ([CLS], [SEP], [MASK], ...)");
   if (!args.parse(argc, argv)) return 0;
   Tokenizer tk = Tokenizer::from_file(tokenizer_path(args));
-  Streams io(args);
+  const auto vocab = static_cast<std::int64_t>(tk.vocab_size());
+  Input io(args);
+  Output output(args.get("output"));  // the file appears only if every line decodes
   std::string line;
   std::size_t line_no = 0;
   while (std::getline(*io.in, line)) {
     ++line_no;
+    const std::string where = io.at(line_no);
     std::vector<std::int32_t> ids;
-    try {
-      if (!line.empty() && line[0] == '{') {
-        auto j = nlohmann::json::parse(line);
-        auto it = j.find("input_ids");
-        if (it == j.end() || !it->is_array()) throw Error("no \"input_ids\" array");
-        for (const auto& v : *it) {
-          if (!v.is_number_integer()) throw Error("\"input_ids\" holds a non-integer");
-          ids.push_back(v.get<std::int32_t>());
-        }
-      } else {
-        std::size_t i = 0;
-        while (i < line.size()) {
-          while (i < line.size() && (line[i] == ' ' || line[i] == ',' || line[i] == '\t' || line[i] == '\r')) ++i;
-          if (i >= line.size()) break;
-          std::size_t used = 0;
-          long long v = std::stoll(line.substr(i), &used);
-          if (v < 0 || v > INT32_MAX) throw Error("id out of range");
-          ids.push_back(static_cast<std::int32_t>(v));
-          i += used;
-        }
+    if (!line.empty() && line[0] == '{') {
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const std::exception& e) {
+        throw Error(where + ": invalid JSON: " + e.what());
       }
-    } catch (const std::exception& e) {
-      throw Error("line " + std::to_string(line_no) + ": " + e.what());
+      if (!j.is_object() || !j.contains("input_ids")) throw Error(where + ": no \"input_ids\" array");
+      ids = parse_token_ids(j["input_ids"], vocab, where + ": field input_ids", /*allow_empty=*/true);
+    } else {
+      ids = parse_token_id_line(line, vocab, where + ": ids");
     }
     nlohmann::json o;
     o["text"] = tk.decode(ids, args.has("skip-special"));
-    *io.out << o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    output.write(o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   }
-  io.out->flush();
+  if (io.in->bad()) throw Error(io.name + ": read error");
+  output.commit();
   return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "modernbert/error.h"
+#include "modernbert/safetensors.h"  // write_file_atomic
 #include "modernbert/tokenizer.h"
 
 namespace modernbert::cli {
@@ -31,28 +32,7 @@ std::vector<std::string> split_list(const std::string& s) {
 
 // Temporary file in the destination directory + fsync + rename: readers never see a partial file.
 void write_atomically(const std::filesystem::path& path, const std::string& data) {
-  std::filesystem::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw Error("cannot write " + tmp.string());
-    f.write(data.data(), static_cast<std::streamsize>(data.size()));
-    f.flush();
-    if (!f) {
-      std::filesystem::remove(tmp);
-      throw Error("write error on " + tmp.string());
-    }
-  }
-  if (FILE* fp = std::fopen(tmp.c_str(), "rb")) {
-    ::fsync(fileno(fp));
-    std::fclose(fp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    throw Error("cannot rename " + tmp.string() + " to " + path.string() + ": " + ec.message());
-  }
+  write_file_atomic(path.string(), data);
 }
 
 int run(int argc, char** argv) {

@@ -1,5 +1,6 @@
 #include "cli/infer_common.h"
 
+#include <cblas.h>
 #include <sys/stat.h>
 
 #include <cmath>
@@ -7,16 +8,16 @@
 #include <fstream>
 #include <iostream>
 
-#include <cblas.h>
-
 #include "modernbert/error.h"
 #include "modernbert/safetensors.h"
+#include "modernbert/token_ids.h"
+#include "tokenizer/unicode.h"
 
 namespace modernbert::cli {
 
 using nlohmann::json;
 
-std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label) {
+std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label, int64_t vocab_size, bool lossy_utf8) {
   std::vector<InputRecord> out;
   std::string line;
   size_t lineno = 0;
@@ -26,9 +27,13 @@ std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label)
     size_t first = line.find_first_not_of(" \t");
     if (first == std::string::npos) continue;  // blank lines separate nothing
     InputRecord r;
+    r.source = label;
     r.line = lineno;
-    auto where = [&] { return label + ":" + std::to_string(lineno) + ": "; };
+    auto where = [&] { return r.where() + ": "; };
     if (line[first] == '{') {
+      // The JSON parser rejects invalid UTF-8 (an error naming the line); with --lossy-utf8 it is
+      // replaced first, as the tokenizer would replace it in a plain line.
+      if (lossy_utf8 && tok::utf8_first_invalid(line) != std::string::npos) line = tok::utf8_lossy(line, nullptr);
       json j;
       try {
         j = json::parse(line);
@@ -36,15 +41,7 @@ std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label)
         throw Error(where() + "malformed JSON: " + e.what());
       }
       if (j.contains("input_ids")) {
-        const json& ids = j["input_ids"];
-        if (!ids.is_array()) throw Error(where() + "\"input_ids\" must be a list of integers");
-        for (const auto& v : ids) {
-          if (!v.is_number_integer()) throw Error(where() + "\"input_ids\" must be a list of integers, found " + v.dump());
-          int64_t id = v.get<int64_t>();
-          if (id < 0 || id > INT32_MAX) throw Error(where() + "token id " + std::to_string(id) + " is out of range");
-          r.ids.push_back(static_cast<int32_t>(id));
-        }
-        if (r.ids.empty()) throw Error(where() + "\"input_ids\" is empty");
+        r.ids = parse_token_ids(j["input_ids"], vocab_size, r.where() + ": field input_ids");
         r.has_ids = true;
       } else if (j.contains("text")) {
         if (!j["text"].is_string()) throw Error(where() + "\"text\" must be a string");
@@ -70,18 +67,38 @@ std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label)
   return out;
 }
 
-std::vector<InputRecord> read_inputs_from(const std::string& path) {
-  if (path == "-") return read_inputs(std::cin, "<stdin>");
+std::vector<InputRecord> read_inputs_from(const std::string& path, int64_t vocab_size, bool lossy_utf8) {
+  if (path == "-") return read_inputs(std::cin, "<stdin>", vocab_size, lossy_utf8);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open input");
-  return read_inputs(in, path);
+  return read_inputs(in, path, vocab_size, lossy_utf8);
+}
+
+void rethrow_tokenizer_error(const std::exception& e, const std::function<std::string(size_t)>& where_of) {
+  // Tokenizer::encode_batch reports the failing text as "text K: <message>".
+  std::string msg = e.what();
+  // The library's hint names its option; on the command line it is a flag.
+  if (const size_t h = msg.find("use lossy mode"); h != std::string::npos) msg.replace(h, 14, "use --lossy-utf8");
+  const size_t colon = msg.find(": ");
+  if (msg.rfind("text ", 0) == 0 && colon != std::string::npos) {
+    try {
+      size_t used = 0;
+      const unsigned long k = std::stoul(msg.substr(5, colon - 5), &used);
+      if (used == colon - 5) throw Error(where_of(k) + ": " + msg.substr(colon + 2));
+    } catch (const std::logic_error&) {
+      // not an index: fall through and keep the message whole
+    }
+  }
+  throw Error(std::string("tokenizing input: ") + msg);
 }
 
 void add_common_flags(ArgParser& a, bool with_output) {
   a.option("model", "DIR", "model directory (config.json, model.safetensors, tokenizer.json)");
-  a.option("input", "FILE", "input: JSONL {\"text\"[, \"text_pair\"]} | {\"input_ids\": [...]} or plain lines ('-' = stdin)", "-");
+  a.option("input", "FILE",
+           "input: JSONL {\"text\"[, \"text_pair\"]} | {\"input_ids\": [...]} or plain lines ('-' = stdin)", "-");
   if (with_output) a.option("output", "FILE", "output file ('-' = stdout)", "-");
   a.flag("truncate", "truncate inputs longer than max_position_embeddings instead of failing");
+  a.flag("lossy-utf8", "replace invalid UTF-8 in the input with U+FFFD instead of failing");
   a.option("max-batch-tokens", "N", "token budget of one unpadded batch", "16384");
   a.option("threads", "N", "compute threads (default: all cores)");
 }
@@ -104,7 +121,7 @@ InferenceContext load_inference(const std::string& dir) {
 }
 
 std::vector<std::vector<int32_t>> records_to_ids(const InferenceContext& ctx, const std::vector<InputRecord>& recs,
-                                                 bool truncate, const std::string& prefix,
+                                                 bool truncate, bool lossy_utf8, const std::string& prefix,
                                                  std::vector<Encoding>* encodings) {
   const ModelConfig& cfg = ctx.model.config;
   const int64_t max_len = cfg.max_position_embeddings;
@@ -116,7 +133,8 @@ std::vector<std::vector<int32_t>> records_to_ids(const InferenceContext& ctx, co
   std::vector<size_t> single_idx, pair_idx;
   for (size_t i = 0; i < recs.size(); ++i) {
     if (recs[i].has_ids) continue;
-    if (!ctx.tokenizer) throw Error("line " + std::to_string(recs[i].line) + ": text input needs " + ctx.model.dir + "/tokenizer.json (or give input_ids)");
+    if (!ctx.tokenizer)
+      throw Error(recs[i].where() + ": text input needs " + ctx.model.dir + "/tokenizer.json (or give input_ids)");
     if (recs[i].has_pair) {
       pairs.emplace_back(prefix + recs[i].text, recs[i].text_pair);
       pair_idx.push_back(i);
@@ -127,6 +145,7 @@ std::vector<std::vector<int32_t>> records_to_ids(const InferenceContext& ctx, co
   }
   EncodeOptions opts;
   if (truncate) opts.max_length = static_cast<size_t>(max_len);
+  opts.lossy_utf8 = lossy_utf8;
   if (encodings) encodings->assign(recs.size(), Encoding{});
   auto take = [&](std::vector<Encoding>&& encs, const std::vector<size_t>& idx) {
     for (size_t k = 0; k < idx.size(); ++k) {
@@ -136,24 +155,28 @@ std::vector<std::vector<int32_t>> records_to_ids(const InferenceContext& ctx, co
   };
   try {
     if (!singles.empty()) take(ctx.tokenizer->encode_batch(singles, opts), single_idx);
+  } catch (const Error& e) {
+    rethrow_tokenizer_error(e, [&](size_t k) { return recs.at(single_idx.at(k)).where(); });
+  }
+  try {
     if (!pairs.empty()) take(ctx.tokenizer->encode_batch_pairs(pairs, opts), pair_idx);
   } catch (const Error& e) {
-    throw Error(std::string("tokenizing input: ") + e.what());
+    rethrow_tokenizer_error(e, [&](size_t k) { return recs.at(pair_idx.at(k)).where(); });
   }
   for (size_t i = 0; i < recs.size(); ++i) {
     const InputRecord& r = recs[i];
     if (r.has_ids) {
-      out[i] = r.ids;
-      for (int32_t id : out[i])
-        if (id >= cfg.vocab_size)
-          throw Error("line " + std::to_string(r.line) + ": token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+      out[i] = r.ids;            // range-checked against the vocabulary by read_inputs (parse_token_ids)
+      for (int32_t id : out[i])  // records built elsewhere (fill-mask arguments) are checked here too
+        if (id < 0 || id >= cfg.vocab_size)
+          throw Error(r.where() + ": field input_ids: id " + std::to_string(id) + " outside the vocabulary [0, " +
                       std::to_string(cfg.vocab_size) + ")");
       if (truncate && static_cast<int64_t>(out[i].size()) > max_len) out[i].resize(static_cast<size_t>(max_len));
     }
     if (static_cast<int64_t>(out[i].size()) > max_len)
-      throw Error("line " + std::to_string(r.line) + ": " + std::to_string(out[i].size()) +
-                  " tokens exceed max_position_embeddings " + std::to_string(max_len) + " (use --truncate)");
-    if (out[i].empty()) throw Error("line " + std::to_string(r.line) + ": no tokens");
+      throw Error(r.where() + ": " + std::to_string(out[i].size()) + " tokens exceed max_position_embeddings " +
+                  std::to_string(max_len) + " (use --truncate)");
+    if (out[i].empty()) throw Error(r.where() + ": no tokens");
   }
   return out;
 }
@@ -166,11 +189,28 @@ void for_each_batch(Encoder& enc, const std::vector<std::vector<int32_t>>& seqs,
   while (i < seqs.size()) {
     Batch b;
     size_t first = i;
-    while (i < seqs.size() && (b.num_seqs() == 0 || b.num_tokens() + static_cast<int64_t>(seqs[i].size()) <= max_batch_tokens))
+    while (i < seqs.size() &&
+           (b.num_seqs() == 0 || b.num_tokens() + static_cast<int64_t>(seqs[i].size()) <= max_batch_tokens))
       b.add(seqs[i++]);
     enc.forward(b, hidden);
     fn(b, first, hidden);
   }
+}
+
+Output::Output(const std::string& path) {
+  if (path != "-") file_ = std::make_unique<AtomicOutputFile>(path);
+}
+
+void Output::write(const void* data, size_t n) {
+  if (file_) return file_->write(data, n);
+  std::cout.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+  if (!std::cout) throw Error("<stdout>: write failed");
+}
+
+void Output::commit() {
+  if (file_) return file_->commit();
+  std::cout.flush();
+  if (!std::cout) throw Error("<stdout>: write failed");
 }
 
 void write_output(const std::string& path, const std::string& content) {

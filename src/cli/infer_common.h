@@ -14,12 +14,15 @@
 #include "cli/args.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
+#include "modernbert/safetensors.h"
 #include "modernbert/tokenizer.h"
 
 namespace modernbert::cli {
 
 struct InputRecord {
-  size_t line = 0;  // 1-based line number in the input, for error messages
+  std::string source;  // the input file ("<stdin>", "argument" for command-line texts)
+  size_t line = 0;     // 1-based line number in the input, for error messages
+  std::string where() const { return source + ":" + std::to_string(line); }
   std::string text, text_pair;
   bool has_pair = false;
   std::vector<int32_t> ids;  // when given as {"input_ids": [...]} (used exactly as given)
@@ -28,11 +31,20 @@ struct InputRecord {
 };
 
 // Reads every non-blank line. A line starting with '{' is JSON; anything else is plain text.
-// Throws an error naming the line for malformed JSON, a record without text/input_ids, or empty text.
-std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label);
-std::vector<InputRecord> read_inputs_from(const std::string& path);  // "-" = stdin
+// Throws an error naming FILE:LINE for malformed JSON, a record without text/input_ids, empty text,
+// or input_ids outside [0, vocab_size) (parse_token_ids). With lossy_utf8, invalid UTF-8 in a JSON
+// line is replaced by U+FFFD before parsing (JSON cannot carry it); plain lines are kept as bytes
+// and the tokenizer replaces it (records_to_ids), so offsets still point into the original line.
+std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label, int64_t vocab_size,
+                                     bool lossy_utf8 = false);
+// "-" = stdin, named "<stdin>" in errors.
+std::vector<InputRecord> read_inputs_from(const std::string& path, int64_t vocab_size, bool lossy_utf8 = false);
 
-// Common flags: --model, --input, --output, --truncate, --max-batch-tokens, --threads.
+// Turns an error of Tokenizer::encode_batch ("text K: ...", K an index into the batch) into one
+// naming the input: "<where_of(K)>: ...".
+[[noreturn]] void rethrow_tokenizer_error(const std::exception& e, const std::function<std::string(size_t)>& where_of);
+
+// Common flags: --model, --input, --output, --truncate, --lossy-utf8, --max-batch-tokens, --threads.
 void add_common_flags(ArgParser& a, bool with_output = true);
 // Applies --threads (kernels' pool and BLAS) before any compute.
 void apply_threads(const ArgParser& a);
@@ -45,11 +57,11 @@ struct InferenceContext {
 InferenceContext load_inference(const std::string& dir);
 
 // Token ids for each record: text is tokenized with special tokens (prefix prepended to text), ids
-// are taken as given. Lengths above max_position_embeddings are an error naming the line unless
-// `truncate` (then cut to the limit, keeping the final [SEP] for tokenized text). Ids outside the
-// vocabulary are an error naming the line.
+// are taken as given. Lengths above max_position_embeddings are an error naming FILE:LINE unless
+// `truncate` (then cut to the limit, keeping the final [SEP] for tokenized text); so is a tokenizer
+// error (invalid UTF-8 unless lossy_utf8).
 std::vector<std::vector<int32_t>> records_to_ids(const InferenceContext& ctx, const std::vector<InputRecord>& recs,
-                                                 bool truncate, const std::string& prefix = "",
+                                                 bool truncate, bool lossy_utf8, const std::string& prefix = "",
                                                  std::vector<Encoding>* encodings = nullptr);
 
 // Runs the encoder over `seqs` in batches of at most max_batch_tokens tokens (a longer sequence goes
@@ -57,7 +69,21 @@ std::vector<std::vector<int32_t>> records_to_ids(const InferenceContext& ctx, co
 void for_each_batch(Encoder& enc, const std::vector<std::vector<int32_t>>& seqs, int64_t max_batch_tokens,
                     const std::function<void(const Batch&, size_t, const std::vector<float>&)>& fn);
 
-// Writes to `path` (or stdout for "-"); files are written atomically.
+// Where a command's output goes: "-" = stdout, written as it comes (a pipe sees partial output on
+// an error, as from any streaming tool); otherwise an AtomicOutputFile, so the file appears only
+// when commit() is reached and an error on a later input leaves no file and any old one unchanged.
+class Output {
+ public:
+  explicit Output(const std::string& path);
+  void write(const void* data, size_t n);
+  void write(const std::string& s) { write(s.data(), s.size()); }
+  void commit();  // flushes stdout, or fsyncs and renames the file into place
+
+ private:
+  std::unique_ptr<AtomicOutputFile> file_;
+};
+
+// Writes to `path` (or stdout for "-"); files are written atomically (write_file_atomic).
 void write_output(const std::string& path, const std::string& content);
 
 void l2_normalize(float* v, int64_t n);

@@ -77,7 +77,8 @@ void read_sentence_transformers(const std::string& dir, SentenceTransformersInfo
       st->dense_out = dc.value("out_features", int64_t{0});
       st->dense_activation = dc.value("activation_function", std::string("torch.nn.modules.linear.Identity"));
       std::string wpath = sub + "/model.safetensors";
-      if (!file_exists(wpath)) throw Error(sub + ": Dense module without model.safetensors (pytorch_model.bin is not supported)");
+      if (!file_exists(wpath))
+        throw Error(sub + ": Dense module without model.safetensors (pytorch_model.bin is not supported)");
       auto f = SafeTensorsFile::open(wpath);
       const TensorInfo& w = f->at("linear.weight");
       if (w.shape.size() != 2 || w.shape[0] != st->dense_out || w.shape[1] != st->dense_in)
@@ -120,7 +121,8 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
     for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
       if (!it->is_string()) throw Error(index + ": weight_map entry for '" + it.key() + "' is not a file name");
       std::string shard = it->get<std::string>();
-      if (shard.find('/') != std::string::npos) throw Error(index + ": shard name '" + shard + "' must be a plain file name");
+      if (shard.find('/') != std::string::npos)
+        throw Error(index + ": shard name '" + shard + "' must be a plain file name");
       shard_names.insert(shard);
     }
     std::map<std::string, SafeTensorsFile*> by_name;
@@ -131,7 +133,8 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
     for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
       SafeTensorsFile* f = by_name[it->get<std::string>()];
       if (!f->find(it.key()))
-        throw Error(index + ": tensor '" + it.key() + "' is listed in shard " + it->get<std::string>() + " but not found there");
+        throw Error(index + ": tensor '" + it.key() + "' is listed in shard " + it->get<std::string>() +
+                    " but not found there");
     }
   } else {
     throw Error(dir + ": no model.safetensors or model.safetensors.index.json");
@@ -148,8 +151,7 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
     if (name.rfind("model.", 0) == 0) any_prefixed = true;
     if (is_encoder_name(name)) any_bare = true;
   }
-  if (any_prefixed && any_bare)
-    throw Error(dir + ": tensor names mix the 'model.' prefix and bare encoder names");
+  if (any_prefixed && any_bare) throw Error(dir + ": tensor names mix the 'model.' prefix and bare encoder names");
   bool prefixed = !any_bare;
   auto file_name = [&](const std::string& hf) {
     if (!prefixed && hf.rfind("model.", 0) == 0) return hf.substr(6);
@@ -168,9 +170,28 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
     for (const auto& a : cfg.architectures) token = token || a.find("TokenClassification") != std::string::npos;
     heads.classifier = token ? HeadSet::Classifier::kToken : HeadSet::Classifier::kSequence;
     heads.num_labels = t->shape[0];
+    // A classifier without rows has no label to predict (classify would read past the logits), and
+    // one whose bias or width disagrees is not the head the config describes. Fine-tuning
+    // (allow_missing_heads) drops the file's heads and builds a new classifier, so it skips this.
+    if (!opts.allow_missing_heads) {
+      if (heads.num_labels <= 0)
+        throw Error(dir + ": tensor 'classifier.weight' has shape " + shape_str(t->shape) +
+                    ": a classifier needs at least one label (row)");
+      auto bias = where.find("classifier.bias");
+      if (bias == where.end())
+        throw Error(dir + ": tensor 'classifier.bias' is missing (classifier.weight has " +
+                    std::to_string(heads.num_labels) + " rows)");
+      if (bias->second.second->shape != std::vector<int64_t>{heads.num_labels})
+        throw Error(dir + ": tensor 'classifier.bias' has shape " + shape_str(bias->second.second->shape) +
+                    ", expected [" + std::to_string(heads.num_labels) + "] (one per row of classifier.weight)");
+      if (t->shape[1] != cfg.hidden_size)
+        throw Error(dir + ": tensor 'classifier.weight' has shape " + shape_str(t->shape) + ", expected [" +
+                    std::to_string(heads.num_labels) + ", " + std::to_string(cfg.hidden_size) +
+                    "] (hidden_size columns)");
+    }
     if (!cfg.id2label.empty() && static_cast<int64_t>(cfg.id2label.size()) != heads.num_labels)
-      throw Error(dir + ": classifier.weight has " + std::to_string(heads.num_labels) + " rows but config id2label has " +
-                  std::to_string(cfg.id2label.size()) + " labels");
+      throw Error(dir + ": classifier.weight has " + std::to_string(heads.num_labels) +
+                  " rows but config id2label has " + std::to_string(cfg.id2label.size()) + " labels");
   }
   heads.mlm = has_decoder || (has_head && !has_cls);
   if (opts.allow_missing_heads) heads = HeadSet{};
@@ -189,7 +210,8 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
     used.insert(fname);
     const TensorInfo& t = *it->second.second;
     if (t.shape != spec.shape) {
-      problems.push_back("tensor '" + fname + "' has shape " + shape_str(t.shape) + ", expected " + shape_str(spec.shape));
+      problems.push_back("tensor '" + fname + "' has shape " + shape_str(t.shape) + ", expected " +
+                         shape_str(spec.shape));
       continue;
     }
     if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16 && t.dtype != DType::kF64) {
@@ -202,7 +224,8 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
     if (used.count(name)) continue;
     // A tied decoder saved explicitly is redundant but harmless.
     if (name == "decoder.weight" && cfg.tie_word_embeddings) continue;
-    if (opts.allow_missing_heads && (name.rfind("head.", 0) == 0 || name.rfind("decoder.", 0) == 0 || name.rfind("classifier.", 0) == 0))
+    if (opts.allow_missing_heads &&
+        (name.rfind("head.", 0) == 0 || name.rfind("decoder.", 0) == 0 || name.rfind("classifier.", 0) == 0))
       continue;
     problems.push_back("unexpected tensor '" + name + "'");
   }
@@ -228,7 +251,9 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
   for (const auto& spec : w.specs()) {
     const float* p = w.param(spec.name);
     for (int64_t i = 0, n = spec.numel(); i < n; ++i)
-      if (!std::isfinite(p[i])) throw Error(dir + ": tensor '" + file_name(spec.name) + "' contains NaN or Inf at element " + std::to_string(i));
+      if (!std::isfinite(p[i]))
+        throw Error(dir + ": tensor '" + file_name(spec.name) + "' contains NaN or Inf at element " +
+                    std::to_string(i));
   }
 
   LoadedModel m{cfg, std::move(w), {}, dir, stored_dtype, prefixed};
@@ -244,7 +269,8 @@ void save_model_dir(const std::string& dir, const ModelConfig& cfg_in, const Wei
   const HeadSet& h = w.heads();
   if (cfg.architectures.empty()) {
     if (h.mlm) cfg.architectures.push_back("ModernBertForMaskedLM");
-    if (h.classifier == HeadSet::Classifier::kSequence) cfg.architectures.push_back("ModernBertForSequenceClassification");
+    if (h.classifier == HeadSet::Classifier::kSequence)
+      cfg.architectures.push_back("ModernBertForSequenceClassification");
     if (h.classifier == HeadSet::Classifier::kToken) cfg.architectures.push_back("ModernBertForTokenClassification");
     if (!h.any()) cfg.architectures.push_back("ModernBertModel");
   }
@@ -256,7 +282,14 @@ void save_model_dir(const std::string& dir, const ModelConfig& cfg_in, const Wei
   cfg.torch_dtype = dtype == DType::kF32 ? "float32" : dtype == DType::kBF16 ? "bfloat16" : "float16";
   SafeTensorsWriter wr;
   wr.set_metadata("format", "pt");
-  for (const auto& spec : w.specs()) wr.add_f32(spec.name, spec.shape, w.param(spec.name), dtype);
+  // F32 is streamed from the weights in place (no second copy of the model in memory); F16/BF16
+  // need a converted copy.
+  for (const auto& spec : w.specs()) {
+    if (dtype == DType::kF32)
+      wr.add_f32_view(spec.name, spec.shape, w.param(spec.name));
+    else
+      wr.add_f32(spec.name, spec.shape, w.param(spec.name), dtype);
+  }
   wr.write(dir + "/model.safetensors");
   cfg.save(dir + "/config.json");
 }

@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "modernbert/error.h"
@@ -25,10 +24,9 @@ struct DTypeName {
   size_t size;
 };
 constexpr DTypeName kDTypes[] = {
-    {DType::kF64, "F64", 8},  {DType::kF32, "F32", 4},  {DType::kF16, "F16", 2},
-    {DType::kBF16, "BF16", 2}, {DType::kI64, "I64", 8},  {DType::kI32, "I32", 4},
-    {DType::kI16, "I16", 2},  {DType::kI8, "I8", 1},    {DType::kU64, "U64", 8},
-    {DType::kU32, "U32", 4},  {DType::kU16, "U16", 2},  {DType::kU8, "U8", 1},
+    {DType::kF64, "F64", 8},   {DType::kF32, "F32", 4}, {DType::kF16, "F16", 2}, {DType::kBF16, "BF16", 2},
+    {DType::kI64, "I64", 8},   {DType::kI32, "I32", 4}, {DType::kI16, "I16", 2}, {DType::kI8, "I8", 1},
+    {DType::kU64, "U64", 8},   {DType::kU32, "U32", 4}, {DType::kU16, "U16", 2}, {DType::kU8, "U8", 1},
     {DType::kBool, "BOOL", 1},
 };
 
@@ -87,7 +85,7 @@ uint16_t f32_to_f16(float f) {
   std::memcpy(&x, &f, 4);
   uint32_t sign = (x >> 16) & 0x8000u;
   uint32_t absx = x & 0x7fffffffu;
-  if (absx > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (absx > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
   if (absx < 0x38800000u) {  // result is a half subnormal (or zero): value = q * 2^-24
     if (absx < 0x33000000u) return static_cast<uint16_t>(sign);  // below 2^-25 rounds to zero
@@ -156,8 +154,7 @@ std::unique_ptr<SafeTensorsFile> SafeTensorsFile::open(const std::string& path) 
   return f;
 }
 
-std::unique_ptr<SafeTensorsFile> SafeTensorsFile::from_memory(const void* data, size_t size,
-                                                              const std::string& label) {
+std::unique_ptr<SafeTensorsFile> SafeTensorsFile::from_memory(const void* data, size_t size, const std::string& label) {
   std::unique_ptr<SafeTensorsFile> f(new SafeTensorsFile());
   f->path_ = label;
   f->base_ = static_cast<const uint8_t*>(data);
@@ -176,8 +173,7 @@ void SafeTensorsFile::parse(const std::string& label) {
   uint64_t n = load_le<uint64_t>(base_);
   if (n > kMaxHeader) fail("header length " + std::to_string(n) + " exceeds the 100 MiB limit");
   if (n > size_ - 8)
-    fail("header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size_) +
-         " bytes)");
+    fail("header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size_) + " bytes)");
   const char* hbeg = reinterpret_cast<const char*>(base_ + 8);
   nlohmann::json header;
   try {
@@ -224,8 +220,8 @@ void SafeTensorsFile::parse(const std::string& label) {
     t.end = v["data_offsets"][1].get<uint64_t>();
     if (t.end < t.begin) tfail("data_offsets end < begin");
     if (t.end > data_size)
-      tfail("data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
-            "] outside the data area of " + std::to_string(data_size) + " bytes");
+      tfail("data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] outside the data area of " +
+            std::to_string(data_size) + " bytes");
     uint64_t expect = numel * dtype_size(t.dtype);
     if (t.end - t.begin != expect)
       tfail("byte range is " + std::to_string(t.end - t.begin) + " bytes but shape x " + ds + " needs " +
@@ -250,12 +246,18 @@ void SafeTensorsFile::parse(const std::string& label) {
     bool number_float(number_float_t, const string_t&) override { return true; }
     bool string(string_t&) override { return true; }
     bool binary(binary_t&) override { return true; }
-    bool start_object(std::size_t) override { ++depth; return true; }
+    bool start_object(std::size_t) override {
+      ++depth;
+      return true;
+    }
     bool key(string_t& k) override {
       if (depth == 1 && ++seen[k] == 2 && dup.empty()) dup = k;
       return true;
     }
-    bool end_object() override { --depth; return true; }
+    bool end_object() override {
+      --depth;
+      return true;
+    }
     bool start_array(std::size_t) override { return true; }
     bool end_array() override { return true; }
     bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
@@ -267,16 +269,15 @@ void SafeTensorsFile::parse(const std::string& label) {
   // reference implementation are contiguous; gaps are tolerated, overlaps are not.)
   std::vector<const TensorInfo*> by_offset;
   for (const auto& t : tensors_) by_offset.push_back(&t);
-  std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
-  });
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](auto* a, auto* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     const auto* prev = by_offset[i - 1];
     const auto* cur = by_offset[i];
     if (cur->begin < prev->end)
-      fail("tensor '" + cur->name + "' byte range [" + std::to_string(cur->begin) + ", " +
-           std::to_string(cur->end) + ") overlaps tensor '" + prev->name + "' [" +
-           std::to_string(prev->begin) + ", " + std::to_string(prev->end) + ")");
+      fail("tensor '" + cur->name + "' byte range [" + std::to_string(cur->begin) + ", " + std::to_string(cur->end) +
+           ") overlaps tensor '" + prev->name + "' [" + std::to_string(prev->begin) + ", " + std::to_string(prev->end) +
+           ")");
   }
   // Restore file order (the order of data offsets), which is how writers lay tensors out.
   std::sort(tensors_.begin(), tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
@@ -308,19 +309,43 @@ void SafeTensorsFile::to_f32(const TensorInfo& t, float* out) const {
   const uint8_t* p = data(t);
   const int64_t n = t.numel();
   switch (t.dtype) {
-    case DType::kF32: std::memcpy(out, p, static_cast<size_t>(n) * 4); break;
-    case DType::kF64: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<double>(p + 8 * i)); break;
-    case DType::kF16: for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(load_le<uint16_t>(p + 2 * i)); break;
-    case DType::kBF16: for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load_le<uint16_t>(p + 2 * i)); break;
-    case DType::kI64: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<int64_t>(p + 8 * i)); break;
-    case DType::kI32: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<int32_t>(p + 4 * i)); break;
-    case DType::kI16: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<int16_t>(p + 2 * i)); break;
-    case DType::kI8: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int8_t>(p[i])); break;
-    case DType::kU64: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<uint64_t>(p + 8 * i)); break;
-    case DType::kU32: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<uint32_t>(p + 4 * i)); break;
-    case DType::kU16: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<uint16_t>(p + 2 * i)); break;
+    case DType::kF32:
+      std::memcpy(out, p, static_cast<size_t>(n) * 4);
+      break;
+    case DType::kF64:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<double>(p + 8 * i));
+      break;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(load_le<uint16_t>(p + 2 * i));
+      break;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load_le<uint16_t>(p + 2 * i));
+      break;
+    case DType::kI64:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<int64_t>(p + 8 * i));
+      break;
+    case DType::kI32:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<int32_t>(p + 4 * i));
+      break;
+    case DType::kI16:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<int16_t>(p + 2 * i));
+      break;
+    case DType::kI8:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<int8_t>(p[i]));
+      break;
+    case DType::kU64:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<uint64_t>(p + 8 * i));
+      break;
+    case DType::kU32:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<uint32_t>(p + 4 * i));
+      break;
+    case DType::kU16:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(load_le<uint16_t>(p + 2 * i));
+      break;
     case DType::kU8:
-    case DType::kBool: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]); break;
+    case DType::kBool:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]);
+      break;
   }
 }
 
@@ -337,22 +362,37 @@ std::vector<int64_t> SafeTensorsFile::to_i64(const std::string& name) const {
   const int64_t n = t.numel();
   std::vector<int64_t> out(static_cast<size_t>(n));
   switch (t.dtype) {
-    case DType::kI64: for (int64_t i = 0; i < n; ++i) out[i] = load_le<int64_t>(p + 8 * i); break;
-    case DType::kI32: for (int64_t i = 0; i < n; ++i) out[i] = load_le<int32_t>(p + 4 * i); break;
-    case DType::kI16: for (int64_t i = 0; i < n; ++i) out[i] = load_le<int16_t>(p + 2 * i); break;
-    case DType::kI8: for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int8_t>(p[i]); break;
-    case DType::kU32: for (int64_t i = 0; i < n; ++i) out[i] = load_le<uint32_t>(p + 4 * i); break;
-    case DType::kU16: for (int64_t i = 0; i < n; ++i) out[i] = load_le<uint16_t>(p + 2 * i); break;
+    case DType::kI64:
+      for (int64_t i = 0; i < n; ++i) out[i] = load_le<int64_t>(p + 8 * i);
+      break;
+    case DType::kI32:
+      for (int64_t i = 0; i < n; ++i) out[i] = load_le<int32_t>(p + 4 * i);
+      break;
+    case DType::kI16:
+      for (int64_t i = 0; i < n; ++i) out[i] = load_le<int16_t>(p + 2 * i);
+      break;
+    case DType::kI8:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<int8_t>(p[i]);
+      break;
+    case DType::kU32:
+      for (int64_t i = 0; i < n; ++i) out[i] = load_le<uint32_t>(p + 4 * i);
+      break;
+    case DType::kU16:
+      for (int64_t i = 0; i < n; ++i) out[i] = load_le<uint16_t>(p + 2 * i);
+      break;
     case DType::kU8:
-    case DType::kBool: for (int64_t i = 0; i < n; ++i) out[i] = p[i]; break;
-    default: throw Error(path_ + ": tensor '" + name + "' has dtype " + dtype_name(t.dtype) + ", expected an integer type");
+    case DType::kBool:
+      for (int64_t i = 0; i < n; ++i) out[i] = p[i];
+      break;
+    default:
+      throw Error(path_ + ": tensor '" + name + "' has dtype " + dtype_name(t.dtype) + ", expected an integer type");
   }
   return out;
 }
 
 // ---------------------------------------------------------------------------------------------
-void SafeTensorsWriter::add(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
-                            const void* bytes) {
+SafeTensorsWriter::Entry& SafeTensorsWriter::new_entry(const std::string& name, DType dtype,
+                                                       const std::vector<int64_t>& shape) {
   if (name == "__metadata__") throw Error("safetensors writer: '__metadata__' is not a valid tensor name");
   for (const auto& e : entries_)
     if (e.name == name) throw Error("safetensors writer: duplicate tensor name '" + name + "'");
@@ -361,8 +401,25 @@ void SafeTensorsWriter::add(const std::string& name, DType dtype, const std::vec
     if (d < 0) throw Error("safetensors writer: tensor '" + name + "' has a negative dimension");
     n *= d;
   }
-  Entry e{name, dtype, shape, std::string(static_cast<const char*>(bytes), static_cast<size_t>(n) * dtype_size(dtype))};
+  Entry e;
+  e.name = name;
+  e.dtype = dtype;
+  e.shape = shape;
+  e.size = static_cast<uint64_t>(n) * dtype_size(dtype);
   entries_.push_back(std::move(e));
+  return entries_.back();
+}
+
+void SafeTensorsWriter::add(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                            const void* bytes) {
+  Entry& e = new_entry(name, dtype, shape);
+  e.owned.assign(static_cast<const char*>(bytes), static_cast<size_t>(e.size));
+}
+
+void SafeTensorsWriter::add_view(const std::string& name, DType dtype, const std::vector<int64_t>& shape,
+                                 const void* bytes) {
+  Entry& e = new_entry(name, dtype, shape);
+  e.view = e.size ? bytes : nullptr;
 }
 
 void SafeTensorsWriter::add_f32(const std::string& name, const std::vector<int64_t>& shape, const float* data,
@@ -385,7 +442,7 @@ void SafeTensorsWriter::add_i64(const std::string& name, const std::vector<int64
   add(name, DType::kI64, shape, data);
 }
 
-std::string SafeTensorsWriter::serialize() const {
+std::string SafeTensorsWriter::header() const {
   // Keep insertion order in the header (ordered_json) so that offsets are increasing in file order.
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata_.empty()) {
@@ -395,21 +452,43 @@ std::string SafeTensorsWriter::serialize() const {
   }
   uint64_t off = 0;
   for (const auto& e : entries_) {
-    h[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
-    off += e.bytes.size();
+    h[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.size}}};
+    off += e.size;
   }
   std::string header = h.dump();
   // Pad the header with spaces so the data area starts 8-byte aligned (zero-copy F32/F64 reads).
   while ((8 + header.size()) % 8 != 0) header.push_back(' ');
   std::string out;
-  out.reserve(8 + header.size() + off);
   uint64_t n = header.size();
   out.append(reinterpret_cast<const char*>(&n), 8);
   out += header;
-  for (const auto& e : entries_) out += e.bytes;
   return out;
 }
 
-void SafeTensorsWriter::write(const std::string& path) const { write_file_atomic(path, serialize()); }
+uint64_t SafeTensorsWriter::file_size() const {
+  uint64_t n = header().size();
+  for (const auto& e : entries_) n += e.size;
+  return n;
+}
+
+void SafeTensorsWriter::write_to(const std::function<void(const void*, size_t)>& sink) const {
+  const std::string h = header();
+  sink(h.data(), h.size());
+  for (const auto& e : entries_)
+    if (e.size) sink(e.data(), static_cast<size_t>(e.size));
+}
+
+std::string SafeTensorsWriter::serialize() const {
+  std::string out;
+  out.reserve(static_cast<size_t>(file_size()));
+  write_to([&](const void* p, size_t n) { out.append(static_cast<const char*>(p), n); });
+  return out;
+}
+
+void SafeTensorsWriter::write(const std::string& path) const {
+  AtomicOutputFile f(path);
+  write_to([&](const void* p, size_t n) { f.write(p, n); });
+  f.commit();
+}
 
 }  // namespace modernbert

@@ -21,8 +21,7 @@ namespace modernbert {
 
 namespace k = kernels;
 
-namespace {
-}  // namespace
+namespace {}  // namespace
 
 void Encoder::head_transform(const float* x, int64_t R, float* z) const {
   if (!w_.head_dense_w || !w_.head_norm_w) throw Error("head: weights have no head.dense / head.norm");
@@ -76,7 +75,8 @@ std::vector<float> Encoder::pool(const Batch& batch, const float* hidden, std::o
       acc.assign(static_cast<size_t>(H), 0.0);
       for (int64_t t = s; t < e; ++t)
         for (int64_t c = 0; c < H; ++c) acc[static_cast<size_t>(c)] += hidden[t * H + c];
-      for (int64_t c = 0; c < H; ++c) dst[c] = static_cast<float>(acc[static_cast<size_t>(c)] / static_cast<double>(e - s));
+      for (int64_t c = 0; c < H; ++c)
+        dst[c] = static_cast<float>(acc[static_cast<size_t>(c)] / static_cast<double>(e - s));
     }
   });
   return out;
@@ -84,6 +84,7 @@ std::vector<float> Encoder::pool(const Batch& batch, const float* hidden, std::o
 
 std::vector<float> Encoder::classify(const Batch& batch, const float* hidden, std::optional<Pooling> pooling) const {
   if (!w_.classifier_w) throw Error("classify: weights have no classifier");
+  if (num_labels_ <= 0) throw Error("classify: the classifier has no labels (classifier.weight has 0 rows)");
   const int64_t H = cfg_.hidden_size, B = batch.num_seqs();
   std::vector<float> z = pool(batch, hidden, pooling);
   head_transform(z.data(), B, z.data());
@@ -94,6 +95,7 @@ std::vector<float> Encoder::classify(const Batch& batch, const float* hidden, st
 
 std::vector<float> Encoder::classify_tokens(const float* hidden, int64_t T) const {
   if (!w_.classifier_w) throw Error("classify_tokens: weights have no classifier");
+  if (num_labels_ <= 0) throw Error("classify_tokens: the classifier has no labels (classifier.weight has 0 rows)");
   const int64_t H = cfg_.hidden_size;
   std::vector<float> z(static_cast<size_t>(T * H));
   head_transform(hidden, T, z.data());

@@ -94,6 +94,11 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const HeadSet& head
 
 Weights::Weights(const ModelConfig& cfg, const HeadSet& heads, bool allocate)
     : cfg_(cfg), heads_(heads), specs_(parameter_specs(cfg, heads)) {
+  // Every path that builds weights (load, init, fine-tuning) ends here: a classifier head must
+  // have at least one label, or its logits would be empty and readers of them out of bounds.
+  if (heads.classifier != HeadSet::Classifier::kNone && heads.num_labels <= 0)
+    throw Error("classifier head with " + std::to_string(heads.num_labels) +
+                " labels: tensor 'classifier.weight' needs at least one row");
   for (const auto& s : specs_) {
     offsets_.push_back(total_);
     total_ += static_cast<size_t>(s.numel());

@@ -48,8 +48,8 @@ std::vector<float> Bm25Index::scores(const std::string& query) const {
 
 json run_bm25_baseline(const RetrievalBaselineOptions& o) {
   if (o.corpus.empty() || o.queries.empty()) throw Error("baseline --task retrieval needs --corpus and --queries (or --data DIR)");
-  auto corpus = read_corpus(o.corpus);
-  auto queries = read_queries(o.queries);
+  auto corpus = read_corpus(o.corpus, o.lossy_utf8);
+  auto queries = read_queries(o.queries, o.lossy_utf8);
   const std::string scope = o.scope.empty() ? (o.split.empty() ? "full" : "closed") : o.scope;
   auto scopes = make_scopes(corpus, scope, o.split);
   json sj = json::object();

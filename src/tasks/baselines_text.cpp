@@ -404,7 +404,7 @@ json run_classification_baselines(const ClassificationBaselineOptions& o) {
   auto load = [&](const std::string& path, bool is_train) {
     LabelledSet s;
     s.path = path;
-    s.examples = read_examples(path, o.text_field, "");
+    s.examples = read_examples(path, o.text_field, "", o.lossy_utf8);
     if (is_train) {
       for (const auto& e : s.examples)
         if (e.record.contains(o.label_field) && e.record[o.label_field].is_string()) string_labels = true;

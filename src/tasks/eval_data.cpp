@@ -27,7 +27,7 @@ double finite_or_null(double v) { return v; }
 }  // namespace
 
 std::vector<Example> read_examples(const std::string& path, const std::string& text_field,
-                                   const std::string& pair_field) {
+                                   const std::string& pair_field, bool lossy_utf8) {
   std::vector<Example> out;
   for_each_jsonl(path, [&](size_t line, json& j) {
     const std::string where = path + ":" + std::to_string(line);
@@ -40,11 +40,11 @@ std::vector<Example> read_examples(const std::string& path, const std::string& t
     }
     e.record = std::move(j);
     out.push_back(std::move(e));
-  });
+  }, lossy_utf8);
   return out;
 }
 
-std::vector<RetrievalDoc> read_corpus(const std::string& path) {
+std::vector<RetrievalDoc> read_corpus(const std::string& path, bool lossy_utf8) {
   std::vector<RetrievalDoc> out;
   std::set<std::string> seen;
   for_each_jsonl(path, [&](size_t line, json& j) {
@@ -55,11 +55,11 @@ std::vector<RetrievalDoc> read_corpus(const std::string& path) {
     if (j.contains("split") && j["split"].is_string()) d.split = j["split"].get<std::string>();
     if (!seen.insert(d.id).second) throw Error(where + ": duplicate document id '" + d.id + "'");
     out.push_back(std::move(d));
-  });
+  }, lossy_utf8);
   return out;
 }
 
-std::vector<RetrievalQuery> read_queries(const std::string& path) {
+std::vector<RetrievalQuery> read_queries(const std::string& path, bool lossy_utf8) {
   std::vector<RetrievalQuery> out;
   std::set<std::string> seen;
   for_each_jsonl(path, [&](size_t line, json& j) {
@@ -75,7 +75,7 @@ std::vector<RetrievalQuery> read_queries(const std::string& path) {
     }
     if (!seen.insert(q.qid).second) throw Error(where + ": duplicate query id '" + q.qid + "'");
     out.push_back(std::move(q));
-  });
+  }, lossy_utf8);
   return out;
 }
 

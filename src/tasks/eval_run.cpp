@@ -11,6 +11,7 @@
 
 #include "modernbert/error.h"
 #include "modernbert/eval.h"
+#include "modernbert/safetensors.h"  // AtomicOutputFile
 #include "modernbert/tasks.h"
 
 namespace modernbert {
@@ -57,11 +58,28 @@ std::vector<std::vector<int32_t>> tokenize_inputs(const EvalModel& m, const std:
       if (encodings) (*encodings)[idx[k]] = std::move(encs[k]);
     }
   };
+  // encode_batch names the failing text "text K: ..." (K an index into the batch): name its file:line.
+  auto rethrow = [&](const Error& e, const std::vector<size_t>& idx) {
+    const std::string msg = e.what();
+    const size_t colon = msg.find(": ");
+    if (msg.rfind("text ", 0) == 0 && colon != std::string::npos) {
+      const std::string k = msg.substr(5, colon - 5);
+      if (!k.empty() && k.find_first_not_of("0123456789") == std::string::npos) {
+        const size_t i = std::stoul(k);
+        if (i < idx.size()) throw Error(in[idx[i]].where + ": " + msg.substr(colon + 2));
+      }
+    }
+    throw Error(std::string("tokenizing: ") + msg);
+  };
   try {
     if (!singles.empty()) take(m.tokenizer->encode_batch(singles, opts), si);
+  } catch (const Error& e) {
+    rethrow(e, si);
+  }
+  try {
     if (!pairs.empty()) take(m.tokenizer->encode_batch_pairs(pairs, opts), pi);
   } catch (const Error& e) {
-    throw Error(std::string("tokenizing: ") + e.what());
+    rethrow(e, pi);
   }
   for (size_t i = 0; i < in.size(); ++i) {
     if (out[i].empty()) throw Error(in[i].where + ": no tokens");
@@ -123,10 +141,9 @@ void check_problem_type(const EvalModel& m, ProblemType want, const std::string&
 
 void write_predictions(const std::string& path, const std::vector<json>& rows) {
   if (path.empty()) return;
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error(path + ": cannot write predictions");
-  for (const auto& r : rows) out << r.dump() << "\n";
-  if (!out) throw Error(path + ": write error");
+  AtomicOutputFile out(path);  // appears whole or not at all
+  for (const auto& r : rows) out.write(r.dump() + "\n");
+  out.commit();
 }
 
 json base_report(const EvalModel& m, const EvalOptions& o) {
@@ -144,7 +161,7 @@ json eval_classification(const EvalModel& m, const EvalOptions& o) {
   if (K < 2) throw Error(m.model->dir + ": a classification head needs at least 2 labels, this one has " + std::to_string(K) +
                          " (use --task regression)");
   const LabelSpace ls = label_space(m.model->config, K);
-  auto ex = read_examples(o.data, o.text_field, o.pair_field);
+  auto ex = read_examples(o.data, o.text_field, o.pair_field, o.lossy_utf8);
   std::vector<int64_t> gold;
   for (const auto& e : ex) {
     const std::string w = where_of(o, e);
@@ -212,7 +229,7 @@ json eval_multilabel(const EvalModel& m, const EvalOptions& o) {
   check_problem_type(m, ProblemType::kMultiLabel, o.task);
   const int64_t L = m.encoder->num_labels();
   const LabelSpace ls = label_space(m.model->config, L);
-  auto ex = read_examples(o.data, o.text_field, o.pair_field);
+  auto ex = read_examples(o.data, o.text_field, o.pair_field, o.lossy_utf8);
   std::vector<uint8_t> gold(ex.size() * static_cast<size_t>(L), 0), pred(gold.size(), 0);
   for (size_t i = 0; i < ex.size(); ++i) {
     const std::string w = where_of(o, ex[i]);
@@ -257,7 +274,7 @@ json eval_regression(const EvalModel& m, const EvalOptions& o) {
   require_head(m, HeadSet::Classifier::kSequence, o.task);
   check_problem_type(m, ProblemType::kRegression, o.task);
   const int64_t L = m.encoder->num_labels();
-  auto ex = read_examples(o.data, o.text_field, o.pair_field);
+  auto ex = read_examples(o.data, o.text_field, o.pair_field, o.lossy_utf8);
   std::vector<std::vector<double>> gold(static_cast<size_t>(L)), pred(static_cast<size_t>(L));
   for (const auto& e : ex) {
     const std::string w = where_of(o, e);
@@ -426,8 +443,8 @@ json eval_token_classification(const EvalModel& m, const EvalOptions& o) {
 
 json eval_retrieval(const EvalModel& m, const EvalOptions& o, bool colbert) {
   if (o.corpus.empty() || o.queries.empty()) throw Error("--task " + o.task + " needs --corpus and --queries (or --data DIR)");
-  auto corpus = read_corpus(o.corpus);
-  auto queries = read_queries(o.queries);
+  auto corpus = read_corpus(o.corpus, o.lossy_utf8);
+  auto queries = read_queries(o.queries, o.lossy_utf8);
   const std::string scope = o.scope.empty() ? (o.split.empty() ? "full" : "closed") : o.scope;
   auto scopes = make_scopes(corpus, scope, o.split);
   // Embed only the documents some scope searches.

@@ -89,7 +89,7 @@ std::vector<std::vector<int32_t>> tokenize(const Tokenizer& tok, const std::vect
 
 // {"tokens": [words], "<field>": [tags]} -> an Example with the words joined by spaces; the tags and
 // word spans go into the record ("__tags", "__spans").
-std::vector<Example> read_token_examples(const std::string& path, const std::string& field) {
+std::vector<Example> read_token_examples(const std::string& path, const std::string& field, bool lossy_utf8) {
   std::vector<Example> out;
   for_each_jsonl(path, [&](size_t lineno, json& j) {
     const std::string w = path + ":" + std::to_string(lineno);
@@ -111,7 +111,7 @@ std::vector<Example> read_token_examples(const std::string& path, const std::str
     }
     e.record = json{{field, j[field]}, {"__spans", spans}};
     out.push_back(std::move(e));
-  });  // an empty file is an error there
+  }, lossy_utf8);  // an empty file is an error there
   return out;
 }
 
@@ -154,10 +154,10 @@ FinetuneResult finetune(const FinetuneOptions& o) {
                                                : TaskType::kMultiLabel;
 
   // ---- data ----
-  const auto train = tokens ? read_token_examples(o.train, label_field)
-                            : read_examples(o.train, o.text_field, o.pair_field);  // empty -> error
+  const auto train = tokens ? read_token_examples(o.train, label_field, o.lossy_utf8)
+                            : read_examples(o.train, o.text_field, o.pair_field, o.lossy_utf8);  // empty -> error
   if (train.empty()) throw Error(o.train + ": no training examples");
-  const auto dev = tokens ? read_token_examples(o.dev, label_field) : read_examples(o.dev, o.text_field, o.pair_field);
+  const auto dev = tokens ? read_token_examples(o.dev, label_field, o.lossy_utf8) : read_examples(o.dev, o.text_field, o.pair_field, o.lossy_utf8);
   auto where = [](const std::string& f, const Example& e) { return f + ":" + std::to_string(e.line); };
 
   // ---- label space from the training data ----

@@ -44,7 +44,7 @@ using finetune_util::splitmix64;
 // pair texts become corpus documents (deduplicated by text, id "text:N").
 std::vector<RetrievalQuery> read_training_queries(const std::string& path, std::vector<RetrievalDoc>& corpus,
                                                   std::unordered_map<std::string, int64_t>& doc_index,
-                                                  bool has_corpus_file) {
+                                                  bool has_corpus_file, bool lossy_utf8) {
   std::unordered_map<std::string, int64_t> by_text;
   for (size_t i = 0; i < corpus.size(); ++i) by_text.emplace(corpus[i].text, static_cast<int64_t>(i));
   std::vector<RetrievalQuery> out;
@@ -92,7 +92,7 @@ std::vector<RetrievalQuery> read_training_queries(const std::string& path, std::
     }
     if (q.positive_ids.empty()) throw Error(w + ": query '" + q.qid + "' has no positive document");
     out.push_back(std::move(q));
-  });  // an empty file is an error there
+  }, lossy_utf8);  // an empty file is an error there
   return out;
 }
 
@@ -171,11 +171,11 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
 
   // ---- data ----
   std::vector<RetrievalDoc> corpus;
-  if (!o.corpus.empty()) corpus = read_corpus(o.corpus);
+  if (!o.corpus.empty()) corpus = read_corpus(o.corpus, o.lossy_utf8);
   std::unordered_map<std::string, int64_t> doc_index;
   for (size_t i = 0; i < corpus.size(); ++i) doc_index[corpus[i].id] = static_cast<int64_t>(i);
-  const auto train = read_training_queries(o.train, corpus, doc_index, !o.corpus.empty());
-  const auto dev = read_training_queries(o.dev, corpus, doc_index, !o.corpus.empty());
+  const auto train = read_training_queries(o.train, corpus, doc_index, !o.corpus.empty(), o.lossy_utf8);
+  const auto dev = read_training_queries(o.dev, corpus, doc_index, !o.corpus.empty(), o.lossy_utf8);
   // Training positives as corpus rows; a positive id that is not in the corpus is an error here
   // (a silent drop would train on fewer pairs than the user thinks).
   std::vector<std::vector<int64_t>> train_pos(train.size());
