@@ -42,11 +42,21 @@ std::string write_docs(const std::string& path, int docs, uint64_t seed) {
 // The test run's flags; `extra` adds flags and `over` replaces defaults (e.g. {"seed", "6"}).
 std::string pretrain_cmd(const std::string& data, const std::string& out, const std::string& extra,
                          const std::map<std::string, std::string>& over = {}) {
-  std::map<std::string, std::string> f = {
-      {"model-config", "tiny"}, {"seq-len", "64"}, {"micro-batch-size", "2"}, {"global-batch-size", "4"},
-      {"batch-warmup-tokens", "300"}, {"warmup-tokens", "200"}, {"lr", "3e-3"}, {"weight-decay", "0.01"},
-      {"save-every", "3"}, {"keep-last", "2"}, {"eval-every", "4"}, {"eval-documents", "10"}, {"seed", "5"},
-      {"mask-token-id", "4"}, {"threads", "2"}};
+  std::map<std::string, std::string> f = {{"model-config", "tiny"},
+                                          {"seq-len", "64"},
+                                          {"micro-batch-size", "2"},
+                                          {"global-batch-size", "4"},
+                                          {"batch-warmup-tokens", "300"},
+                                          {"warmup-tokens", "200"},
+                                          {"lr", "3e-3"},
+                                          {"weight-decay", "0.01"},
+                                          {"save-every", "3"},
+                                          {"keep-last", "2"},
+                                          {"eval-every", "4"},
+                                          {"eval-documents", "10"},
+                                          {"seed", "5"},
+                                          {"mask-token-id", "4"},
+                                          {"threads", "2"}};
   for (const auto& [k, v] : over) f[k] = v;
   std::string cmd = mbtest::cli() + " pretrain --data " + data + " --output-dir " + out;
   for (const auto& [k, v] : f) cmd += " --" + k + " " + v;
@@ -123,16 +133,51 @@ void set_i64(std::string& bytes, size_t k, int64_t v) { std::memcpy(bytes.data()
 
 TEST_F(PretrainTrust, DamagedTrainerStateIsRefusedNamingTheFieldAndChangesNothing) {
   const std::vector<Corruption> cases = {
-      {"m_longer", "optimizer.m", {}, [](TensorInfo& t, std::string& b) { if (t.name == "optimizer.m") resize_1d(t, b, 1, 4); }},
-      {"v_shorter", "optimizer.v", {}, [](TensorInfo& t, std::string& b) { if (t.name == "optimizer.v") resize_1d(t, b, -7, 4); }},
-      {"m_dtype", "optimizer.m", {}, [](TensorInfo& t, std::string& b) {
-         if (t.name == "optimizer.m") { t.dtype = DType::kI32; }
+      {"m_longer",
+       "optimizer.m",
+       {},
+       [](TensorInfo& t, std::string& b) {
+         if (t.name == "optimizer.m") resize_1d(t, b, 1, 4);
+       }},
+      {"v_shorter",
+       "optimizer.v",
+       {},
+       [](TensorInfo& t, std::string& b) {
+         if (t.name == "optimizer.v") resize_1d(t, b, -7, 4);
+       }},
+      {"m_dtype",
+       "optimizer.m",
+       {},
+       [](TensorInfo& t, std::string& b) {
+         if (t.name == "optimizer.m") {
+           t.dtype = DType::kI32;
+         }
          (void)b;
        }},
-      {"len_huge", "packer.lengths[0]", {}, [](TensorInfo& t, std::string& b) { if (t.name == "packer.lengths") set_i64(b, 0, 50000000); }},
-      {"len_negative", "packer.lengths[0]", {}, [](TensorInfo& t, std::string& b) { if (t.name == "packer.lengths") set_i64(b, 0, -3); }},
-      {"len_sum", "packer.lengths", {}, [](TensorInfo& t, std::string& b) { if (t.name == "packer.ids") resize_1d(t, b, -1, 8); }},
-      {"id_range", "packer.ids[0]", {}, [](TensorInfo& t, std::string& b) { if (t.name == "packer.ids") set_i64(b, 0, 99999999); }},
+      {"len_huge",
+       "packer.lengths[0]",
+       {},
+       [](TensorInfo& t, std::string& b) {
+         if (t.name == "packer.lengths") set_i64(b, 0, 50000000);
+       }},
+      {"len_negative",
+       "packer.lengths[0]",
+       {},
+       [](TensorInfo& t, std::string& b) {
+         if (t.name == "packer.lengths") set_i64(b, 0, -3);
+       }},
+      {"len_sum",
+       "packer.lengths",
+       {},
+       [](TensorInfo& t, std::string& b) {
+         if (t.name == "packer.ids") resize_1d(t, b, -1, 8);
+       }},
+      {"id_range",
+       "packer.ids[0]",
+       {},
+       [](TensorInfo& t, std::string& b) {
+         if (t.name == "packer.ids") set_i64(b, 0, 99999999);
+       }},
       {"cursor_negative", "cursor", [](nlohmann::json& s) { s["cursor"] = -5; }, {}},
       {"cursor_past_end", "cursor", [](nlohmann::json& s) { s["cursor"] = 1000000; }, {}},
       {"epoch_negative", "epoch", [](nlohmann::json& s) { s["epoch"] = -1; }, {}},
@@ -149,7 +194,8 @@ TEST_F(PretrainTrust, DamagedTrainerStateIsRefusedNamingTheFieldAndChangesNothin
     SCOPED_TRACE(c.name);
     const std::string d = copy_run(std::string("corrupt_") + c.name);
     const std::string state = d + "/checkpoint-00000003/trainer_state.safetensors";
-    rewrite_state(state, c.state ? c.state : [](nlohmann::json&) {}, c.tensor);
+    rewrite_state(
+        state, c.state ? c.state : [](nlohmann::json&) {}, c.tensor);
     const std::string before_state = slurp(state), before_metrics = slurp(d + "/metrics.jsonl");
     auto r = mbtest::run_command(pretrain_cmd(data_, d, "--max-steps 5 --resume"));
     EXPECT_EQ(r.status, 1) << r.output;
@@ -290,6 +336,14 @@ TEST_F(PretrainTrust, KillAtAnyPointOfCheckpointSavingResumesBitExactly) {
     ASSERT_NE(k.status, 0) << k.output;
     EXPECT_NE(k.output.find("test kill point " + point.substr(0, point.find('@'))), std::string::npos) << k.output;
     EXPECT_FALSE(fs::exists(d + "/checkpoint-00000008"));
+    if (point == "mid_state_write@6") {  // the kill landed inside the write: a partial temp file is left
+      bool partial = false;
+      for (const auto& e : fs::directory_iterator(d + "/.tmp-checkpoint-00000006"))
+        if (e.path().filename().string().rfind("trainer_state.safetensors.tmp", 0) == 0)
+          partial = fs::file_size(e.path()) > 0 &&
+                    fs::file_size(e.path()) < fs::file_size(ref + "/checkpoint-00000006/trainer_state.safetensors");
+      EXPECT_TRUE(partial);
+    }
     // Only after_rename has left a complete step-6 checkpoint.
     EXPECT_EQ(fs::exists(d + "/checkpoint-00000006/trainer_state.safetensors"), point == "after_rename@6");
     auto res = mbtest::run_command(pretrain_cmd(data_, d, "--max-steps 8 --resume"));
@@ -300,4 +354,28 @@ TEST_F(PretrainTrust, KillAtAnyPointOfCheckpointSavingResumesBitExactly) {
           << f << " differs after the resume";
     EXPECT_EQ(last_loss_per_step(d + "/metrics.jsonl"), ref_losses);
   }
+}
+
+// Data errors name FILE:LINE (ids that would wrap, invalid UTF-8), and --lossy-utf8 reads the text.
+TEST_F(PretrainTrust, DataErrorsNameFileAndLineAndLossyUtf8ReadsText) {
+  const std::string ids = *dir_ / "ids_bad.jsonl";
+  std::ofstream(ids) << "{\"input_ids\": [1, 5, 2]}\n{\"input_ids\": [1, 5, 2]}\n{\"input_ids\": [1, 4294967807, 2]}\n";
+  auto r = mbtest::run_command(pretrain_cmd(ids, *dir_ / "ids_out", "--max-steps 1"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find(ids + ":3: field input_ids[1]: id 4294967807"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(*dir_ / "ids_out/metrics.jsonl"));
+
+  const std::string tokjson = std::string(MB_SOURCE_DIR) + "/tests/data/tokenizer/trained_small/tokenizer.json";
+  const std::string txt = *dir_ / "bad_utf8.txt";
+  {
+    std::ofstream out(txt, std::ios::binary);
+    for (int i = 0; i < 40; ++i)
+      out << (i == 2 ? std::string("caf\xC3 au lait \xFF") : "the quick brown fox number " + std::to_string(i)) << "\n";
+  }
+  r = mbtest::run_command(pretrain_cmd(txt, *dir_ / "utf8_out", "--max-steps 1 --tokenizer " + tokjson));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find(txt + ":3: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--lossy-utf8"), std::string::npos) << r.output;
+  r = mbtest::run_command(pretrain_cmd(txt, *dir_ / "utf8_out", "--max-steps 1 --lossy-utf8 --tokenizer " + tokjson));
+  EXPECT_EQ(r.status, 0) << r.output;
 }

@@ -140,6 +140,7 @@ class AtomicOutputFile {
   AtomicOutputFile& operator=(const AtomicOutputFile&) = delete;
   void write(const void* data, size_t n);  // throws naming the path (disk full, ...)
   void write(const std::string& s) { write(s.data(), s.size()); }
+  void flush() { flush_buffer(); }  // hands gathered bytes to the kernel (no fsync, no rename)
   void commit();
   const std::string& path() const { return path_; }
   const std::string& temp_path() const { return tmp_; }

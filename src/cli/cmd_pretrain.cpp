@@ -67,6 +67,7 @@ int run_pretrain(int argc, char** argv) {
   a.option("eval-every", "N", "held-out MLM loss/accuracy every N steps (0 = off)");
   a.option("log-every", "N", "plain log line every N steps (non-TTY)");
   a.option("kill-at-step", "N", "testing aid: SIGKILL the process in the middle of step N");
+  a.flag("lossy-utf8", "replace invalid UTF-8 in text data with U+FFFD instead of failing");
   a.flag("resume", "continue from the latest checkpoint in --output-dir (same settings, checked)");
   a.flag("overwrite", "replace the run already in --output-dir (its checkpoints and metrics are deleted)");
   a.flag("ignore-run-mismatch", "with --resume: continue although data, seed, model or schedule differ from the run");
@@ -118,6 +119,7 @@ int run_pretrain(int argc, char** argv) {
   integer("log-every", "log_every");
   integer("kill-at-step", "kill_at_step");
   if (a.has("resume")) j["resume"] = true;
+  if (a.has("lossy-utf8")) j["lossy_utf8"] = true;
   if (a.has("optimizer")) j["optimizer"]["type"] = a.get("optimizer");
   if (a.has("lr")) j["optimizer"]["lr"] = a.get_double("lr");
   if (a.has("weight-decay")) j["optimizer"]["weight_decay"] = a.get_double("weight-decay");

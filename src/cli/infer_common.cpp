@@ -75,20 +75,12 @@ std::vector<InputRecord> read_inputs_from(const std::string& path, int64_t vocab
 }
 
 void rethrow_tokenizer_error(const std::exception& e, const std::function<std::string(size_t)>& where_of) {
-  // Tokenizer::encode_batch reports the failing text as "text K: <message>".
-  std::string msg = e.what();
+  // Tokenizer::encode_batch reports the failing text's index in the batch (BatchItemError).
+  const auto* item = dynamic_cast<const BatchItemError*>(&e);
+  std::string msg = item ? item->detail() : std::string(e.what());
   // The library's hint names its option; on the command line it is a flag.
   if (const size_t h = msg.find("use lossy mode"); h != std::string::npos) msg.replace(h, 14, "use --lossy-utf8");
-  const size_t colon = msg.find(": ");
-  if (msg.rfind("text ", 0) == 0 && colon != std::string::npos) {
-    try {
-      size_t used = 0;
-      const unsigned long k = std::stoul(msg.substr(5, colon - 5), &used);
-      if (used == colon - 5) throw Error(where_of(k) + ": " + msg.substr(colon + 2));
-    } catch (const std::logic_error&) {
-      // not an index: fall through and keep the message whole
-    }
-  }
+  if (item) throw Error(where_of(item->index()) + ": " + msg);
   throw Error(std::string("tokenizing input: ") + msg);
 }
 

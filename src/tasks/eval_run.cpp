@@ -58,18 +58,11 @@ std::vector<std::vector<int32_t>> tokenize_inputs(const EvalModel& m, const std:
       if (encodings) (*encodings)[idx[k]] = std::move(encs[k]);
     }
   };
-  // encode_batch names the failing text "text K: ..." (K an index into the batch): name its file:line.
+  // encode_batch reports the failing text's index in the batch: name its file:line instead.
   auto rethrow = [&](const Error& e, const std::vector<size_t>& idx) {
-    const std::string msg = e.what();
-    const size_t colon = msg.find(": ");
-    if (msg.rfind("text ", 0) == 0 && colon != std::string::npos) {
-      const std::string k = msg.substr(5, colon - 5);
-      if (!k.empty() && k.find_first_not_of("0123456789") == std::string::npos) {
-        const size_t i = std::stoul(k);
-        if (i < idx.size()) throw Error(in[idx[i]].where + ": " + msg.substr(colon + 2));
-      }
-    }
-    throw Error(std::string("tokenizing: ") + msg);
+    if (const auto* item = dynamic_cast<const BatchItemError*>(&e); item && item->index() < idx.size())
+      throw Error(in[idx[item->index()]].where + ": " + item->detail());
+    throw Error(std::string("tokenizing: ") + e.what());
   };
   try {
     if (!singles.empty()) take(m.tokenizer->encode_batch(singles, opts), si);

@@ -801,7 +801,7 @@ void parallel_for(std::size_t n, unsigned num_threads, Fn fn) {
     try {
       std::rethrow_exception(err);
     } catch (const std::exception& e) {
-      throw Error("text " + std::to_string(best) + ": " + e.what());
+      throw BatchItemError(best, e.what());
     }
   }
 }

@@ -26,7 +26,9 @@
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"
+#include "modernbert/token_ids.h"
 #include "modernbert/tokenizer.h"
+#include "tokenizer/unicode.h"
 #include "modernbert/trainer.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/thread_pool.h"
@@ -71,7 +73,8 @@ PretrainConfig PretrainConfig::from_json(const nlohmann::json& j, const std::str
       "eval_documents", "tokenizer", "long_documents", "seq_len", "micro_batch_size", "global_batch_size",
       "batch_warmup_tokens", "packing_buffer", "mlm_probability", "eval_mlm_probability", "mask_token_id",
       "optimizer", "schedule", "max_tokens", "max_steps", "grad_clip", "attention_output_dropout", "spike_factor", "spike_warmup_steps", "seed",
-      "output_dir", "save_every", "keep_last", "eval_every", "eval_rows", "log_every", "resume", "kill_at_step"};
+      "output_dir", "save_every", "keep_last", "eval_every", "eval_rows", "log_every", "resume", "kill_at_step",
+      "lossy_utf8"};
   if (!j.is_object()) throw Error(src + ": the training config must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
@@ -139,6 +142,7 @@ PretrainConfig PretrainConfig::from_json(const nlohmann::json& j, const std::str
   get_to(j, "log_every", c.log_every, src);
   get_to(j, "resume", c.resume, src);
   get_to(j, "kill_at_step", c.kill_at_step, src);
+  get_to(j, "lossy_utf8", c.lossy_utf8, src);
   auto positive = [&](int64_t v, const char* f) {
     if (v <= 0) throw Error(src + ": field " + std::string(f) + " must be positive");
   };
@@ -196,6 +200,7 @@ nlohmann::json PretrainConfig::to_json() const {
   j["eval_every"] = eval_every;
   j["eval_rows"] = eval_rows;
   j["log_every"] = log_every;
+  j["lossy_utf8"] = lossy_utf8;
   return j;
 }
 
@@ -208,11 +213,11 @@ bool ends_with(const std::string& s, const std::string& suf) {
 }
 
 // Reads documents: JSONL lines with `input_ids` (used as given) or `text` (tokenized with
-// [CLS] … [SEP]), or plain text with one document per non-empty line.
+// [CLS] … [SEP]), or plain text with one document per non-empty line. Errors name FILE:LINE.
 std::vector<std::vector<int32_t>> load_documents(const std::vector<std::string>& files, const Tokenizer* tok,
-                                                 int64_t seq_len, bool split) {
+                                                 int64_t seq_len, bool split, bool lossy_utf8) {
   std::vector<std::vector<int32_t>> docs;
-  std::vector<std::string> texts;
+  std::vector<std::string> texts, text_where;
   auto add_ids = [&](std::vector<int32_t> ids) {
     if (ids.empty()) return;
     if (!split) {
@@ -226,9 +231,21 @@ std::vector<std::vector<int32_t>> load_documents(const std::vector<std::string>&
   };
   auto flush_texts = [&] {
     if (texts.empty()) return;
-    if (!tok) throw Error("data: text documents need a tokenizer (field tokenizer)");
-    for (auto& e : tok->encode_batch(texts)) add_ids(std::move(e.ids));
+    if (!tok) throw Error(text_where.front() + ": text documents need a tokenizer (field tokenizer)");
+    EncodeOptions eo;
+    eo.lossy_utf8 = lossy_utf8;
+    std::vector<Encoding> enc;
+    try {
+      enc = tok->encode_batch(texts, eo);
+    } catch (const BatchItemError& e) {
+      if (e.index() >= text_where.size()) throw;
+      std::string msg = e.detail();
+      if (const size_t h = msg.find("use lossy mode"); h != std::string::npos) msg.replace(h, 14, "use --lossy-utf8");
+      throw Error(text_where[e.index()] + ": " + msg);
+    }
+    for (auto& e : enc) add_ids(std::move(e.ids));
     texts.clear();
+    text_where.clear();
   };
   for (const auto& f : files) {
     std::ifstream in(f);
@@ -239,28 +256,28 @@ std::vector<std::vector<int32_t>> load_documents(const std::vector<std::string>&
     while (std::getline(in, line)) {
       ++ln;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = f + ":" + std::to_string(ln);
       if (!jsonl) {
         texts.push_back(line);
+        text_where.push_back(where);
         continue;
       }
-      const std::string where = f + ":" + std::to_string(ln);
+      // A JSON parser cannot carry invalid UTF-8: with --lossy-utf8 the line is repaired first.
+      if (lossy_utf8) line = modernbert::tok::utf8_lossy(line, nullptr);
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(line);
       } catch (const std::exception& e) {
         throw Error(where + ": invalid JSON: " + e.what());
       }
+      if (!j.is_object()) throw Error(where + ": needs a JSON object with input_ids or text");
       if (j.contains("input_ids")) {
         flush_texts();  // keep document order
-        std::vector<int32_t> ids;
-        if (!j["input_ids"].is_array()) throw Error(where + ": field input_ids must be a list of ints");
-        for (const auto& x : j["input_ids"]) {
-          if (!x.is_number_integer()) throw Error(where + ": field input_ids must hold ints");
-          ids.push_back(x.get<int32_t>());
-        }
-        add_ids(std::move(ids));
+        // Range against the vocabulary is checked once the model is known; here: integers, no wrap.
+        add_ids(parse_token_ids(j["input_ids"], 0, where + ": field input_ids", /*allow_empty=*/true));
       } else if (j.contains("text") && j["text"].is_string()) {
         texts.push_back(j["text"].get<std::string>());
+        text_where.push_back(where);
       } else {
         throw Error(where + ": needs field input_ids (list of ints) or text (string)");
       }
@@ -365,10 +382,10 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   std::optional<Tokenizer> tok;
   if (!pc.tokenizer.empty()) tok = Tokenizer::from_file(pc.tokenizer);
   const bool split = pc.long_documents == "split";
-  auto docs = load_documents(pc.data, tok ? &*tok : nullptr, pc.seq_len, split);
+  auto docs = load_documents(pc.data, tok ? &*tok : nullptr, pc.seq_len, split, pc.lossy_utf8);
   std::vector<std::vector<int32_t>> eval_docs;
   if (!pc.eval_data.empty()) {
-    eval_docs = load_documents(pc.eval_data, tok ? &*tok : nullptr, pc.seq_len, split);
+    eval_docs = load_documents(pc.eval_data, tok ? &*tok : nullptr, pc.seq_len, split, pc.lossy_utf8);
   } else if (pc.eval_documents > 0) {
     const size_t n = std::min(docs.size() / 2, static_cast<size_t>(pc.eval_documents));
     eval_docs.assign(docs.begin(), docs.begin() + static_cast<long>(n));

@@ -34,7 +34,8 @@ std::string hexd(double x) {
 // Flattens a JSON value into "a.b[2].c" -> leaf, so two identities can be compared leaf by leaf.
 void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, nlohmann::json>& out) {
   if (j.is_object() && !j.empty()) {
-    for (auto it = j.begin(); it != j.end(); ++it) flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+    for (auto it = j.begin(); it != j.end(); ++it)
+      flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
   } else if (j.is_array() && !j.empty()) {
     for (size_t i = 0; i < j.size(); ++i) flatten(j[i], prefix + "[" + std::to_string(i) + "]", out);
   } else {
@@ -88,11 +89,13 @@ nlohmann::json run_identity(const PretrainConfig& pc, const ModelConfig& effecti
   nlohmann::json id;
   id["model"] = model;
   id["init"] = {{"rule", pc.init}, {"init_from", pc.init_from}, {"tile_from", pc.tile_from}};
-  id["tokenizer"] = pc.tokenizer.empty() ? nlohmann::json(nullptr) : nlohmann::json(file_content_hash(pc.tokenizer, nullptr));
+  id["tokenizer"] =
+      pc.tokenizer.empty() ? nlohmann::json(nullptr) : nlohmann::json(file_content_hash(pc.tokenizer, nullptr));
   id["data"] = files(pc.data);
   id["eval_data"] = files(pc.eval_data);
   id["eval_documents"] = pc.eval_documents;
   id["long_documents"] = pc.long_documents;
+  id["lossy_utf8"] = pc.lossy_utf8;
   id["seed"] = pc.seed;
   id["batch"] = {{"seq_len", pc.seq_len},
                  {"micro_batch_size", pc.micro_batch_size},
@@ -202,8 +205,8 @@ TrainerState read_trainer_state(const std::string& path, const TrainerStateLimit
   c.cursor = meta_get<int64_t>(meta, "cursor", f);
   auto rng = [&](const char* key, int64_t x, int64_t lo, int64_t hi, const std::string& why) {
     if (x < lo || x > hi)
-      throw Error(f.err(key, std::to_string(x) + " outside [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                                 "] (" + why + ")"));
+      throw Error(f.err(
+          key, std::to_string(x) + " outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "] (" + why + ")"));
   };
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   rng("step", c.step, 0, kMax, "a step count");
@@ -212,14 +215,15 @@ TrainerState read_trainer_state(const std::string& path, const TrainerStateLimit
       "one optimizer update per step not skipped");
   rng("ema_n", c.ema_n, 0, c.step, "one loss per step");
   rng("epoch", c.epoch, 0, kMax, "an epoch count");
-  rng("cursor", c.cursor, 0, lim.num_documents, "a position in the " + std::to_string(lim.num_documents) + " documents");
+  rng("cursor", c.cursor, 0, lim.num_documents,
+      "a position in the " + std::to_string(lim.num_documents) + " documents");
   if (c.row_serial < static_cast<uint64_t>(c.step))
     throw Error(f.err("row_serial", std::to_string(c.row_serial) + " rows for " + std::to_string(c.step) +
                                         " steps (each step uses at least one row)"));
   if (c.tokens < static_cast<double>(c.row_serial) ||
       c.tokens > static_cast<double>(c.row_serial) * static_cast<double>(lim.max_row_len))
-    throw Error(f.err("tokens", hexd(c.tokens) + " tokens for " + std::to_string(c.row_serial) +
-                                     " rows of at most " + std::to_string(lim.max_row_len) + " tokens"));
+    throw Error(f.err("tokens", hexd(c.tokens) + " tokens for " + std::to_string(c.row_serial) + " rows of at most " +
+                                    std::to_string(lim.max_row_len) + " tokens"));
   if (meta.contains("run_id")) st.run_id = meta_get<std::string>(meta, "run_id", f);
   if (meta.contains("threads")) st.threads = meta_get<int64_t>(meta, "threads", f);
   if (meta.contains("gemm")) st.gemm = meta_get<std::string>(meta, "gemm", f);
@@ -258,9 +262,9 @@ TrainerState read_trainer_state(const std::string& path, const TrainerStateLimit
                                             std::to_string(ti.numel()) + " ids"));
   for (size_t k = 0; k < flat.size(); ++k)
     if (flat[k] < 0 || flat[k] >= lim.vocab_size)
-      throw Error(f.err("packer.ids[" + std::to_string(k) + "]", "id " + std::to_string(flat[k]) +
-                                                                      " outside the vocabulary [0, " +
-                                                                      std::to_string(lim.vocab_size) + ")"));
+      throw Error(f.err(
+          "packer.ids[" + std::to_string(k) + "]",
+          "id " + std::to_string(flat[k]) + " outside the vocabulary [0, " + std::to_string(lim.vocab_size) + ")"));
   size_t pos = 0;
   for (int64_t n : lens) {
     st.packer_buffer.emplace_back(flat.begin() + static_cast<long>(pos),
@@ -278,8 +282,9 @@ void write_trainer_state(const std::string& path, const TrainerState& st, const 
                          int64_t num_params) {
   const TrainerCounters& c = st.counters;
   SafeTensorsWriter sw;
-  sw.add_f32("optimizer.m", {num_params}, m);
-  sw.add_f32("optimizer.v", {num_params}, v);
+  // The moments are written from the optimizer's buffers in place (no copy of 2 x params floats).
+  sw.add_f32_view("optimizer.m", {num_params}, m);
+  sw.add_f32_view("optimizer.v", {num_params}, v);
   std::vector<int64_t> lens, flat;
   for (const auto& s : st.packer_buffer) {
     lens.push_back(static_cast<int64_t>(s.size()));
@@ -301,7 +306,22 @@ void write_trainer_state(const std::string& path, const TrainerState& st, const 
                                {"gemm", st.gemm}};
   sw.set_metadata("state", meta.dump());
   sw.set_metadata("run", st.identity.dump());
-  sw.write(path);
+  // Streamed through an atomic file; the test fault point "mid_state_write" fires once the header
+  // and both moments are in the file and the packer buffer is not.
+  const uint64_t moments_end = sw.file_size() - 8 * static_cast<uint64_t>(lens.size() + flat.size());
+  AtomicOutputFile out(path);
+  uint64_t written = 0;
+  bool fired = false;
+  sw.write_to([&](const void* p, size_t n) {
+    out.write(p, n);
+    written += n;
+    if (!fired && written >= moments_end) {
+      fired = true;
+      out.flush();
+      test_kill_point("mid_state_write", c.step);
+    }
+  });
+  out.commit();
 }
 
 std::string checkpoint_run_id(const std::string& checkpoint_dir) {
@@ -321,7 +341,8 @@ void test_kill_point(const char* point, int64_t step) {
   if (!env || !*env) return;
   const char* at = std::strchr(env, '@');
   if (!at) return;
-  if (std::strncmp(env, point, static_cast<size_t>(at - env)) != 0 || std::strlen(point) != static_cast<size_t>(at - env))
+  if (std::strncmp(env, point, static_cast<size_t>(at - env)) != 0 ||
+      std::strlen(point) != static_cast<size_t>(at - env))
     return;
   if (std::strtoll(at + 1, nullptr, 10) != step) return;
   std::fprintf(stderr, "pretrain: test kill point %s at step %lld\n", point, static_cast<long long>(step));

@@ -11,10 +11,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace modernbert {
 
@@ -57,11 +56,11 @@ struct TrainerCounters {
 
 // What the trainer state is checked against when read.
 struct TrainerStateLimits {
-  int64_t num_params = 0;  // elements of optimizer.m and optimizer.v
+  int64_t num_params = 0;     // elements of optimizer.m and optimizer.v
   int64_t num_documents = 0;  // the data cursor lies in [0, num_documents]
-  int64_t vocab_size = 0;  // packer ids lie in [0, vocab_size)
-  int64_t seq_len = 0;     // a buffered sequence is at most one row long
-  int64_t max_row_len = 0;  // tokens <= rows x max_row_len (the longest row length the run has used)
+  int64_t vocab_size = 0;     // packer ids lie in [0, vocab_size)
+  int64_t seq_len = 0;        // a buffered sequence is at most one row long
+  int64_t max_row_len = 0;    // tokens <= rows x max_row_len (the longest row length the run has used)
 };
 
 struct TrainerState {

@@ -1,13 +1,13 @@
 // The start-up ISA check (see isa.h). Compiled for baseline x86-64 (CMakeLists sets the flags of
 // this file), using only C facilities and cpuid, so it runs safely on any x86-64 CPU.
-#include "kernels/cpu/isa.h"
-
 #include <cpuid.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "kernels/cpu/isa.h"
 
 namespace modernbert::kernels {
 
@@ -84,10 +84,14 @@ uint64_t xcr0() {
 
 bool state_enabled(State s, uint64_t x) {
   switch (s) {
-    case kNone: return true;
-    case kAvxState: return (x & 0x6) == 0x6;
-    case kAvx512State: return (x & 0xE6) == 0xE6;
-    case kAmxState: return (x & 0x60006) == 0x60006;
+    case kNone:
+      return true;
+    case kAvxState:
+      return (x & 0x6) == 0x6;
+    case kAvx512State:
+      return (x & 0xE6) == 0xE6;
+    case kAmxState:
+      return (x & 0x60006) == 0x60006;
   }
   return false;
 }
@@ -133,8 +137,8 @@ int format_missing_isa(const IsaRequirement* reqs, int n, char* buf, size_t cap)
   int missing = 0;
   for (int k = 0; k < n; ++k) {
     if (!reqs[k].compiled || reqs[k].present) continue;
-    append(buf, cap, &pos, missing == 0 ? "modernbert: this CPU lacks instructions this binary was compiled for: "
-                                        : ", ");
+    append(buf, cap, &pos,
+           missing == 0 ? "modernbert: this CPU lacks instructions this binary was compiled for: " : ", ");
     append(buf, cap, &pos, reqs[k].name);
     ++missing;
   }
