@@ -70,11 +70,13 @@ else
       objs+=("$o")
     done
     libs=(-licuuc)
+    [[ $t == fuzz_eval_jsonl ]] && libs=(-lopenblas -licuuc)  # eval_metrics' exact search
     if [[ $t == fuzz_finetune_jsonl ]]; then
       lib="${MB_FUZZ_LIB:-$here/build/libmodernbert.a}"
       [[ -f $lib ]] || { echo "fuzz.sh: $t needs $lib (cmake --build build --target modernbert_lib)" >&2; exit 1; }
       libs=("$lib" -lopenblas -licuuc -lpthread)
-      if nm -A "$lib" 2>/dev/null | grep -q ' U dnnl_'; then libs+=(-ldnnl -fopenmp); fi
+      # (grep without -q: an early exit would kill nm with SIGPIPE and pipefail would say "no")
+      if nm -A "$lib" 2>/dev/null | grep ' U dnnl_' >/dev/null; then libs+=(-ldnnl -fopenmp); fi
     fi
     clang++ "${flags[@]}" -fsanitize=fuzzer "$here/fuzz/$t.cpp" "${objs[@]}" "${libs[@]}" -o "$build/$t.tmp"
     mv -f "$build/$t.tmp" "$build/$t"
