@@ -127,10 +127,10 @@ void load_model(const Ctx& c, const json& m, Tokenizer::Impl& t, std::size_t id_
       c.fail(where + ".vocab", "token with invalid UTF-8");
     std::int32_t id = c.get_id(it.value(), where + ".vocab[\"" + tokstr + "\"]");
     if (static_cast<std::size_t>(id) >= id_bound)
-      c.fail(where + ".vocab[\"" + tokstr + "\"]",
-             "id " + std::to_string(id) + " is not below the number of entries the file defines (" +
-                 std::to_string(vocab.size()) + " vocabulary + " + std::to_string(id_bound - vocab.size()) +
-                 " added tokens)");
+      c.fail(where + ".vocab[\"" + tokstr + "\"]", "id " + std::to_string(id) +
+                                                       " is not below the number of entries the file defines (" +
+                                                       std::to_string(vocab.size()) + " vocabulary + " +
+                                                       std::to_string(id_bound - vocab.size()) + " added tokens)");
     t.vocab[tokstr] = id;
     max_id = std::max(max_id, id);
   }
