@@ -166,11 +166,14 @@ int64_t resolve_label(const json& v, const LabelSpace& ls, const std::string& wh
     return s;
   };
   if (v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())) {
-    const int64_t id = v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
-    if (id < 0 || id >= K)
-      throw Error(where + ": label id " + std::to_string(id) + " does not fit the checkpoint's head (" +
-                  std::to_string(K) + " labels: " + known() + ")");
-    return id;
+    // Range-check a float id before converting it: casting 1e300 to int64 is undefined (found by
+    // fuzz_eval_jsonl).
+    const bool fits = v.is_number_integer() ? v.get<int64_t>() >= 0 && v.get<int64_t>() < K
+                                            : v.get<double>() >= 0 && v.get<double>() < static_cast<double>(K);
+    if (!fits)
+      throw Error(where + ": label id " + v.dump() + " does not fit the checkpoint's head (" + std::to_string(K) +
+                  " labels: " + known() + ")");
+    return v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
   }
   if (v.is_string()) {
     auto it = ls.index.find(v.get<std::string>());

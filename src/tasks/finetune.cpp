@@ -41,11 +41,28 @@ struct Labelled {
   std::vector<float> targets;                    // regression / multilabel: [n, L]
 };
 
+// Label ids at or above this are rejected: the head gets one row per id, and an id near 2^63
+// overflowed the label count (max id + 1) and sized multi-label rows (found by fuzz_finetune_jsonl).
+constexpr int64_t kMaxLabelId = int64_t{1} << 20;
+
+// Integral floats count as ids only inside the int64 range: converting 1e300 is undefined.
 bool is_int(const json& v) {
-  return v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+  if (v.is_number_integer()) return true;
+  if (!v.is_number_float()) return false;
+  const double d = v.get<double>();
+  return std::floor(d) == d && d >= -9.2e18 && d <= 9.2e18;
 }
 int64_t as_int(const json& v) {
   return v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
+}
+
+// A regression target as float32: a value beyond float's range (1e300) would be an undefined
+// conversion, and an infinite target poisons the loss.
+float target_of(const json& x, const std::string& where) {
+  const double d = x.get<double>();
+  if (!std::isfinite(d) || std::fabs(d) > static_cast<double>(std::numeric_limits<float>::max()))
+    throw Error(where + ": regression target " + x.dump() + " does not fit a 32-bit float");
+  return static_cast<float>(d);
 }
 
 const json& field_of(const Example& e, const std::string& f, const std::string& where) {
@@ -63,6 +80,10 @@ struct LabelSet {
 
 void collect(const json& v, const std::string& where, std::set<std::string>& names, int64_t& max_id, bool& any_int) {
   if (is_int(v)) {
+    // (JSON reads every non-negative integer as unsigned; a huge one must not wrap to negative.)
+    if (v.is_number_unsigned() ? v.get<uint64_t>() >= static_cast<uint64_t>(kMaxLabelId) : as_int(v) >= kMaxLabelId)
+      throw Error(where + ": label id " + v.dump() + " is too large (ids must be below " + std::to_string(kMaxLabelId) +
+                  ")");
     const int64_t id = as_int(v);
     if (id < 0) throw Error(where + ": label id " + std::to_string(id) + " is negative");
     max_id = std::max(max_id, id);
@@ -244,11 +265,11 @@ FinetuneResult finetune(const FinetuneOptions& o) {
         if (v.is_array()) {
           for (const auto& x : v) {
             if (!x.is_number()) throw Error(w + ": regression targets must be numbers");
-            d.targets.push_back(x.get<float>());
+            d.targets.push_back(target_of(x, w));
           }
         } else {
           if (!v.is_number()) throw Error(w + ": a regression label must be a number");
-          d.targets.push_back(v.get<float>());
+          d.targets.push_back(target_of(v, w));
         }
       } else {
         if (!v.is_array()) throw Error(w + ": multilabel \"" + label_field + "\" must be an array");

@@ -90,7 +90,10 @@ void load_pre_tokenizer(const Ctx& c, const json& p, Tokenizer::Impl& t, const s
   }
 }
 
-void load_model(const Ctx& c, const json& m, Tokenizer::Impl& t) {
+// `id_bound`: the number of entries the file defines (vocabulary + added tokens). A vocabulary id
+// at or above it cannot be dense; rejecting it also bounds the id tables allocated below by the
+// size of the file (a 120-byte file with one id of 2^26-1 once allocated 2.1 GB).
+void load_model(const Ctx& c, const json& m, Tokenizer::Impl& t, std::size_t id_bound) {
   const std::string where = "model";
   if (!m.is_object()) c.fail(where, "expected an object");
   auto ti = m.find("type");
@@ -123,6 +126,11 @@ void load_model(const Ctx& c, const json& m, Tokenizer::Impl& t) {
     if (tok::utf8_first_invalid(tokstr) != std::string::npos)
       c.fail(where + ".vocab", "token with invalid UTF-8");
     std::int32_t id = c.get_id(it.value(), where + ".vocab[\"" + tokstr + "\"]");
+    if (static_cast<std::size_t>(id) >= id_bound)
+      c.fail(where + ".vocab[\"" + tokstr + "\"]", "id " + std::to_string(id) +
+                                                       " is not below the number of entries the file defines (" +
+                                                       std::to_string(vocab.size()) + " vocabulary + " +
+                                                       std::to_string(id_bound - vocab.size()) + " added tokens)");
     t.vocab[tokstr] = id;
     max_id = std::max(max_id, id);
   }
@@ -384,8 +392,12 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
       c.fail("version", "unsupported tokenizer.json version (expected \"1.0\")");
     load_normalizer(c, j.value("normalizer", json()), t, "normalizer");
     load_pre_tokenizer(c, j.value("pre_tokenizer", json()), t, "pre_tokenizer");
-    load_model(c, c.field(j, "model", "top level"), t);
-    load_added_tokens(c, j.value("added_tokens", json()), t);
+    const json added = j.value("added_tokens", json());
+    const json& model = c.field(j, "model", "top level");
+    std::size_t n_vocab = 0;
+    if (auto v = model.find("vocab"); v != model.end() && v->is_object()) n_vocab = v->size();
+    load_model(c, model, t, n_vocab + (added.is_array() ? added.size() : 0));
+    load_added_tokens(c, added, t);
     load_post(c, j.value("post_processor", json()), t, "post_processor");
     const json dec = j.value("decoder", json());
     if (!dec.is_null()) {
@@ -420,6 +432,13 @@ Tokenizer Tokenizer::from_json_string(std::string_view text, const std::string& 
     std::size_t n = t.id_to_vocab.size();
     for (const auto& a : t.added) n = std::max(n, static_cast<std::size_t>(a.id) + 1);
     t.max_id_plus_one = n;
+    // Template special-token ids go straight into encodings: they must name an id of the file.
+    for (const auto& step : t.post)
+      for (const auto& [name, ids] : step.special_ids)
+        for (std::int32_t id : ids)
+          if (static_cast<std::size_t>(id) >= n)
+            c.fail("post_processor.special_tokens[\"" + name + "\"].ids",
+                   "id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(n) + " ids)");
     if (t.has_trim) {
       t.vocab_ws.assign(t.id_to_vocab.size(), {0, 0});
       for (std::size_t i = 0; i < t.id_to_vocab.size(); ++i) t.vocab_ws[i] = ws_counts(t.id_to_vocab[i]);

@@ -1,0 +1,7 @@
+// libFuzzer driver: a whole safetensors file, parsed in memory and through open().
+// The body lives in fuzz_entries.h (shared with tests/test_fuzz_regressions.cpp).
+#include "fuzz_entries.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  return modernbert::fuzz::fuzz_safetensors_file(data, size);
+}
