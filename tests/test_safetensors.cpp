@@ -1,8 +1,11 @@
 // safetensors: bit-exact round trips per dtype and every malformed-file case with its error.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
@@ -189,15 +192,93 @@ TEST(SafeTensors, TruncatedFileFromDisk) {
   EXPECT_THROW(SafeTensorsFile::open(tmp.path()), Error);
 }
 
+// Names in `dir` other than `keep`.
+std::vector<std::string> others_in(const std::string& dir, const std::string& keep) {
+  std::vector<std::string> v;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename() != keep) v.push_back(e.path().filename().string());
+  return v;
+}
+
+void expect_old_file(const std::string& path) {
+  auto f = SafeTensorsFile::open(path);
+  ASSERT_NE(f->find("v"), nullptr);
+  EXPECT_EQ(f->to_f32("v"), std::vector<float>(10, 2.0f)) << path << " is not the file written first";
+}
+
 TEST(SafeTensors, AtomicWriteLeavesNoPartialFile) {
   mbtest::TempDir tmp("statomic");
   std::vector<float> v(10, 2.0f);
   SafeTensorsWriter w;
   w.add_f32("v", {10}, v.data());
   w.write(tmp / "a.safetensors");
-  // Writing into a missing directory fails with an error and leaves nothing behind.
+
+  // 1. A write killed (SIGKILL) while its bytes are going out: the target still holds the old,
+  //    complete file. A child process overwrites a.safetensors with 256 MiB; this process waits
+  //    until the temp file beside it has some but not all of its bytes, then kills the child.
+  {
+    const int64_t n = 64ll << 20;
+    SafeTensorsWriter big;
+    {
+      std::vector<float> data(static_cast<size_t>(n), 7.0f);
+      big.add_f32("v", {n}, data.data());
+    }
+    const uint64_t full = static_cast<uint64_t>(n) * 4;
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      try {
+        big.write(tmp / "a.safetensors");
+      } catch (...) {
+        _exit(2);
+      }
+      _exit(0);
+    }
+    bool caught = false;
+    std::string partial;
+    for (int i = 0; i < 200000 && !caught; ++i) {  // up to ~20 s
+      for (const auto& name : others_in(tmp.path(), "a.safetensors")) {
+        std::error_code ec;
+        auto sz = std::filesystem::file_size(tmp / name, ec);
+        if (!ec && sz > 0 && sz < full) {
+          kill(child, SIGKILL);
+          caught = true;
+          partial = name;
+          break;
+        }
+      }
+      if (!caught) usleep(100);
+    }
+    if (!caught) kill(child, SIGKILL);
+    int st = 0;
+    waitpid(child, &st, 0);
+    ASSERT_TRUE(caught) << "the 256 MiB write finished before it could be interrupted (child status " << st << ")";
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "child was not killed mid-write: " << st;
+    expect_old_file(tmp / "a.safetensors");
+    // SIGKILL leaves the killed writer's temp file (nothing can run at SIGKILL), under its own
+    // name, never under the target's.
+    auto left = others_in(tmp.path(), "a.safetensors");
+    ASSERT_EQ(left.size(), 1u);
+    EXPECT_EQ(left[0], partial);
+    EXPECT_LT(std::filesystem::file_size(tmp / partial), full);
+    std::filesystem::remove(tmp / partial);
+  }
+
+  // 2. Writes that fail (no such directory; rename onto a non-empty directory, which fails after
+  //    all the bytes are out) throw naming the path, change nothing and leave no temp file.
   EXPECT_THROW(w.write(tmp / "nodir/a.safetensors"), Error);
-  auto r = mbtest::run_command("ls -a " + tmp.path());
-  EXPECT_EQ(r.output.find(".tmp"), std::string::npos) << r.output;
+  std::filesystem::create_directory(tmp / "adir");
+  std::ofstream(tmp / "adir/keep") << "x";
+  try {
+    w.write(tmp / "adir");
+    ADD_FAILURE() << "write over a non-empty directory succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("adir"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(std::filesystem::is_directory(tmp / "adir"));
+  EXPECT_TRUE(std::filesystem::exists(tmp / "adir/keep"));
+  auto left = others_in(tmp.path(), "a.safetensors");
+  EXPECT_EQ(left, std::vector<std::string>{"adir"}) << "a temp file was left behind";
+  expect_old_file(tmp / "a.safetensors");
   EXPECT_THROW(w.add_f32("v", {10}, v.data()), Error);  // duplicate name
 }
