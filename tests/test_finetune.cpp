@@ -159,7 +159,7 @@ TEST(Finetune, LearnsSyntheticTaskAndLoads) {
     ASSERT_EQ(sc.size(), 2u) << preds[i].dump();
     const double s0 = sc["LABEL_0"].get<double>(), s1 = sc["LABEL_1"].get<double>();
     EXPECT_NEAR(s0 + s1, 1.0, 1e-5) << preds[i].dump();
-    EXPECT_EQ(preds[i]["label"], s1 > s0 ? "LABEL_1" : "LABEL_0") << preds[i].dump();
+    EXPECT_EQ(preds[i]["label"].get<std::string>(), std::string(s1 > s0 ? "LABEL_1" : "LABEL_0")) << preds[i].dump();
     agree += preds[i]["label"] == "LABEL_" + std::to_string(gold[i]);
   }
   EXPECT_GE(static_cast<double>(agree), 0.9 * static_cast<double>(gold.size())) << c.output;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -200,10 +201,15 @@ std::vector<std::string> others_in(const std::string& dir, const std::string& ke
   return v;
 }
 
+// `path` still holds the complete file written first (10 x 2.0f).
 void expect_old_file(const std::string& path) {
-  auto f = SafeTensorsFile::open(path);
-  ASSERT_NE(f->find("v"), nullptr);
-  EXPECT_EQ(f->to_f32("v"), std::vector<float>(10, 2.0f)) << path << " is not the file written first";
+  try {
+    auto f = SafeTensorsFile::open(path);
+    ASSERT_NE(f->find("v"), nullptr);
+    EXPECT_EQ(f->to_f32("v"), std::vector<float>(10, 2.0f)) << path << " is not the file written first";
+  } catch (const Error& e) {
+    ADD_FAILURE() << path << " was damaged by the interrupted or failed write: " << e.what();
+  }
 }
 
 TEST(SafeTensors, AtomicWriteLeavesNoPartialFile) {
@@ -214,10 +220,10 @@ TEST(SafeTensors, AtomicWriteLeavesNoPartialFile) {
   w.write(tmp / "a.safetensors");
 
   // 1. A write killed (SIGKILL) while its bytes are going out: the target still holds the old,
-  //    complete file. A child process overwrites a.safetensors with 256 MiB; this process waits
+  //    complete file. A child process overwrites a.safetensors with 128 MiB; this process waits
   //    until the temp file beside it has some but not all of its bytes, then kills the child.
   {
-    const int64_t n = 64ll << 20;
+    const int64_t n = 32ll << 20;
     SafeTensorsWriter big;
     {
       std::vector<float> data(static_cast<size_t>(n), 7.0f);
@@ -234,11 +240,21 @@ TEST(SafeTensors, AtomicWriteLeavesNoPartialFile) {
       }
       _exit(0);
     }
+    // In progress = a temp file beside the target holds some but not all bytes, or (a writer that
+    // is not atomic) the target itself changed size.
+    const auto old_size = std::filesystem::file_size(tmp / "a.safetensors");
     bool caught = false;
     std::string partial;
-    for (int i = 0; i < 200000 && !caught; ++i) {  // up to ~20 s
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!caught && std::chrono::steady_clock::now() < deadline) {
+      std::error_code ec;
+      auto target_size = std::filesystem::file_size(tmp / "a.safetensors", ec);
+      if (ec || target_size != old_size) {
+        kill(child, SIGKILL);
+        caught = true;
+        break;
+      }
       for (const auto& name : others_in(tmp.path(), "a.safetensors")) {
-        std::error_code ec;
         auto sz = std::filesystem::file_size(tmp / name, ec);
         if (!ec && sz > 0 && sz < full) {
           kill(child, SIGKILL);
@@ -252,11 +268,12 @@ TEST(SafeTensors, AtomicWriteLeavesNoPartialFile) {
     if (!caught) kill(child, SIGKILL);
     int st = 0;
     waitpid(child, &st, 0);
-    ASSERT_TRUE(caught) << "the 256 MiB write finished before it could be interrupted (child status " << st << ")";
+    ASSERT_TRUE(caught) << "the 128 MiB write finished before it could be interrupted (child status " << st << ")";
     ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "child was not killed mid-write: " << st;
     expect_old_file(tmp / "a.safetensors");
     // SIGKILL leaves the killed writer's temp file (nothing can run at SIGKILL), under its own
     // name, never under the target's.
+    ASSERT_FALSE(partial.empty()) << "no temp file was seen while the target was being written";
     auto left = others_in(tmp.path(), "a.safetensors");
     ASSERT_EQ(left.size(), 1u);
     EXPECT_EQ(left[0], partial);
