@@ -1,5 +1,6 @@
 // Baselines: tokenizers, BM25 scoring by hand, TF-IDF weights by hand, logistic regression
-// (separable data, determinism), and the `baseline` command on small slices of the shared sets.
+// (separable data, determinism), and the `baseline` command on small slices of the downstream sets
+// (the committed subsets in tests/data/downstream).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,8 +15,8 @@ using nlohmann::json;
 
 namespace {
 
-std::string downstream() { return mbtest::shared_data() + "/downstream"; }
-bool have_downstream() { return std::ifstream(downstream() + "/rt_polarity/dev.jsonl").good(); }
+// The committed subsets of the downstream sets (tests/data/README.md).
+std::string downstream() { return mbtest::test_data() + "/downstream"; }
 
 // The first n non-blank lines of `src` into `dst` (plus, optionally, only lines containing `filter`).
 void head_lines(const std::string& src, const std::string& dst, size_t n, const std::string& filter = "") {
@@ -105,16 +106,16 @@ TEST(Baseline, LogisticRegressionSeparableAndDeterministic) {
 }
 
 TEST(BaselineCli, ClassificationOnSlices) {
-  if (!have_downstream()) GTEST_SKIP() << "needs shared data (MB_SHARED_DATA)";
   mbtest::TempDir tmp("baseline_cls");
   const std::string d = downstream() + "/rt_polarity";
-  // The files list positives first: take both classes of every split.
+  // The files list positives first: take both classes of every split (the committed subsets
+  // hold the first 1000 / 100 / 100 of each class of train / dev / test).
   auto slice = [&](const std::string& split, size_t per_class) {
     head_lines(d + "/" + split + ".jsonl", tmp / (split + ".jsonl"), per_class, "\"label\": 1");
     head_lines(d + "/" + split + ".jsonl", tmp / (split + "_neg.jsonl"), per_class, "\"label\": 0");
     mbtest::run_command("cat " + tmp / (split + "_neg.jsonl") + " >> " + tmp / (split + ".jsonl"));
   };
-  slice("train", 2000);
+  slice("train", 1000);
   slice("dev", 100);
   slice("test", 100);
   auto r = mbtest::run_command(mbtest::cli() + " baseline --task classification --train " + tmp / "train.jsonl" + " --dev " +
@@ -150,29 +151,45 @@ TEST(BaselineCli, ClassificationOnSlices) {
 }
 
 TEST(BaselineCli, Bm25OnManPagesClosedAndFull) {
-  if (!have_downstream()) GTEST_SKIP() << "needs shared data (MB_SHARED_DATA)";
-  auto r = mbtest::run_command(mbtest::cli() + " baseline --task retrieval --data " + downstream() +
-                               "/manpages_retrieval --split test --scope both --quiet");
+  // Expected sizes from the fixture files themselves (scripts/make_test_fixtures.sh keeps the
+  // first documents of each split and the queries whose positives are all among them).
+  const std::string d = downstream() + "/manpages_retrieval";
+  std::ifstream cf(d + "/corpus.jsonl");
+  size_t n_docs = 0, n_test_docs = 0;
+  for (std::string line; std::getline(cf, line);)
+    if (!line.empty()) ++n_docs, n_test_docs += json::parse(line)["split"] == "test";
+  auto count_lines = [](const std::string& path) {
+    std::ifstream f(path);
+    size_t n = 0;
+    for (std::string line; std::getline(f, line);) n += !line.empty();
+    return n;
+  };
+  const size_t n_test_q = count_lines(d + "/queries_test.jsonl"), n_dev_q = count_lines(d + "/queries_dev.jsonl");
+  ASSERT_GT(n_test_docs, 20u);
+  ASSERT_GT(n_docs, n_test_docs);
+  ASSERT_GT(n_test_q, 20u);
+  ASSERT_GT(n_dev_q, 5u);
+  auto r = mbtest::run_command(mbtest::cli() + " baseline --task retrieval --data " + d +
+                               " --split test --scope both --quiet");
   ASSERT_EQ(r.status, 0) << r.output;
   json j = json::parse(r.output);
   const json& closed = j["scopes"]["closed:test"];
   const json& full = j["scopes"]["full"];
-  EXPECT_EQ(closed["corpus_size"], 247);
-  EXPECT_EQ(full["corpus_size"], 2282);
-  EXPECT_EQ(closed["queries"], 242);
-  EXPECT_EQ(closed["evaluated"], 242);
+  EXPECT_EQ(closed["corpus_size"], n_test_docs);
+  EXPECT_EQ(full["corpus_size"], n_docs);
+  EXPECT_EQ(closed["queries"], n_test_q);
+  EXPECT_EQ(closed["evaluated"], n_test_q);
   EXPECT_EQ(closed["skipped_no_relevant"], 0);
   // A larger corpus can only make it harder for the same queries (not a law for BM25, whose idf
   // changes, but true by a wide margin here).
   EXPECT_GT(closed["mrr@10"].get<double>(), full["mrr@10"].get<double>());
   EXPECT_GT(closed["recall@10"].get<double>(), 0.3);
   // Queries whose positives are not in the searched corpus: dev queries against the test documents.
-  auto x = mbtest::run_command(mbtest::cli() + " baseline --task retrieval --quiet --corpus " + downstream() +
-                               "/manpages_retrieval/corpus.jsonl --queries " + downstream() +
-                               "/manpages_retrieval/queries_dev.jsonl --split test --scope closed");
+  auto x = mbtest::run_command(mbtest::cli() + " baseline --task retrieval --quiet --corpus " + d +
+                               "/corpus.jsonl --queries " + d + "/queries_dev.jsonl --split test --scope closed");
   ASSERT_EQ(x.status, 0) << x.output;
   json jx = json::parse(x.output)["scopes"]["closed:test"];
   EXPECT_EQ(jx["evaluated"], 0);
-  EXPECT_EQ(jx["skipped_no_relevant"], 206);
+  EXPECT_EQ(jx["skipped_no_relevant"], n_dev_q);
   EXPECT_TRUE(jx["mrr@10"].is_null());  // no silent 0
 }

@@ -54,8 +54,8 @@ TEST(Config, LegacyKeysAsReleased) {
 }
 
 TEST(Config, StagedRealConfigNewStyle) {
-  std::string path = mbtest::shared_data() + "/modernbert-tokenizer/config_modernbert-base_seqcls-finetune.json";
-  if (!std::ifstream(path)) GTEST_SKIP() << "shared data not found: " << path;
+  std::string path = mbtest::test_data() + "/modernbert-tokenizer/config_modernbert-base_seqcls-finetune.json";
+  ASSERT_TRUE(std::ifstream(path).good()) << path << " missing from the checkout";
   ModelConfig c = ModelConfig::from_file(path);
   EXPECT_EQ(c.hidden_size, 768);
   EXPECT_EQ(c.intermediate_size, 1152);

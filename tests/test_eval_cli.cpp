@@ -19,11 +19,9 @@ using nlohmann::json;
 
 namespace {
 
-std::string tokenizer_json() { return mbtest::shared_data() + "/modernbert-tokenizer/tokenizer.json"; }
-std::string downstream() { return mbtest::shared_data() + "/downstream"; }
-bool have_data() {
-  return std::ifstream(tokenizer_json()).good() && std::ifstream(downstream() + "/rt_polarity/dev.jsonl").good();
-}
+std::string tokenizer_json() { return mbtest::tokenizer_json(); }
+// The committed subsets of the downstream sets (tests/data/README.md).
+std::string downstream() { return mbtest::test_data() + "/downstream"; }
 
 std::vector<json> read_jsonl(const std::string& path) {
   std::vector<json> out;
@@ -91,7 +89,6 @@ std::string rt_slice(const mbtest::TempDir& tmp) {
 }  // namespace
 
 TEST(EvalCli, ClassificationAgreesWithClassify) {
-  if (!have_data()) GTEST_SKIP() << "needs shared data (MB_SHARED_DATA)";
   mbtest::TempDir tmp("eval_cls");
   std::string m = make_model(tmp, "m", "cls:2", {{"id2label", {{"0", "negative"}, {"1", "positive"}}},
                                                  {"label2id", {{"negative", 0}, {"positive", 1}}}});
@@ -131,7 +128,6 @@ TEST(EvalCli, ClassificationAgreesWithClassify) {
 }
 
 TEST(EvalCli, LabelsThatDoNotFitTheHeadAreErrors) {
-  if (!have_data()) GTEST_SKIP() << "needs shared data (MB_SHARED_DATA)";
   mbtest::TempDir tmp("eval_bad");
   std::string m = make_model(tmp, "m", "cls:2", {{"id2label", {{"0", "negative"}, {"1", "positive"}}}});
   auto run = [&](const std::string& content, const std::string& extra = "") {
@@ -169,7 +165,6 @@ TEST(EvalCli, LabelsThatDoNotFitTheHeadAreErrors) {
 }
 
 TEST(EvalCli, RegressionAndMultiLabel) {
-  if (!have_data()) GTEST_SKIP() << "needs shared data (MB_SHARED_DATA)";
   mbtest::TempDir tmp("eval_reg");
   std::string reg = make_model(tmp, "reg", "cls:1", {{"problem_type", "regression"}});
   std::vector<json> rows;
@@ -211,7 +206,6 @@ TEST(EvalCli, RegressionAndMultiLabel) {
 }
 
 TEST(EvalCli, TokenClassificationEntities) {
-  if (!have_data()) GTEST_SKIP() << "needs shared data (MB_SHARED_DATA)";
   mbtest::TempDir tmp("eval_tok");
   std::string m = make_model(tmp, "m", "token:5", {{"id2label", {{"0", "O"}, {"1", "B-PER"}, {"2", "I-PER"}, {"3", "B-LOC"}, {"4", "I-LOC"}}}});
   write_jsonl(tmp / "t.jsonl", {{{"tokens", {"John", "Smith", "lives", "in", "New", "York"}},
@@ -320,7 +314,6 @@ double mrr(const SmallRetrieval& s, const std::vector<size_t>& doc_rows,
 }  // namespace
 
 TEST(EvalCli, RetrievalClosedAndFullCorpus) {
-  if (!have_data()) GTEST_SKIP() << "needs shared data (MB_SHARED_DATA)";
   mbtest::TempDir tmp("eval_ret");
   std::string m = make_model(tmp, "m", "mlm");
   auto s = small_retrieval(tmp);
@@ -362,7 +355,6 @@ TEST(EvalCli, RetrievalClosedAndFullCorpus) {
 }
 
 TEST(EvalCli, ColbertMaxSimAgreesWithEmbed) {
-  if (!have_data()) GTEST_SKIP() << "needs shared data (MB_SHARED_DATA)";
   mbtest::TempDir tmp("eval_colbert");
   std::string m = make_model(tmp, "m", "mlm");
   auto s = small_retrieval(tmp);

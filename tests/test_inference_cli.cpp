@@ -16,9 +16,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string tokenizer_json() { return mbtest::shared_data() + "/modernbert-tokenizer/tokenizer.json"; }
-
-bool have_tokenizer() { return std::ifstream(tokenizer_json()).good(); }
+std::string tokenizer_json() { return mbtest::tokenizer_json(); }
 
 std::vector<json> jsonl(const std::string& text) {
   std::vector<json> out;
@@ -61,7 +59,7 @@ TEST(MaxSim, HandCheckedExample) {
 }
 
 TEST(InferenceCli, FillMaskMatchesReferenceLogits) {
-  if (!have_tokenizer() || !mbtest::have_torch()) GTEST_SKIP() << "needs shared data and python3-torch";
+  MB_REQUIRE_TORCH();
   mbtest::TempDir tmp("fillmask");
   std::string dir = tmp / "m";
   auto r = mbtest::run_command(mbtest::python() + " " + mbtest::reference_dir() +
@@ -104,7 +102,6 @@ TEST(InferenceCli, FillMaskMatchesReferenceLogits) {
 }
 
 TEST(InferenceCli, EmbedOptionsAgreeWithEncode) {
-  if (!have_tokenizer()) GTEST_SKIP() << "needs shared data";
   mbtest::TempDir tmp("embed");
   std::string dir = make_model(tmp, "m", "mlm");
   std::string in = write(tmp / "in.txt", "first text here\n{\"text\": \"second one\"}\n{\"input_ids\": [50281, 42, 50282]}\n");
@@ -137,7 +134,6 @@ TEST(InferenceCli, EmbedOptionsAgreeWithEncode) {
 }
 
 TEST(InferenceCli, SentenceTransformersDenseNormalizePromptsAndColbert) {
-  if (!have_tokenizer()) GTEST_SKIP() << "needs shared data";
   mbtest::TempDir tmp("embedst");
   std::string dir = make_model(tmp, "m", "mlm");
   write(dir + "/modules.json", json::array({{{"idx", 0}, {"path", ""}, {"type", "sentence_transformers.models.Transformer"}},
@@ -192,7 +188,6 @@ TEST(InferenceCli, SentenceTransformersDenseNormalizePromptsAndColbert) {
 }
 
 TEST(InferenceCli, ClassifyScoresAreSoftmaxOfLogits) {
-  if (!have_tokenizer()) GTEST_SKIP() << "needs shared data";
   mbtest::TempDir tmp("classify");
   std::string dir = make_model(tmp, "m", "cls:3");
   std::string in = write(tmp / "in.txt", "a short text\nanother, longer text with more words\n");
@@ -223,7 +218,6 @@ TEST(InferenceCli, ClassifyScoresAreSoftmaxOfLogits) {
 }
 
 TEST(InferenceCli, BadInputErrorsNameTheLine) {
-  if (!have_tokenizer()) GTEST_SKIP() << "needs shared data";
   mbtest::TempDir tmp("badin");
   std::string dir = make_model(tmp, "m", "mlm");
   auto run = [&](const std::string& content, const std::string& extra = "--outputs last_hidden_state") {

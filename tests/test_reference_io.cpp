@@ -55,7 +55,7 @@ TEST(ReferenceIO, Sha256KnownAnswer) {
 }
 
 TEST(ReferenceIO, OurCheckpointLoadsInReference) {
-  if (!mbtest::have_torch()) GTEST_SKIP() << "python3-torch not installed";
+  MB_REQUIRE_TORCH();
   mbtest::TempDir tmp("refio");
   struct Case { std::string args; };
   std::vector<std::string> cases = {
@@ -87,7 +87,7 @@ TEST(ReferenceIO, OurCheckpointLoadsInReference) {
 }
 
 TEST(ReferenceIO, ReferenceCheckpointsLoadHere) {
-  if (!mbtest::have_torch()) GTEST_SKIP() << "python3-torch not installed";
+  MB_REQUIRE_TORCH();
   mbtest::TempDir tmp("refio2");
   std::vector<std::string> cases = {
       "--preset tiny --head mlm",

@@ -1,8 +1,12 @@
 // safetensors: bit-exact round trips per dtype and every malformed-file case with its error.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
@@ -189,15 +193,109 @@ TEST(SafeTensors, TruncatedFileFromDisk) {
   EXPECT_THROW(SafeTensorsFile::open(tmp.path()), Error);
 }
 
+// Names in `dir` other than `keep`.
+std::vector<std::string> others_in(const std::string& dir, const std::string& keep) {
+  std::vector<std::string> v;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().filename() != keep) v.push_back(e.path().filename().string());
+  return v;
+}
+
+// `path` still holds the complete file written first (10 x 2.0f).
+void expect_old_file(const std::string& path) {
+  try {
+    auto f = SafeTensorsFile::open(path);
+    ASSERT_NE(f->find("v"), nullptr);
+    EXPECT_EQ(f->to_f32("v"), std::vector<float>(10, 2.0f)) << path << " is not the file written first";
+  } catch (const Error& e) {
+    ADD_FAILURE() << path << " was damaged by the interrupted or failed write: " << e.what();
+  }
+}
+
 TEST(SafeTensors, AtomicWriteLeavesNoPartialFile) {
   mbtest::TempDir tmp("statomic");
   std::vector<float> v(10, 2.0f);
   SafeTensorsWriter w;
   w.add_f32("v", {10}, v.data());
   w.write(tmp / "a.safetensors");
-  // Writing into a missing directory fails with an error and leaves nothing behind.
+
+  // 1. A write killed (SIGKILL) while its bytes are going out: the target still holds the old,
+  //    complete file. A child process overwrites a.safetensors with 128 MiB; this process waits
+  //    until the temp file beside it has some but not all of its bytes, then kills the child.
+  {
+    const int64_t n = 32ll << 20;
+    SafeTensorsWriter big;
+    {
+      std::vector<float> data(static_cast<size_t>(n), 7.0f);
+      big.add_f32("v", {n}, data.data());
+    }
+    const uint64_t full = static_cast<uint64_t>(n) * 4;
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      try {
+        big.write(tmp / "a.safetensors");
+      } catch (...) {
+        _exit(2);
+      }
+      _exit(0);
+    }
+    // In progress = a temp file beside the target holds some but not all bytes, or (a writer that
+    // is not atomic) the target itself changed size.
+    const auto old_size = std::filesystem::file_size(tmp / "a.safetensors");
+    bool caught = false;
+    std::string partial;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!caught && std::chrono::steady_clock::now() < deadline) {
+      std::error_code ec;
+      auto target_size = std::filesystem::file_size(tmp / "a.safetensors", ec);
+      if (ec || target_size != old_size) {
+        kill(child, SIGKILL);
+        caught = true;
+        break;
+      }
+      for (const auto& name : others_in(tmp.path(), "a.safetensors")) {
+        auto sz = std::filesystem::file_size(tmp / name, ec);
+        if (!ec && sz > 0 && sz < full) {
+          kill(child, SIGKILL);
+          caught = true;
+          partial = name;
+          break;
+        }
+      }
+      if (!caught) usleep(100);
+    }
+    if (!caught) kill(child, SIGKILL);
+    int st = 0;
+    waitpid(child, &st, 0);
+    ASSERT_TRUE(caught) << "the 128 MiB write finished before it could be interrupted (child status " << st << ")";
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "child was not killed mid-write: " << st;
+    expect_old_file(tmp / "a.safetensors");
+    // SIGKILL leaves the killed writer's temp file (nothing can run at SIGKILL), under its own
+    // name, never under the target's.
+    ASSERT_FALSE(partial.empty()) << "no temp file was seen while the target was being written";
+    auto left = others_in(tmp.path(), "a.safetensors");
+    ASSERT_EQ(left.size(), 1u);
+    EXPECT_EQ(left[0], partial);
+    EXPECT_LT(std::filesystem::file_size(tmp / partial), full);
+    std::filesystem::remove(tmp / partial);
+  }
+
+  // 2. Writes that fail (no such directory; rename onto a non-empty directory, which fails after
+  //    all the bytes are out) throw naming the path, change nothing and leave no temp file.
   EXPECT_THROW(w.write(tmp / "nodir/a.safetensors"), Error);
-  auto r = mbtest::run_command("ls -a " + tmp.path());
-  EXPECT_EQ(r.output.find(".tmp"), std::string::npos) << r.output;
+  std::filesystem::create_directory(tmp / "adir");
+  std::ofstream(tmp / "adir/keep") << "x";
+  try {
+    w.write(tmp / "adir");
+    ADD_FAILURE() << "write over a non-empty directory succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("adir"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(std::filesystem::is_directory(tmp / "adir"));
+  EXPECT_TRUE(std::filesystem::exists(tmp / "adir/keep"));
+  auto left = others_in(tmp.path(), "a.safetensors");
+  EXPECT_EQ(left, std::vector<std::string>{"adir"}) << "a temp file was left behind";
+  expect_old_file(tmp / "a.safetensors");
   EXPECT_THROW(w.add_f32("v", {10}, v.data()), Error);  // duplicate name
 }

@@ -518,11 +518,41 @@ TEST(Pretrain, ContextExtensionChangesThetaAndSeqLen) {
   const ModelConfig c2 = ModelConfig::from_file(tmp / "p2/checkpoint-00000002/config.json");
   EXPECT_EQ(c2.global_rope_theta, 160000.0);
   EXPECT_EQ(c2.local_rope_theta, 10000.0);
+  // The sequence length changed too: the saved run configurations say 32 then 128, the model
+  // config still admits the new length, and the rows really got longer: at 32 a step of 2 rows
+  // holds at most 64 tokens, at 128 the one packed row holds more than the old length (documents
+  // are 7..56 tokens, so packing fills a 128-token row past 32).
+  auto json_file = [](const std::string& p) {
+    std::ifstream in(p);
+    EXPECT_TRUE(in.good()) << p;
+    return nlohmann::json::parse(in);
+  };
+  EXPECT_EQ(json_file(tmp / "p1/train_config.json")["seq_len"], 32);
+  EXPECT_EQ(json_file(tmp / "p2/train_config.json")["seq_len"], 128);
+  EXPECT_GE(c2.max_position_embeddings, 128);
+  auto step_tokens = [](const std::string& p) {
+    std::vector<double> t;
+    std::ifstream in(p);
+    double prev = 0;
+    for (std::string l; std::getline(in, l);) {
+      const double now = nlohmann::json::parse(l)["tokens"].get<double>();
+      t.push_back(now - prev);
+      prev = now;
+    }
+    return t;
+  };
+  const auto t1 = step_tokens(tmp / "p1/metrics.jsonl"), t2 = step_tokens(tmp / "p2/metrics.jsonl");
+  ASSERT_EQ(t1.size(), 2u);
+  ASSERT_EQ(t2.size(), 2u);
+  for (double t : t1) EXPECT_LE(t, 64.0);
+  for (double t : t2) {
+    EXPECT_GT(t, 32.0);
+    EXPECT_LE(t, 128.0);
+  }
 }
 
 TEST(Pretrain, TextDataWithTokenizerThenTiling) {
-  const std::string tokjson = mbtest::shared_data() + "/modernbert-tokenizer/tokenizer.json";
-  if (!std::ifstream(tokjson).good()) GTEST_SKIP() << "no shared tokenizer at " << tokjson;
+  const std::string tokjson = mbtest::tokenizer_json();
   mbtest::TempDir tmp("pretrain_text");
   {
     std::ofstream txt(tmp / "docs.txt"), jl(tmp / "docs.jsonl");

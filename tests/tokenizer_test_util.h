@@ -1,4 +1,4 @@
-// Helpers for the tokenizer tests: shared-data lookup, JSONL reading, SHA-256 (for the compact
+// Helpers for the tokenizer tests: the committed tokenizer, JSONL reading, SHA-256 (for the compact
 // corpus goldens written by scripts/tokenizer_reference/make_goldens.mjs).
 #pragma once
 
@@ -18,24 +18,15 @@
 
 namespace mbtest {
 
-inline std::string shared_data_dir() {
-  const char* d = std::getenv("MB_SHARED_DATA");
-  if (!d || !std::filesystem::is_directory(d)) return "";
-  return d;
-}
-
+// The committed real ModernBERT tokenizer (tests/data/modernbert-tokenizer, see its README).
 inline std::string modernbert_tokenizer_path() {
-  std::string d = shared_data_dir();
-  if (d.empty()) return "";
-  std::string p = d + "/modernbert-tokenizer/tokenizer.json";
-  return std::filesystem::exists(p) ? p : "";
+  return std::string(MB_SOURCE_DIR) + "/tests/data/modernbert-tokenizer/tokenizer.json";
 }
 
-#define MB_REQUIRE_TOKENIZER(var)                                                             \
-  std::string var = mbtest::modernbert_tokenizer_path();                                      \
-  if (var.empty())                                                                            \
-    GTEST_SKIP() << "MB_SHARED_DATA not set or lacks modernbert-tokenizer/tokenizer.json; "  \
-                    "skipping";
+// Names the committed tokenizer file; its absence fails the test (it is part of the repository).
+#define MB_REQUIRE_TOKENIZER(var)                        \
+  std::string var = mbtest::modernbert_tokenizer_path(); \
+  ASSERT_TRUE(std::filesystem::exists(var)) << var << " missing from the checkout";
 
 inline const modernbert::Tokenizer& modernbert_tokenizer() {
   static const modernbert::Tokenizer t = modernbert::Tokenizer::from_file(modernbert_tokenizer_path());
@@ -64,9 +55,7 @@ inline std::vector<std::pair<std::size_t, std::size_t>> offsets_of(const nlohman
   return r;
 }
 
-inline std::vector<std::int32_t> ids_of(const nlohmann::json& j) {
-  return j.get<std::vector<std::int32_t>>();
-}
+inline std::vector<std::int32_t> ids_of(const nlohmann::json& j) { return j.get<std::vector<std::int32_t>>(); }
 
 // Minimal SHA-256 (FIPS 180-4), enough for test goldens.
 inline std::string sha256_hex(const std::string& msg) {
@@ -79,8 +68,7 @@ inline std::string sha256_hex(const std::string& msg) {
       0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
       0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
       0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-  std::uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                        0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  std::uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   std::string m = msg;
   std::uint64_t bits = static_cast<std::uint64_t>(msg.size()) * 8;
   m += static_cast<char>(0x80);
@@ -107,9 +95,23 @@ inline std::string sha256_hex(const std::string& msg) {
       std::uint32_t S0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
       std::uint32_t mj = (a & b) ^ (a & c) ^ (b & c);
       std::uint32_t t2 = S0 + mj;
-      hh = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+      hh = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = b;
+      b = a;
+      a = t1 + t2;
     }
-    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+    h[5] += f;
+    h[6] += g;
+    h[7] += hh;
   }
   static const char* hex = "0123456789abcdef";
   std::string r;
