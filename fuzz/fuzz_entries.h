@@ -179,7 +179,7 @@ inline int fuzz_tokenizer_load(const std::uint8_t* data, std::size_t size) {
 }
 
 // The tokenizer the encode target uses: $MB_FUZZ_TOKENIZER, else the real ModernBERT tokenizer
-// under $MB_SHARED_DATA.
+// under $MB_SHARED_DATA (scripts/fuzz.sh sets MB_FUZZ_TOKENIZER to the copy in tests/data).
 inline const Tokenizer& fuzz_encode_tokenizer() {
   static const Tokenizer* t = [] {
     std::string path;

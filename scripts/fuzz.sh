@@ -84,7 +84,7 @@ else
 fi
 [[ ${MB_FUZZ_BUILD_ONLY:-0} == 1 ]] && exit 0
 
-export MB_FUZZ_TOKENIZER="${MB_FUZZ_TOKENIZER:-$shared/modernbert-tokenizer/tokenizer.json}"
+export MB_FUZZ_TOKENIZER="${MB_FUZZ_TOKENIZER:-$here/tests/data/modernbert-tokenizer/tokenizer.json}"
 # UBSan reports must end the run like an ASan report (the targets' flags already make them fatal;
 # halt_on_error also covers objects built without -fno-sanitize-recover).
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
