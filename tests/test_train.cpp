@@ -6,8 +6,8 @@
 
 #include <cmath>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
@@ -455,7 +455,8 @@ TEST(Pretrain, ResumeAfterSigkillIsBitIdentical) {
   const auto ma = lines(tmp / "a/metrics.jsonl"), mb = lines(tmp / "b/metrics.jsonl");
   ASSERT_EQ(ma.size(), 8u);
   ASSERT_EQ(mb.size(), 8u);
-  EXPECT_NE(read_file(tmp / "b/metrics.jsonl").find("{\"checkpoint\":\"checkpoint-00000003\",\"event\":\"resume\",\"step\":3}"),
+  EXPECT_NE(read_file(tmp / "b/metrics.jsonl")
+                .find("{\"checkpoint\":\"checkpoint-00000003\",\"event\":\"resume\",\"step\":3}"),
             std::string::npos);
   for (size_t i = 0; i < 8; ++i) EXPECT_EQ(ma[i]["loss"], mb[i]["loss"]) << i;
   EXPECT_TRUE(ma[3].contains("eval_loss"));

@@ -2,8 +2,8 @@
 // field or tensor at fault. Nothing in the library calls exit() or aborts on bad input.
 #pragma once
 
-#include <stdexcept>
 #include <cstddef>
+#include <stdexcept>
 #include <string>
 
 namespace modernbert {

@@ -269,7 +269,7 @@ struct PretrainConfig {
   int64_t eval_documents = 0;
   std::string tokenizer;               // tokenizer.json (needed for text)
   std::string long_documents = "truncate";  // "truncate" (reference) | "split"
-  bool lossy_utf8 = false;              // replace invalid UTF-8 in text data with U+FFFD instead of failing
+  bool lossy_utf8 = false;                  // replace invalid UTF-8 in text data with U+FFFD instead of failing
   int64_t seq_len = 1024;
   int64_t micro_batch_size = 96;        // packed rows of seq_len per forward/backward
   int64_t global_batch_size = 4608;     // rows per optimizer step (after warm-up)

@@ -1,10 +1,9 @@
 // modernbert pretrain: the MLM pre-training recipe (spec §6) from a JSON config, flags overriding.
 #include <cstdio>
 #include <cstdlib>
-#include <string>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
 
 #include "cli/args.h"
 #include "cli/command.h"

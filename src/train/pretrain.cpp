@@ -23,15 +23,15 @@
 #include <set>
 #include <sstream>
 
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/thread_pool.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/token_ids.h"
 #include "modernbert/tokenizer.h"
-#include "tokenizer/unicode.h"
 #include "modernbert/trainer.h"
-#include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "tokenizer/unicode.h"
 #include "train/pretrain_state.h"
 
 namespace fs = std::filesystem;
@@ -64,17 +64,46 @@ std::vector<std::string> str_list(const nlohmann::json& j, const char* key, cons
   return v;
 }
 
-
 }  // namespace
 
 PretrainConfig PretrainConfig::from_json(const nlohmann::json& j, const std::string& src) {
-  static const std::vector<std::string> known = {
-      "model_config", "init", "init_from", "tile_from", "global_rope_theta", "local_rope_theta", "data", "eval_data",
-      "eval_documents", "tokenizer", "long_documents", "seq_len", "micro_batch_size", "global_batch_size",
-      "batch_warmup_tokens", "packing_buffer", "mlm_probability", "eval_mlm_probability", "mask_token_id",
-      "optimizer", "schedule", "max_tokens", "max_steps", "grad_clip", "attention_output_dropout", "spike_factor", "spike_warmup_steps", "seed",
-      "output_dir", "save_every", "keep_last", "eval_every", "eval_rows", "log_every", "resume", "kill_at_step",
-      "lossy_utf8"};
+  static const std::vector<std::string> known = {"model_config",
+                                                 "init",
+                                                 "init_from",
+                                                 "tile_from",
+                                                 "global_rope_theta",
+                                                 "local_rope_theta",
+                                                 "data",
+                                                 "eval_data",
+                                                 "eval_documents",
+                                                 "tokenizer",
+                                                 "long_documents",
+                                                 "seq_len",
+                                                 "micro_batch_size",
+                                                 "global_batch_size",
+                                                 "batch_warmup_tokens",
+                                                 "packing_buffer",
+                                                 "mlm_probability",
+                                                 "eval_mlm_probability",
+                                                 "mask_token_id",
+                                                 "optimizer",
+                                                 "schedule",
+                                                 "max_tokens",
+                                                 "max_steps",
+                                                 "grad_clip",
+                                                 "attention_output_dropout",
+                                                 "spike_factor",
+                                                 "spike_warmup_steps",
+                                                 "seed",
+                                                 "output_dir",
+                                                 "save_every",
+                                                 "keep_last",
+                                                 "eval_every",
+                                                 "eval_rows",
+                                                 "log_every",
+                                                 "resume",
+                                                 "kill_at_step",
+                                                 "lossy_utf8"};
   if (!j.is_object()) throw Error(src + ": the training config must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
@@ -353,7 +382,6 @@ ModelConfig invocation_model_config(const PretrainConfig& pc) {
   return c;
 }
 
-
 }  // namespace
 
 // ---- loop -----------------------------------------------------------------------------------------
@@ -456,8 +484,8 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   if (sched.total_tokens <= 0) sched.total_tokens = pc.max_tokens;
 
   // The run's identity; a resume must match the run it continues (or be told to ignore it).
-  const nlohmann::json identity = train::run_identity(pc, invocation_model_config(pc), mask.mask_token_id, buffer,
-                                                      sched.total_tokens);
+  const nlohmann::json identity =
+      train::run_identity(pc, invocation_model_config(pc), mask.mask_token_id, buffer, sched.total_tokens);
   const int64_t threads = kernels::default_pool().size();
   const std::string gemm = kernels::gemm_backend_name();
   const std::string run_json = pc.output_dir + "/run.json";
@@ -509,11 +537,11 @@ PretrainResult pretrain(const PretrainConfig& pc) {
     st = ts.counters;
     run_id = ts.run_id.empty() ? train::run_id_of(identity) : ts.run_id;
     if (ts.threads > 0 && ts.threads != threads)
-      std::fprintf(stderr,
-                   "pretrain: note: the run used %lld threads, this process %lld: the continuation is not bit-identical "
-                   "to an uninterrupted run (pass --threads %lld for that)\n",
-                   static_cast<long long>(ts.threads), static_cast<long long>(threads),
-                   static_cast<long long>(ts.threads));
+      std::fprintf(
+          stderr,
+          "pretrain: note: the run used %lld threads, this process %lld: the continuation is not bit-identical "
+          "to an uninterrupted run (pass --threads %lld for that)\n",
+          static_cast<long long>(ts.threads), static_cast<long long>(threads), static_cast<long long>(ts.threads));
     if (!ts.gemm.empty() && ts.gemm != gemm)
       std::fprintf(stderr, "pretrain: note: the run used the %s GEMM backend, this process %s: not bit-identical\n",
                    ts.gemm.c_str(), gemm.c_str());
@@ -604,7 +632,7 @@ PretrainResult pretrain(const PretrainConfig& pc) {
     train::write_trainer_state(tmp + "/trainer_state.safetensors", ts, opt.m().data(), opt.v().data(),
                                static_cast<int64_t>(w->num_params()));
     train::test_kill_point("before_rename", st.step);
-    fs::remove_all(final_dir);  // only ever a checkpoint of this run (checked above)
+    fs::remove_all(final_dir);   // only ever a checkpoint of this run (checked above)
     fs::rename(tmp, final_dir);  // the checkpoint appears complete or not at all
     train::test_kill_point("after_rename", st.step);
     // --keep-last: prune only this run's checkpoints, oldest first.

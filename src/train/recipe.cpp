@@ -238,8 +238,8 @@ const std::vector<int32_t>& DocumentStream::next() {
 
 void DocumentStream::seek(int64_t epoch, int64_t cursor) {
   if (epoch < 0 || cursor < 0 || cursor > static_cast<int64_t>(docs_.size()))
-    throw Error("data: cannot seek to epoch " + std::to_string(epoch) + ", cursor " + std::to_string(cursor) +
-                " of " + std::to_string(docs_.size()) + " documents");
+    throw Error("data: cannot seek to epoch " + std::to_string(epoch) + ", cursor " + std::to_string(cursor) + " of " +
+                std::to_string(docs_.size()) + " documents");
   epoch_ = epoch;
   cursor_ = cursor;
   make_order();
