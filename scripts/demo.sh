@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 scripts/install_deps.sh
-scripts/build.sh
+scripts/build.sh --target modernbert  # the main job needs only the CLI
 mb=build/modernbert
 out=${MB_DEMO_DIR:-out/demo}
 mkdir -p "$out"
