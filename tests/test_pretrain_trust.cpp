@@ -65,7 +65,8 @@ std::string pretrain_cmd(const std::string& data, const std::string& out, const 
 
 // Rewrites a safetensors file with its tensors and "state" metadata edited.
 void rewrite_state(const std::string& path, const std::function<void(nlohmann::json&)>& edit_state,
-                   const std::function<void(TensorInfo&, std::string&)>& edit_tensor = {}) {
+                   const std::function<void(TensorInfo&, std::string&)>& edit_tensor = {},
+                   const std::function<void(std::map<std::string, std::string>&)>& edit_metadata = {}) {
   std::vector<std::pair<TensorInfo, std::string>> tensors;
   std::map<std::string, std::string> meta;
   {
@@ -84,6 +85,7 @@ void rewrite_state(const std::string& path, const std::function<void(nlohmann::j
     edit_state(st);
     meta["state"] = st.dump();
   }
+  if (edit_metadata) edit_metadata(meta);
   for (const auto& [k, v] : meta) w.set_metadata(k, v);
   w.write(path);
 }
@@ -210,23 +212,8 @@ TEST_F(PretrainTrust, DamagedTrainerStateIsRefusedNamingTheFieldAndChangesNothin
 
 TEST_F(PretrainTrust, MissingOrInvalidStateMetadataIsNamed) {
   const std::string d = copy_run("no_state");
-  const std::string state = d + "/checkpoint-00000003/trainer_state.safetensors";
-  {
-    std::vector<std::pair<TensorInfo, std::string>> tensors;
-    auto sf = SafeTensorsFile::open(state);
-    SafeTensorsWriter w;
-    std::vector<std::string> keep;
-    for (const auto& t : sf->tensors()) keep.emplace_back(reinterpret_cast<const char*>(sf->data(t)), t.end - t.begin);
-    for (size_t k = 0; k < sf->tensors().size(); ++k) {
-      const auto& t = sf->tensors()[k];
-      w.add(t.name, t.dtype, t.shape, keep[k].data());
-    }
-    w.set_metadata("state", "{not json");
-    const std::string tmp = state + ".new";
-    w.write(tmp);
-    sf.reset();
-    fs::rename(tmp, state);
-  }
+  rewrite_state(d + "/checkpoint-00000003/trainer_state.safetensors", {}, {},
+                [](std::map<std::string, std::string>& meta) { meta["state"] = "{not json"; });
   auto r = mbtest::run_command(pretrain_cmd(data_, d, "--max-steps 5 --resume"));
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_NE(r.output.find("field state: invalid JSON"), std::string::npos) << r.output;

@@ -514,26 +514,9 @@ PretrainResult pretrain(const PretrainConfig& pc) {
     lim.num_documents = static_cast<int64_t>(stream.size());
     lim.vocab_size = mcfg.vocab_size;
     lim.seq_len = pc.seq_len;
-    lim.max_row_len = pc.seq_len;
-    // Peek at the saved identity first so a changed seq_len is reported as such, not as a counter error.
-    {
-      auto sf = SafeTensorsFile::open(state_path);
-      if (auto r = sf->metadata().find("run"); r != sf->metadata().end()) {
-        nlohmann::json saved;
-        try {
-          saved = nlohmann::json::parse(r->second);
-        } catch (const std::exception& e) {
-          throw Error(state_path + ": field run: invalid JSON: " + e.what());
-        }
-        check_identity(saved, ckpts.back().second);
-        if (saved.contains("batch") && saved["batch"].is_object() && saved["batch"].contains("seq_len") &&
-            saved["batch"]["seq_len"].is_number_integer())
-          lim.max_row_len = std::max(lim.max_row_len, saved["batch"]["seq_len"].get<int64_t>());
-      } else {
-        check_identity(nullptr, state_path);
-      }
-    }
-    train::TrainerState ts = train::read_trainer_state(state_path, lim, opt.m().data(), opt.v().data());
+    train::TrainerState ts =
+        train::read_trainer_state(state_path, lim, opt.m().data(), opt.v().data(),
+                                  [&](const nlohmann::json& saved) { check_identity(saved, ckpts.back().second); });
     st = ts.counters;
     run_id = ts.run_id.empty() ? train::run_id_of(identity) : ts.run_id;
     if (ts.threads > 0 && ts.threads != threads)

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cmath>
 #include <csignal>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 
@@ -177,13 +179,33 @@ const TensorInfo& tensor_1d(const SafeTensorsFile& sf, const char* name, DType d
 
 }  // namespace
 
-TrainerState read_trainer_state(const std::string& path, const TrainerStateLimits& lim, float* m, float* v) {
+TrainerState read_trainer_state(const std::string& path, const TrainerStateLimits& lim, float* m, float* v,
+                                const std::function<void(const nlohmann::json&)>& check_identity) {
   const Field f{path};
   auto sf = SafeTensorsFile::open(path);
   TrainerState st;
-
-  // Metadata: counters, run identity.
   const auto& md = sf->metadata();
+
+  // The run identity first: a changed setting (e.g. seq_len) is reported as such, not as a counter
+  // that no longer fits. Rows may be as long as the longest seq_len the run has used.
+  if (auto r = md.find("run"); r != md.end()) {
+    try {
+      st.identity = nlohmann::json::parse(r->second);
+    } catch (const std::exception& e) {
+      throw Error(f.err("run", std::string("invalid JSON: ") + e.what()));
+    }
+  }
+  check_identity(st.identity);
+  int64_t max_row_len = lim.seq_len;
+  if (st.identity.is_object()) {
+    const auto batch = st.identity.find("batch");
+    if (batch != st.identity.end() && batch->is_object()) {
+      const auto sl = batch->find("seq_len");
+      if (sl != batch->end() && sl->is_number_integer()) max_row_len = std::max(max_row_len, sl->get<int64_t>());
+    }
+  }
+
+  // Metadata: counters.
   auto it = md.find("state");
   if (it == md.end()) throw Error(f.err("state", "metadata entry missing"));
   nlohmann::json meta;
@@ -221,19 +243,12 @@ TrainerState read_trainer_state(const std::string& path, const TrainerStateLimit
     throw Error(f.err("row_serial", std::to_string(c.row_serial) + " rows for " + std::to_string(c.step) +
                                         " steps (each step uses at least one row)"));
   if (c.tokens < static_cast<double>(c.row_serial) ||
-      c.tokens > static_cast<double>(c.row_serial) * static_cast<double>(lim.max_row_len))
+      c.tokens > static_cast<double>(c.row_serial) * static_cast<double>(max_row_len))
     throw Error(f.err("tokens", hexd(c.tokens) + " tokens for " + std::to_string(c.row_serial) + " rows of at most " +
-                                    std::to_string(lim.max_row_len) + " tokens"));
+                                    std::to_string(max_row_len) + " tokens"));
   if (meta.contains("run_id")) st.run_id = meta_get<std::string>(meta, "run_id", f);
   if (meta.contains("threads")) st.threads = meta_get<int64_t>(meta, "threads", f);
   if (meta.contains("gemm")) st.gemm = meta_get<std::string>(meta, "gemm", f);
-  if (auto r = md.find("run"); r != md.end()) {
-    try {
-      st.identity = nlohmann::json::parse(r->second);
-    } catch (const std::exception& e) {
-      throw Error(f.err("run", std::string("invalid JSON: ") + e.what()));
-    }
-  }
 
   // Optimizer moments: exactly one F32 per parameter.
   const TensorInfo& tm = tensor_1d(*sf, "optimizer.m", DType::kF32, "F32", f);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -60,7 +61,6 @@ struct TrainerStateLimits {
   int64_t num_documents = 0;  // the data cursor lies in [0, num_documents]
   int64_t vocab_size = 0;     // packer ids lie in [0, vocab_size)
   int64_t seq_len = 0;        // a buffered sequence is at most one row long
-  int64_t max_row_len = 0;    // tokens <= rows x max_row_len (the longest row length the run has used)
 };
 
 struct TrainerState {
@@ -77,7 +77,10 @@ struct TrainerState {
 // to the stored ids), ids in the vocabulary, counters consistent with each other. Moments go into
 // m and v (num_params floats each) only after all checks pass. Throws modernbert::Error naming the
 // file and the field.
-TrainerState read_trainer_state(const std::string& path, const TrainerStateLimits& lim, float* m, float* v);
+// `check_identity` is called with the saved run identity (null for older checkpoints) before any
+// counter is validated, and may throw.
+TrainerState read_trainer_state(const std::string& path, const TrainerStateLimits& lim, float* m, float* v,
+                                const std::function<void(const nlohmann::json&)>& check_identity);
 
 // Writes the trainer state (counters, moments, packer buffer, run identity) to `path`. Not atomic by
 // itself: the caller writes into a temporary checkpoint directory that is renamed when complete.
