@@ -21,6 +21,12 @@
 
 namespace modernbert {
 
+namespace kernels {
+struct RopeTable;
+}
+struct ActivationStore;   // src/model/activation_store.h: what the training backward reads
+struct HeadActivations;
+
 // An unpadded batch: sequence b is ids[cu_seqlens[b] .. cu_seqlens[b+1]).
 struct Batch {
   std::vector<int32_t> ids;
@@ -51,13 +57,17 @@ class Encoder {
 
   // last_hidden_state [T, H] into `out` (resized to T*H). Not re-entrant: uses the encoder's
   // arena (use one Encoder per concurrent caller; the weights can be shared).
-  void forward(const Batch& batch, std::vector<float>& out);
+  // The one forward pass of inference and training: with `save` (training) it also keeps in the
+  // store what the backward needs and applies the store's attention-output dropout; the
+  // arithmetic is the same, so without dropout `out` is bitwise the inference result.
+  void forward(const Batch& batch, std::vector<float>& out, ActivationStore* save = nullptr);
   std::vector<float> forward(const Batch& batch);
 
   // ---- heads (const; hidden is [T, H] from forward) ----
   // z = LN(act(W_dense x + b); head_norm), x and z [R, H]; the transform shared by the MLM and
-  // classification heads (act = classifier_activation). z may alias x.
-  void head_transform(const float* x, int64_t R, float* z) const;
+  // classification heads (act = classifier_activation). z may alias x unless `save` is given;
+  // `save` (training) keeps the dense output and the LayerNorm statistics for the backward.
+  void head_transform(const float* x, int64_t R, float* z, HeadActivations* save = nullptr) const;
   // MLM logits [rows.size(), V] at the given token rows (indices in [0, T)).
   std::vector<float> mlm_logits(const float* hidden, int64_t T, const std::vector<int64_t>& rows) const;
   // Pooled sequence vectors [B, H] (no head): first token (kCls) or mean over the sequence's
@@ -74,6 +84,9 @@ class Encoder {
 
   // Floats currently held by the activation arena (for tests of linear memory).
   size_t arena_floats() const;
+  // The RoPE table for `theta` covering positions [0, max_len) (grown by doubling, kept; the
+  // reference stays valid until a later call grows the same theta's table).
+  const kernels::RopeTable& rope_table(double theta, int64_t max_len);
 
   ~Encoder();
   Encoder(Encoder&&) noexcept;

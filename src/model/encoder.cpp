@@ -26,6 +26,7 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/profile.h"
 #include "kernels/cpu/thread_pool.h"
+#include "model/activation_store.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
@@ -36,11 +37,10 @@ namespace k = kernels;
 
 struct Encoder::State {
   std::vector<float> arena;
-  std::map<double, k::RopeTable> rope;  // by theta, grown to the longest sequence seen
+  std::map<double, k::RopeTable> rope;  // by theta, grown to the longest sequence seen (node-stable)
 };
 
 namespace {
-
 
 void require(const float* p, const std::string& name) {
   if (!p) throw Error("encoder: missing weight " + name);
@@ -129,7 +129,29 @@ void Encoder::check_weights() const {
   }
 }
 
-void Encoder::forward(const Batch& batch, std::vector<float>& out) {
+namespace {
+
+template <class T>
+T* grown(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+void copy_rows(float* dst, const float* src, int64_t n) { std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); }
+
+}  // namespace
+
+const k::RopeTable& Encoder::rope_table(double theta, int64_t max_len) {
+  auto& t = st_->rope[theta];
+  if (t.max_len < max_len) {
+    int64_t len = std::max<int64_t>(t.max_len, 512);
+    while (len < max_len) len *= 2;
+    t = k::make_rope_table(theta, cfg_.head_dim(), len);
+  }
+  return t;
+}
+
+void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationStore* save) {
   batch.validate(cfg_.vocab_size);
   const int64_t T = batch.num_tokens(), B = batch.num_seqs();
   const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, nh = cfg_.num_attention_heads;
@@ -154,58 +176,87 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out) {
   float* attn_ws = mid + T * mid_w;
   float* p = a;  // projections land in `a`'s rows, consumed by add_layernorm (see kernels.h)
   const int64_t* cu = batch.cu_seqlens.data();
-
-  // RoPE tables for every theta used, covering the longest sequence (grown by doubling).
   const int64_t max_len = batch.max_seqlen();
-  auto table_for = [&](double theta) -> const k::RopeTable& {
-    auto& t = st_->rope[theta];
-    if (t.max_len < max_len) {
-      int64_t len = std::max<int64_t>(t.max_len, 512);
-      while (len < max_len) len *= 2;
-      t = k::make_rope_table(theta, d, len);
-    }
-    return t;
-  };
+  const int64_t L = cfg_.num_hidden_layers;
+  // Training mode: the statistics of each LayerNorm go to the store; the tensors the backward
+  // reads are written there directly (qkv, o, u) or copied (hs, a, hmid, m, h_last).
+  if (save) save->layers.resize(static_cast<size_t>(L));
+  auto stats = [&](std::vector<float>& v) { return save ? grown(v, T) : nullptr; };
 
   namespace kp = k::prof;
   // Embeddings: gather rows of E, then LN into h.
   std::optional<kp::Scope> emb_scope(std::in_place, kp::kEmbed);
+  float* emb = save ? grown(save->emb_x, T * H) : a;
   k::parallel_for(T, 256, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t)
-      std::memcpy(a + t * H, w_.tok_embeddings + static_cast<int64_t>(batch.ids[static_cast<size_t>(t)]) * H,
-                  static_cast<size_t>(H) * sizeof(float));
+      copy_rows(emb + t * H, w_.tok_embeddings + static_cast<int64_t>(batch.ids[static_cast<size_t>(t)]) * H, H);
   });
-  k::layernorm(a, w_.emb_norm_w, w_.emb_norm_b, h, T, H, eps);
+  k::layernorm(emb, w_.emb_norm_w, w_.emb_norm_b, h, T, H, eps, save ? stats(save->emb_mean) : nullptr,
+               save ? stats(save->emb_rstd) : nullptr);
   emb_scope.reset();
 
   const k::Act act = to_kernel_act(cfg_.hidden_activation);
-  const int64_t L = cfg_.num_hidden_layers;
   if (L == 0) {
-    k::layernorm(h, w_.final_norm_w, w_.final_norm_b, a, T, H, eps);
+    k::layernorm(h, w_.final_norm_w, w_.final_norm_b, a, T, H, eps, save ? stats(save->f_mean) : nullptr,
+                 save ? stats(save->f_rstd) : nullptr);
+    if (save) copy_rows(grown(save->h_last, T * H), h, T * H);
   } else if (w_.layers[0].attn_norm_w) {
     // Layer 0 normally has no attn_norm (Identity); honour one if a checkpoint carries it.
-    k::layernorm(h, w_.layers[0].attn_norm_w, w_.layers[0].attn_norm_b, a, T, H, eps);
+    LayerActivations* A0 = save ? &save->layers[0] : nullptr;
+    k::layernorm(h, w_.layers[0].attn_norm_w, w_.layers[0].attn_norm_b, a, T, H, eps,
+                 A0 ? stats(A0->a_mean) : nullptr, A0 ? stats(A0->a_rstd) : nullptr);
   }
   for (int64_t l = 0; l < L; ++l) {
     const LayerWeights& lw = w_.layers[static_cast<size_t>(l)];
+    LayerActivations* A = save ? &save->layers[static_cast<size_t>(l)] : nullptr;
     const float* x = (l == 0 && !lw.attn_norm_w) ? h : a;
-    float* qkv = big;
+    if (A) {
+      copy_rows(grown(A->hs, T * H), h, T * H);
+      if (lw.attn_norm_w) copy_rows(grown(A->a, T * H), a, T * H);
+    }
+    float* qkv = A ? grown(A->qkv, T * 3 * H) : big;
+    float* o = A ? grown(A->o, T * H) : mid;
     const int64_t hw = cfg_.half_window(l);
     { kp::Scope s(kp::kGemmQkv); k::gemm(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H); }
     {  // RoPE is applied inside attention's Q/K repack (no separate pass over qkv)
-      const k::RopeTable& rope = table_for(cfg_.rope_theta(l));
+      const k::RopeTable& rope = rope_table(cfg_.rope_theta(l), max_len);
       kp::Scope s(hw < 0 ? kp::kAttnGlobal : kp::kAttnLocal);
-      k::attention(qkv, mid, cu, B, nh, d, hw, attn_ws, &rope);
+      k::attention(qkv, o, cu, B, nh, d, hw, attn_ws, &rope, A ? grown(A->lse, T * nh) : nullptr);
+      if (A) {  // the backward reads the rotated Q and K
+        k::rope_qkv(qkv, cu, B, nh, rope);
+        A->rope = &rope;
+      }
     }
-    { kp::Scope s(kp::kGemmO); k::gemm(mid, lw.wo, lw.bo, p, T, H, H); }
-    { kp::Scope s(kp::kAddLn); k::add_layernorm(h, p, lw.mlp_norm_w, lw.mlp_norm_b, a, T, H, eps); }
-    { kp::Scope s(kp::kGemmI); k::gemm(a, lw.wi, lw.bi, big, T, 2 * I, H); }
-    { kp::Scope s(kp::kGlu); k::glu(act, big, mid, T, I); }
+    { kp::Scope s(kp::kGemmO); k::gemm(o, lw.wo, lw.bo, p, T, H, H); }
+    if (save && save->attn_dropout > 0) k::dropout(p, p, T * H, save->attn_dropout, save->dropout_seed, l);
+    {
+      kp::Scope s(kp::kAddLn);
+      k::add_layernorm(h, p, lw.mlp_norm_w, lw.mlp_norm_b, a, T, H, eps, A ? stats(A->m_mean) : nullptr,
+                       A ? stats(A->m_rstd) : nullptr);
+    }
+    if (A) {
+      copy_rows(grown(A->hmid, T * H), h, T * H);
+      copy_rows(grown(A->m, T * H), a, T * H);
+    }
+    float* u = A ? grown(A->u, T * 2 * I) : big;
+    { kp::Scope s(kp::kGemmI); k::gemm(a, lw.wi, lw.bi, u, T, 2 * I, H); }
+    { kp::Scope s(kp::kGlu); k::glu(act, u, mid, T, I); }
     { kp::Scope s(kp::kGemmMlpO); k::gemm(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I); }
     const bool last = l + 1 == L;
     const float* gw = last ? w_.final_norm_w : w_.layers[static_cast<size_t>(l + 1)].attn_norm_w;
     const float* gb = last ? w_.final_norm_b : w_.layers[static_cast<size_t>(l + 1)].attn_norm_b;
-    { kp::Scope s(kp::kAddLn); k::add_layernorm(h, p, gw, gb, a, T, H, eps); }
+    float* mean_next = nullptr;
+    float* rstd_next = nullptr;
+    if (save) {
+      auto& next = last ? save->f_mean : save->layers[static_cast<size_t>(l + 1)].a_mean;
+      auto& next_r = last ? save->f_rstd : save->layers[static_cast<size_t>(l + 1)].a_rstd;
+      if (gw) {
+        mean_next = stats(next);
+        rstd_next = stats(next_r);
+      }
+    }
+    { kp::Scope s(kp::kAddLn); k::add_layernorm(h, p, gw, gb, a, T, H, eps, mean_next, rstd_next); }
+    if (save && last) copy_rows(grown(save->h_last, T * H), h, T * H);
   }
   std::memcpy(out.data(), a, static_cast<size_t>(T * H) * sizeof(float));
 }

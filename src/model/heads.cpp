@@ -13,6 +13,7 @@
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/profile.h"
 #include "kernels/cpu/thread_pool.h"
+#include "model/activation_store.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
@@ -23,13 +24,20 @@ namespace k = kernels;
 
 namespace {}  // namespace
 
-void Encoder::head_transform(const float* x, int64_t R, float* z) const {
+void Encoder::head_transform(const float* x, int64_t R, float* z, HeadActivations* save) const {
   if (!w_.head_dense_w || !w_.head_norm_w) throw Error("head: weights have no head.dense / head.norm");
   const int64_t H = cfg_.hidden_size;
+  if (save && z == x) throw Error("head: a saving head transform cannot run in place");
   // The dense output goes straight into z unless z aliases x (the gemm cannot run in place); then
-  // into a per-thread scratch that is kept (no allocation per call once it has grown).
+  // into a per-thread scratch that is kept (no allocation per call once it has grown). Training
+  // keeps it in the store instead (the activation backward reads it).
   float* y = z;
-  if (z == x) {
+  if (save) {
+    save->z1.resize(static_cast<size_t>(R * H));
+    save->mean.resize(static_cast<size_t>(R));
+    save->rstd.resize(static_cast<size_t>(R));
+    y = save->z1.data();
+  } else if (z == x) {
     thread_local std::vector<float> scratch;
     if (scratch.size() < static_cast<size_t>(R * H)) scratch.resize(static_cast<size_t>(R * H));
     y = scratch.data();
@@ -37,7 +45,8 @@ void Encoder::head_transform(const float* x, int64_t R, float* z) const {
   k::prof::Scope s(k::prof::kHead);
   k::gemm(x, w_.head_dense_w, w_.head_dense_b, y, R, H, H);
   k::act_layernorm(to_kernel_act(cfg_.classifier_activation), y, w_.head_norm_w, w_.head_norm_b, z, R, H,
-                   static_cast<float>(cfg_.norm_eps));
+                   static_cast<float>(cfg_.norm_eps), save ? save->mean.data() : nullptr,
+                   save ? save->rstd.data() : nullptr);
 }
 
 std::vector<float> Encoder::mlm_logits(const float* hidden, int64_t T, const std::vector<int64_t>& rows) const {

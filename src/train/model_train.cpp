@@ -22,6 +22,7 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/thread_pool.h"
+#include "model/activation_store.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/trainer.h"
@@ -85,214 +86,100 @@ struct TrainModel::Impl {
   WeightViews v;
   const float* base = nullptr;
   int64_t num_labels = 0;
-  std::map<double, k::RopeTable> rope;
-
-  struct LayerActs {
-    std::vector<float> hs, a, a_mean, a_rstd, qkv, o, lse, hmid, m, m_mean, m_rstd, u;
-  };
-  std::vector<LayerActs> layers;
-  std::vector<float> emb_x, emb_mean, emb_rstd, h_last, out, f_mean, f_rstd;
+  // The one forward (shared with inference); the store keeps what the backward reads.
+  Encoder enc;
+  ActivationStore st;
+  HeadActivations head;
+  std::vector<float> out;  // last_hidden_state [T, H] of the latest forward
   // Head.
   std::vector<int64_t> rows;
   std::vector<int32_t> row_labels;
-  std::vector<float> hx, z1, z2, z, z_mean, z_rstd, logits;
+  std::vector<float> hx, z, logits;
   // Backward scratch.
-  std::vector<float> dh, dtmp, dtmp2, dqkv, du, gbuf, dg, dout, dz, dz2;
-  // Attention-output dropout (spec §6.9): p and the seed of the current masks; ybuf holds the
-  // attention output projection before the mask.
-  double attn_drop_p = 0;
-  uint64_t drop_seed = 0;
-  std::vector<float> ybuf;
+  std::vector<float> dh, dtmp, dtmp2, dqkv, du, gbuf, dg, dout, dz, dz2, dx, ybuf;
 
-  // keep/(1-p) or 0 for element i of layer l's attention output: a counter-based hash of
-  // (seed, layer, i), so forward and backward regenerate the same mask without storing it and
-  // the mask does not depend on threads.
-  float drop_scale(int64_t l, int64_t i) const {
-    uint64_t x = drop_seed ^ (static_cast<uint64_t>(l + 1) * 0xD1B54A32D192ED03ull) ^
-                 (static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull);
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    const double u = static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0);
-    return u < attn_drop_p ? 0.0f : static_cast<float>(1.0 / (1.0 - attn_drop_p));
-  }
-  // dst[i] (+)= src[i] * drop_scale(l, i) over n elements.
-  void apply_dropout(int64_t l, const float* src, float* dst, int64_t n, bool accumulate) const {
-    k::parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
-      for (int64_t i = b; i < e; ++i) {
-        const float y = src[i] * drop_scale(l, i);
-        dst[i] = accumulate ? dst[i] + y : y;
-      }
-    });
-  }
-
-  explicit Impl(const Weights& weights) : w(weights), cfg(weights.config()), v(weights.views()) {
+  explicit Impl(const Weights& weights) : w(weights), cfg(weights.config()), v(weights.views()), enc(weights) {
     if (!w.is_contiguous()) throw Error("training needs the parameters in one contiguous buffer (make_contiguous())");
     base = w.data();
     num_labels = w.heads().num_labels;
-    layers.resize(static_cast<size_t>(cfg.num_hidden_layers));
   }
 
   float* G(const float* p, float* grads) const { return p && grads ? grads + (p - base) : nullptr; }
 
-  const k::RopeTable& table_for(double theta, int64_t max_len) {
-    auto& t = rope[theta];
-    if (t.max_len < max_len) {
-      int64_t len = std::max<int64_t>(t.max_len, 512);
-      while (len < max_len) len *= 2;
-      t = k::make_rope_table(theta, cfg.head_dim(), len);
-    }
-    return t;
+  void encoder_forward(const Batch& batch) { enc.forward(batch, out, &st); }
+
+  // Backward of one layer's MLP block: dh = d hs[l+1] in, d hmid out (in dh).
+  void mlp_backward(int64_t T, const LayerWeights& lw, const LayerActivations& A, float* grads) {
+    const int64_t H = cfg.hidden_size, I = cfg.intermediate_size;
+    const Act act = to_kernel_act(cfg.hidden_activation);
+    k::glu(act, A.u.data(), gbuf.data(), T, I);  // the GLU output is recomputed, not stored
+    train::linear_backward(gbuf.data(), lw.wo_mlp, dh.data(), dg.data(), false, G(lw.wo_mlp, grads),
+                           G(lw.bo_mlp, grads), T, H, I);
+    train::glu_backward(act, A.u.data(), dg.data(), du.data(), T, I);
+    train::linear_backward(A.m.data(), lw.wi, du.data(), dtmp.data(), false, G(lw.wi, grads), G(lw.bi, grads), T,
+                           2 * I, H);
+    // dh (= d hs[l+1]) flows through the residual to hmid, plus the mlp_norm branch.
+    train::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(), dh.data(),
+                              true, G(lw.mlp_norm_w, grads), G(lw.mlp_norm_b, grads), T, H);
   }
 
-  // ---- encoder ----
-  void encoder_forward(const Batch& batch) {
-    const int64_t T = batch.num_tokens(), B = batch.num_seqs(), H = cfg.hidden_size, I = cfg.intermediate_size;
-    const int64_t nh = cfg.num_attention_heads, d = cfg.head_dim(), L = cfg.num_hidden_layers;
-    const float eps = static_cast<float>(cfg.norm_eps);
+  // Backward of one layer's attention block: dh = d hmid in, d hs[l] out (in dh).
+  void attention_block_backward(const Batch& batch, int64_t l, const LayerWeights& lw, const LayerActivations& A,
+                                float* grads) {
+    const int64_t T = batch.num_tokens(), B = batch.num_seqs(), H = cfg.hidden_size;
+    const int64_t nh = cfg.num_attention_heads, d = cfg.head_dim();
     const int64_t* cu = batch.cu_seqlens.data();
-    const Act act = to_kernel_act(cfg.hidden_activation);
-    resize(emb_x, T * H);
-    resize(emb_mean, T);
-    resize(emb_rstd, T);
-    resize(gbuf, T * I);
-    resize(dtmp, T * H);
-    for (int64_t t = 0; t < T; ++t)
-      std::memcpy(emb_x.data() + t * H, v.tok_embeddings + static_cast<int64_t>(batch.ids[static_cast<size_t>(t)]) * H,
-                  static_cast<size_t>(H) * sizeof(float));
-    float* h = nullptr;
-    if (L > 0) {
-      resize(layers[0].hs, T * H);
-      h = layers[0].hs.data();
+    // hmid = hs[l] + Dropout(o Woᵀ (+b))
+    const float* dy = dh.data();
+    if (st.attn_dropout > 0) {
+      k::dropout(dh.data(), ybuf.data(), T * H, st.attn_dropout, st.dropout_seed, l);
+      dy = ybuf.data();
+    }
+    train::linear_backward(A.o.data(), lw.wo, dy, dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H, H);
+    train::attention_backward(A.qkv.data(), A.o.data(), dtmp.data(), A.lse.data(), dqkv.data(), cu, B, nh, d,
+                              cfg.half_window(l));
+    train::rope_backward(dqkv.data(), cu, B, nh, *A.rope);
+    const float* x = lw.attn_norm_w ? A.a.data() : A.hs.data();
+    train::linear_backward(x, lw.wqkv, dqkv.data(), dtmp2.data(), false, G(lw.wqkv, grads), G(lw.bqkv, grads), T,
+                           3 * H, H);
+    if (lw.attn_norm_w) {
+      train::layernorm_backward(dtmp2.data(), A.hs.data(), lw.attn_norm_w, A.a_mean.data(), A.a_rstd.data(), dh.data(),
+                                true, G(lw.attn_norm_w, grads), G(lw.attn_norm_b, grads), T, H);
     } else {
-      resize(h_last, T * H);
-      h = h_last.data();
+      k::add_inplace(dh.data(), dtmp2.data(), T * H);
     }
-    train::layernorm_forward(emb_x.data(), v.emb_norm_w, v.emb_norm_b, h, emb_mean.data(), emb_rstd.data(), T, H, eps);
-    for (int64_t l = 0; l < L; ++l) {
-      const LayerWeights& lw = v.layers[static_cast<size_t>(l)];
-      LayerActs& A = layers[static_cast<size_t>(l)];
-      const float* x = A.hs.data();
-      if (lw.attn_norm_w) {
-        resize(A.a, T * H);
-        resize(A.a_mean, T);
-        resize(A.a_rstd, T);
-        train::layernorm_forward(A.hs.data(), lw.attn_norm_w, lw.attn_norm_b, A.a.data(), A.a_mean.data(),
-                                 A.a_rstd.data(), T, H, eps);
-        x = A.a.data();
-      }
-      resize(A.qkv, T * 3 * H);
-      resize(A.o, T * H);
-      resize(A.lse, T * nh);
-      resize(A.hmid, T * H);
-      resize(A.m, T * H);
-      resize(A.m_mean, T);
-      resize(A.m_rstd, T);
-      resize(A.u, T * 2 * I);
-      k::gemm(x, lw.wqkv, lw.bqkv, A.qkv.data(), T, 3 * H, H);
-      k::rope_qkv(A.qkv.data(), cu, B, nh, table_for(cfg.rope_theta(l), batch.max_seqlen()));
-      train::attention_forward(A.qkv.data(), A.o.data(), A.lse.data(), cu, B, nh, d, cfg.half_window(l));
-      std::memcpy(A.hmid.data(), A.hs.data(), static_cast<size_t>(T * H) * sizeof(float));
-      if (attn_drop_p > 0) {  // hmid = hs + Dropout(o Woᵀ + bo)
-        resize(ybuf, T * H);
-        k::gemm(A.o.data(), lw.wo, lw.bo, ybuf.data(), T, H, H);
-        apply_dropout(l, ybuf.data(), A.hmid.data(), T * H, /*accumulate=*/true);
-      } else {
-        k::gemm(A.o.data(), lw.wo, lw.bo, A.hmid.data(), T, H, H, /*accumulate=*/true);
-      }
-      train::layernorm_forward(A.hmid.data(), lw.mlp_norm_w, lw.mlp_norm_b, A.m.data(), A.m_mean.data(),
-                               A.m_rstd.data(), T, H, eps);
-      k::gemm(A.m.data(), lw.wi, lw.bi, A.u.data(), T, 2 * I, H);
-      k::glu(act, A.u.data(), gbuf.data(), T, I);
-      float* next;
-      if (l + 1 < L) {
-        resize(layers[static_cast<size_t>(l + 1)].hs, T * H);
-        next = layers[static_cast<size_t>(l + 1)].hs.data();
-      } else {
-        resize(h_last, T * H);
-        next = h_last.data();
-      }
-      std::memcpy(next, A.hmid.data(), static_cast<size_t>(T * H) * sizeof(float));
-      k::gemm(gbuf.data(), lw.wo_mlp, lw.bo_mlp, next, T, H, I, /*accumulate=*/true);
-    }
-    resize(out, T * H);
-    resize(f_mean, T);
-    resize(f_rstd, T);
-    train::layernorm_forward(h_last.data(), v.final_norm_w, v.final_norm_b, out.data(), f_mean.data(), f_rstd.data(),
-                             T, H, eps);
   }
 
-  // dout [T,H] (d loss / d last_hidden_state) -> parameter gradients.
+  // dlast [T,H] (d loss / d last_hidden_state) -> parameter gradients, ADDED into grads.
   void encoder_backward(const Batch& batch, const float* dlast, float* grads) {
-    const int64_t T = batch.num_tokens(), B = batch.num_seqs(), H = cfg.hidden_size, I = cfg.intermediate_size;
-    const int64_t nh = cfg.num_attention_heads, d = cfg.head_dim(), L = cfg.num_hidden_layers;
-    const int64_t* cu = batch.cu_seqlens.data();
-    const Act act = to_kernel_act(cfg.hidden_activation);
-    resize(dh, T * H);
-    resize(dtmp, T * H);
-    resize(dtmp2, T * H);
+    const int64_t T = batch.num_tokens(), H = cfg.hidden_size, I = cfg.intermediate_size, L = cfg.num_hidden_layers;
+    for (auto* buf : {&dh, &dtmp, &dtmp2, &ybuf}) resize(*buf, T * H);
     resize(dqkv, T * 3 * H);
     resize(du, T * 2 * I);
     resize(dg, T * I);
     resize(gbuf, T * I);
-    train::layernorm_backward(dlast, h_last.data(), v.final_norm_w, f_mean.data(), f_rstd.data(), dh.data(), false,
-                              G(v.final_norm_w, grads), G(v.final_norm_b, grads), T, H);
+    train::layernorm_backward(dlast, st.h_last.data(), v.final_norm_w, st.f_mean.data(), st.f_rstd.data(), dh.data(),
+                              false, G(v.final_norm_w, grads), G(v.final_norm_b, grads), T, H);
     for (int64_t l = L - 1; l >= 0; --l) {
       const LayerWeights& lw = v.layers[static_cast<size_t>(l)];
-      LayerActs& A = layers[static_cast<size_t>(l)];
-      // MLP: hs[l+1] = hmid + g Wo_mlpᵀ (+b)
-      k::glu(act, A.u.data(), gbuf.data(), T, I);
-      train::linear_backward(gbuf.data(), lw.wo_mlp, dh.data(), dg.data(), false, G(lw.wo_mlp, grads),
-                             G(lw.bo_mlp, grads), T, H, I);
-      train::glu_backward(act, A.u.data(), dg.data(), du.data(), T, I);
-      train::linear_backward(A.m.data(), lw.wi, du.data(), dtmp.data(), false, G(lw.wi, grads), G(lw.bi, grads), T,
-                             2 * I, H);
-      // dh (= d hs[l+1]) flows through the residual to hmid, plus the mlp_norm branch.
-      train::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(), dh.data(),
-                                true, G(lw.mlp_norm_w, grads), G(lw.mlp_norm_b, grads), T, H);
-      // Attention: hmid = hs[l] + Dropout(o Woᵀ (+b))
-      const float* dy = dh.data();
-      if (attn_drop_p > 0) {
-        resize(ybuf, T * H);
-        apply_dropout(l, dh.data(), ybuf.data(), T * H, /*accumulate=*/false);
-        dy = ybuf.data();
-      }
-      train::linear_backward(A.o.data(), lw.wo, dy, dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H, H);
-      train::attention_backward(A.qkv.data(), A.o.data(), dtmp.data(), A.lse.data(), dqkv.data(), cu, B, nh, d,
-                                cfg.half_window(l));
-      train::rope_backward(dqkv.data(), cu, B, nh, table_for(cfg.rope_theta(l), batch.max_seqlen()));
-      const float* x = lw.attn_norm_w ? A.a.data() : A.hs.data();
-      train::linear_backward(x, lw.wqkv, dqkv.data(), dtmp2.data(), false, G(lw.wqkv, grads), G(lw.bqkv, grads), T,
-                             3 * H, H);
-      if (lw.attn_norm_w) {
-        train::layernorm_backward(dtmp2.data(), A.hs.data(), lw.attn_norm_w, A.a_mean.data(), A.a_rstd.data(),
-                                  dh.data(), true, G(lw.attn_norm_w, grads), G(lw.attn_norm_b, grads), T, H);
-      } else {
-        float* dhp = dh.data();
-        const float* src = dtmp2.data();
-        for (int64_t i = 0; i < T * H; ++i) dhp[i] += src[i];
-      }
+      const LayerActivations& A = st.layers[static_cast<size_t>(l)];
+      mlp_backward(T, lw, A, grads);
+      attention_block_backward(batch, l, lw, A, grads);
     }
     // Embeddings: hs[0] = LN(E[ids]).
-    train::layernorm_backward(dh.data(), emb_x.data(), v.emb_norm_w, emb_mean.data(), emb_rstd.data(), dtmp.data(),
-                              false, G(v.emb_norm_w, grads), G(v.emb_norm_b, grads), T, H);
+    train::layernorm_backward(dh.data(), st.emb_x.data(), v.emb_norm_w, st.emb_mean.data(), st.emb_rstd.data(),
+                              dtmp.data(), false, G(v.emb_norm_w, grads), G(v.emb_norm_b, grads), T, H);
     train::embedding_backward(batch.ids.data(), dtmp.data(), G(v.tok_embeddings, grads), T, H);
   }
 
   // ---- head: X [R,H] -> logits [R,C] with output layer (Wout [C,H], bout [C]) ----
+  // The inference head (Encoder::head_transform) saving its dense output and LN statistics.
   void head_forward(const float* X, int64_t R, const float* Wout, const float* bout, int64_t C) {
     const int64_t H = cfg.hidden_size;
     if (!v.head_dense_w || !v.head_norm_w) throw Error("training: the weights have no head.dense / head.norm");
-    resize(z1, R * H);
-    resize(z2, R * H);
     resize(z, R * H);
-    resize(z_mean, R);
-    resize(z_rstd, R);
     resize(logits, R * C);
-    k::gemm(X, v.head_dense_w, v.head_dense_b, z1.data(), R, H, H);
-    k::activation(to_kernel_act(cfg.classifier_activation), z1.data(), z2.data(), R * H);
-    train::layernorm_forward(z2.data(), v.head_norm_w, v.head_norm_b, z.data(), z_mean.data(), z_rstd.data(), R, H,
-                             static_cast<float>(cfg.norm_eps));
+    enc.head_transform(X, R, z.data(), &head);
     k::gemm(z.data(), Wout, bout, logits.data(), R, C, H);
   }
 
@@ -300,38 +187,39 @@ struct TrainModel::Impl {
   void head_backward(const float* X, int64_t R, const float* Wout, const float* bout, int64_t C, float* dxo,
                      float* grads) {
     const int64_t H = cfg.hidden_size;
+    const Act act = to_kernel_act(cfg.classifier_activation);
     resize(dz, R * H);
     resize(dz2, R * H);
+    resize(gbuf, R * H);
     train::linear_backward(z.data(), Wout, logits.data(), dz.data(), false, G(Wout, grads), G(bout, grads), R, C, H);
-    train::layernorm_backward(dz.data(), z2.data(), v.head_norm_w, z_mean.data(), z_rstd.data(), dz2.data(), false,
-                              G(v.head_norm_w, grads), G(v.head_norm_b, grads), R, H);
-    train::act_backward(to_kernel_act(cfg.classifier_activation), z1.data(), dz2.data(), dz2.data(), R * H);
+    k::activation(act, head.z1.data(), gbuf.data(), R * H);  // the LN input act(z1), recomputed
+    train::layernorm_backward(dz.data(), gbuf.data(), v.head_norm_w, head.mean.data(), head.rstd.data(), dz2.data(),
+                              false, G(v.head_norm_w, grads), G(v.head_norm_b, grads), R, H);
+    train::act_backward(act, head.z1.data(), dz2.data(), dz2.data(), R * H);
     train::linear_backward(X, v.head_dense_w, dz2.data(), dxo, false, G(v.head_dense_w, grads),
                            G(v.head_dense_b, grads), R, H, H);
   }
 
-  LossResult run(const TrainBatch& tb, TaskType task, float* grads, double denominator) {
-    const Batch& batch = tb.batch;
-    batch.validate(cfg.vocab_size);
-    const int64_t T = batch.num_tokens(), B = batch.num_seqs(), H = cfg.hidden_size;
+  struct Output {
+    const float* W = nullptr;
+    const float* b = nullptr;
+    int64_t C = 0;
+  };
+  Output output_layer(TaskType task) const {
+    if (task == TaskType::kMlm) {
+      if (!v.decoder_w) throw Error("training: task mlm needs an MLM head (decoder) in the weights");
+      return {v.decoder_w, v.decoder_b, cfg.vocab_size};
+    }
+    if (!v.classifier_w) throw Error(std::string("training: task ") + to_string(task) + " needs a classifier head");
+    return {v.classifier_w, v.classifier_b, num_labels};
+  }
+
+  void check_labels(const TrainBatch& tb, TaskType task, int64_t C) const {
+    const int64_t T = tb.batch.num_tokens(), B = tb.batch.num_seqs();
     if (T == 0) throw Error("training: empty batch");
     if (per_token(task) && static_cast<int64_t>(tb.token_labels.size()) != T)
       throw Error("training: " + std::to_string(tb.token_labels.size()) + " token labels for " + std::to_string(T) +
                   " tokens");
-    const float* Wout = nullptr;
-    const float* bout = nullptr;
-    int64_t C = 0;
-    if (task == TaskType::kMlm) {
-      if (!v.decoder_w) throw Error("training: task mlm needs an MLM head (decoder) in the weights");
-      Wout = v.decoder_w;
-      bout = v.decoder_b;
-      C = cfg.vocab_size;
-    } else {
-      if (!v.classifier_w) throw Error(std::string("training: task ") + to_string(task) + " needs a classifier head");
-      Wout = v.classifier_w;
-      bout = v.classifier_b;
-      C = num_labels;
-    }
     if (task == TaskType::kSequenceClassification && static_cast<int64_t>(tb.class_labels.size()) != B)
       throw Error("training: " + std::to_string(tb.class_labels.size()) + " class labels for " + std::to_string(B) +
                   " sequences");
@@ -339,14 +227,13 @@ struct TrainModel::Impl {
         static_cast<int64_t>(tb.targets.size()) != B * C)
       throw Error("training: " + std::to_string(tb.targets.size()) + " targets for " + std::to_string(B) +
                   " sequences x " + std::to_string(C) + " labels");
+  }
 
-    encoder_forward(batch);
-
-    // Rows entering the head: labelled tokens (sparse prediction) or pooled sequences.
-    int64_t R = 0;
-    const bool pooled = !per_token(task);
-    const Pooling pooling = cfg.classifier_pooling;
-    if (!pooled) {
+  // Rows entering the head into hx: labelled tokens (sparse prediction) or pooled sequences.
+  int64_t gather_head_rows(const TrainBatch& tb, TaskType task, int64_t C) {
+    const Batch& batch = tb.batch;
+    const int64_t T = batch.num_tokens(), B = batch.num_seqs(), H = cfg.hidden_size;
+    if (per_token(task)) {
       rows.clear();
       row_labels.clear();
       for (int64_t t = 0; t < T; ++t) {
@@ -358,38 +245,81 @@ struct TrainModel::Impl {
         rows.push_back(t);
         row_labels.push_back(y);
       }
-      R = static_cast<int64_t>(rows.size());
+      const int64_t R = static_cast<int64_t>(rows.size());
       resize(hx, std::max<int64_t>(R, 1) * H);
       for (int64_t r = 0; r < R; ++r)
         std::memcpy(hx.data() + r * H, out.data() + rows[static_cast<size_t>(r)] * H,
                     static_cast<size_t>(H) * sizeof(float));
-    } else {
-      R = B;
-      resize(hx, B * H);
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
-        float* dst = hx.data() + b * H;
-        if (pooling == Pooling::kCls) {
-          std::memcpy(dst, out.data() + s * H, static_cast<size_t>(H) * sizeof(float));
-        } else {
-          for (int64_t c = 0; c < H; ++c) {
-            double acc = 0;
-            for (int64_t t = s; t < e; ++t) acc += out[static_cast<size_t>(t * H + c)];
-            dst[c] = static_cast<float>(acc / static_cast<double>(e - s));
-          }
-        }
-      }
-      if (task == TaskType::kSequenceClassification)
-        for (int64_t b = 0; b < B; ++b) {
-          const int32_t y = tb.class_labels[static_cast<size_t>(b)];
-          if (y != -100 && (y < 0 || y >= C))
-            throw Error("training: label " + std::to_string(y) + " of sequence " + std::to_string(b) +
-                        " outside [0, " + std::to_string(C) + ")");
-        }
+      return R;
     }
+    if (task == TaskType::kSequenceClassification)
+      for (int64_t b = 0; b < B; ++b) {
+        const int32_t y = tb.class_labels[static_cast<size_t>(b)];
+        if (y != -100 && (y < 0 || y >= C))
+          throw Error("training: label " + std::to_string(y) + " of sequence " + std::to_string(b) + " outside [0, " +
+                      std::to_string(C) + ")");
+      }
+    hx = enc.pool(batch, out.data(), cfg.classifier_pooling);
+    return B;
+  }
+
+  // The task's loss over logits [R, C]; writes d loss / d logits into `logits` when dl is set.
+  void loss(const TrainBatch& tb, TaskType task, int64_t R, int64_t C, float dscale, bool with_grad,
+            LossResult& res) {
+    float* dl = with_grad ? logits.data() : nullptr;
+    switch (task) {
+      case TaskType::kMlm:
+      case TaskType::kTokenClassification:
+        res.loss_sum = train::cross_entropy(logits.data(), row_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
+        break;
+      case TaskType::kSequenceClassification:
+        res.loss_sum =
+            train::cross_entropy(logits.data(), tb.class_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
+        break;
+      case TaskType::kRegression: res.loss_sum = train::mse_loss(logits.data(), tb.targets.data(), dl, R * C, dscale); break;
+      case TaskType::kMultiLabel:
+        res.loss_sum = train::bce_with_logits(logits.data(), tb.targets.data(), dl, R * C, dscale);
+        break;
+    }
+  }
+
+  // d loss / d head rows (dx [R, H]) -> d last_hidden_state (dout [T, H]): scatter to the labelled
+  // tokens, or the pooling's backward.
+  void head_rows_backward(const Batch& batch, TaskType task, int64_t R) {
+    const int64_t T = batch.num_tokens(), B = batch.num_seqs(), H = cfg.hidden_size;
+    resize(dout, T * H);
+    std::fill(dout.begin(), dout.begin() + T * H, 0.0f);
+    if (per_token(task)) {
+      for (int64_t r = 0; r < R; ++r) {
+        float* dst = dout.data() + rows[static_cast<size_t>(r)] * H;
+        const float* src = dx.data() + r * H;
+        for (int64_t c = 0; c < H; ++c) dst[c] += src[c];
+      }
+      return;
+    }
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
+      const float* src = dx.data() + b * H;
+      if (cfg.classifier_pooling == Pooling::kCls) {
+        for (int64_t c = 0; c < H; ++c) dout[static_cast<size_t>(s * H + c)] += src[c];
+      } else {
+        const float inv = 1.0f / static_cast<float>(e - s);
+        for (int64_t t = s; t < e; ++t)
+          for (int64_t c = 0; c < H; ++c) dout[static_cast<size_t>(t * H + c)] += src[c] * inv;
+      }
+    }
+  }
+
+  LossResult run(const TrainBatch& tb, TaskType task, float* grads, double denominator) {
+    const Batch& batch = tb.batch;
+    batch.validate(cfg.vocab_size);
+    const Output op = output_layer(task);
+    check_labels(tb, task, op.C);
+    encoder_forward(batch);
+    const int64_t R = gather_head_rows(tb, task, op.C);
 
     LossResult res;
-    const int64_t count = count_items(tb, task, C);
+    const int64_t count = count_items(tb, task, op.C);
     res.count = count;
     if (count == 0 && denominator <= 0) {
       res.loss = res.loss_sum = std::numeric_limits<double>::quiet_NaN();
@@ -398,53 +328,16 @@ struct TrainModel::Impl {
     const double denom = denominator > 0 ? denominator : static_cast<double>(count);
     const float dscale = grads ? static_cast<float>(1.0 / denom) : 0.0f;
     if (R > 0) {
-      head_forward(hx.data(), R, Wout, bout, C);
-      float* dl = grads ? logits.data() : nullptr;
-      switch (task) {
-        case TaskType::kMlm:
-        case TaskType::kTokenClassification:
-          res.loss_sum = train::cross_entropy(logits.data(), row_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
-          break;
-        case TaskType::kSequenceClassification:
-          res.loss_sum = train::cross_entropy(logits.data(), tb.class_labels.data(), dl, R, C, dscale, nullptr,
-                                              &res.correct);
-          break;
-        case TaskType::kRegression:
-          res.loss_sum = train::mse_loss(logits.data(), tb.targets.data(), dl, R * C, dscale);
-          break;
-        case TaskType::kMultiLabel:
-          res.loss_sum = train::bce_with_logits(logits.data(), tb.targets.data(), dl, R * C, dscale);
-          break;
-      }
+      head_forward(hx.data(), R, op.W, op.b, op.C);
+      loss(tb, task, R, op.C, dscale, grads != nullptr, res);
     }
     res.loss = res.loss_sum / denom;
     if (!grads || R == 0) return res;
 
-    // Backward: head -> d(rows) -> scatter into d(last_hidden_state) -> encoder.
-    resize(dout, T * H);
-    std::fill(dout.begin(), dout.begin() + T * H, 0.0f);
-    resize(dtmp, R * H);
-    std::vector<float> dx(static_cast<size_t>(R * H));
-    head_backward(hx.data(), R, Wout, bout, C, dx.data(), grads);
-    if (!pooled) {
-      for (int64_t r = 0; r < R; ++r) {
-        float* dst = dout.data() + rows[static_cast<size_t>(r)] * H;
-        const float* src = dx.data() + r * H;
-        for (int64_t c = 0; c < H; ++c) dst[c] += src[c];
-      }
-    } else {
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
-        const float* src = dx.data() + b * H;
-        if (pooling == Pooling::kCls) {
-          for (int64_t c = 0; c < H; ++c) dout[static_cast<size_t>(s * H + c)] += src[c];
-        } else {
-          const float inv = 1.0f / static_cast<float>(e - s);
-          for (int64_t t = s; t < e; ++t)
-            for (int64_t c = 0; c < H; ++c) dout[static_cast<size_t>(t * H + c)] += src[c] * inv;
-        }
-      }
-    }
+    // Backward: head -> d(rows) -> d(last_hidden_state) -> encoder.
+    resize(dx, R * cfg.hidden_size);
+    head_backward(hx.data(), R, op.W, op.b, op.C, dx.data(), grads);
+    head_rows_backward(batch, task, R);
     encoder_backward(batch, dout.data(), grads);
     return res;
   }
@@ -454,8 +347,8 @@ TrainModel::TrainModel(const Weights& weights) : impl_(std::make_unique<Impl>(we
 
 void TrainModel::set_attention_output_dropout(double p, uint64_t seed) {
   if (!(p >= 0 && p < 1)) throw Error("attention-output dropout must be in [0, 1), got " + std::to_string(p));
-  impl_->attn_drop_p = p;
-  impl_->drop_seed = seed;
+  impl_->st.attn_dropout = p;
+  impl_->st.dropout_seed = seed;
 }
 TrainModel::~TrainModel() = default;
 TrainModel::TrainModel(TrainModel&&) noexcept = default;

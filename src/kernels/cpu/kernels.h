@@ -44,17 +44,20 @@ const char* gemm_backend_name();
 
 // ---------------------------------------------------------------------------------------------
 // LayerNorm over the last dim (biased variance): y = (x - mean) / sqrt(var + eps) * gamma + beta.
-// gamma / beta may be nullptr (1 / 0). y may alias x.
+// gamma / beta may be nullptr (1 / 0). y may alias x. With mean / rstd (each [rows]) the row's
+// mean and 1/sqrt(var + eps) are stored too: what layernorm_backward needs (training).
 void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
-               int64_t C, float eps);
-// Pre-norm residual step: x += r (written back), y = LN(x). y may alias r (not x).
+               int64_t C, float eps, float* mean = nullptr, float* rstd = nullptr);
+// Pre-norm residual step: x += r (written back), y = LN(x). y may alias r (not x). mean / rstd
+// as layernorm (statistics of the updated x).
 void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y,
-                   int64_t rows, int64_t C, float eps);
+                   int64_t rows, int64_t C, float eps, float* mean = nullptr, float* rstd = nullptr);
 
 // Head transform epilogue: y = LN(act(x)) per row, one pass (the MLM / classifier head's
-// dense -> act -> LayerNorm without a second sweep over the rows). y may alias x.
+// dense -> act -> LayerNorm without a second sweep over the rows). y may alias x. mean / rstd as
+// layernorm (statistics of act(x)).
 void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y,
-                   int64_t rows, int64_t C, float eps);
+                   int64_t rows, int64_t C, float eps, float* mean = nullptr, float* rstd = nullptr);
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise activations, y may alias x. kGelu is exact (erf); kGeluTanh the tanh approximation.
@@ -109,6 +112,14 @@ void log_softmax(const float* x, float* y, int64_t rows, int64_t C);
 void top_k(const float* x, int64_t n, int64_t k, int64_t* idx, float* val);
 
 // ---------------------------------------------------------------------------------------------
+// Dropout y = x * mask / (1 - p) with a counter-based mask: element i of `stream` is dropped iff
+// hash(seed, stream, i) < p, so forward and backward (the same call on the gradient) agree without
+// storing the mask, whatever the threads. y may alias x.
+void dropout(const float* x, float* y, int64_t n, double p, uint64_t seed, int64_t stream);
+// dst[i] += src[i] (the residual stream's gradient), n elements.
+void add_inplace(float* dst, const float* src, int64_t n);
+
+// ---------------------------------------------------------------------------------------------
 // Reference implementations (same contracts, plain loops, single thread).
 namespace ref {
 void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N,
@@ -132,6 +143,7 @@ void log_softmax(const float* x, float* y, int64_t rows, int64_t C);
 void top_k(const float* x, int64_t n, int64_t k, int64_t* idx, float* val);
 // Scalar activation used by the reference paths (double precision math, float result).
 float act_scalar(Act act, float x);
+void dropout(const float* x, float* y, int64_t n, double p, uint64_t seed, int64_t stream);
 }  // namespace ref
 
 }  // namespace modernbert::kernels

@@ -15,9 +15,10 @@ namespace modernbert::kernels {
 
 namespace {
 
-// LN of one row x[0..C) into y (may alias x).
+// LN of one row x[0..C) into y (may alias x); the row's mean and 1/sqrt(var + eps) into *mean_out /
+// *rstd_out when they are not null (what the backward needs).
 inline void ln_row(const float* x, const float* gamma, const float* beta, float* y, int64_t C,
-                   float eps) {
+                   float eps, float* mean_out = nullptr, float* rstd_out = nullptr) {
   const int64_t C8 = C / 8 * 8;
   __m256 acc = _mm256_setzero_ps();
   int64_t c = 0;
@@ -34,6 +35,8 @@ inline void ln_row(const float* x, const float* gamma, const float* beta, float*
   float sq = simd::hsum(acc);
   for (; c < C; ++c) sq += (x[c] - mean) * (x[c] - mean);
   const float rstd = 1.0f / std::sqrt(sq / static_cast<float>(C) + eps);
+  if (mean_out) *mean_out = mean;
+  if (rstd_out) *rstd_out = rstd;
   const __m256 vr = _mm256_set1_ps(rstd);
   for (c = 0; c < C8; c += 8) {
     __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + c), vmean), vr);
@@ -55,14 +58,15 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 32768 / std::max<int6
 }  // namespace
 
 void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
-               int64_t C, float eps) {
+               int64_t C, float eps, float* mean, float* rstd) {
   parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
-    for (int64_t r = b; r < e; ++r) ln_row(x + r * C, gamma, beta, y + r * C, C, eps);
+    for (int64_t r = b; r < e; ++r)
+      ln_row(x + r * C, gamma, beta, y + r * C, C, eps, mean ? mean + r : nullptr, rstd ? rstd + r : nullptr);
   });
 }
 
 void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y,
-                   int64_t rows, int64_t C, float eps) {
+                   int64_t rows, int64_t C, float eps, float* mean, float* rstd) {
   parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
       float* xr = x + i * C;
@@ -71,17 +75,18 @@ void add_layernorm(float* x, const float* r, const float* gamma, const float* be
       for (; c + 8 <= C; c += 8)
         _mm256_storeu_ps(xr + c, _mm256_add_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(rr + c)));
       for (; c < C; ++c) xr[c] += rr[c];
-      ln_row(xr, gamma, beta, y + i * C, C, eps);  // r's row is fully read before y is written
+      // r's row is fully read before y is written
+      ln_row(xr, gamma, beta, y + i * C, C, eps, mean ? mean + i : nullptr, rstd ? rstd + i : nullptr);
     }
   });
 }
 
 void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y,
-                   int64_t rows, int64_t C, float eps) {
+                   int64_t rows, int64_t C, float eps, float* mean, float* rstd) {
   parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r) {
       activation_serial(act, x + r * C, y + r * C, C);  // row still in L1 for the LN below
-      ln_row(y + r * C, gamma, beta, y + r * C, C, eps);
+      ln_row(y + r * C, gamma, beta, y + r * C, C, eps, mean ? mean + r : nullptr, rstd ? rstd + r : nullptr);
     }
   });
 }
