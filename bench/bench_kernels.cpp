@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
 #include "modernbert/model.h"
 #include "modernbert/weights.h"
 #include <nlohmann/json.hpp>

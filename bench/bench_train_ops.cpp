@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/trainer.h"

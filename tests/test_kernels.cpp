@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
 #include "modernbert/error.h"
 #include "test_util.h"
 

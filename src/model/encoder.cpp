@@ -23,9 +23,9 @@
 #include <optional>
 #include <string>
 
-#include "kernels/cpu/kernels.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/profile.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
@@ -169,7 +169,7 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out) {
 
   namespace kp = k::prof;
   // Embeddings: gather rows of E, then LN into h.
-  std::optional<kp::Scope> emb_scope(std::in_place, kp::kEmbed);
+  std::optional<kp::Scope> emb_scope(std::in_place, "embed+LN");
   k::parallel_for(T, 256, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t)
       std::memcpy(a + t * H, w_.tok_embeddings + static_cast<int64_t>(batch.ids[static_cast<size_t>(t)]) * H,
@@ -191,21 +191,21 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out) {
     const float* x = (l == 0 && !lw.attn_norm_w) ? h : a;
     float* qkv = big;
     const int64_t hw = cfg_.half_window(l);
-    { kp::Scope s(kp::kGemmQkv); k::gemm(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H); }
+    { kp::Scope s("gemm Wqkv"); k::gemm(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H); }
     {  // RoPE is applied inside attention's Q/K repack (no separate pass over qkv)
       const k::RopeTable& rope = table_for(cfg_.rope_theta(l));
-      kp::Scope s(hw < 0 ? kp::kAttnGlobal : kp::kAttnLocal);
+      kp::Scope s(hw < 0 ? "attention global" : "attention local");
       k::attention(qkv, mid, cu, B, nh, d, hw, attn_ws, &rope);
     }
-    { kp::Scope s(kp::kGemmO); k::gemm(mid, lw.wo, lw.bo, p, T, H, H); }
-    { kp::Scope s(kp::kAddLn); k::add_layernorm(h, p, lw.mlp_norm_w, lw.mlp_norm_b, a, T, H, eps); }
-    { kp::Scope s(kp::kGemmI); k::gemm(a, lw.wi, lw.bi, big, T, 2 * I, H); }
-    { kp::Scope s(kp::kGlu); k::glu(act, big, mid, T, I); }
-    { kp::Scope s(kp::kGemmMlpO); k::gemm(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I); }
+    { kp::Scope s("gemm Wo"); k::gemm(mid, lw.wo, lw.bo, p, T, H, H); }
+    { kp::Scope s("add+LN"); k::add_layernorm(h, p, lw.mlp_norm_w, lw.mlp_norm_b, a, T, H, eps); }
+    { kp::Scope s("gemm Wi"); k::gemm(a, lw.wi, lw.bi, big, T, 2 * I, H); }
+    { kp::Scope s("GeGLU"); k::glu(act, big, mid, T, I); }
+    { kp::Scope s("gemm Wo_mlp"); k::gemm(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I); }
     const bool last = l + 1 == L;
     const float* gw = last ? w_.final_norm_w : w_.layers[static_cast<size_t>(l + 1)].attn_norm_w;
     const float* gb = last ? w_.final_norm_b : w_.layers[static_cast<size_t>(l + 1)].attn_norm_b;
-    { kp::Scope s(kp::kAddLn); k::add_layernorm(h, p, gw, gb, a, T, H, eps); }
+    { kp::Scope s("add+LN"); k::add_layernorm(h, p, gw, gb, a, T, H, eps); }
   }
   std::memcpy(out.data(), a, static_cast<size_t>(T * H) * sizeof(float));
 }

@@ -20,17 +20,16 @@
 #include <map>
 #include <string>
 
-#include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/trainer.h"
-#include "train/backward_kernels.h"
 
 namespace modernbert {
 
 namespace k = kernels;
-using train::Act;
+using kernels::Act;
 
 const char* to_string(TaskType t) {
   switch (t) {
@@ -52,22 +51,7 @@ TaskType parse_task(const std::string& s) {
   throw Error("task: unknown task '" + s + "' (expected mlm, classification, token-classification, regression, multilabel)");
 }
 
-double grad_norm_sq(const float* g, size_t n) {
-  constexpr size_t kChunk = 1 << 14;
-  const size_t nchunks = (n + kChunk - 1) / kChunk;
-  std::vector<double> part(nchunks, 0.0);
-  k::parallel_for(static_cast<int64_t>(nchunks), 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t c = b; c < e; ++c) {
-      double s = 0;
-      const size_t i0 = static_cast<size_t>(c) * kChunk, i1 = std::min(n, i0 + kChunk);
-      for (size_t i = i0; i < i1; ++i) s += static_cast<double>(g[i]) * g[i];
-      part[static_cast<size_t>(c)] = s;
-    }
-  });
-  double s = 0;
-  for (double p : part) s += p;
-  return s;
-}
+double grad_norm_sq(const float* g, size_t n) { return kernels::grad_norm_sq(g, n); }
 
 namespace {
 
@@ -104,26 +88,10 @@ struct TrainModel::Impl {
   uint64_t drop_seed = 0;
   std::vector<float> ybuf;
 
-  // keep/(1-p) or 0 for element i of layer l's attention output: a counter-based hash of
-  // (seed, layer, i), so forward and backward regenerate the same mask without storing it and
-  // the mask does not depend on threads.
-  float drop_scale(int64_t l, int64_t i) const {
-    uint64_t x = drop_seed ^ (static_cast<uint64_t>(l + 1) * 0xD1B54A32D192ED03ull) ^
-                 (static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull);
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    const double u = static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0);
-    return u < attn_drop_p ? 0.0f : static_cast<float>(1.0 / (1.0 - attn_drop_p));
-  }
-  // dst[i] (+)= src[i] * drop_scale(l, i) over n elements.
+  // dst[i] (+)= src[i] * keep/(1-p) or 0: the counter-based mask of (seed, layer, i) of
+  // kernels::dropout, so forward and backward regenerate the same mask without storing it.
   void apply_dropout(int64_t l, const float* src, float* dst, int64_t n, bool accumulate) const {
-    k::parallel_for(n, 1 << 14, [&](int64_t b, int64_t e, int) {
-      for (int64_t i = b; i < e; ++i) {
-        const float y = src[i] * drop_scale(l, i);
-        dst[i] = accumulate ? dst[i] + y : y;
-      }
-    });
+    kernels::dropout(src, dst, n, attn_drop_p, drop_seed, l, accumulate);
   }
 
   explicit Impl(const Weights& weights) : w(weights), cfg(weights.config()), v(weights.views()) {
@@ -157,9 +125,7 @@ struct TrainModel::Impl {
     resize(emb_rstd, T);
     resize(gbuf, T * I);
     resize(dtmp, T * H);
-    for (int64_t t = 0; t < T; ++t)
-      std::memcpy(emb_x.data() + t * H, v.tok_embeddings + static_cast<int64_t>(batch.ids[static_cast<size_t>(t)]) * H,
-                  static_cast<size_t>(H) * sizeof(float));
+    kernels::embedding(batch.ids.data(), v.tok_embeddings, emb_x.data(), T, H);
     float* h = nullptr;
     if (L > 0) {
       resize(layers[0].hs, T * H);
@@ -168,7 +134,7 @@ struct TrainModel::Impl {
       resize(h_last, T * H);
       h = h_last.data();
     }
-    train::layernorm_forward(emb_x.data(), v.emb_norm_w, v.emb_norm_b, h, emb_mean.data(), emb_rstd.data(), T, H, eps);
+    kernels::layernorm(emb_x.data(), v.emb_norm_w, v.emb_norm_b, h, T, H, eps, emb_mean.data(), emb_rstd.data());
     for (int64_t l = 0; l < L; ++l) {
       const LayerWeights& lw = v.layers[static_cast<size_t>(l)];
       LayerActs& A = layers[static_cast<size_t>(l)];
@@ -177,8 +143,7 @@ struct TrainModel::Impl {
         resize(A.a, T * H);
         resize(A.a_mean, T);
         resize(A.a_rstd, T);
-        train::layernorm_forward(A.hs.data(), lw.attn_norm_w, lw.attn_norm_b, A.a.data(), A.a_mean.data(),
-                                 A.a_rstd.data(), T, H, eps);
+        kernels::layernorm(A.hs.data(), lw.attn_norm_w, lw.attn_norm_b, A.a.data(), T, H, eps, A.a_mean.data(), A.a_rstd.data());
         x = A.a.data();
       }
       resize(A.qkv, T * 3 * H);
@@ -191,7 +156,7 @@ struct TrainModel::Impl {
       resize(A.u, T * 2 * I);
       k::gemm(x, lw.wqkv, lw.bqkv, A.qkv.data(), T, 3 * H, H);
       k::rope_qkv(A.qkv.data(), cu, B, nh, table_for(cfg.rope_theta(l), batch.max_seqlen()));
-      train::attention_forward(A.qkv.data(), A.o.data(), A.lse.data(), cu, B, nh, d, cfg.half_window(l));
+      kernels::attention_forward(A.qkv.data(), A.o.data(), A.lse.data(), cu, B, nh, d, cfg.half_window(l));
       std::memcpy(A.hmid.data(), A.hs.data(), static_cast<size_t>(T * H) * sizeof(float));
       if (attn_drop_p > 0) {  // hmid = hs + Dropout(o Woᵀ + bo)
         resize(ybuf, T * H);
@@ -200,8 +165,7 @@ struct TrainModel::Impl {
       } else {
         k::gemm(A.o.data(), lw.wo, lw.bo, A.hmid.data(), T, H, H, /*accumulate=*/true);
       }
-      train::layernorm_forward(A.hmid.data(), lw.mlp_norm_w, lw.mlp_norm_b, A.m.data(), A.m_mean.data(),
-                               A.m_rstd.data(), T, H, eps);
+      kernels::layernorm(A.hmid.data(), lw.mlp_norm_w, lw.mlp_norm_b, A.m.data(), T, H, eps, A.m_mean.data(), A.m_rstd.data());
       k::gemm(A.m.data(), lw.wi, lw.bi, A.u.data(), T, 2 * I, H);
       k::glu(act, A.u.data(), gbuf.data(), T, I);
       float* next;
@@ -218,8 +182,7 @@ struct TrainModel::Impl {
     resize(out, T * H);
     resize(f_mean, T);
     resize(f_rstd, T);
-    train::layernorm_forward(h_last.data(), v.final_norm_w, v.final_norm_b, out.data(), f_mean.data(), f_rstd.data(),
-                             T, H, eps);
+    kernels::layernorm(h_last.data(), v.final_norm_w, v.final_norm_b, out.data(), T, H, eps, f_mean.data(), f_rstd.data());
   }
 
   // dout [T,H] (d loss / d last_hidden_state) -> parameter gradients.
@@ -235,20 +198,20 @@ struct TrainModel::Impl {
     resize(du, T * 2 * I);
     resize(dg, T * I);
     resize(gbuf, T * I);
-    train::layernorm_backward(dlast, h_last.data(), v.final_norm_w, f_mean.data(), f_rstd.data(), dh.data(), false,
+    kernels::layernorm_backward(dlast, h_last.data(), v.final_norm_w, f_mean.data(), f_rstd.data(), dh.data(), false,
                               G(v.final_norm_w, grads), G(v.final_norm_b, grads), T, H);
     for (int64_t l = L - 1; l >= 0; --l) {
       const LayerWeights& lw = v.layers[static_cast<size_t>(l)];
       LayerActs& A = layers[static_cast<size_t>(l)];
       // MLP: hs[l+1] = hmid + g Wo_mlpᵀ (+b)
       k::glu(act, A.u.data(), gbuf.data(), T, I);
-      train::linear_backward(gbuf.data(), lw.wo_mlp, dh.data(), dg.data(), false, G(lw.wo_mlp, grads),
+      kernels::linear_backward(gbuf.data(), lw.wo_mlp, dh.data(), dg.data(), false, G(lw.wo_mlp, grads),
                              G(lw.bo_mlp, grads), T, H, I);
-      train::glu_backward(act, A.u.data(), dg.data(), du.data(), T, I);
-      train::linear_backward(A.m.data(), lw.wi, du.data(), dtmp.data(), false, G(lw.wi, grads), G(lw.bi, grads), T,
+      kernels::glu_backward(act, A.u.data(), dg.data(), du.data(), T, I);
+      kernels::linear_backward(A.m.data(), lw.wi, du.data(), dtmp.data(), false, G(lw.wi, grads), G(lw.bi, grads), T,
                              2 * I, H);
       // dh (= d hs[l+1]) flows through the residual to hmid, plus the mlp_norm branch.
-      train::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(), dh.data(),
+      kernels::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(), dh.data(),
                                 true, G(lw.mlp_norm_w, grads), G(lw.mlp_norm_b, grads), T, H);
       // Attention: hmid = hs[l] + Dropout(o Woᵀ (+b))
       const float* dy = dh.data();
@@ -257,15 +220,15 @@ struct TrainModel::Impl {
         apply_dropout(l, dh.data(), ybuf.data(), T * H, /*accumulate=*/false);
         dy = ybuf.data();
       }
-      train::linear_backward(A.o.data(), lw.wo, dy, dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H, H);
-      train::attention_backward(A.qkv.data(), A.o.data(), dtmp.data(), A.lse.data(), dqkv.data(), cu, B, nh, d,
+      kernels::linear_backward(A.o.data(), lw.wo, dy, dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H, H);
+      kernels::attention_backward(A.qkv.data(), A.o.data(), dtmp.data(), A.lse.data(), dqkv.data(), cu, B, nh, d,
                                 cfg.half_window(l));
-      train::rope_backward(dqkv.data(), cu, B, nh, table_for(cfg.rope_theta(l), batch.max_seqlen()));
+      kernels::rope_backward(dqkv.data(), cu, B, nh, table_for(cfg.rope_theta(l), batch.max_seqlen()));
       const float* x = lw.attn_norm_w ? A.a.data() : A.hs.data();
-      train::linear_backward(x, lw.wqkv, dqkv.data(), dtmp2.data(), false, G(lw.wqkv, grads), G(lw.bqkv, grads), T,
+      kernels::linear_backward(x, lw.wqkv, dqkv.data(), dtmp2.data(), false, G(lw.wqkv, grads), G(lw.bqkv, grads), T,
                              3 * H, H);
       if (lw.attn_norm_w) {
-        train::layernorm_backward(dtmp2.data(), A.hs.data(), lw.attn_norm_w, A.a_mean.data(), A.a_rstd.data(),
+        kernels::layernorm_backward(dtmp2.data(), A.hs.data(), lw.attn_norm_w, A.a_mean.data(), A.a_rstd.data(),
                                   dh.data(), true, G(lw.attn_norm_w, grads), G(lw.attn_norm_b, grads), T, H);
       } else {
         float* dhp = dh.data();
@@ -274,9 +237,9 @@ struct TrainModel::Impl {
       }
     }
     // Embeddings: hs[0] = LN(E[ids]).
-    train::layernorm_backward(dh.data(), emb_x.data(), v.emb_norm_w, emb_mean.data(), emb_rstd.data(), dtmp.data(),
+    kernels::layernorm_backward(dh.data(), emb_x.data(), v.emb_norm_w, emb_mean.data(), emb_rstd.data(), dtmp.data(),
                               false, G(v.emb_norm_w, grads), G(v.emb_norm_b, grads), T, H);
-    train::embedding_backward(batch.ids.data(), dtmp.data(), G(v.tok_embeddings, grads), T, H);
+    kernels::embedding_backward(batch.ids.data(), dtmp.data(), G(v.tok_embeddings, grads), T, H);
   }
 
   // ---- head: X [R,H] -> logits [R,C] with output layer (Wout [C,H], bout [C]) ----
@@ -291,8 +254,7 @@ struct TrainModel::Impl {
     resize(logits, R * C);
     k::gemm(X, v.head_dense_w, v.head_dense_b, z1.data(), R, H, H);
     k::activation(to_kernel_act(cfg.classifier_activation), z1.data(), z2.data(), R * H);
-    train::layernorm_forward(z2.data(), v.head_norm_w, v.head_norm_b, z.data(), z_mean.data(), z_rstd.data(), R, H,
-                             static_cast<float>(cfg.norm_eps));
+    kernels::layernorm(z2.data(), v.head_norm_w, v.head_norm_b, z.data(), R, H, static_cast<float>(cfg.norm_eps), z_mean.data(), z_rstd.data());
     k::gemm(z.data(), Wout, bout, logits.data(), R, C, H);
   }
 
@@ -302,11 +264,11 @@ struct TrainModel::Impl {
     const int64_t H = cfg.hidden_size;
     resize(dz, R * H);
     resize(dz2, R * H);
-    train::linear_backward(z.data(), Wout, logits.data(), dz.data(), false, G(Wout, grads), G(bout, grads), R, C, H);
-    train::layernorm_backward(dz.data(), z2.data(), v.head_norm_w, z_mean.data(), z_rstd.data(), dz2.data(), false,
+    kernels::linear_backward(z.data(), Wout, logits.data(), dz.data(), false, G(Wout, grads), G(bout, grads), R, C, H);
+    kernels::layernorm_backward(dz.data(), z2.data(), v.head_norm_w, z_mean.data(), z_rstd.data(), dz2.data(), false,
                               G(v.head_norm_w, grads), G(v.head_norm_b, grads), R, H);
-    train::act_backward(to_kernel_act(cfg.classifier_activation), z1.data(), dz2.data(), dz2.data(), R * H);
-    train::linear_backward(X, v.head_dense_w, dz2.data(), dxo, false, G(v.head_dense_w, grads),
+    kernels::act_backward(to_kernel_act(cfg.classifier_activation), z1.data(), dz2.data(), dz2.data(), R * H);
+    kernels::linear_backward(X, v.head_dense_w, dz2.data(), dxo, false, G(v.head_dense_w, grads),
                            G(v.head_dense_b, grads), R, H, H);
   }
 
@@ -345,7 +307,8 @@ struct TrainModel::Impl {
     // Rows entering the head: labelled tokens (sparse prediction) or pooled sequences.
     int64_t R = 0;
     const bool pooled = !per_token(task);
-    const Pooling pooling = cfg.classifier_pooling;
+    const kernels::PoolMode pool_mode =
+        cfg.classifier_pooling == Pooling::kCls ? kernels::PoolMode::kCls : kernels::PoolMode::kMean;
     if (!pooled) {
       rows.clear();
       row_labels.clear();
@@ -366,19 +329,7 @@ struct TrainModel::Impl {
     } else {
       R = B;
       resize(hx, B * H);
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
-        float* dst = hx.data() + b * H;
-        if (pooling == Pooling::kCls) {
-          std::memcpy(dst, out.data() + s * H, static_cast<size_t>(H) * sizeof(float));
-        } else {
-          for (int64_t c = 0; c < H; ++c) {
-            double acc = 0;
-            for (int64_t t = s; t < e; ++t) acc += out[static_cast<size_t>(t * H + c)];
-            dst[c] = static_cast<float>(acc / static_cast<double>(e - s));
-          }
-        }
-      }
+      kernels::pool(pool_mode, out.data(), batch.cu_seqlens.data(), B, H, hx.data());
       if (task == TaskType::kSequenceClassification)
         for (int64_t b = 0; b < B; ++b) {
           const int32_t y = tb.class_labels[static_cast<size_t>(b)];
@@ -403,17 +354,17 @@ struct TrainModel::Impl {
       switch (task) {
         case TaskType::kMlm:
         case TaskType::kTokenClassification:
-          res.loss_sum = train::cross_entropy(logits.data(), row_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
+          res.loss_sum = kernels::cross_entropy(logits.data(), row_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
           break;
         case TaskType::kSequenceClassification:
-          res.loss_sum = train::cross_entropy(logits.data(), tb.class_labels.data(), dl, R, C, dscale, nullptr,
+          res.loss_sum = kernels::cross_entropy(logits.data(), tb.class_labels.data(), dl, R, C, dscale, nullptr,
                                               &res.correct);
           break;
         case TaskType::kRegression:
-          res.loss_sum = train::mse_loss(logits.data(), tb.targets.data(), dl, R * C, dscale);
+          res.loss_sum = kernels::mse_loss(logits.data(), tb.targets.data(), dl, R * C, dscale);
           break;
         case TaskType::kMultiLabel:
-          res.loss_sum = train::bce_with_logits(logits.data(), tb.targets.data(), dl, R * C, dscale);
+          res.loss_sum = kernels::bce_with_logits(logits.data(), tb.targets.data(), dl, R * C, dscale);
           break;
       }
     }
@@ -433,17 +384,7 @@ struct TrainModel::Impl {
         for (int64_t c = 0; c < H; ++c) dst[c] += src[c];
       }
     } else {
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
-        const float* src = dx.data() + b * H;
-        if (pooling == Pooling::kCls) {
-          for (int64_t c = 0; c < H; ++c) dout[static_cast<size_t>(s * H + c)] += src[c];
-        } else {
-          const float inv = 1.0f / static_cast<float>(e - s);
-          for (int64_t t = s; t < e; ++t)
-            for (int64_t c = 0; c < H; ++c) dout[static_cast<size_t>(t * H + c)] += src[c] * inv;
-        }
-      }
+      kernels::pool_backward(pool_mode, dx.data(), batch.cu_seqlens.data(), B, H, dout.data());
     }
     encoder_backward(batch, dout.data(), grads);
     return res;

@@ -6,7 +6,7 @@
 // Bit-exact resume: everything a step depends on is either saved (parameters F32, moments,
 // optimizer step, tokens seen, document cursor + epoch, the packer's buffer, the masking row
 // serial, the spike guard's EMA as exact hex floats) or a pure function of the config (document
-// order per epoch, masks per row serial). Reductions have fixed orders (backward_kernels.h).
+// order per epoch, masks per row serial). Reductions have fixed orders (kernels/backend.h).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,8 +23,8 @@
 #include <set>
 #include <sstream>
 
-#include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/backend.h"
+#include "core/thread_pool.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"

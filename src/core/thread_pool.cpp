@@ -1,11 +1,11 @@
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
 
 #include <immintrin.h>
 
-#include <cstdlib>
-#include <string>
+#include <memory>
+#include <new>
 
-namespace modernbert::kernels {
+namespace modernbert {
 
 namespace {
 // True while the current thread executes a pool task: nested parallel_for then runs inline,
@@ -19,10 +19,6 @@ constexpr int kSpinIters = 20000;
 }  // namespace
 
 int ThreadPool::default_num_threads() {
-  if (const char* env = std::getenv("MODERNBERT_THREADS")) {
-    int v = std::atoi(env);
-    if (v > 0) return v;
-  }
   unsigned hc = std::thread::hardware_concurrency();
   return hc == 0 ? 1 : static_cast<int>(hc);
 }
@@ -110,9 +106,35 @@ void ThreadPool::run(int64_t n, int64_t grain, void* ctx, TaskFn fn) {
   }
 }
 
+namespace {
+std::mutex g_default_mutex;
+std::unique_ptr<ThreadPool> g_default;
+int g_requested = 0;  // set_default_threads' n (0 = hardware_concurrency)
+}  // namespace
+
 ThreadPool& default_pool() {
-  static ThreadPool pool;
-  return pool;
+  // Fast path without the lock once created; the pointer only changes in set_default_threads,
+  // which the caller must not overlap with pool use (see thread_pool.h).
+  static std::atomic<ThreadPool*> current{nullptr};
+  ThreadPool* p = current.load(std::memory_order_acquire);
+  if (p) return *p;
+  std::lock_guard<std::mutex> lock(g_default_mutex);
+  if (!g_default) g_default = std::make_unique<ThreadPool>(g_requested);
+  current.store(g_default.get(), std::memory_order_release);
+  return *g_default;
 }
 
-}  // namespace modernbert::kernels
+void set_default_threads(int n) {
+  if (n < 0) n = 0;
+  ThreadPool& cur = default_pool();
+  std::lock_guard<std::mutex> lock(g_default_mutex);
+  g_requested = n;
+  const int want = n > 0 ? n : ThreadPool::default_num_threads();
+  if (cur.size() == want) return;
+  // Replace the pool in place: the object keeps its address, so references that callers hold to
+  // default_pool() stay valid.
+  cur.~ThreadPool();
+  new (&cur) ThreadPool(want);
+}
+
+}  // namespace modernbert

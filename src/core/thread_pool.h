@@ -1,4 +1,4 @@
-// A persistent thread pool for the CPU kernels.
+// The process's one thread pool (kernels, weight init, tokenizer, training loops).
 //
 // Why our own pool: every op in a forward pass (gemm slices, attention tiles, norms) is a short
 // parallel loop, thousands per batch. Spawning threads or allocating std::function per call would
@@ -24,7 +24,7 @@
 #include <utility>
 #include <vector>
 
-namespace modernbert::kernels {
+namespace modernbert {
 
 class ThreadPool {
  public:
@@ -48,7 +48,7 @@ class ThreadPool {
         [](void* ctx, int64_t b, int64_t e, int tid) { (*static_cast<Fn*>(ctx))(b, e, tid); });
   }
 
-  // Threads used by default: $MODERNBERT_THREADS if set, else std::thread::hardware_concurrency().
+  // std::thread::hardware_concurrency() (at least 1).
   static int default_num_threads();
 
  private:
@@ -74,8 +74,15 @@ class ThreadPool {
   std::mutex error_mutex_;
 };
 
-// The process-wide pool used by the fast kernels (created on first use).
+// The process-wide pool used by everything that runs threads. Created on first use with
+// set_default_threads' count (hardware_concurrency() until that is called).
 ThreadPool& default_pool();
+
+// The explicit thread-count setting: n threads (including the caller) for default_pool(), 0 =
+// hardware_concurrency(). Rebuilds the pool if it exists with another size. Call it from the
+// thread that drives the work and never while a parallel_for is running (the CLI calls it once,
+// before any kernel runs). Configuration is by this call only (no environment variable).
+void set_default_threads(int n);
 
 // Convenience: default_pool().parallel_for.
 template <class F>
@@ -83,4 +90,12 @@ inline void parallel_for(int64_t n, int64_t grain, F&& f) {
   default_pool().parallel_for(n, grain, std::forward<F>(f));
 }
 
+}  // namespace modernbert
+
+// The kernels use the pool under their own namespace, as before the pool moved to core/.
+namespace modernbert::kernels {
+using modernbert::default_pool;
+using modernbert::parallel_for;
+using modernbert::set_default_threads;
+using modernbert::ThreadPool;
 }  // namespace modernbert::kernels
