@@ -1,7 +1,5 @@
 #include "core/thread_pool.h"
 
-#include <immintrin.h>
-
 #include <memory>
 #include <new>
 
@@ -16,6 +14,13 @@ thread_local bool t_in_pool_task = false;
 // microseconds, so a short spin avoids a futex wake-up per op; short enough that idle workers
 // give the core back quickly on a shared machine.
 constexpr int kSpinIters = 20000;
+
+// The spin-wait hint (PAUSE on x86): lets the sibling hyper-thread run while a worker spins.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 }  // namespace
 
 int ThreadPool::default_num_threads() {
@@ -59,7 +64,7 @@ void ThreadPool::worker_loop(int id) {
   for (;;) {
     uint32_t g = generation_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen && spin < kSpinIters; ++spin) {
-      _mm_pause();
+      cpu_relax();
       g = generation_.load(std::memory_order_acquire);
     }
     if (g == seen) {
@@ -94,7 +99,7 @@ void ThreadPool::run(int64_t n, int64_t grain, void* ctx, TaskFn fn) {
     int a = active_.load(std::memory_order_acquire);
     if (a == 0) break;
     if (spin < kSpinIters) {
-      _mm_pause();
+      cpu_relax();
     } else {
       active_.wait(a, std::memory_order_acquire);
     }

@@ -12,13 +12,13 @@
 
 namespace modernbert::kernels::cpu {
 
-void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t ldx, int64_t ldy);
-void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t lda, int64_t ldb, int64_t ldc);
-void matmul_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb);
+void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate = false, int64_t ldx = 0, int64_t ldy = 0);
+void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate, int64_t lda = 0, int64_t ldb = 0, int64_t ldc = 0);
+void matmul_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, int64_t lda = 0, int64_t ldb = 0);
 void bias_grad_acc(const float* dY, float* db, int64_t M, int64_t N);
 void linear_backward(const float* X, const float* W, const float* dY, float* dX, bool accumulate_dx, float* dW, float* db, int64_t M, int64_t N, int64_t K);
-void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps, float* mean, float* rstd);
-void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps, float* mean, float* rstd);
+void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps, float* mean = nullptr, float* rstd = nullptr);
+void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps, float* mean = nullptr, float* rstd = nullptr);
 void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps);
 void layernorm_backward(const float* dy, const float* x, const float* g, const float* mean, const float* rstd, float* dx, bool accumulate_dx, float* dg, float* db, int64_t rows, int64_t C);
 void activation(Act act, const float* x, float* y, int64_t n);
@@ -29,7 +29,7 @@ void erf_array(const float* x, float* y, int64_t n);
 void rope_qkv(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, const RopeTable& table);
 void rope_backward(float* dqkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, const RopeTable& table);
 size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim);
-void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace, const RopeTable* rope, float* lse);
+void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr, const RopeTable* rope = nullptr, float* lse = nullptr);
 void attention_backward(const float* qkv, const float* out, const float* dout, const float* lse, float* dqkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, int64_t head_dim, int64_t half_window);
 void softmax(const float* x, float* y, int64_t rows, int64_t C);
 void log_softmax(const float* x, float* y, int64_t rows, int64_t C);
