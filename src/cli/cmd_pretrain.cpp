@@ -7,7 +7,6 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
-#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/trainer.h"
@@ -135,8 +134,7 @@ int run_pretrain(int argc, char** argv) {
   if (a.has("threads")) {
     const long long n = a.get_int("threads");
     if (n < 1 || n > 4096) throw Error("pretrain: --threads must be in [1, 4096]");
-    cfg.threads = n;
-    kernels::set_num_threads(static_cast<int>(n));
+    cfg.threads = n;  // pretrain() sizes the kernels' pool from it
   }
   const PretrainResult r = pretrain(cfg);
   std::fprintf(stderr, "pretrain: done: %lld steps, %.0f tokens, last loss %.4f, %lld skipped -> %s\n",

@@ -118,8 +118,8 @@ int g_requested = 0;  // set_default_threads' n (0 = hardware_concurrency)
 }  // namespace
 
 ThreadPool& default_pool() {
-  // Fast path without the lock once created; the pointer only changes in set_default_threads,
-  // which the caller must not overlap with pool use (see thread_pool.h).
+  // Fast path without the lock once created: the pool never moves (set_default_threads rebuilds it
+  // in place, never while it runs a job: see thread_pool.h).
   static std::atomic<ThreadPool*> current{nullptr};
   ThreadPool* p = current.load(std::memory_order_acquire);
   if (p) return *p;
@@ -130,16 +130,16 @@ ThreadPool& default_pool() {
 }
 
 void set_default_threads(int n) {
-  if (n < 0) n = 0;
-  ThreadPool& cur = default_pool();
   std::lock_guard<std::mutex> lock(g_default_mutex);
-  g_requested = n;
-  const int want = n > 0 ? n : ThreadPool::default_num_threads();
-  if (cur.size() == want) return;
+  g_requested = n < 0 ? 0 : n;
+  if (!g_default) return;  // created on first use with this size
+  const int want = g_requested > 0 ? g_requested : ThreadPool::default_num_threads();
+  if (g_default->size() == want) return;
   // Replace the pool in place: the object keeps its address, so references that callers hold to
   // default_pool() stay valid.
-  cur.~ThreadPool();
-  new (&cur) ThreadPool(want);
+  ThreadPool* p = g_default.get();
+  p->~ThreadPool();
+  new (p) ThreadPool(want);
 }
 
 }  // namespace modernbert

@@ -390,6 +390,7 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   if (pc.output_dir.empty()) throw Error("pretrain: output_dir is required");
   if (pc.data.empty()) throw Error("pretrain: data is required");
   if (pc.resume && pc.overwrite) throw Error("pretrain: give at most one of --resume / --overwrite");
+  if (pc.threads > 0) kernels::set_num_threads(static_cast<int>(pc.threads));  // the explicit setting
   // Never destroy a run by accident: a directory that holds one needs --resume or --overwrite.
   const std::vector<std::string> existing = run_files(pc.output_dir);
   if (!existing.empty() && !pc.resume) {
