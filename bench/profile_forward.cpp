@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/backend.h"
 #include "kernels/cpu/profile.h"
 #include "core/thread_pool.h"
 #include "modernbert/model.h"
