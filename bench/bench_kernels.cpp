@@ -10,14 +10,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
 
-#include "kernels/cpu/kernels.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/kernels.h"
 #include "modernbert/model.h"
 #include "modernbert/weights.h"
-#include <nlohmann/json.hpp>
 
 namespace mk = modernbert::kernels;
 

@@ -16,17 +16,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "kernels/backend.h"
-#include <nlohmann/json.hpp>
-
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/trainer.h"
-
 
 namespace {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/backend.h"
 #include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/trainer.h"
@@ -117,17 +117,15 @@ int main(int argc, char** argv) try {
   time_op("(inference attn local)", att_l, 0,
           [&] { k::attention(qkv.data(), o.data(), cu.data(), B, nh, d, 64, nullptr, nullptr); });
   time_op("fwd rope", 0, Ld, [&] { k::rope_qkv(dqkv.data(), cu.data(), B, nh, table); });
-  time_op("fwd layernorm", 0, 2 * Ld - 1, [&] {
-    k::layernorm(X.data(), lng.data(), nullptr, y.data(), T, H, 1e-5f, mean.data(), rstd.data());
-  });
+  time_op("fwd layernorm", 0, 2 * Ld - 1,
+          [&] { k::layernorm(X.data(), lng.data(), nullptr, y.data(), T, H, 1e-5f, mean.data(), rstd.data()); });
   time_op("fwd glu", 0, Ld, [&] { k::glu(k::Act::kGelu, u.data(), gl.data(), T, I); });
   // Backward.
   time_op("bwd glu recompute", 0, Ld, [&] { k::glu(k::Act::kGelu, u.data(), gl.data(), T, I); });
   time_op("bwd glu", 0, Ld, [&] { k::glu_backward(k::Act::kGelu, u.data(), gl.data(), du.data(), T, I); });
   time_op("bwd dX wo_mlp", gf(T, I, H), Ld, [&] { k::matmul_nn(y.data(), Wo.data(), gl.data(), T, I, H, false); });
   time_op("bwd dW wo_mlp", gf(T, I, H), Ld, [&] { k::matmul_tn_acc(y.data(), gl.data(), dWo.data(), T, H, I); });
-  time_op("bwd dX wi", gf(T, 2 * I, H), Ld,
-          [&] { k::matmul_nn(du.data(), Wi.data(), dx.data(), T, H, 2 * I, false); });
+  time_op("bwd dX wi", gf(T, 2 * I, H), Ld, [&] { k::matmul_nn(du.data(), Wi.data(), dx.data(), T, H, 2 * I, false); });
   time_op("bwd dW wi", gf(T, 2 * I, H), Ld, [&] { k::matmul_tn_acc(du.data(), X.data(), dWi.data(), T, 2 * I, H); });
   time_op("bwd dX wo", gf(T, H, H), Ld, [&] { k::matmul_nn(y.data(), Wh.data(), dx.data(), T, H, H, false); });
   time_op("bwd dW wo", gf(T, H, H), Ld, [&] { k::matmul_tn_acc(y.data(), o.data(), dWh.data(), T, H, H); });
@@ -143,7 +141,7 @@ int main(int argc, char** argv) try {
   time_op("bwd rope", 0, Ld, [&] { k::rope_backward(dqkv.data(), cu.data(), B, nh, table); });
   time_op("bwd layernorm", 0, 2 * Ld - 1, [&] {
     k::layernorm_backward(y.data(), X.data(), lng.data(), mean.data(), rstd.data(), dx.data(), true, dlng.data(),
-                           nullptr, T, H);
+                          nullptr, T, H);
   });
   // Head: dense + LN on R rows, tied decoder [V,H], loss.
   time_op("head fwd decoder", gf(R, V, H), 1, [&] { k::gemm(dz.data(), E.data(), nullptr, logits.data(), R, V, H); });

@@ -15,15 +15,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "core/thread_pool.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/profile.h"
-#include "core/thread_pool.h"
 #include "modernbert/model.h"
 #include "modernbert/weights.h"
 

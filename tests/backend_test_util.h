@@ -41,6 +41,6 @@ struct BackendName {
 }  // namespace mbtest
 
 // Declares fixture `Suite` (a BackendTest) and runs its TEST_Ps over every backend.
-#define MB_BACKEND_SUITE(Suite)                        \
-  class Suite : public ::mbtest::BackendTest {};       \
+#define MB_BACKEND_SUITE(Suite)                  \
+  class Suite : public ::mbtest::BackendTest {}; \
   INSTANTIATE_TEST_SUITE_P(Backends, Suite, ::testing::ValuesIn(::mbtest::test_backends()), ::mbtest::BackendName())

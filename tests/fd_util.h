@@ -29,7 +29,7 @@ inline double dot(const std::vector<float>& w, const float* y, size_t n) {
 // Central differences of f() w.r.t. x at `samples` coordinates (all if fewer); returns the max
 // error relative to max |analytic| and fails above tol.
 inline double check_fd(const char* what, std::vector<float>& x, const float* analytic, const std::function<double()>& f,
-                float eps, double tol, int samples = 48, uint64_t seed = 7) {
+                       float eps, double tol, int samples = 48, uint64_t seed = 7) {
   std::mt19937_64 rng(seed);
   std::vector<size_t> idx;
   if (x.size() <= static_cast<size_t>(samples)) {

@@ -111,14 +111,14 @@ TEST_P(BackwardKernels, LayerNormForwardMatchesKernelAndFiniteDifferences) {
     f();
     std::vector<float> dx(R * C, 0.0f), dg(C, 0.0f), db(C, 0.0f);
     k::layernorm_backward(w.data(), x.data(), g.data(), mean.data(), rstd.data(), dx.data(), false, dg.data(),
-                           with_bias ? db.data() : nullptr, R, C);
+                          with_bias ? db.data() : nullptr, R, C);
     check_fd(with_bias ? "layernorm dx (bias)" : "layernorm dx (no bias)", x, dx.data(), f, 1e-2f, 3e-3);
     check_fd("layernorm dgamma", g, dg.data(), f, 1e-2f, 3e-3);
     if (with_bias) check_fd("layernorm dbeta", bb, db.data(), f, 1e-2f, 3e-3);
     // accumulate_dx adds.
     std::vector<float> dx2(R * C, 1.0f);
-    k::layernorm_backward(w.data(), x.data(), g.data(), mean.data(), rstd.data(), dx2.data(), true, nullptr, nullptr,
-                           R, C);
+    k::layernorm_backward(w.data(), x.data(), g.data(), mean.data(), rstd.data(), dx2.data(), true, nullptr, nullptr, R,
+                          C);
     for (int64_t i = 0; i < R * C; ++i) ASSERT_NEAR(dx2[i], dx[i] + 1.0f, 1e-6);
   }
 }

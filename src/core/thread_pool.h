@@ -16,8 +16,8 @@
 #pragma once
 
 #include <atomic>
-#include <exception>
 #include <cstdint>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -66,9 +66,9 @@ class ThreadPool {
   void* ctx_ = nullptr;
   TaskFn fn_ = nullptr;
   int64_t n_ = 0, grain_ = 1;
-  alignas(64) std::atomic<int64_t> next_{0};      // next unclaimed index
+  alignas(64) std::atomic<int64_t> next_{0};  // next unclaimed index
   alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int> active_{0};        // workers still inside the current job
+  alignas(64) std::atomic<int> active_{0};  // workers still inside the current job
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;  // first exception of the current job (guarded by error_mutex_)
   std::mutex error_mutex_;

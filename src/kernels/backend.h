@@ -70,8 +70,8 @@ struct Backend {
   // y = (x - mean) * rstd * gamma + beta over the last dim; gamma / beta may be nullptr (1 / 0).
   // y may alias x. mean / rstd [rows] (both or neither, may be nullptr): the row statistics the
   // backward needs, written.
-  void (*layernorm)(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
-                    float eps, float* mean, float* rstd);
+  void (*layernorm)(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,
+                    float* mean, float* rstd);
   // Pre-norm residual step: x += r (written back), y = LN(x). y may alias r (not x). mean / rstd
   // as layernorm.
   void (*add_layernorm)(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows,
@@ -142,8 +142,7 @@ struct Backend {
   void (*residual_add)(float* dst, const float* src, int64_t n);
   // out[b, :] [B, H] (overwritten) from hidden [T, H]: kCls = the row of token cu[b]; kMean = the
   // mean of rows cu[b] .. cu[b+1]-1, summed in double in token order. Every sequence non-empty.
-  void (*pool)(PoolMode mode, const float* hidden, const int64_t* cu_seqlens, int64_t num_seqs, int64_t H,
-               float* out);
+  void (*pool)(PoolMode mode, const float* hidden, const int64_t* cu_seqlens, int64_t num_seqs, int64_t H, float* out);
   // Backward of pool: dhidden [T, H] += the share of dpooled [B, H] of each token (kCls: the CLS
   // row gets dpooled[b]; kMean: every row of sequence b gets dpooled[b] * (1/n) in float);
   // accumulates (rows of other tokens untouched).
@@ -218,7 +217,10 @@ const char* gemm_backend_name();
 void set_num_threads(int n);
 // Tile sizes of the cpu attention: the most query rows per work item for global / local layers
 // (evened out over a sequence's blocks and rounded up to the 6-row micro-tile; at most 192).
-struct AttentionTiles { int q_block_global = 60; int q_block_local = 30; };
+struct AttentionTiles {
+  int q_block_global = 60;
+  int q_block_local = 30;
+};
 void set_attention_tiles(AttentionTiles t);
 
 // ---- The ops, as callers write them (forward to backend()) --------------------------------------
@@ -230,8 +232,8 @@ inline void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64
                       int64_t lda = 0, int64_t ldb = 0, int64_t ldc = 0) {
   backend().matmul_nn(A, B, C, M, N, K, accumulate, lda, ldb, ldc);
 }
-inline void matmul_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K,
-                          int64_t lda = 0, int64_t ldb = 0) {
+inline void matmul_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, int64_t lda = 0,
+                          int64_t ldb = 0) {
   backend().matmul_tn_acc(A, B, C, M, N, K, lda, ldb);
 }
 inline void bias_grad_acc(const float* dY, float* db, int64_t M, int64_t N) { backend().bias_grad_acc(dY, db, M, N); }
@@ -264,8 +266,7 @@ inline void glu_backward(Act act, const float* u, const float* dy, float* du, in
   backend().glu_backward(act, u, dy, du, T, I);
 }
 inline void erf_array(const float* x, float* y, int64_t n) { backend().erf_array(x, y, n); }
-inline void rope_qkv(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
-                     const RopeTable& table) {
+inline void rope_qkv(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, const RopeTable& table) {
   backend().rope_qkv(qkv, cu_seqlens, num_seqs, n_heads, table);
 }
 inline void rope_backward(float* dqkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
@@ -316,8 +317,7 @@ inline void l2norm(const float* x, float* y, float* norms, int64_t rows, int64_t
 inline void l2norm_backward(const float* y, const float* norms, const float* dy, float* dx, int64_t rows, int64_t D) {
   backend().l2norm_backward(y, norms, dy, dx, rows, D);
 }
-inline void dropout(const float* src, float* dst, int64_t n, double p, uint64_t seed, int64_t layer,
-                    bool accumulate) {
+inline void dropout(const float* src, float* dst, int64_t n, double p, uint64_t seed, int64_t layer, bool accumulate) {
   backend().dropout(src, dst, n, p, seed, layer, accumulate);
 }
 inline double cross_entropy(const float* logits, const int32_t* labels, float* dlogits, int64_t R, int64_t C,

@@ -10,9 +10,9 @@
 #include <cstring>
 #include <string>
 
+#include "core/thread_pool.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/profile.h"
-#include "core/thread_pool.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"

@@ -8,7 +8,6 @@
 #include <set>
 #include <string_view>
 
-
 #include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/eval.h"

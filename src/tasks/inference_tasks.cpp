@@ -107,7 +107,8 @@ std::vector<float> colbert_vectors(const float* hidden, int64_t T, int64_t H, co
   for (int64_t t = 0; t < T; ++t) {
     float* dst = out.data() + t * D;
     if (use_dense) dense(*d, hidden + t * H, dst);
-    else std::memcpy(dst, hidden + t * H, sizeof(float) * static_cast<size_t>(H));
+    else
+      std::memcpy(dst, hidden + t * H, sizeof(float) * static_cast<size_t>(H));
   }
   kernels::l2norm(out.data(), out.data(), nullptr, T, D);
   *out_dim = D;

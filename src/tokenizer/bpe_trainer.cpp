@@ -119,25 +119,27 @@ std::string train_bpe_tokenizer(const std::vector<std::string>& texts, const Bpe
   default_pool().parallel_for(nt, 1, [&](int64_t w0, int64_t w1, int) {
     for (int64_t wi = w0; wi < w1; ++wi) {
       const unsigned w = static_cast<unsigned>(wi);
-        try {
-          tok::WordCache cache;
-          std::vector<tok::RawToken> dummy;
-          CountMap& m = partial[w];
-          std::function<void(std::string_view)> sink = [&](std::string_view word) {
-            auto it = m.find(word);
-            if (it == m.end()) m.emplace(std::string(word), 1);
-            else ++it->second;
-          };
-          for (std::size_t i = w; i < texts.size(); i += nt) {
-            try {
-              pre.impl_->encode_sequence(texts[i], true, cache, dummy, nullptr, &sink);
-            } catch (const Error& e) {
-              throw Error("train-tokenizer: text " + std::to_string(i) + ": " + e.what());
-            }
+      try {
+        tok::WordCache cache;
+        std::vector<tok::RawToken> dummy;
+        CountMap& m = partial[w];
+        std::function<void(std::string_view)> sink = [&](std::string_view word) {
+          auto it = m.find(word);
+          if (it == m.end())
+            m.emplace(std::string(word), 1);
+          else
+            ++it->second;
+        };
+        for (std::size_t i = w; i < texts.size(); i += nt) {
+          try {
+            pre.impl_->encode_sequence(texts[i], true, cache, dummy, nullptr, &sink);
+          } catch (const Error& e) {
+            throw Error("train-tokenizer: text " + std::to_string(i) + ": " + e.what());
           }
-        } catch (...) {
-          errs[w] = std::current_exception();
         }
+      } catch (...) {
+        errs[w] = std::current_exception();
+      }
     }
   });
   for (auto& e : errs)

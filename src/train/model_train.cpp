@@ -143,7 +143,8 @@ struct TrainModel::Impl {
         resize(A.a, T * H);
         resize(A.a_mean, T);
         resize(A.a_rstd, T);
-        kernels::layernorm(A.hs.data(), lw.attn_norm_w, lw.attn_norm_b, A.a.data(), T, H, eps, A.a_mean.data(), A.a_rstd.data());
+        kernels::layernorm(A.hs.data(), lw.attn_norm_w, lw.attn_norm_b, A.a.data(), T, H, eps, A.a_mean.data(),
+                           A.a_rstd.data());
         x = A.a.data();
       }
       resize(A.qkv, T * 3 * H);
@@ -165,7 +166,8 @@ struct TrainModel::Impl {
       } else {
         k::gemm(A.o.data(), lw.wo, lw.bo, A.hmid.data(), T, H, H, /*accumulate=*/true);
       }
-      kernels::layernorm(A.hmid.data(), lw.mlp_norm_w, lw.mlp_norm_b, A.m.data(), T, H, eps, A.m_mean.data(), A.m_rstd.data());
+      kernels::layernorm(A.hmid.data(), lw.mlp_norm_w, lw.mlp_norm_b, A.m.data(), T, H, eps, A.m_mean.data(),
+                         A.m_rstd.data());
       k::gemm(A.m.data(), lw.wi, lw.bi, A.u.data(), T, 2 * I, H);
       k::glu(act, A.u.data(), gbuf.data(), T, I);
       float* next;
@@ -182,7 +184,8 @@ struct TrainModel::Impl {
     resize(out, T * H);
     resize(f_mean, T);
     resize(f_rstd, T);
-    kernels::layernorm(h_last.data(), v.final_norm_w, v.final_norm_b, out.data(), T, H, eps, f_mean.data(), f_rstd.data());
+    kernels::layernorm(h_last.data(), v.final_norm_w, v.final_norm_b, out.data(), T, H, eps, f_mean.data(),
+                       f_rstd.data());
   }
 
   // dout [T,H] (d loss / d last_hidden_state) -> parameter gradients.
@@ -199,20 +202,20 @@ struct TrainModel::Impl {
     resize(dg, T * I);
     resize(gbuf, T * I);
     kernels::layernorm_backward(dlast, h_last.data(), v.final_norm_w, f_mean.data(), f_rstd.data(), dh.data(), false,
-                              G(v.final_norm_w, grads), G(v.final_norm_b, grads), T, H);
+                                G(v.final_norm_w, grads), G(v.final_norm_b, grads), T, H);
     for (int64_t l = L - 1; l >= 0; --l) {
       const LayerWeights& lw = v.layers[static_cast<size_t>(l)];
       LayerActs& A = layers[static_cast<size_t>(l)];
       // MLP: hs[l+1] = hmid + g Wo_mlpᵀ (+b)
       k::glu(act, A.u.data(), gbuf.data(), T, I);
       kernels::linear_backward(gbuf.data(), lw.wo_mlp, dh.data(), dg.data(), false, G(lw.wo_mlp, grads),
-                             G(lw.bo_mlp, grads), T, H, I);
+                               G(lw.bo_mlp, grads), T, H, I);
       kernels::glu_backward(act, A.u.data(), dg.data(), du.data(), T, I);
       kernels::linear_backward(A.m.data(), lw.wi, du.data(), dtmp.data(), false, G(lw.wi, grads), G(lw.bi, grads), T,
-                             2 * I, H);
+                               2 * I, H);
       // dh (= d hs[l+1]) flows through the residual to hmid, plus the mlp_norm branch.
-      kernels::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(), dh.data(),
-                                true, G(lw.mlp_norm_w, grads), G(lw.mlp_norm_b, grads), T, H);
+      kernels::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(),
+                                  dh.data(), true, G(lw.mlp_norm_w, grads), G(lw.mlp_norm_b, grads), T, H);
       // Attention: hmid = hs[l] + Dropout(o Woᵀ (+b))
       const float* dy = dh.data();
       if (attn_drop_p > 0) {
@@ -222,14 +225,14 @@ struct TrainModel::Impl {
       }
       kernels::linear_backward(A.o.data(), lw.wo, dy, dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H, H);
       kernels::attention_backward(A.qkv.data(), A.o.data(), dtmp.data(), A.lse.data(), dqkv.data(), cu, B, nh, d,
-                                cfg.half_window(l));
+                                  cfg.half_window(l));
       kernels::rope_backward(dqkv.data(), cu, B, nh, table_for(cfg.rope_theta(l), batch.max_seqlen()));
       const float* x = lw.attn_norm_w ? A.a.data() : A.hs.data();
       kernels::linear_backward(x, lw.wqkv, dqkv.data(), dtmp2.data(), false, G(lw.wqkv, grads), G(lw.bqkv, grads), T,
-                             3 * H, H);
+                               3 * H, H);
       if (lw.attn_norm_w) {
         kernels::layernorm_backward(dtmp2.data(), A.hs.data(), lw.attn_norm_w, A.a_mean.data(), A.a_rstd.data(),
-                                  dh.data(), true, G(lw.attn_norm_w, grads), G(lw.attn_norm_b, grads), T, H);
+                                    dh.data(), true, G(lw.attn_norm_w, grads), G(lw.attn_norm_b, grads), T, H);
       } else {
         float* dhp = dh.data();
         const float* src = dtmp2.data();
@@ -238,7 +241,7 @@ struct TrainModel::Impl {
     }
     // Embeddings: hs[0] = LN(E[ids]).
     kernels::layernorm_backward(dh.data(), emb_x.data(), v.emb_norm_w, emb_mean.data(), emb_rstd.data(), dtmp.data(),
-                              false, G(v.emb_norm_w, grads), G(v.emb_norm_b, grads), T, H);
+                                false, G(v.emb_norm_w, grads), G(v.emb_norm_b, grads), T, H);
     kernels::embedding_backward(batch.ids.data(), dtmp.data(), G(v.tok_embeddings, grads), T, H);
   }
 
@@ -254,7 +257,8 @@ struct TrainModel::Impl {
     resize(logits, R * C);
     k::gemm(X, v.head_dense_w, v.head_dense_b, z1.data(), R, H, H);
     k::activation(to_kernel_act(cfg.classifier_activation), z1.data(), z2.data(), R * H);
-    kernels::layernorm(z2.data(), v.head_norm_w, v.head_norm_b, z.data(), R, H, static_cast<float>(cfg.norm_eps), z_mean.data(), z_rstd.data());
+    kernels::layernorm(z2.data(), v.head_norm_w, v.head_norm_b, z.data(), R, H, static_cast<float>(cfg.norm_eps),
+                       z_mean.data(), z_rstd.data());
     k::gemm(z.data(), Wout, bout, logits.data(), R, C, H);
   }
 
@@ -266,10 +270,10 @@ struct TrainModel::Impl {
     resize(dz2, R * H);
     kernels::linear_backward(z.data(), Wout, logits.data(), dz.data(), false, G(Wout, grads), G(bout, grads), R, C, H);
     kernels::layernorm_backward(dz.data(), z2.data(), v.head_norm_w, z_mean.data(), z_rstd.data(), dz2.data(), false,
-                              G(v.head_norm_w, grads), G(v.head_norm_b, grads), R, H);
+                                G(v.head_norm_w, grads), G(v.head_norm_b, grads), R, H);
     kernels::act_backward(to_kernel_act(cfg.classifier_activation), z1.data(), dz2.data(), dz2.data(), R * H);
     kernels::linear_backward(X, v.head_dense_w, dz2.data(), dxo, false, G(v.head_dense_w, grads),
-                           G(v.head_dense_b, grads), R, H, H);
+                             G(v.head_dense_b, grads), R, H, H);
   }
 
   LossResult run(const TrainBatch& tb, TaskType task, float* grads, double denominator) {
@@ -354,11 +358,12 @@ struct TrainModel::Impl {
       switch (task) {
         case TaskType::kMlm:
         case TaskType::kTokenClassification:
-          res.loss_sum = kernels::cross_entropy(logits.data(), row_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
+          res.loss_sum =
+              kernels::cross_entropy(logits.data(), row_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
           break;
         case TaskType::kSequenceClassification:
-          res.loss_sum = kernels::cross_entropy(logits.data(), tb.class_labels.data(), dl, R, C, dscale, nullptr,
-                                              &res.correct);
+          res.loss_sum =
+              kernels::cross_entropy(logits.data(), tb.class_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
           break;
         case TaskType::kRegression:
           res.loss_sum = kernels::mse_loss(logits.data(), tb.targets.data(), dl, R * C, dscale);

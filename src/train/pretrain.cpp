@@ -23,8 +23,8 @@
 #include <set>
 #include <sstream>
 
-#include "kernels/backend.h"
 #include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"

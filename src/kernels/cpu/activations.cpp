@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/cpu/kernels.h"
-#include "kernels/ref/ref.h"
-#include "kernels/cpu/simd.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/ref/ref.h"
 
 namespace modernbert::kernels {
 

@@ -39,11 +39,11 @@
 #include <limits>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
-#include "kernels/ref/ref.h"
 #include "kernels/cpu/microkernel.h"
 #include "kernels/cpu/simd.h"
-#include "core/thread_pool.h"
+#include "kernels/ref/ref.h"
 #include "modernbert/error.h"
 
 namespace modernbert::kernels {

@@ -188,8 +188,7 @@ void attention_backward(const float* qkv, const float* out, const float* dout, c
             const __m256 vl = _mm256_set1_ps(-Lr[q0 + r]), vd = _mm256_set1_ps(Dr[q0 + r]);
             for (int64_t c = 0; c < bk16; c += 8) {
               const __m256 mask = range_mask(c, v0, v1);
-              const __m256 p =
-                  _mm256_and_ps(simd::exp(_mm256_fmadd_ps(_mm256_loadu_ps(srow + c), vscale, vl)), mask);
+              const __m256 p = _mm256_and_ps(simd::exp(_mm256_fmadd_ps(_mm256_loadu_ps(srow + c), vscale, vl)), mask);
               const __m256 ds = _mm256_and_ps(_mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(drow + c), vd)), mask);
               _mm256_storeu_ps(srow + c, p);
               _mm256_storeu_ps(drow + c, ds);
@@ -203,7 +202,7 @@ void attention_backward(const float* qkv, const float* out, const float* dout, c
             if (kl == 0) continue;
             for (int64_t pn = 0; pn < np; ++pn)
               tile_kernel<true>(mr, dP + i * kBlk + plo * 16, kBlk, Kp + (pn * n16 + k0 + plo * 16) * 16,
-                                   dQ + (q0 + i) * dp + pn * 16, dp, kl);
+                                dQ + (q0 + i) * dp + pn * 16, dp, kl);
           }
           // dK[k0 + j ..] += dSᵀ[j.., query panels] · Q ;  dV[k0 + j ..] += Pᵀ[j.., query panels] · dO
           for (int64_t j = 0; j < bk; j += kTile) {
@@ -217,10 +216,8 @@ void attention_backward(const float* qkv, const float* out, const float* dout, c
             const int64_t plo = r_lo / 16, kl = ((r_hi + 15) / 16 - plo) * 16;
             for (int64_t pn = 0; pn < np; ++pn) {
               const int64_t boff = (pn * n16 + q0 + plo * 16) * 16;
-              tile_kernel<true>(mr, dST + j * kBlk + plo * 16, kBlk, Qp + boff, dK + (k0 + j) * dp + pn * 16, dp,
-                                   kl);
-              tile_kernel<true>(mr, PT + j * kBlk + plo * 16, kBlk, dOp + boff, dV + (k0 + j) * dp + pn * 16, dp,
-                                   kl);
+              tile_kernel<true>(mr, dST + j * kBlk + plo * 16, kBlk, Qp + boff, dK + (k0 + j) * dp + pn * 16, dp, kl);
+              tile_kernel<true>(mr, PT + j * kBlk + plo * 16, kBlk, dOp + boff, dV + (k0 + j) * dp + pn * 16, dp, kl);
             }
           }
         }

@@ -17,21 +17,21 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
-#include <cmath>
 
 #ifdef MODERNBERT_HAVE_ONEDNN
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
+#include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/ref/ref.h"
-#include "core/thread_pool.h"
 
 namespace modernbert::kernels {
 
@@ -88,8 +88,8 @@ void gemm_block(const float* X, int64_t ldx, const float* W, int64_t ldw, const 
 }
 }  // namespace
 
-void cpu::sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void cpu::sgemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                       int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   std::call_once(g_blas_once, [] { configure_blas(g_threading.load()); });
 #ifdef MODERNBERT_HAVE_ONEDNN
   if (sgemm_lib() == SgemmLib::kOneDnn) {
@@ -122,8 +122,8 @@ void set_num_threads(int n) {
   configure_blas(g_threading.load());
 }
 
-void cpu::gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K, bool accumulate,
-          int64_t ldx, int64_t ldy) {
+void cpu::gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
+               bool accumulate, int64_t ldx, int64_t ldy) {
   if (ldx == 0) ldx = K;
   if (ldy == 0) ldy = N;
   if (M <= 0 || N <= 0) return;
@@ -158,7 +158,6 @@ void cpu::gemm(const float* X, const float* W, const float* bias, float* Y, int6
   }
 }
 
-
 // ---- Training GEMM helpers (the backward's dX, dW, db) ---------------------------------------------
 // Deterministic: outputs split into fixed tiles whose count depends on the shape only, never on the
 // thread count, each tile one sgemm call reduced by one thread.
@@ -169,7 +168,6 @@ namespace {
 void ensure_blas_configured() {
   std::call_once(g_blas_once, [] { configure_blas(g_threading.load()); });
 }
-
 
 // Output tiles per GEMM: as few as keep both cores busy, each worth >= ~2 GFLOP, and an even
 // number so two threads get equal shares. Measured on the backward's shapes (T = 2048, base
@@ -206,8 +204,7 @@ void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, i
         for (int64_t i = m0; i < m1; ++i) std::fill(C + i * ldc + n0, C + i * ldc + n1, 0.0f);
       return;
     }
-    sgemm_serial(false, false, m1 - m0, n1 - n0, K, 1.0f, A + m0 * lda, lda, B + n0, ldb, beta, C + m0 * ldc + n0,
-                    ldc);
+    sgemm_serial(false, false, m1 - m0, n1 - n0, K, 1.0f, A + m0 * lda, lda, B + n0, ldb, beta, C + m0 * ldc + n0, ldc);
   };
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   if (flops < kSerialFlops) return block(0, M, 0, N);
@@ -225,8 +222,7 @@ void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, i
     parallel_for(kSplitK, 1, [&](int64_t b, int64_t e, int) {
       for (int64_t p = b; p < e; ++p) {
         const int64_t k0 = p * len, kn = std::min(K, k0 + len) - k0;
-        sgemm_serial(false, false, M, N, kn, 1.0f, A + k0, lda, B + k0 * ldb, ldb, 0.0f, partial.data() + p * M * N,
-                        N);
+        sgemm_serial(false, false, M, N, kn, 1.0f, A + k0, lda, B + k0 * ldb, ldb, 0.0f, partial.data() + p * M * N, N);
       }
     });
     parallel_for(M, 16, [&](int64_t b, int64_t e, int) {

@@ -8,10 +8,10 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/kernels.h"
-#include "kernels/ref/ref.h"
-#include "kernels/cpu/simd.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/ref/ref.h"
 
 namespace modernbert::kernels {
 
@@ -21,8 +21,8 @@ namespace {
 
 // LN of one row x[0..C) into y (may alias x).
 // Saves the row's mean and rstd into *mean_out / *rstd_out when given.
-inline void ln_row(const float* x, const float* gamma, const float* beta, float* y, int64_t C,
-                   float eps, float* mean_out = nullptr, float* rstd_out = nullptr) {
+inline void ln_row(const float* x, const float* gamma, const float* beta, float* y, int64_t C, float eps,
+                   float* mean_out = nullptr, float* rstd_out = nullptr) {
   const int64_t C8 = C / 8 * 8;
   __m256 acc = _mm256_setzero_ps();
   int64_t c = 0;
@@ -63,16 +63,16 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 32768 / std::max<int6
 
 }  // namespace
 
-void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
-               int64_t C, float eps, float* mean, float* rstd) {
+void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,
+               float* mean, float* rstd) {
   parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r)
       ln_row(x + r * C, gamma, beta, y + r * C, C, eps, mean ? mean + r : nullptr, rstd ? rstd + r : nullptr);
   });
 }
 
-void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y,
-                   int64_t rows, int64_t C, float eps, float* mean, float* rstd) {
+void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
+                   float eps, float* mean, float* rstd) {
   parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
       float* xr = x + i * C;
@@ -82,7 +82,8 @@ void add_layernorm(float* x, const float* r, const float* gamma, const float* be
         _mm256_storeu_ps(xr + c, _mm256_add_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(rr + c)));
       for (; c < C; ++c) xr[c] += rr[c];
       // r's row is fully read before y is written
-      ln_row(xr, gamma, beta, y + i * C, C, eps, mean ? mean + i : nullptr, rstd ? rstd + i : nullptr);  // is fully read before y is written
+      ln_row(xr, gamma, beta, y + i * C, C, eps, mean ? mean + i : nullptr,
+             rstd ? rstd + i : nullptr);  // is fully read before y is written
     }
   });
 }
@@ -184,8 +185,8 @@ void act_layernorm(Act act, const float* x, const float* gamma, const float* bet
   ref::activation(act, x, y, rows * C);
   ref::layernorm(y, gamma, beta, y, rows, C, eps);
 }
-void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
-               int64_t C, float eps, float* mean_out, float* rstd_out) {
+void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,
+               float* mean_out, float* rstd_out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * C;
     double mean = 0, var = 0;
@@ -206,8 +207,8 @@ void layernorm(const float* x, const float* gamma, const float* beta, float* y, 
     }
   }
 }
-void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y,
-                   int64_t rows, int64_t C, float eps, float* mean, float* rstd) {
+void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
+                   float eps, float* mean, float* rstd) {
   for (int64_t i = 0; i < rows * C; ++i) x[i] += r[i];
   layernorm(x, gamma, beta, y, rows, C, eps, mean, rstd);
 }

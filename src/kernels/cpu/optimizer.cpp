@@ -72,7 +72,8 @@ double adam_moments_rms(const float* g, float* m, float* v, int64_t n, float b1,
   part.assign(static_cast<size_t>(nchunks), 0.0);
   parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c)
-      part[static_cast<size_t>(c)] = update_moments<true>(g, m, v, c * kChunk, std::min(n, (c + 1) * kChunk), b1, b2, eps2);
+      part[static_cast<size_t>(c)] =
+          update_moments<true>(g, m, v, c * kChunk, std::min(n, (c + 1) * kChunk), b1, b2, eps2);
   });
   double s = 0;
   for (double x : part) s += x;

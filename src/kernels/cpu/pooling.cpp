@@ -28,7 +28,8 @@ void pool(PoolMode mode, const float* hidden, const int64_t* cu, int64_t B, int6
         const float* row = hidden + t * H;
         for (int64_t c = 0; c < H; ++c) acc[static_cast<size_t>(c)] += row[c];
       }
-      for (int64_t c = 0; c < H; ++c) dst[c] = static_cast<float>(acc[static_cast<size_t>(c)] / static_cast<double>(e - s));
+      for (int64_t c = 0; c < H; ++c)
+        dst[c] = static_cast<float>(acc[static_cast<size_t>(c)] / static_cast<double>(e - s));
     }
   });
 }

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/ref/ref.h"
-#include "core/thread_pool.h"
 #include "modernbert/error.h"
 
 namespace modernbert::kernels {

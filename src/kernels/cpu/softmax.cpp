@@ -7,10 +7,10 @@
 #include <numeric>
 #include <vector>
 
-#include "kernels/cpu/kernels.h"
-#include "kernels/ref/ref.h"
-#include "kernels/cpu/simd.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/kernels.h"
+#include "kernels/cpu/simd.h"
+#include "kernels/ref/ref.h"
 
 namespace modernbert::kernels {
 
