@@ -173,7 +173,7 @@ void ensure_blas_configured() {
 // number so two threads get equal shares. Measured on the backward's shapes (T = 2048, base
 // model, 2 threads): 64-row tiles ran at ~130 GFLOP/s, quarter/half splits at ~150-165 (every
 // BLAS call packs its operands; fewer, larger calls amortise that). The count depends on the
-// shape only, never on the thread count (the determinism rule above).
+// shape only, never on the thread count (the determinism rule of kernels/backend.h).
 constexpr double kFlopsPerTile = 2e9;
 constexpr double kSerialFlops = 1e6;
 
