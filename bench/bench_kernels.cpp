@@ -10,14 +10,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
 #include "modernbert/model.h"
 #include "modernbert/weights.h"
-#include <nlohmann/json.hpp>
 
 namespace mk = modernbert::kernels;
 

@@ -16,18 +16,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <cblas.h>
-#include <nlohmann/json.hpp>
-
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/trainer.h"
-
-extern "C" void openblas_set_num_threads(int);
 
 namespace {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -59,8 +56,7 @@ int main(int argc, char** argv) try {
   if (model.empty()) throw modernbert::Error("--model is required");
   if (rows < 1 || seq_len < 2 || repeat < 1 || warmup < 0) throw modernbert::Error("bad --rows/--seq-len/--repeat/--warmup");
   if (threads > 0) {
-    ::setenv("MODERNBERT_THREADS", std::to_string(threads).c_str(), 1);
-    openblas_set_num_threads(static_cast<int>(threads));
+    modernbert::kernels::set_num_threads(static_cast<int>(threads));
   }
   modernbert::LoadOptions lo;
   lo.zero_copy = false;

@@ -14,15 +14,13 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/trainer.h"
-#include "train/backward_kernels.h"
 
 namespace k = modernbert::kernels;
-namespace tr = modernbert::train;
 
 namespace {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -72,7 +70,7 @@ int main(int argc, char** argv) try {
     else
       throw modernbert::Error("unknown argument " + a);
   }
-  if (threads > 0) ::setenv("MODERNBERT_THREADS", std::to_string(threads).c_str(), 1);
+  if (threads > 0) k::set_num_threads(static_cast<int>(threads));
   const int64_t H = 768, I = 1152, nh = 12, d = 64, V = 50368, L = 22, n_global = 8, seq = 512;
   const int64_t R = T * 3 / 10, B = T / seq;
   std::mt19937 g(0);
@@ -111,55 +109,53 @@ int main(int argc, char** argv) try {
   // Attention, global (full 512) and local (window 128).
   const double att_g = 4.0 * T * seq * H, att_l = 4.0 * T * 129 * H;
   time_op("fwd attention global", att_g, G,
-          [&] { tr::attention_forward(qkv.data(), o.data(), lse.data(), cu.data(), B, nh, d, -1); });
+          [&] { k::attention_forward(qkv.data(), o.data(), lse.data(), cu.data(), B, nh, d, -1); });
   time_op("fwd attention local", att_l, Lo,
-          [&] { tr::attention_forward(qkv.data(), o.data(), lse.data(), cu.data(), B, nh, d, 64); });
+          [&] { k::attention_forward(qkv.data(), o.data(), lse.data(), cu.data(), B, nh, d, 64); });
   time_op("(inference attn global)", att_g, 0,
           [&] { k::attention(qkv.data(), o.data(), cu.data(), B, nh, d, -1, nullptr, nullptr); });
   time_op("(inference attn local)", att_l, 0,
           [&] { k::attention(qkv.data(), o.data(), cu.data(), B, nh, d, 64, nullptr, nullptr); });
   time_op("fwd rope", 0, Ld, [&] { k::rope_qkv(dqkv.data(), cu.data(), B, nh, table); });
-  time_op("fwd layernorm", 0, 2 * Ld - 1, [&] {
-    tr::layernorm_forward(X.data(), lng.data(), nullptr, y.data(), mean.data(), rstd.data(), T, H, 1e-5f);
-  });
+  time_op("fwd layernorm", 0, 2 * Ld - 1,
+          [&] { k::layernorm(X.data(), lng.data(), nullptr, y.data(), T, H, 1e-5f, mean.data(), rstd.data()); });
   time_op("fwd glu", 0, Ld, [&] { k::glu(k::Act::kGelu, u.data(), gl.data(), T, I); });
   // Backward.
   time_op("bwd glu recompute", 0, Ld, [&] { k::glu(k::Act::kGelu, u.data(), gl.data(), T, I); });
-  time_op("bwd glu", 0, Ld, [&] { tr::glu_backward(k::Act::kGelu, u.data(), gl.data(), du.data(), T, I); });
-  time_op("bwd dX wo_mlp", gf(T, I, H), Ld, [&] { tr::matmul_nn(y.data(), Wo.data(), gl.data(), T, I, H, false); });
-  time_op("bwd dW wo_mlp", gf(T, I, H), Ld, [&] { tr::matmul_tn_acc(y.data(), gl.data(), dWo.data(), T, H, I); });
-  time_op("bwd dX wi", gf(T, 2 * I, H), Ld,
-          [&] { tr::matmul_nn(du.data(), Wi.data(), dx.data(), T, H, 2 * I, false); });
-  time_op("bwd dW wi", gf(T, 2 * I, H), Ld, [&] { tr::matmul_tn_acc(du.data(), X.data(), dWi.data(), T, 2 * I, H); });
-  time_op("bwd dX wo", gf(T, H, H), Ld, [&] { tr::matmul_nn(y.data(), Wh.data(), dx.data(), T, H, H, false); });
-  time_op("bwd dW wo", gf(T, H, H), Ld, [&] { tr::matmul_tn_acc(y.data(), o.data(), dWh.data(), T, H, H); });
+  time_op("bwd glu", 0, Ld, [&] { k::glu_backward(k::Act::kGelu, u.data(), gl.data(), du.data(), T, I); });
+  time_op("bwd dX wo_mlp", gf(T, I, H), Ld, [&] { k::matmul_nn(y.data(), Wo.data(), gl.data(), T, I, H, false); });
+  time_op("bwd dW wo_mlp", gf(T, I, H), Ld, [&] { k::matmul_tn_acc(y.data(), gl.data(), dWo.data(), T, H, I); });
+  time_op("bwd dX wi", gf(T, 2 * I, H), Ld, [&] { k::matmul_nn(du.data(), Wi.data(), dx.data(), T, H, 2 * I, false); });
+  time_op("bwd dW wi", gf(T, 2 * I, H), Ld, [&] { k::matmul_tn_acc(du.data(), X.data(), dWi.data(), T, 2 * I, H); });
+  time_op("bwd dX wo", gf(T, H, H), Ld, [&] { k::matmul_nn(y.data(), Wh.data(), dx.data(), T, H, H, false); });
+  time_op("bwd dW wo", gf(T, H, H), Ld, [&] { k::matmul_tn_acc(y.data(), o.data(), dWh.data(), T, H, H); });
   time_op("bwd dX qkv", gf(T, 3 * H, H), Ld,
-          [&] { tr::matmul_nn(qkv.data(), W3.data(), dx.data(), T, H, 3 * H, false); });
-  time_op("bwd dW qkv", gf(T, 3 * H, H), Ld, [&] { tr::matmul_tn_acc(qkv.data(), X.data(), dW3.data(), T, 3 * H, H); });
+          [&] { k::matmul_nn(qkv.data(), W3.data(), dx.data(), T, H, 3 * H, false); });
+  time_op("bwd dW qkv", gf(T, 3 * H, H), Ld, [&] { k::matmul_tn_acc(qkv.data(), X.data(), dW3.data(), T, 3 * H, H); });
   time_op("bwd attention global", 2 * att_g, G, [&] {
-    tr::attention_backward(qkv.data(), o.data(), dO.data(), lse.data(), dqkv.data(), cu.data(), B, nh, d, -1);
+    k::attention_backward(qkv.data(), o.data(), dO.data(), lse.data(), dqkv.data(), cu.data(), B, nh, d, -1);
   });
   time_op("bwd attention local", 2 * att_l, Lo, [&] {
-    tr::attention_backward(qkv.data(), o.data(), dO.data(), lse.data(), dqkv.data(), cu.data(), B, nh, d, 64);
+    k::attention_backward(qkv.data(), o.data(), dO.data(), lse.data(), dqkv.data(), cu.data(), B, nh, d, 64);
   });
-  time_op("bwd rope", 0, Ld, [&] { tr::rope_backward(dqkv.data(), cu.data(), B, nh, table); });
+  time_op("bwd rope", 0, Ld, [&] { k::rope_backward(dqkv.data(), cu.data(), B, nh, table); });
   time_op("bwd layernorm", 0, 2 * Ld - 1, [&] {
-    tr::layernorm_backward(y.data(), X.data(), lng.data(), mean.data(), rstd.data(), dx.data(), true, dlng.data(),
-                           nullptr, T, H);
+    k::layernorm_backward(y.data(), X.data(), lng.data(), mean.data(), rstd.data(), dx.data(), true, dlng.data(),
+                          nullptr, T, H);
   });
   // Head: dense + LN on R rows, tied decoder [V,H], loss.
   time_op("head fwd decoder", gf(R, V, H), 1, [&] { k::gemm(dz.data(), E.data(), nullptr, logits.data(), R, V, H); });
   time_op("head cross-entropy", 0, 1,
-          [&] { tr::cross_entropy(logits.data(), labels.data(), logits.data(), R, V, 1.0f / R, nullptr, nullptr); });
+          [&] { k::cross_entropy(logits.data(), labels.data(), logits.data(), R, V, 1.0f / R, nullptr, nullptr); });
   time_op("head bwd dX decoder", gf(R, V, H), 1,
-          [&] { tr::matmul_nn(logits.data(), E.data(), dz.data(), R, H, V, false); });
+          [&] { k::matmul_nn(logits.data(), E.data(), dz.data(), R, H, V, false); });
   time_op("head bwd dW decoder", gf(R, V, H), 1,
-          [&] { tr::matmul_tn_acc(logits.data(), dz.data(), dE.data(), R, V, H); });
+          [&] { k::matmul_tn_acc(logits.data(), dz.data(), dE.data(), R, V, H); });
   time_op("head dense fwd+bwd", 3 * gf(R, H, H), 1, [&] {
     k::gemm(dz.data(), Wh.data(), nullptr, y.data(), R, H, H);
-    tr::linear_backward(dz.data(), Wh.data(), y.data(), dx.data(), false, dWh.data(), nullptr, R, H, H);
+    k::linear_backward(dz.data(), Wh.data(), y.data(), dx.data(), false, dWh.data(), nullptr, R, H, H);
   });
-  time_op("embedding bwd", 0, 1, [&] { tr::embedding_backward(ids.data(), dx.data(), dE.data(), T, H); });
+  time_op("embedding bwd", 0, 1, [&] { k::embedding_backward(ids.data(), dx.data(), dE.data(), T, H); });
   if (!model.empty()) {
     modernbert::LoadOptions lo;
     lo.zero_copy = false;

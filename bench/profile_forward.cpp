@@ -6,7 +6,8 @@
 // usage: profile_forward WORKLOAD [layers=3] [reps=2]
 //   WORKLOAD: a JSONL file of {"input_ids": [...]} lines (only the lengths are used), or
 //             NxL (N sequences of L tokens), e.g. 64x128, 1x8192.
-// Threads: $MODERNBERT_THREADS (default: all cores).
+// Threads: $MODERNBERT_THREADS (default: all cores), read once here (the library reads no environment
+// for it).
 #include <sys/resource.h>
 #include <time.h>
 
@@ -14,14 +15,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/profile.h"
-#include "kernels/cpu/thread_pool.h"
 #include "modernbert/model.h"
 #include "modernbert/weights.h"
 
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   setenv("MODERNBERT_PROFILE", "1", 0);
+  if (const char* e = std::getenv("MODERNBERT_THREADS")) modernbert::kernels::set_num_threads(std::atoi(e));
   const std::vector<int64_t> lens = lengths_of(argv[1]);
   const int64_t L = argc > 2 ? std::atoll(argv[2]) : 3;
   const int reps = argc > 3 ? std::atoi(argv[3]) : 2;
@@ -88,7 +90,7 @@ int main(int argc, char** argv) {
   }
   std::vector<float> out;
   enc.forward(b, out);  // warm-up (arena, RoPE tables, page faults)
-  mp::totals() = mp::Totals{};
+  mp::reset();
   const double w0 = wall_s(), c0 = cpu_s();
   for (int r = 0; r < reps; ++r) enc.forward(b, out);
   const double wall = (wall_s() - w0) / reps, cpu = (cpu_s() - c0) / reps;
@@ -100,14 +102,12 @@ int main(int argc, char** argv) {
   std::printf("per forward: wall %.3f s, cpu %.3f s; useful %.1f GFLOP -> %.1f GFLOP/s per cpu-second "
               "(x%d = %.1f if the cores were ours)\n",
               wall, cpu, flops * 1e-9, flops / cpu * 1e-9, nt, nt * flops / cpu * 1e-9);
-  const auto& t = mp::totals();
+  const auto t = mp::totals();
   double tw = 0, tc = 0;
-  for (int op = 0; op < mp::kCount; ++op) tw += t.wall[op], tc += t.cpu[op];
+  for (const auto& e : t) tw += e.wall, tc += e.cpu;
   std::printf("%-18s %9s %6s %9s %6s %7s\n", "op", "wall s", "%", "cpu s", "%", "calls");
-  for (int op = 0; op < mp::kCount; ++op) {
-    if (t.calls[op] == 0) continue;
-    std::printf("%-18s %9.3f %6.1f %9.3f %6.1f %7lld\n", mp::op_name(op), t.wall[op] / reps, 100 * t.wall[op] / tw,
-                t.cpu[op] / reps, 100 * t.cpu[op] / tc, static_cast<long long>(t.calls[op] / reps));
-  }
+  for (const auto& e : t)
+    std::printf("%-18s %9.3f %6.1f %9.3f %6.1f %7lld\n", e.name, e.wall / reps, 100 * e.wall / tw, e.cpu / reps,
+                100 * e.cpu / tc, static_cast<long long>(e.calls / reps));
   return 0;
 }

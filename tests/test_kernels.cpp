@@ -1,4 +1,5 @@
-// Fast CPU kernels vs their reference implementations (src/kernels/cpu/kernels.h).
+// Every kernel backend vs the reference backend (kernels/backend.h, kernels/ref/ref.h), one
+// instantiation per backend (backend_test_util.h).
 // Inputs are random with odd sizes and edge cases (length-1 sequences, windows wider than the
 // sequence, sizes not multiples of the SIMD width or tile sizes). Tolerances are absolute unless
 // noted and are stated next to each check.
@@ -10,8 +11,10 @@
 #include <random>
 #include <vector>
 
-#include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "backend_test_util.h"
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
+#include "kernels/ref/ref.h"
 #include "modernbert/error.h"
 #include "test_util.h"
 
@@ -43,6 +46,13 @@ std::vector<int64_t> cu_from_lengths(const std::vector<int64_t>& lens) {
 
 }  // namespace
 
+MB_BACKEND_SUITE(Gemm);
+MB_BACKEND_SUITE(LayerNorm);
+MB_BACKEND_SUITE(Activation);
+MB_BACKEND_SUITE(Rope);
+MB_BACKEND_SUITE(Attention);
+MB_BACKEND_SUITE(Softmax);
+
 TEST(ThreadPool, CoversRangeOnceAndNests) {
   mk::ThreadPool pool(3);
   for (int64_t n : {1, 7, 1000, 4097}) {
@@ -62,7 +72,7 @@ TEST(ThreadPool, CoversRangeOnceAndNests) {
   }
 }
 
-TEST(Gemm, MatchesReferenceOddShapesBothThreadings) {
+TEST_P(Gemm, MatchesReferenceOddShapesBothThreadings) {
   struct Shape { int64_t M, N, K; };
   for (auto threading : {mk::GemmThreading::kPool, mk::GemmThreading::kNative}) {
     mk::set_gemm_threading(threading);
@@ -86,7 +96,7 @@ TEST(Gemm, MatchesReferenceOddShapesBothThreadings) {
   mk::set_gemm_threading(mk::GemmThreading::kPool);
 }
 
-TEST(Gemm, Strides) {
+TEST_P(Gemm, Strides) {
   const int64_t M = 70, N = 40, K = 33, ldx = 50, ldy = 61;
   auto X = rand_vec(static_cast<size_t>(M * ldx), 5);
   auto W = rand_vec(static_cast<size_t>(N * K), 6);
@@ -98,7 +108,7 @@ TEST(Gemm, Strides) {
     for (int64_t j = N; j < ldy; ++j) ASSERT_EQ(Yf[static_cast<size_t>(i * ldy + j)], 7.0f);  // untouched
 }
 
-TEST(LayerNorm, MatchesReference) {
+TEST_P(LayerNorm, MatchesReference) {
   for (int64_t C : {1, 7, 8, 33, 768}) {
     const int64_t rows = 37;
     auto x = rand_vec(static_cast<size_t>(rows * C), 10, -3.0f, 5.0f);  // non-zero mean
@@ -118,7 +128,7 @@ TEST(LayerNorm, MatchesReference) {
   }
 }
 
-TEST(LayerNorm, FusedResidualAdd) {
+TEST_P(LayerNorm, FusedResidualAdd) {
   for (int64_t C : {5, 64, 130}) {
     const int64_t rows = 19;
     auto x = rand_vec(static_cast<size_t>(rows * C), 20);
@@ -134,7 +144,7 @@ TEST(LayerNorm, FusedResidualAdd) {
   }
 }
 
-TEST(LayerNorm, FusedActivationHeadEpilogue) {
+TEST_P(LayerNorm, FusedActivationHeadEpilogue) {
   for (int64_t C : {7, 768}) {
     const int64_t rows = 23;
     auto x = rand_vec(static_cast<size_t>(rows * C), 23, -3.0f, 3.0f);
@@ -145,11 +155,18 @@ TEST(LayerNorm, FusedActivationHeadEpilogue) {
       mk::ref::act_layernorm(a, x.data(), g.data(), b.data(), yr.data(), rows, C, 1e-5f);
       mk::act_layernorm(a, yf.data(), g.data(), b.data(), yf.data(), rows, C, 1e-5f);  // in place
       mbtest::expect_allclose(yf, yr, 2e-6f, kRtol, mbtest::str("yf vs yr ", "C=", C));
+      // The statistics the training head's backward reads (mean / rstd of act(x)), against the
+      // float64 reference's.
+      std::vector<float> mr(rows), rr(rows), mf(rows), rf(rows), y2(x.size());
+      mk::ref::act_layernorm(a, x.data(), g.data(), b.data(), y2.data(), rows, C, 1e-5f, mr.data(), rr.data());
+      mk::act_layernorm(a, x.data(), g.data(), b.data(), y2.data(), rows, C, 1e-5f, mf.data(), rf.data());
+      mbtest::expect_allclose(mf, mr, 1e-6f, kRtol, mbtest::str("mean ", "C=", C));
+      mbtest::expect_allclose(rf, rr, 1e-6f, 1e-5, mbtest::str("rstd ", "C=", C));
     }
   }
 }
 
-TEST(Activation, ErfAccuracy) {
+TEST_P(Activation, ErfAccuracy) {
   // Dense grid over [-6, 6] plus specials; compare to double std::erf.
   std::vector<float> x;
   for (int i = -600000; i <= 600000; ++i) x.push_back(static_cast<float>(i) * 1e-5f);
@@ -168,7 +185,7 @@ TEST(Activation, ErfAccuracy) {
   EXPECT_LE(max_rel, 2e-7);
 }
 
-TEST(Activation, AllMatchReference) {
+TEST_P(Activation, AllMatchReference) {
   auto x = rand_vec(1027, 30, -8.0f, 8.0f);
   x[0] = 0.0f;
   x[1] = -30.0f;
@@ -184,7 +201,7 @@ TEST(Activation, AllMatchReference) {
   }
 }
 
-TEST(Activation, GluOddWidth) {
+TEST_P(Activation, GluOddWidth) {
   for (int64_t I : {1, 9, 48}) {
     const int64_t T = 13;
     auto u = rand_vec(static_cast<size_t>(T * 2 * I), 31, -4.0f, 4.0f);
@@ -197,7 +214,7 @@ TEST(Activation, GluOddWidth) {
   }
 }
 
-TEST(Rope, TableMatchesHfFloat32Recipe) {
+TEST_P(Rope, TableMatchesHfFloat32Recipe) {
   const auto t = mk::make_rope_table(160000.0, 64, 8192);
   // Spot-check against the float32 recipe computed independently here.
   for (int64_t p : {0, 1, 63, 4097, 8191})
@@ -211,7 +228,7 @@ TEST(Rope, TableMatchesHfFloat32Recipe) {
   EXPECT_EQ(t.sin[5], 0.0f);
 }
 
-TEST(Rope, MatchesReferenceVarlen) {
+TEST_P(Rope, MatchesReferenceVarlen) {
   for (int64_t d : {8, 12, 64}) {  // half = 4 (scalar tail), 6, 32
     const int64_t heads = 3, H = heads * d;
     const auto cu = cu_from_lengths({1, 5, 0, 70, 2});
@@ -252,21 +269,21 @@ void check_attention(const std::vector<int64_t>& lens, int64_t heads, int64_t d,
 }
 }  // namespace
 
-TEST(Attention, GlobalVarlen) {
+TEST_P(Attention, GlobalVarlen) {
   check_attention({1, 7, 64, 65, 150}, 2, 64, -1, 50);
   check_attention({3, 129}, 3, 16, -1, 51);
   check_attention({40}, 1, 8, -1, 52);   // dp padding 8 -> 16
   check_attention({33, 2}, 2, 24, -1, 53);  // d not a multiple of 16
 }
 
-TEST(Attention, LocalWindowEdgeCases) {
+TEST_P(Attention, LocalWindowEdgeCases) {
   check_attention({1, 2, 200, 64, 129}, 2, 64, 64, 60);  // ModernBERT window, lengths around it
   check_attention({300}, 1, 32, 3, 61);                    // tiny window
   check_attention({5, 17}, 2, 16, 1000, 62);               // window wider than the sequences
   check_attention({130}, 2, 16, 0, 63);                    // only itself
 }
 
-TEST(Attention, TileSizesAndLargeScores) {
+TEST_P(Attention, TileSizesAndLargeScores) {
   for (int bq : {1, 7, 64, 128}) {
     mk::set_attention_tiles({bq, bq});
     check_attention({1, 100, 257}, 2, 32, -1, 70);
@@ -278,7 +295,7 @@ TEST(Attention, TileSizesAndLargeScores) {
   check_attention({90, 200}, 2, 64, -1, 72, 4.0f, 5e-5f);
 }
 
-TEST(Attention, FusedRopeEqualsRopeThenAttention) {
+TEST_P(Attention, FusedRopeEqualsRopeThenAttention) {
   // attention(..., rope) rotates Q and K while repacking them; compare with the reference fused
   // form (ref::rope_qkv on a copy, then ref::attention) and with the two fast kernels in sequence.
   for (int64_t d : {64, 16, 12})
@@ -301,14 +318,14 @@ TEST(Attention, FusedRopeEqualsRopeThenAttention) {
   }
 }
 
-TEST(Attention, EmptySequencesAndNoNxN) {
+TEST_P(Attention, EmptySequencesAndNoNxN) {
   // Zero-length sequences in the middle are allowed and produce nothing.
   check_attention({0, 5, 0, 3}, 2, 16, -1, 80);
   // Workspace is linear in T.
   EXPECT_LE(mk::attention_workspace_floats(8192, 12, 64), static_cast<size_t>(3 * 12 * 64 * (8192 + 200)));  // Q, K^T, V
 }
 
-TEST(Softmax, MatchesReference) {
+TEST_P(Softmax, MatchesReference) {
   for (int64_t C : {1, 9, 1000, 50368}) {
     const int64_t rows = 3;
     auto x = rand_vec(static_cast<size_t>(rows * C), 90, -20.0f, 20.0f);
@@ -322,7 +339,7 @@ TEST(Softmax, MatchesReference) {
   }
 }
 
-TEST(Softmax, TopK) {
+TEST_P(Softmax, TopK) {
   std::vector<float> x{1, 5, 3, 5, -1, 9, 0};
   std::vector<int64_t> idx(4);
   std::vector<float> val(4);

@@ -25,7 +25,8 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
@@ -167,10 +168,9 @@ int run_bench(int argc, char** argv) {
   if (warmup < 0) throw Error("bench: --warmup must be >= 0");
   if (budget < 1) throw Error("bench: --max-batch-tokens must be >= 1");
 
-  // The kernels' pool is created on first use with $MODERNBERT_THREADS threads (thread_pool.cpp);
-  // OpenBLAS is pinned to one thread per pool worker (gemm.cpp, kPool). Set it before any kernel runs.
-  const std::string nt = std::to_string(threads);
-  setenv("MODERNBERT_THREADS", nt.c_str(), 1);
+  // The kernels' pool gets exactly --threads threads; OpenBLAS is pinned to one thread per pool
+  // worker (gemm.cpp, kPool).
+  kernels::set_num_threads(static_cast<int>(threads));
   const int pool_threads = kernels::default_pool().size();
   if (pool_threads != threads)
     throw Error("bench: the kernel thread pool already has " + std::to_string(pool_threads) + " threads");

@@ -134,9 +134,7 @@ int run_pretrain(int argc, char** argv) {
   if (a.has("threads")) {
     const long long n = a.get_int("threads");
     if (n < 1 || n > 4096) throw Error("pretrain: --threads must be in [1, 4096]");
-    cfg.threads = n;
-    // The kernels' pool is created on first use with $MODERNBERT_THREADS threads.
-    ::setenv("MODERNBERT_THREADS", std::to_string(n).c_str(), 1);
+    cfg.threads = n;  // pretrain() sizes the kernels' pool from it
   }
   const PretrainResult r = pretrain(cfg);
   std::fprintf(stderr, "pretrain: done: %lld steps, %.0f tokens, last loss %.4f, %lld skipped -> %s\n",

@@ -1,6 +1,5 @@
 #include "cli/infer_common.h"
 
-#include <cblas.h>
 #include <sys/stat.h>
 
 #include <cmath>
@@ -8,6 +7,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/token_ids.h"
@@ -99,8 +99,7 @@ void apply_threads(const ArgParser& a) {
   if (!a.has("threads")) return;
   long long n = a.get_int("threads");
   if (n <= 0) throw Error("--threads must be positive");
-  ::setenv("MODERNBERT_THREADS", std::to_string(n).c_str(), 1);
-  openblas_set_num_threads(static_cast<int>(n));
+  kernels::set_num_threads(static_cast<int>(n));
 }
 
 InferenceContext load_inference(const std::string& dir) {
@@ -214,11 +213,6 @@ void write_output(const std::string& path, const std::string& content) {
   write_file_atomic(path, content);
 }
 
-void l2_normalize(float* v, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += double(v[i]) * v[i];
-  float inv = s > 0 ? static_cast<float>(1.0 / std::sqrt(s)) : 0.0f;
-  for (int64_t i = 0; i < n; ++i) v[i] *= inv;
-}
+void l2_normalize(float* v, int64_t n) { kernels::l2norm(v, v, nullptr, 1, n); }
 
 }  // namespace modernbert::cli

@@ -86,6 +86,7 @@ class Output {
 // Writes to `path` (or stdout for "-"); files are written atomically (write_file_atomic).
 void write_output(const std::string& path, const std::string& content);
 
+// v[0..n) /= max(‖v‖, 1e-12) in place (kernels::l2norm).
 void l2_normalize(float* v, int64_t n);
 
 }  // namespace modernbert::cli

@@ -23,9 +23,9 @@
 #include <optional>
 #include <string>
 
-#include "kernels/cpu/kernels.h"
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/profile.h"
-#include "kernels/cpu/thread_pool.h"
 #include "model/activation_store.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
@@ -137,7 +137,7 @@ T* grown(std::vector<T>& v, int64_t n) {
   return v.data();
 }
 
-void copy_rows(float* dst, const float* src, int64_t n) { std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); }
+void copy_rows(float* dst, const float* src, int64_t n) { k::copy(src, dst, n); }
 
 }  // namespace
 
@@ -185,12 +185,9 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationSto
 
   namespace kp = k::prof;
   // Embeddings: gather rows of E, then LN into h.
-  std::optional<kp::Scope> emb_scope(std::in_place, kp::kEmbed);
+  std::optional<kp::Scope> emb_scope(std::in_place, "embed+LN");
   float* emb = save ? grown(save->emb_x, T * H) : a;
-  k::parallel_for(T, 256, [&](int64_t b, int64_t e, int) {
-    for (int64_t t = b; t < e; ++t)
-      copy_rows(emb + t * H, w_.tok_embeddings + static_cast<int64_t>(batch.ids[static_cast<size_t>(t)]) * H, H);
-  });
+  k::embedding(batch.ids.data(), w_.tok_embeddings, emb, T, H);
   k::layernorm(emb, w_.emb_norm_w, w_.emb_norm_b, h, T, H, eps, save ? stats(save->emb_mean) : nullptr,
                save ? stats(save->emb_rstd) : nullptr);
   emb_scope.reset();
@@ -217,20 +214,20 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationSto
     float* qkv = A ? grown(A->qkv, T * 3 * H) : big;
     float* o = A ? grown(A->o, T * H) : mid;
     const int64_t hw = cfg_.half_window(l);
-    { kp::Scope s(kp::kGemmQkv); k::gemm(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H); }
+    { kp::Scope s("gemm Wqkv"); k::gemm(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H); }
     {  // RoPE is applied inside attention's Q/K repack (no separate pass over qkv)
       const k::RopeTable& rope = rope_table(cfg_.rope_theta(l), max_len);
-      kp::Scope s(hw < 0 ? kp::kAttnGlobal : kp::kAttnLocal);
+      kp::Scope s(hw < 0 ? "attention global" : "attention local");
       k::attention(qkv, o, cu, B, nh, d, hw, attn_ws, &rope, A ? grown(A->lse, T * nh) : nullptr);
       if (A) {  // the backward reads the rotated Q and K
         k::rope_qkv(qkv, cu, B, nh, rope);
         A->rope = &rope;
       }
     }
-    { kp::Scope s(kp::kGemmO); k::gemm(o, lw.wo, lw.bo, p, T, H, H); }
-    if (save && save->attn_dropout > 0) k::dropout(p, p, T * H, save->attn_dropout, save->dropout_seed, l);
+    { kp::Scope s("gemm Wo"); k::gemm(o, lw.wo, lw.bo, p, T, H, H); }
+    if (save && save->attn_dropout > 0) k::dropout(p, p, T * H, save->attn_dropout, save->dropout_seed, l, /*accumulate=*/false);
     {
-      kp::Scope s(kp::kAddLn);
+      kp::Scope s("add+LN");
       k::add_layernorm(h, p, lw.mlp_norm_w, lw.mlp_norm_b, a, T, H, eps, A ? stats(A->m_mean) : nullptr,
                        A ? stats(A->m_rstd) : nullptr);
     }
@@ -239,9 +236,9 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationSto
       copy_rows(grown(A->m, T * H), a, T * H);
     }
     float* u = A ? grown(A->u, T * 2 * I) : big;
-    { kp::Scope s(kp::kGemmI); k::gemm(a, lw.wi, lw.bi, u, T, 2 * I, H); }
-    { kp::Scope s(kp::kGlu); k::glu(act, u, mid, T, I); }
-    { kp::Scope s(kp::kGemmMlpO); k::gemm(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I); }
+    { kp::Scope s("gemm Wi"); k::gemm(a, lw.wi, lw.bi, u, T, 2 * I, H); }
+    { kp::Scope s("GeGLU"); k::glu(act, u, mid, T, I); }
+    { kp::Scope s("gemm Wo_mlp"); k::gemm(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I); }
     const bool last = l + 1 == L;
     const float* gw = last ? w_.final_norm_w : w_.layers[static_cast<size_t>(l + 1)].attn_norm_w;
     const float* gb = last ? w_.final_norm_b : w_.layers[static_cast<size_t>(l + 1)].attn_norm_b;
@@ -255,10 +252,10 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationSto
         rstd_next = stats(next_r);
       }
     }
-    { kp::Scope s(kp::kAddLn); k::add_layernorm(h, p, gw, gb, a, T, H, eps, mean_next, rstd_next); }
+    { kp::Scope s("add+LN"); k::add_layernorm(h, p, gw, gb, a, T, H, eps, mean_next, rstd_next); }
     if (save && last) copy_rows(grown(save->h_last, T * H), h, T * H);
   }
-  std::memcpy(out.data(), a, static_cast<size_t>(T * H) * sizeof(float));
+  k::copy(a, out.data(), T * H);
 }
 
 std::vector<float> Encoder::forward(const Batch& batch) {

@@ -10,9 +10,9 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/cpu/kernels.h"
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "kernels/cpu/profile.h"
-#include "kernels/cpu/thread_pool.h"
 #include "model/activation_store.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
@@ -42,7 +42,7 @@ void Encoder::head_transform(const float* x, int64_t R, float* z, HeadActivation
     if (scratch.size() < static_cast<size_t>(R * H)) scratch.resize(static_cast<size_t>(R * H));
     y = scratch.data();
   }
-  k::prof::Scope s(k::prof::kHead);
+  k::prof::Scope s("heads");
   k::gemm(x, w_.head_dense_w, w_.head_dense_b, y, R, H, H);
   k::act_layernorm(to_kernel_act(cfg_.classifier_activation), y, w_.head_norm_w, w_.head_norm_b, z, R, H,
                    static_cast<float>(cfg_.norm_eps), save ? save->mean.data() : nullptr,
@@ -52,12 +52,14 @@ void Encoder::head_transform(const float* x, int64_t R, float* z, HeadActivation
 std::vector<float> Encoder::mlm_logits(const float* hidden, int64_t T, const std::vector<int64_t>& rows) const {
   if (!w_.decoder_w) throw Error("mlm head: weights have no decoder (load with the mlm head)");
   const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size, R = static_cast<int64_t>(rows.size());
-  std::vector<float> z(static_cast<size_t>(R * H));
-  for (int64_t r = 0; r < R; ++r) {
-    const int64_t t = rows[static_cast<size_t>(r)];
+  std::vector<int32_t> rows32(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int64_t t = rows[r];
     if (t < 0 || t >= T) throw Error("mlm head: row " + std::to_string(t) + " outside [0, " + std::to_string(T) + ")");
-    std::memcpy(z.data() + r * H, hidden + t * H, static_cast<size_t>(H) * sizeof(float));
+    rows32[r] = static_cast<int32_t>(t);
   }
+  std::vector<float> z(static_cast<size_t>(R * H));
+  k::embedding(rows32.data(), hidden, z.data(), R, H);  // row gather: z[r] = hidden[rows[r]]
   head_transform(z.data(), R, z.data());
   std::vector<float> logits(static_cast<size_t>(R * V));
   k::gemm(z.data(), w_.decoder_w, w_.decoder_b, logits.data(), R, V, H);
@@ -70,24 +72,8 @@ std::vector<float> Encoder::pool(const Batch& batch, const float* hidden, std::o
   std::vector<float> out(static_cast<size_t>(B * H));
   for (int64_t b = 0; b < B; ++b)
     if (batch.seq_len(b) <= 0) throw Error("pool: sequence " + std::to_string(b) + " is empty");
-  k::parallel_for(B, 1, [&](int64_t b0, int64_t b1, int) {
-    std::vector<double> acc;
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
-      float* dst = out.data() + b * H;
-      if (pl == Pooling::kCls) {
-        std::memcpy(dst, hidden + s * H, static_cast<size_t>(H) * sizeof(float));
-        continue;
-      }
-      // Mean over the sequence's tokens (the unpadded form of HF's attention-mask-weighted
-      // mean); double accumulators so long sequences do not lose precision.
-      acc.assign(static_cast<size_t>(H), 0.0);
-      for (int64_t t = s; t < e; ++t)
-        for (int64_t c = 0; c < H; ++c) acc[static_cast<size_t>(c)] += hidden[t * H + c];
-      for (int64_t c = 0; c < H; ++c)
-        dst[c] = static_cast<float>(acc[static_cast<size_t>(c)] / static_cast<double>(e - s));
-    }
-  });
+  k::pool(pl == Pooling::kCls ? k::PoolMode::kCls : k::PoolMode::kMean, hidden, batch.cu_seqlens.data(), B, H,
+          out.data());
   return out;
 }
 

@@ -2,7 +2,7 @@
 // its heads and the training model.
 #pragma once
 
-#include "kernels/cpu/kernels.h"
+#include "kernels/backend.h"
 #include "modernbert/config.h"
 #include "modernbert/error.h"
 

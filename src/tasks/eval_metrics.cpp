@@ -8,8 +8,7 @@
 #include <set>
 #include <string_view>
 
-#include <cblas.h>
-
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/eval.h"
 
@@ -350,19 +349,8 @@ RankingMetrics ranking_metrics(const std::vector<std::vector<int64_t>>& rankings
 
 std::vector<int64_t> top_k_indices(const float* scores, int64_t n, int64_t k) {
   k = std::max<int64_t>(0, std::min(k, n));
-  std::vector<int64_t> idx(static_cast<size_t>(n));
-  std::iota(idx.begin(), idx.end(), int64_t{0});
-  auto better = [&](int64_t a, int64_t b) {
-    const float sa = scores[a], sb = scores[b];
-    if (sa != sb) {
-      if (std::isnan(sa)) return false;
-      if (std::isnan(sb)) return true;
-      return sa > sb;
-    }
-    return a < b;
-  };
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), better);
-  idx.resize(static_cast<size_t>(k));
+  std::vector<int64_t> idx(static_cast<size_t>(k));
+  kernels::top_k(scores, n, k, idx.data(), nullptr);  // descending, ties by index, NaN last
   return idx;
 }
 
@@ -375,9 +363,7 @@ std::vector<std::vector<int64_t>> exact_search(const float* Q, int64_t nq, const
   for (int64_t q0 = 0; q0 < nq; q0 += block) {
     const int64_t m = std::min(block, nq - q0);
     // S[m, nc] = Q[q0:q0+m, dim] · C[nc, dim]ᵀ
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(nc),
-                static_cast<int>(dim), 1.0f, Q + q0 * dim, static_cast<int>(dim), C, static_cast<int>(dim), 0.0f,
-                S.data(), static_cast<int>(nc));
+    kernels::gemm(Q + q0 * dim, C, nullptr, S.data(), m, nc, dim);
     for (int64_t i = 0; i < m; ++i) out[static_cast<size_t>(q0 + i)] = top_k_indices(S.data() + i * nc, nc, k);
   }
   return out;
@@ -401,9 +387,7 @@ std::vector<std::vector<int64_t>> maxsim_search(const std::vector<float>& q_vecs
     while (d1 < nd && d_off[static_cast<size_t>(d1 + 1)] - d_off[static_cast<size_t>(d0)] <= 4096) ++d1;
     const int64_t t0 = d_off[static_cast<size_t>(d0)], nt = d_off[static_cast<size_t>(d1)] - t0;
     S.resize(static_cast<size_t>(QT * nt));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(QT), static_cast<int>(nt),
-                static_cast<int>(dim), 1.0f, q_vecs.data(), static_cast<int>(dim), d_vecs.data() + t0 * dim,
-                static_cast<int>(dim), 0.0f, S.data(), static_cast<int>(nt));
+    kernels::gemm(q_vecs.data(), d_vecs.data() + t0 * dim, nullptr, S.data(), QT, nt, dim);
     for (int64_t q = 0; q < nq; ++q)
       for (int64_t d = d0; d < d1; ++d) {
         const int64_t a = d_off[static_cast<size_t>(d)] - t0, b = d_off[static_cast<size_t>(d + 1)] - t0;

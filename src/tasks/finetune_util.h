@@ -13,36 +13,17 @@
 #include <utility>
 #include <vector>
 
+#include "core/rng.h"
 #include "modernbert/finetune.h"
 #include "modernbert/trainer.h"
 
 namespace modernbert::finetune_util {
 
-inline uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-inline double uniform01(uint64_t& s) { return static_cast<double>(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
-
-// Truncated normal by rejection (Box-Muller), deterministic from the state.
-inline double trunc_normal(uint64_t& s, double sd, double cutoff) {
-  for (;;) {
-    const double u1 = std::max(uniform01(s), 1e-300), u2 = uniform01(s);
-    const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2) * sd;
-    if (std::abs(z) <= cutoff) return z;
-  }
-}
-
-// Fisher-Yates with our own generator: the same seed gives the same order on every platform.
-inline std::vector<size_t> shuffled(size_t n, uint64_t seed) {
-  std::vector<size_t> idx(n);
-  for (size_t i = 0; i < n; ++i) idx[i] = i;
-  uint64_t s = seed;
-  for (size_t i = n; i > 1; --i) std::swap(idx[i - 1], idx[splitmix64(s) % i]);
-  return idx;
-}
+// The generator, truncated normal and shuffle are core/rng.h's (the same streams as before).
+using modernbert::shuffled;
+using modernbert::splitmix64;
+using modernbert::trunc_normal;
+using modernbert::uniform01;
 
 // Optimizer settings of a fine-tuning run (β 0.9/0.98, ε 1e-6 as the ModernBERT recipe).
 inline OptimizerConfig optimizer_config(const FinetuneOptions& o) {

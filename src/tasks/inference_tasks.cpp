@@ -3,6 +3,7 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/tasks.h"
 
@@ -41,14 +42,6 @@ EmbedPooling parse_embed_pooling(const std::string& s) {
 }
 
 namespace {
-void l2norm(float* v, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += double(v[i]) * v[i];
-  // x / max(||x||, 1e-12), as torch.nn.functional.normalize.
-  double inv = 1.0 / std::max(std::sqrt(s), 1e-12);
-  for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(v[i] * inv);
-}
-
 // y[D] = W[D, H] x[H] + b
 void dense(const SentenceTransformersInfo& d, const float* x, float* y) {
   for (int64_t o = 0; o < d.dense_out; ++o) {
@@ -74,32 +67,31 @@ std::vector<float> sentence_embeddings(const Batch& batch, const float* hidden, 
   const int64_t D0 = use_dense ? o.dense->dense_out : H;
   if (o.dim < 0 || o.dim > D0) throw Error("--dim must be in 1.." + std::to_string(D0));
   const int64_t D = o.dim ? o.dim : D0;
-  std::vector<float> out(static_cast<size_t>(B * D)), pooled(static_cast<size_t>(H)), proj(static_cast<size_t>(D0));
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
-    if (o.pooling == EmbedPooling::kCls) {
-      std::memcpy(pooled.data(), hidden + s * H, sizeof(float) * static_cast<size_t>(H));
-    } else if (o.pooling == EmbedPooling::kMax) {
+  std::vector<float> out(static_cast<size_t>(B * D)), pooled_all(static_cast<size_t>(B * H)),
+      proj(static_cast<size_t>(D0));
+  if (o.pooling == EmbedPooling::kMax) {
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
       for (int64_t c = 0; c < H; ++c) {
         float m = -std::numeric_limits<float>::infinity();
         for (int64_t t = s; t < e; ++t) m = std::max(m, hidden[t * H + c]);
-        pooled[static_cast<size_t>(c)] = m;
-      }
-    } else {
-      for (int64_t c = 0; c < H; ++c) {
-        double acc = 0;
-        for (int64_t t = s; t < e; ++t) acc += hidden[t * H + c];
-        pooled[static_cast<size_t>(c)] = static_cast<float>(acc / double(e - s));
+        pooled_all[static_cast<size_t>(b * H + c)] = m;
       }
     }
-    const float* v = pooled.data();
+  } else {
+    kernels::pool(o.pooling == EmbedPooling::kCls ? kernels::PoolMode::kCls : kernels::PoolMode::kMean, hidden,
+                  batch.cu_seqlens.data(), B, H, pooled_all.data());
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const float* pooled_b = pooled_all.data() + b * H;
+    const float* v = pooled_b;
     if (use_dense) {
-      dense(*o.dense, pooled.data(), proj.data());
+      dense(*o.dense, pooled_b, proj.data());
       v = proj.data();
     }
     float* dst = out.data() + b * D;
     std::memcpy(dst, v, sizeof(float) * static_cast<size_t>(D));  // Matryoshka: first D dims
-    if (o.normalize) l2norm(dst, D);
+    if (o.normalize) kernels::l2norm(dst, dst, nullptr, 1, D);
   }
   *out_dim = D;
   return out;
@@ -115,9 +107,10 @@ std::vector<float> colbert_vectors(const float* hidden, int64_t T, int64_t H, co
   for (int64_t t = 0; t < T; ++t) {
     float* dst = out.data() + t * D;
     if (use_dense) dense(*d, hidden + t * H, dst);
-    else std::memcpy(dst, hidden + t * H, sizeof(float) * static_cast<size_t>(H));
-    l2norm(dst, D);
+    else
+      std::memcpy(dst, hidden + t * H, sizeof(float) * static_cast<size_t>(H));
   }
+  kernels::l2norm(out.data(), out.data(), nullptr, T, D);
   *out_dim = D;
   return out;
 }

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/thread_pool.h"
 #include "modernbert/error.h"
 #include "tokenizer/tokenizer_impl.h"
 
@@ -113,32 +114,34 @@ std::string train_bpe_tokenizer(const std::vector<std::string>& texts, const Bpe
   using CountMap = std::unordered_map<std::string, std::uint64_t, tok::WordCache::Hash, std::equal_to<>>;
   std::vector<CountMap> partial(nt);
   std::vector<std::exception_ptr> errs(nt);
-  {
-    std::vector<std::thread> th;
-    for (unsigned w = 0; w < nt; ++w)
-      th.emplace_back([&, w] {
-        try {
-          tok::WordCache cache;
-          std::vector<tok::RawToken> dummy;
-          CountMap& m = partial[w];
-          std::function<void(std::string_view)> sink = [&](std::string_view word) {
-            auto it = m.find(word);
-            if (it == m.end()) m.emplace(std::string(word), 1);
-            else ++it->second;
-          };
-          for (std::size_t i = w; i < texts.size(); i += nt) {
-            try {
-              pre.impl_->encode_sequence(texts[i], true, cache, dummy, nullptr, &sink);
-            } catch (const Error& e) {
-              throw Error("train-tokenizer: text " + std::to_string(i) + ": " + e.what());
-            }
+  // nt strided shares of the texts, run on the shared pool (the counts do not depend on which
+  // thread runs a share).
+  default_pool().parallel_for(nt, 1, [&](int64_t w0, int64_t w1, int) {
+    for (int64_t wi = w0; wi < w1; ++wi) {
+      const unsigned w = static_cast<unsigned>(wi);
+      try {
+        tok::WordCache cache;
+        std::vector<tok::RawToken> dummy;
+        CountMap& m = partial[w];
+        std::function<void(std::string_view)> sink = [&](std::string_view word) {
+          auto it = m.find(word);
+          if (it == m.end())
+            m.emplace(std::string(word), 1);
+          else
+            ++it->second;
+        };
+        for (std::size_t i = w; i < texts.size(); i += nt) {
+          try {
+            pre.impl_->encode_sequence(texts[i], true, cache, dummy, nullptr, &sink);
+          } catch (const Error& e) {
+            throw Error("train-tokenizer: text " + std::to_string(i) + ": " + e.what());
           }
-        } catch (...) {
-          errs[w] = std::current_exception();
         }
-      });
-    for (auto& t : th) t.join();
-  }
+      } catch (...) {
+        errs[w] = std::current_exception();
+      }
+    }
+  });
   for (auto& e : errs)
     if (e) std::rethrow_exception(e);
   CountMap counts = std::move(partial[0]);

@@ -13,6 +13,8 @@
 #include <exception>
 #include <thread>
 
+#include "core/hash.h"
+#include "core/thread_pool.h"
 #include "modernbert/error.h"
 #include "tokenizer/tokenizer_impl.h"
 
@@ -87,23 +89,7 @@ std::size_t PatternSet::longest_at(std::string_view s, std::size_t i, int& value
 }
 
 std::uint64_t WordCache::hash(std::string_view s) noexcept {
-  // FNV-style mixing over 8-byte words: pre-tokens are short.
-  std::uint64_t h = 0xcbf29ce484222325ULL ^ s.size();
-  std::size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    h = (h ^ w) * 0x100000001b3ULL;
-    h ^= h >> 29;
-  }
-  if (i < s.size()) {
-    std::uint64_t w = 0;
-    std::memcpy(&w, s.data() + i, s.size() - i);
-    h = (h ^ w) * 0x100000001b3ULL;
-  }
-  h ^= h >> 32;
-  h *= 0x9E3779B97F4A7C15ULL;
-  return h ^ (h >> 29);
+  return fnv_words64(s);  // FNV-style mixing over 8-byte words: pre-tokens are short
 }
 
 void WordCache::grow() {
@@ -760,7 +746,7 @@ Encoding Tokenizer::encode_pair(std::string_view first, std::string_view second,
 namespace {
 
 template <typename Fn>
-void parallel_for(std::size_t n, unsigned num_threads, Fn fn) {
+void for_each_text(std::size_t n, unsigned num_threads, Fn fn) {
   unsigned hw = std::max(1u, std::thread::hardware_concurrency());
   unsigned nt = num_threads ? num_threads : hw;
   nt = static_cast<unsigned>(std::min<std::size_t>(nt, n));
@@ -785,9 +771,10 @@ void parallel_for(std::size_t n, unsigned num_threads, Fn fn) {
   if (nt <= 1) {
     worker(0);
   } else {
-    std::vector<std::thread> threads;
-    for (unsigned w = 0; w < nt; ++w) threads.emplace_back(worker, w);
-    for (auto& t : threads) t.join();
+    // nt workers claiming texts from one counter, run on the shared pool.
+    default_pool().parallel_for(nt, 1, [&](int64_t w0, int64_t w1, int) {
+      for (int64_t w = w0; w < w1; ++w) worker(static_cast<unsigned>(w));
+    });
   }
   // Report the failing text with the smallest index.
   std::size_t best = n;
@@ -811,7 +798,7 @@ void parallel_for(std::size_t n, unsigned num_threads, Fn fn) {
 std::vector<Encoding> Tokenizer::encode_batch(const std::vector<std::string>& texts,
                                               const EncodeOptions& opts, unsigned num_threads) const {
   std::vector<Encoding> out(texts.size());
-  parallel_for(texts.size(), num_threads, [&](auto loop) {
+  for_each_text(texts.size(), num_threads, [&](auto loop) {
     auto cache = impl_->take_cache();
     struct Return {
       const Impl* impl;
@@ -827,7 +814,7 @@ std::vector<Encoding> Tokenizer::encode_batch_pairs(
     const std::vector<std::pair<std::string, std::string>>& pairs, const EncodeOptions& opts,
     unsigned num_threads) const {
   std::vector<Encoding> out(pairs.size());
-  parallel_for(pairs.size(), num_threads, [&](auto loop) {
+  for_each_text(pairs.size(), num_threads, [&](auto loop) {
     auto cache = impl_->take_cache();
     struct Return {
       const Impl* impl;

@@ -1,16 +1,15 @@
 // Contrastive losses for retrieval fine-tuning: InfoNCE over cosine similarities (single-vector
 // embeddings) and MaxSim (ColBERT), both with in-batch negatives. Forward and backward side by
 // side; see include/modernbert/trainer.h for the definitions. Sizes are small (a batch of queries
-// against a batch of documents), so everything but the ColBERT token-similarity matrix is plain
-// double-precision loops.
-#include <cblas.h>
-
+// against a batch of documents), so the scores are plain double-precision loops; pooling, L2
+// normalisation and the ColBERT GEMMs are kernels (kernels/backend.h).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/trainer.h"
 
@@ -57,30 +56,19 @@ double softmax_ce_rows(std::vector<double>& s, int64_t Bq, int64_t Bd, const std
   return loss / static_cast<double>(Bq);
 }
 
-// x̂ = x / |x| for each of n rows of D; keeps the norms.
-void normalise_rows(const float* x, int64_t n, int64_t D, std::vector<float>& xh, std::vector<double>& norm) {
+// x̂ = x / max(|x|, eps) for each of n rows of D (kernels::l2norm); keeps the norms.
+void normalise_rows(const float* x, int64_t n, int64_t D, std::vector<float>& xh, std::vector<float>& norm) {
   xh.resize(static_cast<size_t>(n * D));
   norm.resize(static_cast<size_t>(n));
-  for (int64_t r = 0; r < n; ++r) {
-    double ss = 0;
-    for (int64_t c = 0; c < D; ++c) ss += static_cast<double>(x[r * D + c]) * x[r * D + c];
-    const double nr = std::max(std::sqrt(ss), 1e-12);  // F.normalize's eps
-    norm[static_cast<size_t>(r)] = nr;
-    for (int64_t c = 0; c < D; ++c) xh[static_cast<size_t>(r * D + c)] = static_cast<float>(x[r * D + c] / nr);
-  }
+  kernels::l2norm(x, xh.data(), norm.data(), n, D);
 }
 
-// d x = (d x̂ − x̂ (x̂ · d x̂)) / |x| for each row; dxh (double) -> dx (float, written).
-void normalise_backward(const std::vector<float>& xh, const std::vector<double>& norm, const std::vector<double>& dxh,
+// d x = (d x̂ − x̂ (x̂ · d x̂)) / |x| for each row (kernels::l2norm_backward); dxh (accumulated in
+// double) -> dx (float, written).
+void normalise_backward(const std::vector<float>& xh, const std::vector<float>& norm, const std::vector<double>& dxh,
                         int64_t n, int64_t D, float* dx) {
-  for (int64_t r = 0; r < n; ++r) {
-    double dot = 0;
-    for (int64_t c = 0; c < D; ++c) dot += xh[static_cast<size_t>(r * D + c)] * dxh[static_cast<size_t>(r * D + c)];
-    for (int64_t c = 0; c < D; ++c) {
-      const size_t k = static_cast<size_t>(r * D + c);
-      dx[k] = static_cast<float>((dxh[k] - xh[k] * dot) / norm[static_cast<size_t>(r)]);
-    }
-  }
+  std::vector<float> g(dxh.begin(), dxh.end());
+  kernels::l2norm_backward(xh.data(), norm.data(), g.data(), dx, n, D);
 }
 
 }  // namespace
@@ -90,7 +78,7 @@ double info_nce_loss(const float* q, int64_t Bq, const float* d, int64_t Bd, int
                      float* dq, float* dd) {
   check_targets(Bq, Bd, target, exclude, temperature, "info_nce_loss");
   std::vector<float> qh, dh;
-  std::vector<double> qn, dn;
+  std::vector<float> qn, dn;
   normalise_rows(q, Bq, D, qh, qn);
   normalise_rows(d, Bd, D, dh, dn);
   std::vector<double> s(static_cast<size_t>(Bq * Bd));
@@ -137,14 +125,13 @@ double maxsim_contrastive_loss(const float* q, const std::vector<int64_t>& q_off
   check_targets(Bq, Bd, target, exclude, temperature, "maxsim_contrastive_loss");
   const int64_t Tq = q_off.back(), Td = d_off.back();
   std::vector<float> qh, dh;
-  std::vector<double> qn, dn;
+  std::vector<float> qn, dn;
   normalise_rows(q, Tq, D, qh, qn);
   normalise_rows(d, Td, D, dh, dn);
   // Token similarities [Tq, Td] in one sgemm (fp32, as ColBERT scores them), then per (query
   // token, document) the max and where it is.
   std::vector<float> sim(static_cast<size_t>(Tq * Td));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(Tq), static_cast<int>(Td), static_cast<int>(D), 1.0f,
-              qh.data(), static_cast<int>(D), dh.data(), static_cast<int>(D), 0.0f, sim.data(), static_cast<int>(Td));
+  kernels::gemm(qh.data(), dh.data(), nullptr, sim.data(), Tq, Td, D);
   std::vector<int64_t> arg(static_cast<size_t>(Tq * Bd));  // [query token, document] -> doc token
   std::vector<double> s(static_cast<size_t>(Bq * Bd), 0.0);
   for (int64_t i = 0; i < Bq; ++i)
@@ -188,48 +175,27 @@ double retrieval_batch_loss(const float* hidden, const Batch& b, int64_t H, int6
   std::fill_n(dhidden, T * H, 0.0f);
   if (!spec.colbert) {
     std::vector<float> pooled(static_cast<size_t>(B * H)), dpooled(static_cast<size_t>(B * H));
-    for (int64_t k = 0; k < B; ++k) {
-      const int64_t a = b.cu_seqlens[static_cast<size_t>(k)], e = b.cu_seqlens[static_cast<size_t>(k + 1)];
-      float* p = pooled.data() + k * H;
-      if (spec.cls_pooling) {
-        std::copy_n(hidden + a * H, H, p);
-      } else {
-        for (int64_t c = 0; c < H; ++c) {
-          double acc = 0;
-          for (int64_t t = a; t < e; ++t) acc += hidden[t * H + c];
-          p[c] = static_cast<float>(acc / static_cast<double>(e - a));
-        }
-      }
-    }
+    const kernels::PoolMode mode = spec.cls_pooling ? kernels::PoolMode::kCls : kernels::PoolMode::kMean;
+    kernels::pool(mode, hidden, b.cu_seqlens.data(), B, H, pooled.data());
     const double loss = info_nce_loss(pooled.data(), Bq, pooled.data() + Bq * H, Bd, H, target, exclude,
                                       spec.temperature, dpooled.data(), dpooled.data() + Bq * H);
-    for (int64_t k = 0; k < B; ++k) {
-      const int64_t a = b.cu_seqlens[static_cast<size_t>(k)], e = b.cu_seqlens[static_cast<size_t>(k + 1)];
-      const float* g = dpooled.data() + k * H;
-      if (spec.cls_pooling) {
-        std::copy_n(g, H, dhidden + a * H);
-      } else {
-        const float inv = 1.0f / static_cast<float>(e - a);
-        for (int64_t t = a; t < e; ++t)
-          for (int64_t c = 0; c < H; ++c) dhidden[t * H + c] = g[c] * inv;
-      }
-    }
+    kernels::pool_backward(mode, dpooled.data(), b.cu_seqlens.data(), B, H, dhidden);  // dhidden is zero
     return loss;
   }
   const int64_t Dc = spec.proj_dim;
   if (!spec.proj || Dc < 1) throw Error("retrieval_batch_loss: colbert needs a projection");
   if (!dproj) throw Error("retrieval_batch_loss: null projection gradient buffer");
   std::vector<float> P(static_cast<size_t>(T * Dc)), dP(static_cast<size_t>(T * Dc));
-  const int iT = static_cast<int>(T), iD = static_cast<int>(Dc), iH = static_cast<int>(H);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, iT, iD, iH, 1.0f, hidden, iH, spec.proj, iH, 0.0f, P.data(), iD);
+  kernels::gemm(hidden, spec.proj, nullptr, P.data(), T, Dc, H);  // P [T, Dc] = hidden · projᵀ
   const int64_t Tq = b.cu_seqlens[static_cast<size_t>(Bq)];
   std::vector<int64_t> qoff(b.cu_seqlens.begin(), b.cu_seqlens.begin() + Bq + 1), doff;
   for (int64_t k = Bq; k <= B; ++k) doff.push_back(b.cu_seqlens[static_cast<size_t>(k)] - Tq);
   const double loss = maxsim_contrastive_loss(P.data(), qoff, P.data() + Tq * Dc, doff, Dc, target, exclude,
                                               spec.temperature, dP.data(), dP.data() + Tq * Dc);
   // d proj [Dc, H] = dPᵀ · hidden;  d hidden [T, H] = dP · proj
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, iD, iH, iT, 1.0f, dP.data(), iD, hidden, iH, 0.0f, dproj, iH);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, iT, iH, iD, 1.0f, dP.data(), iD, spec.proj, iH, 0.0f, dhidden, iH);
+  std::fill_n(dproj, Dc * H, 0.0f);
+  kernels::matmul_tn_acc(dP.data(), hidden, dproj, T, Dc, H);
+  kernels::matmul_nn(dP.data(), spec.proj, dhidden, T, H, Dc, /*accumulate=*/false);
   return loss;
 }
 

@@ -20,18 +20,16 @@
 #include <map>
 #include <string>
 
-#include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/backend.h"
 #include "model/activation_store.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
 #include "modernbert/trainer.h"
-#include "train/backward_kernels.h"
 
 namespace modernbert {
 
 namespace k = kernels;
-using train::Act;
+using kernels::Act;
 
 const char* to_string(TaskType t) {
   switch (t) {
@@ -53,22 +51,7 @@ TaskType parse_task(const std::string& s) {
   throw Error("task: unknown task '" + s + "' (expected mlm, classification, token-classification, regression, multilabel)");
 }
 
-double grad_norm_sq(const float* g, size_t n) {
-  constexpr size_t kChunk = 1 << 14;
-  const size_t nchunks = (n + kChunk - 1) / kChunk;
-  std::vector<double> part(nchunks, 0.0);
-  k::parallel_for(static_cast<int64_t>(nchunks), 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t c = b; c < e; ++c) {
-      double s = 0;
-      const size_t i0 = static_cast<size_t>(c) * kChunk, i1 = std::min(n, i0 + kChunk);
-      for (size_t i = i0; i < i1; ++i) s += static_cast<double>(g[i]) * g[i];
-      part[static_cast<size_t>(c)] = s;
-    }
-  });
-  double s = 0;
-  for (double p : part) s += p;
-  return s;
-}
+double grad_norm_sq(const float* g, size_t n) { return kernels::grad_norm_sq(g, n); }
 
 namespace {
 
@@ -92,7 +75,7 @@ struct TrainModel::Impl {
   HeadActivations head;
   std::vector<float> out;  // last_hidden_state [T, H] of the latest forward
   // Head.
-  std::vector<int64_t> rows;
+  std::vector<int32_t> rows;  // labelled token rows (gathered into the head, gradients scattered back)
   std::vector<int32_t> row_labels;
   std::vector<float> hx, z, logits;
   // Backward scratch.
@@ -113,13 +96,13 @@ struct TrainModel::Impl {
     const int64_t H = cfg.hidden_size, I = cfg.intermediate_size;
     const Act act = to_kernel_act(cfg.hidden_activation);
     k::glu(act, A.u.data(), gbuf.data(), T, I);  // the GLU output is recomputed, not stored
-    train::linear_backward(gbuf.data(), lw.wo_mlp, dh.data(), dg.data(), false, G(lw.wo_mlp, grads),
+    k::linear_backward(gbuf.data(), lw.wo_mlp, dh.data(), dg.data(), false, G(lw.wo_mlp, grads),
                            G(lw.bo_mlp, grads), T, H, I);
-    train::glu_backward(act, A.u.data(), dg.data(), du.data(), T, I);
-    train::linear_backward(A.m.data(), lw.wi, du.data(), dtmp.data(), false, G(lw.wi, grads), G(lw.bi, grads), T,
+    k::glu_backward(act, A.u.data(), dg.data(), du.data(), T, I);
+    k::linear_backward(A.m.data(), lw.wi, du.data(), dtmp.data(), false, G(lw.wi, grads), G(lw.bi, grads), T,
                            2 * I, H);
     // dh (= d hs[l+1]) flows through the residual to hmid, plus the mlp_norm branch.
-    train::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(), dh.data(),
+    k::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(), dh.data(),
                               true, G(lw.mlp_norm_w, grads), G(lw.mlp_norm_b, grads), T, H);
   }
 
@@ -132,21 +115,21 @@ struct TrainModel::Impl {
     // hmid = hs[l] + Dropout(o Woᵀ (+b))
     const float* dy = dh.data();
     if (st.attn_dropout > 0) {
-      k::dropout(dh.data(), ybuf.data(), T * H, st.attn_dropout, st.dropout_seed, l);
+      k::dropout(dh.data(), ybuf.data(), T * H, st.attn_dropout, st.dropout_seed, l, /*accumulate=*/false);
       dy = ybuf.data();
     }
-    train::linear_backward(A.o.data(), lw.wo, dy, dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H, H);
-    train::attention_backward(A.qkv.data(), A.o.data(), dtmp.data(), A.lse.data(), dqkv.data(), cu, B, nh, d,
+    k::linear_backward(A.o.data(), lw.wo, dy, dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H, H);
+    k::attention_backward(A.qkv.data(), A.o.data(), dtmp.data(), A.lse.data(), dqkv.data(), cu, B, nh, d,
                               cfg.half_window(l));
-    train::rope_backward(dqkv.data(), cu, B, nh, *A.rope);
+    k::rope_backward(dqkv.data(), cu, B, nh, *A.rope);
     const float* x = lw.attn_norm_w ? A.a.data() : A.hs.data();
-    train::linear_backward(x, lw.wqkv, dqkv.data(), dtmp2.data(), false, G(lw.wqkv, grads), G(lw.bqkv, grads), T,
+    k::linear_backward(x, lw.wqkv, dqkv.data(), dtmp2.data(), false, G(lw.wqkv, grads), G(lw.bqkv, grads), T,
                            3 * H, H);
     if (lw.attn_norm_w) {
-      train::layernorm_backward(dtmp2.data(), A.hs.data(), lw.attn_norm_w, A.a_mean.data(), A.a_rstd.data(), dh.data(),
+      k::layernorm_backward(dtmp2.data(), A.hs.data(), lw.attn_norm_w, A.a_mean.data(), A.a_rstd.data(), dh.data(),
                                 true, G(lw.attn_norm_w, grads), G(lw.attn_norm_b, grads), T, H);
     } else {
-      k::add_inplace(dh.data(), dtmp2.data(), T * H);
+      k::residual_add(dh.data(), dtmp2.data(), T * H);
     }
   }
 
@@ -158,7 +141,7 @@ struct TrainModel::Impl {
     resize(du, T * 2 * I);
     resize(dg, T * I);
     resize(gbuf, T * I);
-    train::layernorm_backward(dlast, st.h_last.data(), v.final_norm_w, st.f_mean.data(), st.f_rstd.data(), dh.data(),
+    k::layernorm_backward(dlast, st.h_last.data(), v.final_norm_w, st.f_mean.data(), st.f_rstd.data(), dh.data(),
                               false, G(v.final_norm_w, grads), G(v.final_norm_b, grads), T, H);
     for (int64_t l = L - 1; l >= 0; --l) {
       const LayerWeights& lw = v.layers[static_cast<size_t>(l)];
@@ -167,9 +150,9 @@ struct TrainModel::Impl {
       attention_block_backward(batch, l, lw, A, grads);
     }
     // Embeddings: hs[0] = LN(E[ids]).
-    train::layernorm_backward(dh.data(), st.emb_x.data(), v.emb_norm_w, st.emb_mean.data(), st.emb_rstd.data(),
+    k::layernorm_backward(dh.data(), st.emb_x.data(), v.emb_norm_w, st.emb_mean.data(), st.emb_rstd.data(),
                               dtmp.data(), false, G(v.emb_norm_w, grads), G(v.emb_norm_b, grads), T, H);
-    train::embedding_backward(batch.ids.data(), dtmp.data(), G(v.tok_embeddings, grads), T, H);
+    k::embedding_backward(batch.ids.data(), dtmp.data(), G(v.tok_embeddings, grads), T, H);
   }
 
   // ---- head: X [R,H] -> logits [R,C] with output layer (Wout [C,H], bout [C]) ----
@@ -191,12 +174,12 @@ struct TrainModel::Impl {
     resize(dz, R * H);
     resize(dz2, R * H);
     resize(gbuf, R * H);
-    train::linear_backward(z.data(), Wout, logits.data(), dz.data(), false, G(Wout, grads), G(bout, grads), R, C, H);
+    k::linear_backward(z.data(), Wout, logits.data(), dz.data(), false, G(Wout, grads), G(bout, grads), R, C, H);
     k::activation(act, head.z1.data(), gbuf.data(), R * H);  // the LN input act(z1), recomputed
-    train::layernorm_backward(dz.data(), gbuf.data(), v.head_norm_w, head.mean.data(), head.rstd.data(), dz2.data(),
+    k::layernorm_backward(dz.data(), gbuf.data(), v.head_norm_w, head.mean.data(), head.rstd.data(), dz2.data(),
                               false, G(v.head_norm_w, grads), G(v.head_norm_b, grads), R, H);
-    train::act_backward(act, head.z1.data(), dz2.data(), dz2.data(), R * H);
-    train::linear_backward(X, v.head_dense_w, dz2.data(), dxo, false, G(v.head_dense_w, grads),
+    k::act_backward(act, head.z1.data(), dz2.data(), dz2.data(), R * H);
+    k::linear_backward(X, v.head_dense_w, dz2.data(), dxo, false, G(v.head_dense_w, grads),
                            G(v.head_dense_b, grads), R, H, H);
   }
 
@@ -242,14 +225,12 @@ struct TrainModel::Impl {
         if (y < 0 || y >= C)
           throw Error("training: label " + std::to_string(y) + " at token " + std::to_string(t) + " outside [0, " +
                       std::to_string(C) + ")");
-        rows.push_back(t);
+        rows.push_back(static_cast<int32_t>(t));
         row_labels.push_back(y);
       }
       const int64_t R = static_cast<int64_t>(rows.size());
       resize(hx, std::max<int64_t>(R, 1) * H);
-      for (int64_t r = 0; r < R; ++r)
-        std::memcpy(hx.data() + r * H, out.data() + rows[static_cast<size_t>(r)] * H,
-                    static_cast<size_t>(H) * sizeof(float));
+      k::embedding(rows.data(), out.data(), hx.data(), R, H);  // a row gather: hx[r] = out[rows[r]]
       return R;
     }
     if (task == TaskType::kSequenceClassification)
@@ -270,15 +251,15 @@ struct TrainModel::Impl {
     switch (task) {
       case TaskType::kMlm:
       case TaskType::kTokenClassification:
-        res.loss_sum = train::cross_entropy(logits.data(), row_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
+        res.loss_sum = k::cross_entropy(logits.data(), row_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
         break;
       case TaskType::kSequenceClassification:
         res.loss_sum =
-            train::cross_entropy(logits.data(), tb.class_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
+            k::cross_entropy(logits.data(), tb.class_labels.data(), dl, R, C, dscale, nullptr, &res.correct);
         break;
-      case TaskType::kRegression: res.loss_sum = train::mse_loss(logits.data(), tb.targets.data(), dl, R * C, dscale); break;
+      case TaskType::kRegression: res.loss_sum = k::mse_loss(logits.data(), tb.targets.data(), dl, R * C, dscale); break;
       case TaskType::kMultiLabel:
-        res.loss_sum = train::bce_with_logits(logits.data(), tb.targets.data(), dl, R * C, dscale);
+        res.loss_sum = k::bce_with_logits(logits.data(), tb.targets.data(), dl, R * C, dscale);
         break;
     }
   }
@@ -290,24 +271,11 @@ struct TrainModel::Impl {
     resize(dout, T * H);
     std::fill(dout.begin(), dout.begin() + T * H, 0.0f);
     if (per_token(task)) {
-      for (int64_t r = 0; r < R; ++r) {
-        float* dst = dout.data() + rows[static_cast<size_t>(r)] * H;
-        const float* src = dx.data() + r * H;
-        for (int64_t c = 0; c < H; ++c) dst[c] += src[c];
-      }
+      k::embedding_backward(rows.data(), dx.data(), dout.data(), R, H);  // scatter-add: dout[rows[r]] += dx[r]
       return;
     }
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
-      const float* src = dx.data() + b * H;
-      if (cfg.classifier_pooling == Pooling::kCls) {
-        for (int64_t c = 0; c < H; ++c) dout[static_cast<size_t>(s * H + c)] += src[c];
-      } else {
-        const float inv = 1.0f / static_cast<float>(e - s);
-        for (int64_t t = s; t < e; ++t)
-          for (int64_t c = 0; c < H; ++c) dout[static_cast<size_t>(t * H + c)] += src[c] * inv;
-      }
-    }
+    const k::PoolMode mode = cfg.classifier_pooling == Pooling::kCls ? k::PoolMode::kCls : k::PoolMode::kMean;
+    k::pool_backward(mode, dx.data(), batch.cu_seqlens.data(), B, H, dout.data());
   }
 
   LossResult run(const TrainBatch& tb, TaskType task, float* grads, double denominator) {

@@ -6,7 +6,7 @@
 // Bit-exact resume: everything a step depends on is either saved (parameters F32, moments,
 // optimizer step, tokens seen, document cursor + epoch, the packer's buffer, the masking row
 // serial, the spike guard's EMA as exact hex floats) or a pure function of the config (document
-// order per epoch, masks per row serial). Reductions have fixed orders (backward_kernels.h).
+// order per epoch, masks per row serial). Reductions have fixed orders (kernels/backend.h).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,8 +23,8 @@
 #include <set>
 #include <sstream>
 
-#include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"
@@ -390,6 +390,7 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   if (pc.output_dir.empty()) throw Error("pretrain: output_dir is required");
   if (pc.data.empty()) throw Error("pretrain: data is required");
   if (pc.resume && pc.overwrite) throw Error("pretrain: give at most one of --resume / --overwrite");
+  if (pc.threads > 0) kernels::set_num_threads(static_cast<int>(pc.threads));  // the explicit setting
   // Never destroy a run by accident: a directory that holds one needs --resume or --overwrite.
   const std::vector<std::string> existing = run_files(pc.output_dir);
   if (!existing.empty() && !pc.resume) {

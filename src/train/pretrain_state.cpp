@@ -16,6 +16,7 @@
 #include <limits>
 #include <map>
 
+#include "core/hash.h"
 #include "modernbert/config.h"
 #include "modernbert/error.h"
 #include "modernbert/safetensors.h"
@@ -51,8 +52,7 @@ std::string show(const nlohmann::json& j) { return j.is_null() ? std::string("(a
 
 std::string run_id_of(const nlohmann::json& identity) {
   const std::string s = identity.dump();
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  const uint64_t h = fnv1a64(s);
   char out[24];
   std::snprintf(out, sizeof out, "run-%016" PRIx64, h);
   return out;
@@ -61,12 +61,12 @@ std::string run_id_of(const nlohmann::json& identity) {
 std::string file_content_hash(const std::string& path, uint64_t* size_out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open");
-  uint64_t h = 1469598103934665603ull, n = 0;
+  uint64_t h = kFnv64Offset, n = 0;
   std::vector<char> buf(1 << 20);
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     const auto got = static_cast<size_t>(in.gcount());
-    for (size_t i = 0; i < got; ++i) h = (h ^ static_cast<uint8_t>(buf[i])) * 1099511628211ull;
+    h = fnv1a64(buf.data(), got, h);
     n += got;
   }
   if (in.bad()) throw Error(path + ": read error");

@@ -1,99 +1,25 @@
 // Pre-training recipe components (spec §6): StableAdamW / AdamW, the LR schedule, batch-size
 // warm-up, MLM masking, the document stream, greedy best-fit packing and weight tiling.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "kernels/cpu/thread_pool.h"
+#include "core/rng.h"
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/trainer.h"
 
 namespace modernbert {
 
-namespace k = kernels;
-
 // ---- counter-based randomness ---------------------------------------------------------------------
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-// A tiny sequential generator seeded from (seed, stream): state advances by the golden ratio
-// increment, outputs are splitmix64-mixed (the standard splitmix64 generator).
-struct Rng {
-  uint64_t s;
-  Rng(uint64_t seed, uint64_t stream) : s(splitmix64(seed ^ splitmix64(stream + 0x1234567ull))) {}
-  uint64_t next() {
-    s += 0x9E3779B97F4A7C15ull;
-    uint64_t z = s;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
-  uint64_t below(uint64_t n) { return n ? next() % n : 0; }
-};
-
+using Rng = StreamRng;  // core/rng.h
 }  // namespace
 
 // ---- Optimizer ------------------------------------------------------------------------------------
-
-namespace {
-
-// Moments over [i0, i1): m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g². With kRmsSum also returns
-// Σ g² / max(v, ε²) (the StableAdamW RMS numerator; the ratio in float, the sum in double; AdamW
-// skips it, 0 returned). AVX2, scalar tail.
-template <bool kRmsSum>
-double update_moments(const float* g, float* m, float* v, int64_t i0, int64_t i1, float b1, float b2, float eps2) {
-  const __m256 vb1 = _mm256_set1_ps(b1), vb1c = _mm256_set1_ps(1.0f - b1), vb2 = _mm256_set1_ps(b2),
-               vb2c = _mm256_set1_ps(1.0f - b2), veps2 = _mm256_set1_ps(eps2);
-  __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-  int64_t i = i0;
-  for (; i + 8 <= i1; i += 8) {
-    const __m256 g8 = _mm256_loadu_ps(g + i), gg = _mm256_mul_ps(g8, g8);
-    const __m256 m8 = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(vb1c, g8));
-    const __m256 v8 = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(vb2c, gg));
-    _mm256_storeu_ps(m + i, m8);
-    _mm256_storeu_ps(v + i, v8);
-    if constexpr (kRmsSum) {
-      const __m256 r = _mm256_div_ps(gg, _mm256_max_ps(v8, veps2));
-      acc0 = _mm256_add_pd(acc0, _mm256_cvtps_pd(_mm256_castps256_ps128(r)));
-      acc1 = _mm256_add_pd(acc1, _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)));
-    }
-  }
-  alignas(32) double lanes[4];
-  _mm256_store_pd(lanes, _mm256_add_pd(acc0, acc1));
-  double s = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
-  for (; i < i1; ++i) {
-    m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-    v[i] = b2 * v[i] + (1.0f - b2) * (g[i] * g[i]);
-    if constexpr (kRmsSum) s += static_cast<double>((g[i] * g[i]) / std::max(v[i], eps2));
-  }
-  return s;
-}
-
-// θ = θ · decay - lr · m / (sqrt(v) · vscale + ε) over [i0, i1).
-void apply_update(float* th, const float* m, const float* v, int64_t i0, int64_t i1, float decay, float lr,
-                  float vscale, float eps) {
-  const __m256 vdecay = _mm256_set1_ps(decay), vlr = _mm256_set1_ps(lr), vvs = _mm256_set1_ps(vscale),
-               veps = _mm256_set1_ps(eps);
-  int64_t i = i0;
-  for (; i + 8 <= i1; i += 8) {
-    const __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(_mm256_loadu_ps(v + i)), vvs), veps);
-    const __m256 u = _mm256_div_ps(_mm256_mul_ps(vlr, _mm256_loadu_ps(m + i)), den);
-    _mm256_storeu_ps(th + i, _mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(th + i), vdecay), u));
-  }
-  for (; i < i1; ++i) th[i] = th[i] * decay - (lr * m[i]) / (std::sqrt(v[i]) * vscale + eps);
-}
-
-}  // namespace
+// The per-tensor update loops are kernels (kernels/backend.h: adam_moments_rms, adam_apply,
+// adamw_update); this class holds the state and the schedule.
 
 Optimizer::Optimizer(const std::vector<ParamSpec>& specs, const OptimizerConfig& cfg) : specs_(specs), cfg_(cfg) {
   if (cfg.type != "stableadamw" && cfg.type != "adamw")
@@ -117,7 +43,6 @@ void Optimizer::step(float* params, const float* grads, double lr_t) {
   const double bh1 = (std::pow(b1, t) - b1) / (std::pow(b1, t) - 1.0);
   const double bh2 = (std::pow(b2, t) - b2) / (std::pow(b2, t) - 1.0);
   const float eps2 = static_cast<float>(eps * eps);
-  constexpr int64_t kChunk = 1 << 14;  // fixed chunks: the RMS reduction order never depends on threads
   for (size_t p = 0; p < specs_.size(); ++p) {
     const int64_t n = specs_[p].numel();
     float* th = params + offsets_[p];
@@ -125,35 +50,21 @@ void Optimizer::step(float* params, const float* grads, double lr_t) {
     float* m = m_.data() + offsets_[p];
     float* v = v_.data() + offsets_[p];
     const double lambda = specs_[p].weight_decay ? cfg_.weight_decay : 0.0;
-    const int64_t nchunks = (n + kChunk - 1) / kChunk;
     if (stable) {
-      std::vector<double> part(static_cast<size_t>(nchunks), 0.0);
       const float fb1 = static_cast<float>(bh1), fb2 = static_cast<float>(bh2);
-      k::parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
-        for (int64_t c = c0; c < c1; ++c)
-          part[static_cast<size_t>(c)] =
-              update_moments<true>(g, m, v, c * kChunk, std::min(n, (c + 1) * kChunk), fb1, fb2, eps2);
-      });
-      double s = 0;
-      for (double x : part) s += x;
+      const double s = kernels::adam_moments_rms(g, m, v, n, fb1, fb2, eps2);
       const double rms = std::sqrt(s / static_cast<double>(std::max<int64_t>(n, 1)));
       rms_[p] = rms;
       const double lr = lr_t / std::max(1.0, rms);
       const float decay = lambda != 0 ? static_cast<float>(1.0 - (lr / cfg_.lr) * lambda) : 1.0f;
       const float flr = static_cast<float>(lr), feps = static_cast<float>(eps);
-      k::parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
-        apply_update(th, m, v, c0 * kChunk, std::min(n, c1 * kChunk), decay, flr, 1.0f, feps);
-      });
+      kernels::adam_apply(th, m, v, n, decay, flr, 1.0f, feps);
     } else {
       const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);
       const double bc1 = 1.0 - std::pow(b1, t), bc2 = 1.0 - std::pow(b2, t);
       const float step = static_cast<float>(lr_t / bc1), inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
       const float decay = lambda != 0 ? static_cast<float>(1.0 - lr_t * lambda) : 1.0f, feps = static_cast<float>(eps);
-      k::parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
-        const int64_t i0 = c0 * kChunk, i1 = std::min(n, c1 * kChunk);
-        update_moments<false>(g, m, v, i0, i1, fb1, fb2, eps2);
-        apply_update(th, m, v, i0, i1, decay, step, inv_sqrt_bc2, feps);
-      });
+      kernels::adamw_update(th, g, m, v, n, fb1, fb2, decay, step, inv_sqrt_bc2, feps);
     }
   }
 }

@@ -39,13 +39,16 @@
 #include <limits>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/microkernel.h"
 #include "kernels/cpu/simd.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/ref/ref.h"
 #include "modernbert/error.h"
 
 namespace modernbert::kernels {
+
+namespace cpu {
 
 namespace {
 
@@ -148,10 +151,14 @@ size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) 
   return static_cast<size_t>(n_heads * tp * (2 * head_dim + padded_dim(head_dim)));
 }
 
+}  // namespace cpu
+
 void set_attention_tiles(AttentionTiles t) {
-  g_bq_global.store(std::clamp(t.q_block_global, 1, kMaxBq));
-  g_bq_local.store(std::clamp(t.q_block_local, 1, kMaxBq));
+  cpu::g_bq_global.store(std::clamp(t.q_block_global, 1, cpu::kMaxBq));
+  cpu::g_bq_local.store(std::clamp(t.q_block_local, 1, cpu::kMaxBq));
 }
+
+namespace cpu {
 
 void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
                int64_t hw, float* workspace, const RopeTable* rope, float* lse) {
@@ -336,10 +343,12 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
   });
 }
 
+}  // namespace cpu
+
 namespace ref {
 void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
-               int64_t hw, float*, const RopeTable* rope) {
-  check_args(cu, num_seqs, n_heads, d);
+               int64_t hw, float*, const RopeTable* rope, float* lse) {
+  cpu::check_args(cu, num_seqs, n_heads, d);
   const int64_t H = n_heads * d;
   std::vector<float> rotated;
   if (rope) {  // the fused form equals rope_qkv on a copy, then attention
@@ -369,6 +378,7 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
         }
         double sum = 0;
         for (int64_t j = 0; j < n; ++j) sum += (p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - mx));
+        if (lse) lse[(base + i) * n_heads + h] = static_cast<float>(mx + std::log(sum));
         for (int64_t c = 0; c < d; ++c) {
           double o = 0;
           for (int64_t j = 0; j < n; ++j) o += p[static_cast<size_t>(j)] * qkv[(base + j) * 3 * H + 2 * H + h * d + c];

@@ -1,5 +1,5 @@
 // The register-blocked micro-kernel of the attention kernels (forward in kernels/cpu/attention.cpp,
-// training backward in train/backward_kernels.cpp), internal header.
+// training backward in kernels/cpu/attention_backward.cpp), internal header.
 //
 // C[MR x 16] (+)= A[MR x K] · B[K x 16] with MR <= 6: A rows with stride lda (broadcast one float
 // at a time), B one contiguous 16-wide panel (row k at B + 16 k), C rows with stride ldc. 12 ymm

@@ -1,33 +1,28 @@
-// Optional per-op timing of the encoder forward (internal). Off unless MODERNBERT_PROFILE is set
-// in the environment (read once); then every op scope adds its wall time and the process CPU time
-// (all threads) to a per-op total. bench/profile_forward prints the table. Costs two clock reads
-// per op when on, one relaxed load when off.
+// Optional per-scope timing (internal). Off unless MODERNBERT_PROFILE is set in the environment
+// (read once); then every Scope adds its wall time and the process CPU time (all threads) to the
+// total of its name. The caller names the scope with a static string (prof::Scope s("gemm Wqkv")):
+// the kernels layer knows nothing of the model's ops. bench/profile_forward prints the table.
+// Costs two clock reads per scope when on, one relaxed load when off.
 #pragma once
 
 #include <time.h>
 
-#include <atomic>
 #include <cstdint>
-#include <cstdio>
+#include <vector>
 
 namespace modernbert::kernels::prof {
 
-enum Op : int {
-  kEmbed, kGemmQkv, kRope, kAttnGlobal, kAttnLocal, kGemmO, kAddLn, kGemmI, kGlu, kGemmMlpO,
-  kHead, kCount
+struct Entry {
+  const char* name;  // the static string the scopes passed
+  double wall = 0, cpu = 0;
+  int64_t calls = 0;
 };
-inline const char* op_name(int op) {
-  static const char* const names[] = {"embed+LN", "gemm Wqkv", "rope", "attention global", "attention local",
-                                      "gemm Wo", "add+LN", "gemm Wi", "GeGLU", "gemm Wo_mlp", "heads"};
-  return names[op];
-}
-
-struct Totals {
-  double wall[kCount] = {}, cpu[kCount] = {};
-  int64_t calls[kCount] = {};
-};
-Totals& totals();
+// Totals per name, in the order the names were first seen.
+std::vector<Entry> totals();
+void reset();
 bool enabled();
+// Adds one timing to name's total (thread-safe).
+void add(const char* name, double wall, double cpu);
 
 inline double clock_s(clockid_t id) {
   timespec ts{};
@@ -37,24 +32,21 @@ inline double clock_s(clockid_t id) {
 
 class Scope {
  public:
-  explicit Scope(Op op) : op_(op), on_(enabled()) {
+  // `name` must outlive the process's profile (a string literal).
+  explicit Scope(const char* name) : name_(name), on_(enabled()) {
     if (on_) {
       w0_ = clock_s(CLOCK_MONOTONIC);
       c0_ = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     }
   }
   ~Scope() {
-    if (!on_) return;
-    Totals& t = totals();
-    t.wall[op_] += clock_s(CLOCK_MONOTONIC) - w0_;
-    t.cpu[op_] += clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0_;
-    t.calls[op_] += 1;
+    if (on_) add(name_, clock_s(CLOCK_MONOTONIC) - w0_, clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0_);
   }
   Scope(const Scope&) = delete;
   Scope& operator=(const Scope&) = delete;
 
  private:
-  Op op_;
+  const char* name_;
   bool on_;
   double w0_ = 0, c0_ = 0;
 };

@@ -6,8 +6,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/ref/ref.h"
 #include "modernbert/error.h"
 
 namespace modernbert::kernels {
@@ -38,6 +39,8 @@ RopeTable make_rope_table(double theta, int64_t head_dim, int64_t max_len) {
     }
   return t;
 }
+
+namespace cpu {
 
 namespace {
 void check_lengths(const int64_t* cu, int64_t num_seqs, const RopeTable& table) {
@@ -81,9 +84,34 @@ void rope_qkv(float* qkv, const int64_t* cu, int64_t num_seqs, int64_t n_heads, 
   });
 }
 
+void rope_backward(float* dqkv, const int64_t* cu, int64_t num_seqs, int64_t n_heads, const RopeTable& table) {
+  const int64_t d = table.head_dim, half = d / 2, H = n_heads * d;
+  for (int64_t b = 0; b < num_seqs; ++b)
+    if (cu[b + 1] - cu[b] > table.max_len) throw Error("rope_backward: sequence longer than the rotary table");
+  parallel_for(num_seqs, 1, [&](int64_t b0, int64_t b1, int) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t t = cu[b]; t < cu[b + 1]; ++t) {
+        const float* c = table.cos.data() + (t - cu[b]) * half;
+        const float* s = table.sin.data() + (t - cu[b]) * half;
+        for (int64_t part = 0; part < 2; ++part)  // Q, then K
+          for (int64_t h = 0; h < n_heads; ++h) {
+            float* v = dqkv + t * 3 * H + part * H + h * d;
+            // forward: y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = dy1 c + dy2 s, dx2 = dy2 c - dy1 s
+            for (int64_t j = 0; j < half; ++j) {
+              const float dy1 = v[j], dy2 = v[half + j];
+              v[j] = dy1 * c[j] + dy2 * s[j];
+              v[half + j] = dy2 * c[j] - dy1 * s[j];
+            }
+          }
+      }
+  });
+}
+
+}  // namespace cpu
+
 namespace ref {
 void rope_qkv(float* qkv, const int64_t* cu, int64_t num_seqs, int64_t n_heads, const RopeTable& table) {
-  check_lengths(cu, num_seqs, table);
+  cpu::check_lengths(cu, num_seqs, table);
   const int64_t d = table.head_dim, half = d / 2, H = n_heads * d;
   for (int64_t b = 0; b < num_seqs; ++b)
     for (int64_t t = cu[b]; t < cu[b + 1]; ++t) {

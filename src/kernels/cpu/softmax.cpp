@@ -7,11 +7,14 @@
 #include <numeric>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/simd.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/ref/ref.h"
 
 namespace modernbert::kernels {
+
+namespace cpu {
 
 namespace {
 float row_max(const float* x, int64_t C) {
@@ -76,13 +79,24 @@ void top_k(const float* x, int64_t n, int64_t k, int64_t* idx, float* val) {
   if (k == 0) return;
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  auto better = [x](int64_t a, int64_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
+  // Descending, ties by lower index, NaN after every number (a strict weak order even with NaN).
+  auto better = [x](int64_t a, int64_t b) {
+    const float sa = x[a], sb = x[b];
+    if (sa != sb) {
+      if (std::isnan(sa)) return false;
+      if (std::isnan(sb)) return true;
+      return sa > sb;
+    }
+    return a < b;
+  };
   std::partial_sort(order.begin(), order.begin() + k, order.end(), better);
   for (int64_t i = 0; i < k; ++i) {
     idx[i] = order[static_cast<size_t>(i)];
-    val[i] = x[idx[i]];
+    if (val) val[i] = x[idx[i]];
   }
 }
+
+}  // namespace cpu
 
 namespace ref {
 void softmax(const float* x, float* y, int64_t rows, int64_t C) {
@@ -106,10 +120,15 @@ void top_k(const float* x, int64_t n, int64_t k, int64_t* idx, float* val) {
   k = std::clamp<int64_t>(k, 0, n);
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [x](int64_t a, int64_t b) { return x[a] > x[b]; });
+  // NaN ranks after every number; stable: ties keep the lower index first.
+  auto key = [x](int64_t a) { return std::isnan(x[a]) ? -std::numeric_limits<double>::infinity() : double(x[a]); };
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    if (std::isnan(x[a]) != std::isnan(x[b])) return std::isnan(x[b]);
+    return key(a) > key(b);
+  });
   for (int64_t i = 0; i < k; ++i) {
     idx[i] = order[static_cast<size_t>(i)];
-    val[i] = x[idx[i]];
+    if (val) val[i] = x[idx[i]];
   }
 }
 }  // namespace ref

@@ -1,4 +1,4 @@
-// A persistent thread pool for the CPU kernels.
+// The process's one thread pool (kernels, weight init, tokenizer, training loops).
 //
 // Why our own pool: every op in a forward pass (gemm slices, attention tiles, norms) is a short
 // parallel loop, thousands per batch. Spawning threads or allocating std::function per call would
@@ -16,15 +16,15 @@
 #pragma once
 
 #include <atomic>
-#include <exception>
 #include <cstdint>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-namespace modernbert::kernels {
+namespace modernbert {
 
 class ThreadPool {
  public:
@@ -48,7 +48,7 @@ class ThreadPool {
         [](void* ctx, int64_t b, int64_t e, int tid) { (*static_cast<Fn*>(ctx))(b, e, tid); });
   }
 
-  // Threads used by default: $MODERNBERT_THREADS if set, else std::thread::hardware_concurrency().
+  // std::thread::hardware_concurrency() (at least 1).
   static int default_num_threads();
 
  private:
@@ -66,16 +66,23 @@ class ThreadPool {
   void* ctx_ = nullptr;
   TaskFn fn_ = nullptr;
   int64_t n_ = 0, grain_ = 1;
-  alignas(64) std::atomic<int64_t> next_{0};      // next unclaimed index
+  alignas(64) std::atomic<int64_t> next_{0};  // next unclaimed index
   alignas(64) std::atomic<uint32_t> generation_{0};
-  alignas(64) std::atomic<int> active_{0};        // workers still inside the current job
+  alignas(64) std::atomic<int> active_{0};  // workers still inside the current job
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;  // first exception of the current job (guarded by error_mutex_)
   std::mutex error_mutex_;
 };
 
-// The process-wide pool used by the fast kernels (created on first use).
+// The process-wide pool used by everything that runs threads. Created on first use with
+// set_default_threads' count (hardware_concurrency() until that is called).
 ThreadPool& default_pool();
+
+// The explicit thread-count setting: n threads (including the caller) for default_pool(), 0 =
+// hardware_concurrency(). Rebuilds the pool if it exists with another size. Call it from the
+// thread that drives the work and never while a parallel_for is running (the CLI calls it once,
+// before any kernel runs). Configuration is by this call only (no environment variable).
+void set_default_threads(int n);
 
 // Convenience: default_pool().parallel_for.
 template <class F>
@@ -83,4 +90,12 @@ inline void parallel_for(int64_t n, int64_t grain, F&& f) {
   default_pool().parallel_for(n, grain, std::forward<F>(f));
 }
 
+}  // namespace modernbert
+
+// The kernels use the pool under their own namespace, as before the pool moved to core/.
+namespace modernbert::kernels {
+using modernbert::default_pool;
+using modernbert::parallel_for;
+using modernbert::set_default_threads;
+using modernbert::ThreadPool;
 }  // namespace modernbert::kernels

@@ -1,11 +1,9 @@
-#include "kernels/cpu/thread_pool.h"
+#include "core/thread_pool.h"
 
-#include <immintrin.h>
+#include <memory>
+#include <new>
 
-#include <cstdlib>
-#include <string>
-
-namespace modernbert::kernels {
+namespace modernbert {
 
 namespace {
 // True while the current thread executes a pool task: nested parallel_for then runs inline,
@@ -16,13 +14,16 @@ thread_local bool t_in_pool_task = false;
 // microseconds, so a short spin avoids a futex wake-up per op; short enough that idle workers
 // give the core back quickly on a shared machine.
 constexpr int kSpinIters = 20000;
+
+// The spin-wait hint (PAUSE on x86): lets the sibling hyper-thread run while a worker spins.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 }  // namespace
 
 int ThreadPool::default_num_threads() {
-  if (const char* env = std::getenv("MODERNBERT_THREADS")) {
-    int v = std::atoi(env);
-    if (v > 0) return v;
-  }
   unsigned hc = std::thread::hardware_concurrency();
   return hc == 0 ? 1 : static_cast<int>(hc);
 }
@@ -63,7 +64,7 @@ void ThreadPool::worker_loop(int id) {
   for (;;) {
     uint32_t g = generation_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen && spin < kSpinIters; ++spin) {
-      _mm_pause();
+      cpu_relax();
       g = generation_.load(std::memory_order_acquire);
     }
     if (g == seen) {
@@ -98,7 +99,7 @@ void ThreadPool::run(int64_t n, int64_t grain, void* ctx, TaskFn fn) {
     int a = active_.load(std::memory_order_acquire);
     if (a == 0) break;
     if (spin < kSpinIters) {
-      _mm_pause();
+      cpu_relax();
     } else {
       active_.wait(a, std::memory_order_acquire);
     }
@@ -110,9 +111,35 @@ void ThreadPool::run(int64_t n, int64_t grain, void* ctx, TaskFn fn) {
   }
 }
 
+namespace {
+std::mutex g_default_mutex;
+std::unique_ptr<ThreadPool> g_default;
+int g_requested = 0;  // set_default_threads' n (0 = hardware_concurrency)
+}  // namespace
+
 ThreadPool& default_pool() {
-  static ThreadPool pool;
-  return pool;
+  // Fast path without the lock once created: the pool never moves (set_default_threads rebuilds it
+  // in place, never while it runs a job: see thread_pool.h).
+  static std::atomic<ThreadPool*> current{nullptr};
+  ThreadPool* p = current.load(std::memory_order_acquire);
+  if (p) return *p;
+  std::lock_guard<std::mutex> lock(g_default_mutex);
+  if (!g_default) g_default = std::make_unique<ThreadPool>(g_requested);
+  current.store(g_default.get(), std::memory_order_release);
+  return *g_default;
 }
 
-}  // namespace modernbert::kernels
+void set_default_threads(int n) {
+  std::lock_guard<std::mutex> lock(g_default_mutex);
+  g_requested = n < 0 ? 0 : n;
+  if (!g_default) return;  // created on first use with this size
+  const int want = g_requested > 0 ? g_requested : ThreadPool::default_num_threads();
+  if (g_default->size() == want) return;
+  // Replace the pool in place: the object keeps its address, so references that callers hold to
+  // default_pool() stay valid.
+  ThreadPool* p = g_default.get();
+  p->~ThreadPool();
+  new (p) ThreadPool(want);
+}
+
+}  // namespace modernbert

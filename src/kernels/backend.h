@@ -1,0 +1,350 @@
+// The kernel backend boundary: the complete list of tensor ops that model/, train/ and tasks/
+// call, as one table of function pointers per backend (ggml's backend interface, gemma.cpp's
+// dispatch). Callers write kernels::op(...) (the inline forwarders at the end of this file); the
+// process-wide backend() decides who runs it. A new backend (CUDA, ...) is a sibling folder of
+// src/kernels/cpu that fills a Backend with its own functions; tests/test_kernels.cpp and
+// tests/test_backward.cpp run every op of every registered backend against ref_backend().
+//
+// Backends today:
+//   cpu_backend()  src/kernels/cpu   AVX2/FMA intrinsics and BLAS, threaded on default_pool()
+//   ref_backend()  src/kernels/ref   plain loops, obviously correct, single-threaded (tests only;
+//                                    the existing ref:: twins, see kernels/ref/ref.h)
+//
+// Buffer ownership (every op):
+//   - Every pointer is caller-owned memory of the backend in use (host memory for cpu/ref); an op
+//     never allocates what it returns, keeps no pointer after it returns and frees nothing. Ops
+//     may keep reusable scratch of their own (thread-local, grown, never shrunk).
+//   - Weights (W, gamma, beta, bias, E, tables) are read-only.
+//   - Outputs are OVERWRITTEN unless the contract says "accumulates" / "+=" or the op has an
+//     `accumulate` flag (or the _acc suffix): those ADD into the destination, so parameter
+//     gradients of micro-batches simply sum.
+//   - Batch metadata (token ids, labels, cu_seqlens) is host memory: a device backend reads it on
+//     the host to plan its launches and copies what it needs.
+//   - Aliasing is allowed only where stated.
+//
+// Layout conventions (all row-major, no padding between rows unless a stride says so):
+//   activations  [T, C]      T = tokens of all sequences concatenated (unpadded), C = channels
+//   weights      [N, K]      PyTorch nn.Linear layout [out_features, in_features]
+//   qkv          [T, 3H]     per token: Q (H) | K (H) | V (H); head h owns [h*d, h*d+d) in each
+//   cu_seqlens   [B+1]       sequence b is tokens [cu[b], cu[b+1]); positions restart at 0
+//
+// Determinism: every reduction of the cpu backend has a fixed order that does not depend on the
+// number of threads or on scheduling (outputs split into fixed-size tiles, each reduced by one
+// thread in index order; partial sums over fixed chunks added in chunk order), except the forward
+// gemm, whose split follows the pool size. A training run with a fixed thread count is therefore
+// bit-reproducible (the resume test relies on it); the backward ops are also thread-count
+// independent. A new backend states its own rule.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/types.h"
+
+namespace modernbert::kernels {
+
+struct Backend {
+  const char* name;
+
+  // ---- GEMM ------------------------------------------------------------------------------------
+  // Y[M,N] = X[M,K] · W[N,K]^T (+ bias[N]) (+ Y if accumulate). ldx / ldy are row strides of X and
+  // Y (0 means K and N).
+  void (*gemm)(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
+               bool accumulate, int64_t ldx, int64_t ldy);
+  // C[M,N] (+)= A[M,K] · B[K,N]   (dX[M,K] = dY[M,N] · W[N,K]: matmul_nn(dY, W, dX, M, K, N)).
+  // Strides 0 = dense (K, N, N).
+  void (*matmul_nn)(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate,
+                    int64_t lda, int64_t ldb, int64_t ldc);
+  // C[N,K] += A[M,N]^T · B[M,K]   (dW += dY^T · X); accumulates. Strides 0 = dense (N, K).
+  void (*matmul_tn_acc)(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, int64_t lda,
+                        int64_t ldb);
+  // db[N] += Σ_m dY[m, :]; accumulates.
+  void (*bias_grad_acc)(const float* dY, float* db, int64_t M, int64_t N);
+  // Backward of Y[M,N] = X[M,K] · W[N,K]^T + b. Given dY: dX (+)= dY · W (skipped if dX null;
+  // accumulates if accumulate_dx), dW += dY^T X (skipped if null), db += Σ rows dY (skipped if
+  // null).
+  void (*linear_backward)(const float* X, const float* W, const float* dY, float* dX, bool accumulate_dx, float* dW,
+                          float* db, int64_t M, int64_t N, int64_t K);
+
+  // ---- LayerNorm (biased variance) -------------------------------------------------------------
+  // y = (x - mean) * rstd * gamma + beta over the last dim; gamma / beta may be nullptr (1 / 0).
+  // y may alias x. mean / rstd [rows] (both or neither, may be nullptr): the row statistics the
+  // backward needs, written.
+  void (*layernorm)(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,
+                    float* mean, float* rstd);
+  // Pre-norm residual step: x += r (written back), y = LN(x). y may alias r (not x). mean / rstd
+  // as layernorm.
+  void (*add_layernorm)(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows,
+                        int64_t C, float eps, float* mean, float* rstd);
+  // Head transform epilogue: y = LN(act(x)) per row, one pass. y may alias x. mean / rstd as
+  // layernorm (the statistics of act(x)).
+  void (*act_layernorm)(Act act, const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
+                        int64_t C, float eps, float* mean, float* rstd);
+  // dx (+)= rstd * (dy·g - mean(dy·g) - xhat · mean(dy·g·xhat)); dg += Σ dy·xhat; db += Σ dy
+  // (dg / db accumulate, may be nullptr). mean / rstd as saved by layernorm. dx may not alias dy.
+  void (*layernorm_backward)(const float* dy, const float* x, const float* g, const float* mean, const float* rstd,
+                             float* dx, bool accumulate_dx, float* dg, float* db, int64_t rows, int64_t C);
+
+  // ---- Activations -----------------------------------------------------------------------------
+  // y = act(x) elementwise, y may alias x. kGelu is exact (erf); kGeluTanh the tanh approximation.
+  void (*activation)(Act act, const float* x, float* y, int64_t n);
+  // GeGLU / GLU: u [T, 2I] -> y[t, i] = act(u[t, i]) * u[t, I + i], y [T, I].
+  void (*glu)(Act act, const float* u, float* y, int64_t T, int64_t I);
+  // dx = dy * act'(x) over n elements (dx may alias dy).
+  void (*act_backward)(Act act, const float* x, const float* dy, float* dx, int64_t n);
+  // Backward of glu: given dy [T,I], du [T,2I] (overwritten).
+  void (*glu_backward)(Act act, const float* u, const float* dy, float* du, int64_t T, int64_t I);
+  // Vectorised erf (the building block of exact GELU), exposed for tests. y may alias x.
+  void (*erf_array)(const float* x, float* y, int64_t n);
+
+  // ---- RoPE ------------------------------------------------------------------------------------
+  // In place on the Q and K parts of qkv [T, 3*n_heads*d] (V untouched); the position of token t
+  // is t - cu_seqlens[b] for the sequence b containing it. Sequences must fit in table.max_len.
+  void (*rope_qkv)(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, const RopeTable& table);
+  // Backward of rope_qkv: rotates the Q and K parts of dqkv [T,3H] by the negative angle (the
+  // rotation is orthogonal, so its transpose is its inverse), in place. V is untouched.
+  void (*rope_backward)(float* dqkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
+                        const RopeTable& table);
+
+  // ---- Attention (varlen, optional local window |i-j| <= half_window) --------------------------
+  // Floats of the workspace attention() may be given (0: it uses none).
+  size_t (*attention_workspace_floats)(int64_t T, int64_t n_heads, int64_t head_dim);
+  // Multi-head attention reading the packed qkv [T, 3H] and writing out [T, H] (heads
+  // concatenated). Query i of a sequence attends to keys j of the same sequence with
+  // |i - j| <= half_window (half_window < 0: all keys). Scale 1/sqrt(head_dim). Memory O(T*H),
+  // never n x n. `workspace` may be nullptr (internal thread-local buffer) or hold
+  // attention_workspace_floats(...) floats. With `rope`, Q and K are rotated on the fly (as
+  // rope_qkv would; qkv itself is not modified). With `lse` [T, n_heads], each query row's
+  // log-sum-exp of its scaled scores is written too (what the backward needs).
+  void (*attention)(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
+                    int64_t head_dim, int64_t half_window, float* workspace, const RopeTable* rope, float* lse);
+  // dqkv [T,3H] (overwritten) from dout [T,H], using the saved qkv (post-RoPE), out and lse:
+  //   P = exp(scale·QKᵀ - lse), dP = dO·Vᵀ, D = rowsum(dO ⊙ O), dS = P ⊙ (dP - D),
+  //   dQ = scale·dS·K, dK = scale·dSᵀ·Q, dV = Pᵀ·dO.
+  void (*attention_backward)(const float* qkv, const float* out, const float* dout, const float* lse, float* dqkv,
+                             const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, int64_t head_dim,
+                             int64_t half_window);
+
+  // ---- Softmax / selection ---------------------------------------------------------------------
+  // Row-wise softmax / log-softmax over [rows, C]; y may alias x.
+  void (*softmax)(const float* x, float* y, int64_t rows, int64_t C);
+  void (*log_softmax)(const float* x, float* y, int64_t rows, int64_t C);
+  // The k largest of x[0..n) in descending order (ties: lower index first; NaN ranks last); k is
+  // clamped to n. idx / val [k] written (val may be nullptr).
+  void (*top_k)(const float* x, int64_t n, int64_t k, int64_t* idx, float* val);
+
+  // ---- Embedding, residual, pooling, normalisation, dropout ------------------------------------
+  // x[t, :] = E[ids[t], :] for t < T (E [V, H], ids host memory, each in [0, V): the caller checks).
+  void (*embedding)(const int32_t* ids, const float* E, float* x, int64_t T, int64_t H);
+  // dE[ids[t], :] += dx[t, :]; accumulates (only the rows of ids present are touched; repeated
+  // ids add in token order, deterministically).
+  void (*embedding_backward)(const int32_t* ids, const float* dx, float* dE, int64_t T, int64_t H);
+  // dst[i] += src[i] over n elements (dst may not partially overlap src).
+  void (*residual_add)(float* dst, const float* src, int64_t n);
+  // dst[i] = src[i] over n elements (activation copies the training forward keeps; no overlap).
+  void (*copy)(const float* src, float* dst, int64_t n);
+  // out[b, :] [B, H] (overwritten) from hidden [T, H]: kCls = the row of token cu[b]; kMean = the
+  // mean of rows cu[b] .. cu[b+1]-1, summed in double in token order. Every sequence non-empty.
+  void (*pool)(PoolMode mode, const float* hidden, const int64_t* cu_seqlens, int64_t num_seqs, int64_t H, float* out);
+  // Backward of pool: dhidden [T, H] += the share of dpooled [B, H] of each token (kCls: the CLS
+  // row gets dpooled[b]; kMean: every row of sequence b gets dpooled[b] * (1/n) in float);
+  // accumulates (rows of other tokens untouched).
+  void (*pool_backward)(PoolMode mode, const float* dpooled, const int64_t* cu_seqlens, int64_t num_seqs, int64_t H,
+                        float* dhidden);
+  // Row L2 normalisation as torch.nn.functional.normalize: y = x / max(‖x‖, kL2NormEps) per row
+  // of D, the norm and the division in double. norms [rows] (may be nullptr) receives
+  // max(‖x‖, eps) in float. y may alias x.
+  void (*l2norm)(const float* x, float* y, float* norms, int64_t rows, int64_t D);
+  // Backward of l2norm from its output y and norms: dx = (dy - y (y · dy)) / norm per row
+  // (overwritten; dx may alias dy).
+  void (*l2norm_backward)(const float* y, const float* norms, const float* dy, float* dx, int64_t rows, int64_t D);
+  // Inverted dropout with a counter-based mask: dst[i] (+)= src[i] * s(i), s(i) = 0 with
+  // probability p else 1/(1-p), s a pure function of (seed, layer, i) (rng.h counter_uniform with
+  // a = layer + 1), so forward and backward regenerate the same mask without storing it. The
+  // backward of dropout is the same call on the upstream gradient. dst may alias src.
+  void (*dropout)(const float* src, float* dst, int64_t n, double p, uint64_t seed, int64_t layer, bool accumulate);
+
+  // ---- Losses (forward + gradient in one pass) -------------------------------------------------
+  // Cross-entropy rows [R, C] with labels [R] (label < 0 = ignored: zero gradient). Returns the
+  // SUM of -log softmax(logits)[label] over counted rows; dlogits (may alias logits, may be
+  // nullptr) = (softmax - onehot) · dscale for counted rows, 0 for ignored ones. counted /
+  // correct (argmax == label) written if non-null.
+  double (*cross_entropy)(const float* logits, const int32_t* labels, float* dlogits, int64_t R, int64_t C,
+                          float dscale, int64_t* counted, int64_t* correct);
+  // Σ (p - t)²; dpred (may be nullptr) = 2 (p - t) · dscale.
+  double (*mse_loss)(const float* pred, const float* target, float* dpred, int64_t n, float dscale);
+  // Σ BCE-with-logits (stable max(x,0) - x t + log1p(exp(-|x|))); dlogits = (σ(x) - t) · dscale.
+  double (*bce_with_logits)(const float* logits, const float* target, float* dlogits, int64_t n, float dscale);
+
+  // ---- Optimizer -------------------------------------------------------------------------------
+  // Σ g[i]² over n, in double, over fixed chunks of 2^14 added in chunk order.
+  double (*grad_norm_sq)(const float* g, size_t n);
+  // StableAdamW moments of one tensor: m = b1 m + (1-b1) g, v = b2 v + (1-b2) g² (in place);
+  // returns Σ g² / max(v, eps2) (ratio in float, sum in double over fixed 2^14 chunks in order).
+  double (*adam_moments_rms)(const float* g, float* m, float* v, int64_t n, float b1, float b2, float eps2);
+  // θ = θ · decay - lr · m / (sqrt(v) · vscale + eps) in place.
+  void (*adam_apply)(float* theta, const float* m, const float* v, int64_t n, float decay, float lr, float vscale,
+                     float eps);
+  // AdamW of one tensor in one sweep: the moments as adam_moments_rms (without the sum), then
+  // adam_apply.
+  void (*adamw_update)(float* theta, const float* g, float* m, float* v, int64_t n, float b1, float b2, float decay,
+                       float lr, float vscale, float eps);
+};
+
+// The L2 normalisation floor (torch.nn.functional.normalize's default eps), the one eps of the
+// project's L2 normalisations.
+inline constexpr double kL2NormEps = 1e-12;
+
+const Backend& cpu_backend();
+const Backend& ref_backend();
+// The backend every kernels::op call below uses (cpu_backend() unless set_backend was called).
+// set_backend is for start-up and tests; not while ops run on other threads.
+namespace detail {
+extern const Backend* g_backend;  // constant-initialised to the cpu table (usable before main)
+}
+inline const Backend& backend() { return *detail::g_backend; }
+void set_backend(const Backend& b);
+
+// ---- CPU-only tuning knobs (not part of the interface; other backends ignore them) --------------
+// How the cpu gemm uses threads (benchmarks compare both; default kPool).
+//   kPool:   OpenBLAS pinned to 1 thread; the [M,N] output is split into tiles over our pool.
+//   kNative: one cblas_sgemm call from the calling thread, OpenBLAS threads it (size() threads).
+enum class GemmThreading { kPool, kNative };
+void set_gemm_threading(GemmThreading t);
+GemmThreading gemm_threading();
+// The sgemm library in use: "onednn" or "openblas" (fixed for the process; results differ between
+// them in the last bits, so a bit-exact resume records it).
+const char* gemm_backend_name();
+// Compute threads: default_pool() gets n threads (0 = hardware_concurrency) and the BLAS library
+// is re-pinned accordingly. The explicit setting every command uses (core/thread_pool.h).
+void set_num_threads(int n);
+// Tile sizes of the cpu attention: the most query rows per work item for global / local layers
+// (evened out over a sequence's blocks and rounded up to the 6-row micro-tile; at most 192).
+struct AttentionTiles {
+  int q_block_global = 60;
+  int q_block_local = 30;
+};
+void set_attention_tiles(AttentionTiles t);
+
+// ---- The ops, as callers write them (forward to backend()) --------------------------------------
+inline void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
+                 bool accumulate = false, int64_t ldx = 0, int64_t ldy = 0) {
+  backend().gemm(X, W, bias, Y, M, N, K, accumulate, ldx, ldy);
+}
+inline void matmul_nn(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, bool accumulate,
+                      int64_t lda = 0, int64_t ldb = 0, int64_t ldc = 0) {
+  backend().matmul_nn(A, B, C, M, N, K, accumulate, lda, ldb, ldc);
+}
+inline void matmul_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, int64_t lda = 0,
+                          int64_t ldb = 0) {
+  backend().matmul_tn_acc(A, B, C, M, N, K, lda, ldb);
+}
+inline void bias_grad_acc(const float* dY, float* db, int64_t M, int64_t N) { backend().bias_grad_acc(dY, db, M, N); }
+inline void linear_backward(const float* X, const float* W, const float* dY, float* dX, bool accumulate_dx, float* dW,
+                            float* db, int64_t M, int64_t N, int64_t K) {
+  backend().linear_backward(X, W, dY, dX, accumulate_dx, dW, db, M, N, K);
+}
+inline void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
+                      float eps, float* mean = nullptr, float* rstd = nullptr) {
+  backend().layernorm(x, gamma, beta, y, rows, C, eps, mean, rstd);
+}
+inline void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows,
+                          int64_t C, float eps, float* mean = nullptr, float* rstd = nullptr) {
+  backend().add_layernorm(x, r, gamma, beta, y, rows, C, eps, mean, rstd);
+}
+inline void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
+                          int64_t C, float eps, float* mean = nullptr, float* rstd = nullptr) {
+  backend().act_layernorm(act, x, gamma, beta, y, rows, C, eps, mean, rstd);
+}
+inline void layernorm_backward(const float* dy, const float* x, const float* g, const float* mean, const float* rstd,
+                               float* dx, bool accumulate_dx, float* dg, float* db, int64_t rows, int64_t C) {
+  backend().layernorm_backward(dy, x, g, mean, rstd, dx, accumulate_dx, dg, db, rows, C);
+}
+inline void activation(Act act, const float* x, float* y, int64_t n) { backend().activation(act, x, y, n); }
+inline void glu(Act act, const float* u, float* y, int64_t T, int64_t I) { backend().glu(act, u, y, T, I); }
+inline void act_backward(Act act, const float* x, const float* dy, float* dx, int64_t n) {
+  backend().act_backward(act, x, dy, dx, n);
+}
+inline void glu_backward(Act act, const float* u, const float* dy, float* du, int64_t T, int64_t I) {
+  backend().glu_backward(act, u, dy, du, T, I);
+}
+inline void erf_array(const float* x, float* y, int64_t n) { backend().erf_array(x, y, n); }
+inline void rope_qkv(float* qkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, const RopeTable& table) {
+  backend().rope_qkv(qkv, cu_seqlens, num_seqs, n_heads, table);
+}
+inline void rope_backward(float* dqkv, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
+                          const RopeTable& table) {
+  backend().rope_backward(dqkv, cu_seqlens, num_seqs, n_heads, table);
+}
+inline size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) {
+  return backend().attention_workspace_floats(T, n_heads, head_dim);
+}
+inline void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
+                      int64_t head_dim, int64_t half_window, float* workspace = nullptr,
+                      const RopeTable* rope = nullptr, float* lse = nullptr) {
+  backend().attention(qkv, out, cu_seqlens, num_seqs, n_heads, head_dim, half_window, workspace, rope, lse);
+}
+// The training forward of attention: attention() on post-RoPE qkv with its lse [T, n_heads] saved.
+inline void attention_forward(const float* qkv, float* out, float* lse, const int64_t* cu_seqlens, int64_t num_seqs,
+                              int64_t n_heads, int64_t head_dim, int64_t half_window) {
+  backend().attention(qkv, out, cu_seqlens, num_seqs, n_heads, head_dim, half_window, nullptr, nullptr, lse);
+}
+inline void attention_backward(const float* qkv, const float* out, const float* dout, const float* lse, float* dqkv,
+                               const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads, int64_t head_dim,
+                               int64_t half_window) {
+  backend().attention_backward(qkv, out, dout, lse, dqkv, cu_seqlens, num_seqs, n_heads, head_dim, half_window);
+}
+inline void softmax(const float* x, float* y, int64_t rows, int64_t C) { backend().softmax(x, y, rows, C); }
+inline void log_softmax(const float* x, float* y, int64_t rows, int64_t C) { backend().log_softmax(x, y, rows, C); }
+inline void top_k(const float* x, int64_t n, int64_t k, int64_t* idx, float* val) {
+  backend().top_k(x, n, k, idx, val);
+}
+inline void embedding(const int32_t* ids, const float* E, float* x, int64_t T, int64_t H) {
+  backend().embedding(ids, E, x, T, H);
+}
+inline void embedding_backward(const int32_t* ids, const float* dx, float* dE, int64_t T, int64_t H) {
+  backend().embedding_backward(ids, dx, dE, T, H);
+}
+inline void residual_add(float* dst, const float* src, int64_t n) { backend().residual_add(dst, src, n); }
+inline void copy(const float* src, float* dst, int64_t n) { backend().copy(src, dst, n); }
+inline void pool(PoolMode mode, const float* hidden, const int64_t* cu_seqlens, int64_t num_seqs, int64_t H,
+                 float* out) {
+  backend().pool(mode, hidden, cu_seqlens, num_seqs, H, out);
+}
+inline void pool_backward(PoolMode mode, const float* dpooled, const int64_t* cu_seqlens, int64_t num_seqs, int64_t H,
+                          float* dhidden) {
+  backend().pool_backward(mode, dpooled, cu_seqlens, num_seqs, H, dhidden);
+}
+inline void l2norm(const float* x, float* y, float* norms, int64_t rows, int64_t D) {
+  backend().l2norm(x, y, norms, rows, D);
+}
+inline void l2norm_backward(const float* y, const float* norms, const float* dy, float* dx, int64_t rows, int64_t D) {
+  backend().l2norm_backward(y, norms, dy, dx, rows, D);
+}
+inline void dropout(const float* src, float* dst, int64_t n, double p, uint64_t seed, int64_t layer, bool accumulate) {
+  backend().dropout(src, dst, n, p, seed, layer, accumulate);
+}
+inline double cross_entropy(const float* logits, const int32_t* labels, float* dlogits, int64_t R, int64_t C,
+                            float dscale, int64_t* counted, int64_t* correct) {
+  return backend().cross_entropy(logits, labels, dlogits, R, C, dscale, counted, correct);
+}
+inline double mse_loss(const float* pred, const float* target, float* dpred, int64_t n, float dscale) {
+  return backend().mse_loss(pred, target, dpred, n, dscale);
+}
+inline double bce_with_logits(const float* logits, const float* target, float* dlogits, int64_t n, float dscale) {
+  return backend().bce_with_logits(logits, target, dlogits, n, dscale);
+}
+inline double grad_norm_sq(const float* g, size_t n) { return backend().grad_norm_sq(g, n); }
+inline double adam_moments_rms(const float* g, float* m, float* v, int64_t n, float b1, float b2, float eps2) {
+  return backend().adam_moments_rms(g, m, v, n, b1, b2, eps2);
+}
+inline void adam_apply(float* theta, const float* m, const float* v, int64_t n, float decay, float lr, float vscale,
+                       float eps) {
+  backend().adam_apply(theta, m, v, n, decay, lr, vscale, eps);
+}
+inline void adamw_update(float* theta, const float* g, float* m, float* v, int64_t n, float b1, float b2, float decay,
+                         float lr, float vscale, float eps) {
+  backend().adamw_update(theta, g, m, v, n, b1, b2, decay, lr, vscale, eps);
+}
+
+}  // namespace modernbert::kernels

@@ -1,0 +1,53 @@
+// The cpu backend's table: one function per slot of kernels/backend.h.
+#include "kernels/cpu/kernels.h"
+
+namespace modernbert::kernels {
+
+namespace detail {
+extern const Backend kCpuBackend;
+const Backend kCpuBackend = {
+    "cpu",
+    &cpu::gemm,
+    &cpu::matmul_nn,
+    &cpu::matmul_tn_acc,
+    &cpu::bias_grad_acc,
+    &cpu::linear_backward,
+    &cpu::layernorm,
+    &cpu::add_layernorm,
+    &cpu::act_layernorm,
+    &cpu::layernorm_backward,
+    &cpu::activation,
+    &cpu::glu,
+    &cpu::act_backward,
+    &cpu::glu_backward,
+    &cpu::erf_array,
+    &cpu::rope_qkv,
+    &cpu::rope_backward,
+    &cpu::attention_workspace_floats,
+    &cpu::attention,
+    &cpu::attention_backward,
+    &cpu::softmax,
+    &cpu::log_softmax,
+    &cpu::top_k,
+    &cpu::embedding,
+    &cpu::embedding_backward,
+    &cpu::residual_add,
+    &cpu::copy,
+    &cpu::pool,
+    &cpu::pool_backward,
+    &cpu::l2norm,
+    &cpu::l2norm_backward,
+    &cpu::dropout,
+    &cpu::cross_entropy,
+    &cpu::mse_loss,
+    &cpu::bce_with_logits,
+    &cpu::grad_norm_sq,
+    &cpu::adam_moments_rms,
+    &cpu::adam_apply,
+    &cpu::adamw_update,
+};
+}  // namespace detail
+
+const Backend& cpu_backend() { return detail::kCpuBackend; }
+
+}  // namespace modernbert::kernels

@@ -1,0 +1,53 @@
+// The ref backend's table: one function per slot of kernels/backend.h.
+#include "kernels/ref/ref.h"
+
+namespace modernbert::kernels {
+
+namespace detail {
+extern const Backend kRefBackend;
+const Backend kRefBackend = {
+    "ref",
+    &ref::gemm,
+    &ref::matmul_nn,
+    &ref::matmul_tn_acc,
+    &ref::bias_grad_acc,
+    &ref::linear_backward,
+    &ref::layernorm,
+    &ref::add_layernorm,
+    &ref::act_layernorm,
+    &ref::layernorm_backward,
+    &ref::activation,
+    &ref::glu,
+    &ref::act_backward,
+    &ref::glu_backward,
+    &ref::erf_array,
+    &ref::rope_qkv,
+    &ref::rope_backward,
+    &ref::attention_workspace_floats,
+    &ref::attention,
+    &ref::attention_backward,
+    &ref::softmax,
+    &ref::log_softmax,
+    &ref::top_k,
+    &ref::embedding,
+    &ref::embedding_backward,
+    &ref::residual_add,
+    &ref::copy,
+    &ref::pool,
+    &ref::pool_backward,
+    &ref::l2norm,
+    &ref::l2norm_backward,
+    &ref::dropout,
+    &ref::cross_entropy,
+    &ref::mse_loss,
+    &ref::bce_with_logits,
+    &ref::grad_norm_sq,
+    &ref::adam_moments_rms,
+    &ref::adam_apply,
+    &ref::adamw_update,
+};
+}  // namespace detail
+
+const Backend& ref_backend() { return detail::kRefBackend; }
+
+}  // namespace modernbert::kernels
