@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "modernbert/model_dir.h"
-#include "tasks/finetune_util.h"
 #include "test_util.h"
+#include "train/training_loop.h"
 
 namespace {
 
@@ -68,16 +68,15 @@ struct Fixture {
 // Early stopping and the epoch records: the first epoch always counts, ties do not improve, and
 // patience counts the epochs since the best one.
 TEST(Finetune, EpochTrackerBestEpochAndPatience) {
-  modernbert::FinetuneResult res;
-  res.metric_name = "accuracy";
+  modernbert::train::LoopResult res;
   std::ostringstream log;
-  modernbert::finetune_util::EpochTracker tracker(res, log, /*patience=*/2);
+  modernbert::train::EpochTracker tracker(res, log, /*patience=*/2, "accuracy");
   const std::vector<double> metric = {0.5, 0.6, 0.6, 0.55, 0.9};
   std::vector<bool> improved;
-  int64_t stopped_after = 0;
+  int64_t stopped_after = 0, steps = 0;
   for (int64_t e = 1; e <= 5; ++e) {
-    res.steps += 10;
-    improved.push_back(tracker.end_epoch(e, metric[static_cast<size_t>(e - 1)],
+    steps += 10;
+    improved.push_back(tracker.end_epoch(e, steps, metric[static_cast<size_t>(e - 1)],
                                          {{"accuracy", metric[static_cast<size_t>(e - 1)]}}, 1.0 / e));
     if (tracker.patience_exhausted()) {
       stopped_after = e;
@@ -87,10 +86,10 @@ TEST(Finetune, EpochTrackerBestEpochAndPatience) {
   EXPECT_EQ(improved, (std::vector<bool>{true, true, false, false}));
   EXPECT_EQ(stopped_after, 4);
   EXPECT_EQ(res.best_epoch, 2);
-  EXPECT_DOUBLE_EQ(res.best_metric, 0.6);
+  EXPECT_DOUBLE_EQ(res.best_score, 0.6);
   EXPECT_EQ(res.epochs_run, 4);
   ASSERT_EQ(res.history.size(), 4u);
-  tracker.finish();
+  tracker.finish(steps);
   std::istringstream in(log.str());
   std::string line;
   std::vector<nlohmann::json> recs;
