@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "modernbert/model_dir.h"
+#include "modernbert/training_loop.h"
 #include "test_util.h"
-#include "train/training_loop.h"
 
 namespace {
 

@@ -280,8 +280,8 @@ class RetrievalTask final : public train::TrainingTask {
 
  private:
   // Token vectors [T, D] (ColBERT, with sequence offsets) or one embedding per sequence.
-  void encode_all(const std::vector<const std::vector<int32_t>*>& seqs, std::vector<float>& vecs,
-                  std::vector<int64_t>& off);
+  void encode_all(const std::vector<const std::vector<int32_t>*>& seqs, const SentenceTransformersInfo& st,
+                  std::vector<float>& vecs, std::vector<int64_t>& off);
 
   const FinetuneOptions& o_;
   const RetrievalSets& d_;
@@ -355,12 +355,8 @@ train::MicroResult RetrievalTask::forward_backward(const train::LoopState& s, in
   return {loss, 0};
 }
 
-void RetrievalTask::encode_all(const std::vector<const std::vector<int32_t>*>& seqs, std::vector<float>& vecs,
-                               std::vector<int64_t>& off) {
-  SentenceTransformersInfo st;
-  st.dense_weight = m_.proj;
-  st.dense_in = m_.H;
-  st.dense_out = m_.Dc;
+void RetrievalTask::encode_all(const std::vector<const std::vector<int32_t>*>& seqs, const SentenceTransformersInfo& st,
+                               std::vector<float>& vecs, std::vector<int64_t>& off) {
   std::vector<float> hidden;
   off.assign(1, 0);
   size_t i = 0;
@@ -392,8 +388,12 @@ train::EvalResult RetrievalTask::evaluate(const train::LoopState& s) {
   for (int64_t r : e_.dev_scope.doc_rows) ds.push_back(&e_.docs[static_cast<size_t>(r)]);
   std::vector<float> QV, DV;
   std::vector<int64_t> qoff, doff;
-  encode_all(qs, QV, qoff);
-  encode_all(ds, DV, doff);
+  SentenceTransformersInfo st;  // the projection as it is now (ColBERT)
+  st.dense_weight = m_.proj;
+  st.dense_in = m_.H;
+  st.dense_out = m_.Dc;
+  encode_all(qs, st, QV, qoff);
+  encode_all(ds, st, DV, doff);
   std::vector<std::vector<int64_t>> ranks;
   const int64_t depth = std::max<int64_t>(o_.eval_depth, 10);
   if (m_.colbert)

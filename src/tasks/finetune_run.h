@@ -9,7 +9,7 @@
 #include <string>
 
 #include "modernbert/finetune.h"
-#include "train/training_loop.h"
+#include "modernbert/training_loop.h"
 
 namespace modernbert::finetune_util {
 

@@ -1,6 +1,6 @@
 // Helpers shared by the fine-tuning paths (finetune.cpp: heads; finetune_retrieval.cpp: embedding
 // and ColBERT): a portable deterministic generator, shuffles, head init, optimizer and LR schedule.
-// (The per-epoch bookkeeping is the training loop's: train/training_loop.h.)
+// (The per-epoch bookkeeping is the training loop's: modernbert/training_loop.h.)
 #pragma once
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 // The training loop (see training_loop.h).
-#include "train/training_loop.h"
+#include "modernbert/training_loop.h"
 
 #include <algorithm>
 #include <chrono>
