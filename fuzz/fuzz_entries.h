@@ -288,8 +288,9 @@ inline int fuzz_eval_jsonl(const std::uint8_t* data, std::size_t size) {
 // that Error, after every reader and the label-space logic ran.
 inline int fuzz_finetune_jsonl(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
-  static const char* const kTasks[] = {"classification",       "regression", "multilabel",
-                                       "token-classification", "embedding",  "colbert"};
+  static const FinetuneTask kTasks[] = {FinetuneTask::kClassification, FinetuneTask::kRegression,
+                                        FinetuneTask::kMultiLabel,     FinetuneTask::kTokenClassification,
+                                        FinetuneTask::kEmbedding,      FinetuneTask::kColbert};
   const std::uint8_t mode = data[0];
   FinetuneOptions o;
   o.task = kTasks[(mode & 7) % 6];

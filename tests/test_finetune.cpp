@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "modernbert/model_dir.h"
-#include "tasks/finetune_util.h"
 #include "test_util.h"
 
 namespace {
@@ -64,46 +63,6 @@ struct Fixture {
            " --dev " + tmp / "dev.jsonl" + " " + extra;
   }
 };
-
-// Early stopping and the epoch records: the first epoch always counts, ties do not improve, and
-// patience counts the epochs since the best one.
-TEST(Finetune, EpochTrackerBestEpochAndPatience) {
-  modernbert::FinetuneResult res;
-  res.metric_name = "accuracy";
-  std::ostringstream log;
-  modernbert::finetune_util::EpochTracker tracker(res, log, /*patience=*/2);
-  const std::vector<double> metric = {0.5, 0.6, 0.6, 0.55, 0.9};
-  std::vector<bool> improved;
-  int64_t stopped_after = 0;
-  for (int64_t e = 1; e <= 5; ++e) {
-    res.steps += 10;
-    improved.push_back(tracker.end_epoch(e, metric[static_cast<size_t>(e - 1)],
-                                         {{"accuracy", metric[static_cast<size_t>(e - 1)]}}, 1.0 / e));
-    if (tracker.patience_exhausted()) {
-      stopped_after = e;
-      break;
-    }
-  }
-  EXPECT_EQ(improved, (std::vector<bool>{true, true, false, false}));
-  EXPECT_EQ(stopped_after, 4);
-  EXPECT_EQ(res.best_epoch, 2);
-  EXPECT_DOUBLE_EQ(res.best_metric, 0.6);
-  EXPECT_EQ(res.epochs_run, 4);
-  ASSERT_EQ(res.history.size(), 4u);
-  tracker.finish();
-  std::istringstream in(log.str());
-  std::string line;
-  std::vector<nlohmann::json> recs;
-  while (std::getline(in, line)) recs.push_back(nlohmann::json::parse(line));
-  ASSERT_EQ(recs.size(), 5u);
-  EXPECT_EQ(recs[1]["type"], "eval");
-  EXPECT_EQ(recs[1]["step"], 20);
-  EXPECT_EQ(recs[2]["improved"], false);
-  EXPECT_EQ(recs[4]["type"], "done");
-  EXPECT_EQ(recs[4]["best_epoch"], 2);
-  EXPECT_EQ(recs[4]["epochs"], 4);
-  EXPECT_DOUBLE_EQ(recs[4]["accuracy"].get<double>(), 0.6);
-}
 
 TEST(Finetune, LearnsSyntheticTaskAndLoads) {
   Fixture f;

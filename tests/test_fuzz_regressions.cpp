@@ -72,7 +72,7 @@ TEST(FuzzRegressions, TokenizerEncode) {
 // build without sanitizers (where the undefined conversions they hit pass silently).
 std::string finetune_error(const std::string& task, const std::string& jsonl) {
   modernbert::FinetuneOptions o;
-  o.task = task;
+  o.task = modernbert::parse_finetune_task(task);
   o.train = o.dev =
       fz::write_scratch("finding.jsonl", reinterpret_cast<const std::uint8_t*>(jsonl.data()), jsonl.size());
   o.model_dir = fz::scratch_dir() + "/no-such-model";

@@ -136,7 +136,7 @@ TEST(Recipe, StableAdamWVectorPathMatchesReimplementation) {
 TEST(Recipe, AdamWVectorPathMatchesFormula) {
   const int64_t n = 40003;
   OptimizerConfig oc;
-  oc.type = "adamw";
+  oc.type = OptimizerType::kAdamW;
   oc.lr = 1e-2;
   oc.beta2 = 0.999;
   oc.eps = 1e-8;
@@ -164,7 +164,7 @@ TEST(Recipe, AdamWVectorPathMatchesFormula) {
 
 TEST(Recipe, AdamWMatchesPyTorchFormula) {
   OptimizerConfig oc;
-  oc.type = "adamw";
+  oc.type = OptimizerType::kAdamW;
   oc.lr = 1e-2;
   oc.beta2 = 0.999;
   oc.eps = 1e-8;
@@ -198,11 +198,13 @@ TEST(Recipe, ScheduleKeyPoints) {
   EXPECT_NEAR(lr_multiplier(s, 700), 0.001 + 0.999 * 0.5, 1e-12);  // 1 - sqrt(1/4)
   EXPECT_NEAR(lr_multiplier(s, 1000), 0.001, 1e-12);
   EXPECT_NEAR(lr_multiplier(s, 5000), 0.001, 1e-12);
-  s.decay_shape = "linear";
+  s.decay_shape = DecayShape::kLinear;
   EXPECT_NEAR(lr_multiplier(s, 700), 0.001 + 0.999 * 0.75, 1e-12);
   s.decay_tokens = 0;  // phase 1: constant after warm-up
   EXPECT_DOUBLE_EQ(lr_multiplier(s, 1e12), 1.0);
-  s.decay_shape = "cosine";
+  // An unknown shape: refused by the parser (configs, flags), and by the schedule itself.
+  EXPECT_THROW(parse_decay_shape("cosine"), Error);
+  s.decay_shape = static_cast<DecayShape>(7);
   s.decay_tokens = 10;
   EXPECT_THROW(lr_multiplier(s, 995), Error);
 }

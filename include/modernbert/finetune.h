@@ -11,14 +11,21 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
-#include <nlohmann/json.hpp>
+#include "modernbert/tasks.h"
+#include "modernbert/train_options.h"
 
 namespace modernbert {
 
+enum class FinetuneTask { kClassification, kRegression, kMultiLabel, kTokenClassification, kEmbedding, kColbert };
+// linear: warm-up, linear decay to 0 | wsd: warm-up, stable, 1-sqrt decay over the last 20%
+enum class FinetuneSchedule { kLinear, kWsd };
+
 struct FinetuneOptions {
-  std::string task = "classification";  // classification | regression | multilabel | token-classification | embedding | colbert
+  FinetuneTask task = FinetuneTask::kClassification;
   std::string model_dir, train, dev, out;
   std::string text_field = "text", pair_field = "text_pair";
   std::string label_field;              // default: "labels" for multilabel, "tags" for tokens, else "label"
@@ -26,14 +33,14 @@ struct FinetuneOptions {
   int64_t batch_size = 16;
   double lr = 5e-5;
   double weight_decay = 0.01;
-  std::string optimizer = "adamw";      // adamw | stableadamw
+  OptimizerType optimizer = OptimizerType::kAdamW;
   double warmup_ratio = 0.1;
-  std::string schedule = "linear";      // linear (warm-up + linear decay to 0) | wsd (warm-up, stable, 1-sqrt decay over the last 20%)
+  FinetuneSchedule schedule = FinetuneSchedule::kLinear;
   int64_t max_length = 512;
   int64_t patience = 0;                 // > 0: stop after this many epochs without a dev improvement
   uint64_t seed = 42;
   int64_t num_labels = 0;               // 0: from the training labels
-  std::string pooling;                  // "" (keep the config's) | cls | mean
+  std::optional<EmbedPooling> pooling;  // unset: the checkpoint's | cls | mean (max: ColBERT only, unused)
   bool progress = true;                 // progress lines on stderr
   bool lossy_utf8 = false;              // replace invalid UTF-8 in the data with U+FFFD instead of failing
   // Retrieval (embedding | colbert).
@@ -52,6 +59,15 @@ struct FinetuneResult {
   std::string metric_name;
   nlohmann::json history = nlohmann::json::array();  // one object per epoch (dev metrics)
 };
+
+// Option strings of the CLI -> enums; Errors name the flag ("finetune: --task must be ...").
+// classification | regression | multilabel | token-classification | embedding | colbert
+const char* to_string(FinetuneTask t);
+FinetuneTask parse_finetune_task(const std::string& s);
+FinetuneSchedule parse_finetune_schedule(const std::string& s);  // linear | wsd
+OptimizerType parse_finetune_optimizer(const std::string& s);    // adamw | stableadamw
+// "" -> unset; cls | mean, and for ColBERT (which pools nothing) any name parse_embed_pooling takes.
+std::optional<EmbedPooling> parse_finetune_pooling(const std::string& s, FinetuneTask task);
 
 // Throws modernbert::Error on bad input (empty training file, dev labels outside the training
 // label set, a label count that contradicts the checkpoint's existing classifier, ...).

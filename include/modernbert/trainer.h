@@ -11,14 +11,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "modernbert/config.h"
 #include "modernbert/model.h"
+#include "modernbert/train_options.h"
 #include "modernbert/weights.h"
 
 namespace modernbert {
@@ -133,7 +133,7 @@ double retrieval_batch_loss(const float* hidden, const Batch& batch, int64_t H, 
 
 // ---- StableAdamW / AdamW (spec §6.4) ----
 struct OptimizerConfig {
-  std::string type = "stableadamw";  // "stableadamw" | "adamw"
+  OptimizerType type = OptimizerType::kStableAdamW;  // "stableadamw" | "adamw" in configs
   double lr = 8e-4;                  // peak LR = η_max (StableAdamW's max_lr, decouple_lr=True)
   double beta1 = 0.9, beta2 = 0.98, eps = 1e-6;
   double weight_decay = 1e-5;        // λ; never applied to norms and biases (ParamSpec::weight_decay)
@@ -171,7 +171,7 @@ struct ScheduleConfig {
   double warmup_tokens = 3e9;     // linear ramp from alpha_i to 1
   double decay_tokens = 0;        // length of the final decay (0 = never decays: P1 "constant after warm-up")
   double total_tokens = 0;        // T_max (decay ends here)
-  std::string decay_shape = "1-sqrt";  // "1-sqrt" | "linear"
+  DecayShape decay_shape = DecayShape::kOneMinusSqrt;  // "1-sqrt" | "linear" in configs
   double alpha_i = 0.0;           // initial warm-up fraction (Composer: 1e-10 ~ 0)
   double alpha_f = 0.001;         // final fraction after the decay
 };
@@ -255,11 +255,16 @@ void tile_tensor(const float* src, const std::vector<int64_t>& src_shape, float*
 // copied; final_norm and classifier keep dst's current (fresh) values.
 void tile_weights(const Weights& src, Weights& dst);
 
-// ---- The pre-training loop ----
+// ---- The pre-training run ----
+enum class LongDocuments { kTruncate, kSplit };  // a document longer than seq_len: cut | split into rows
+enum class InitScheme { kMegatron };             // fresh init rule (spec §6.6, "full_megatron")
+const char* to_string(LongDocuments d);          // "truncate" | "split"
+const char* to_string(InitScheme s);             // "megatron"
+
 struct PretrainConfig {
   // Model.
   std::string model_config = "tiny";  // preset name or config.json path (fresh init)
-  std::string init = "megatron";      // fresh init rule (spec §6.6)
+  InitScheme init = InitScheme::kMegatron;  // fresh init rule (spec §6.6)
   std::string init_from;              // continue from these weights (context extension), fresh optimizer
   std::string tile_from;              // grow from a smaller model (spec §6.7)
   double global_rope_theta = 0, local_rope_theta = 0;  // > 0: override (context extension)
@@ -268,7 +273,7 @@ struct PretrainConfig {
   std::vector<std::string> eval_data;  // held out; empty: eval_documents taken from the data's head
   int64_t eval_documents = 0;
   std::string tokenizer;               // tokenizer.json (needed for text)
-  std::string long_documents = "truncate";  // "truncate" (reference) | "split"
+  LongDocuments long_documents = LongDocuments::kTruncate;  // truncate (reference) | split
   bool lossy_utf8 = false;                  // replace invalid UTF-8 in text data with U+FFFD instead of failing
   int64_t seq_len = 1024;
   int64_t micro_batch_size = 96;        // packed rows of seq_len per forward/backward
@@ -298,6 +303,8 @@ struct PretrainConfig {
   int64_t threads = 0;       // compute threads (0 = all cores); --resume is bit-exact at the same count
   int64_t kill_at_step = 0;  // testing aid: SIGKILL itself in the middle of this step
 
+  // Reads a training config (fields as above; option strings become enums here). Throws
+  // modernbert::Error naming `source` and the field. to_json writes the strings back.
   static PretrainConfig from_json(const nlohmann::json& j, const std::string& source);
   nlohmann::json to_json() const;
 };

@@ -66,7 +66,6 @@ int run(int argc, char** argv) {
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
   FinetuneOptions o;
-  o.task = a.get("task");
   o.model_dir = a.require("model");
   o.train = a.require("train");
   o.dev = a.require("dev");
@@ -75,9 +74,7 @@ int run(int argc, char** argv) {
   o.batch_size = a.get_int("batch-size");
   o.lr = a.get_double("lr");
   o.weight_decay = a.get_double("weight-decay");
-  o.optimizer = a.get("optimizer");
   o.warmup_ratio = a.get_double("warmup-ratio");
-  o.schedule = a.get("schedule");
   o.max_length = a.get_int("max-length");
   o.patience = a.get_int("patience");
   const long long seed = a.get_int("seed");
@@ -85,7 +82,6 @@ int run(int argc, char** argv) {
   o.seed = static_cast<uint64_t>(seed);
   o.num_labels = a.get_int_or("num-labels", 0);
   if (o.num_labels < 0) throw Error("--num-labels must be positive");
-  o.pooling = a.get_or("pooling", "");
   o.text_field = a.get("text-field");
   o.pair_field = a.get("pair-field");
   o.label_field = a.get_or("label-field", "");
@@ -99,6 +95,11 @@ int run(int argc, char** argv) {
   o.query_prompt = a.get_or("query-prompt", "");
   o.document_prompt = a.get_or("document-prompt", "");
   o.colbert_dim = a.get_int("colbert-dim");
+  // Option strings become enums here, once (the task first: its error comes before the others').
+  o.task = parse_finetune_task(a.get("task"));
+  o.schedule = parse_finetune_schedule(a.get("schedule"));
+  o.optimizer = parse_finetune_optimizer(a.get("optimizer"));
+  o.pooling = parse_finetune_pooling(a.get_or("pooling", ""), o.task);
   FinetuneResult r = finetune(o);
   std::printf("%s\n", nlohmann::json{{"out", o.out},
                                      {"steps", r.steps},

@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kernels/cpu/kernels.h"
+#include "kernels/types.h"
 
 namespace modernbert {
 

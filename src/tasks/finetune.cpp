@@ -1,9 +1,9 @@
-// modernbert finetune: classification / regression / multi-label fine-tuning of a checkpoint
-// (see include/modernbert/finetune.h).
+// modernbert finetune: classification / regression / multi-label / token-classification fine-tuning
+// of a checkpoint (see include/modernbert/finetune.h). The data and label space are read here; the
+// steps are train::run_training_loop's, with HeadsTask supplying batches, loss and dev metrics.
 #include "modernbert/finetune.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -20,7 +20,7 @@
 #include "modernbert/tokenizer.h"
 #include "modernbert/trainer.h"
 #include "modernbert/weights.h"
-#include "tasks/finetune_progress.h"
+#include "tasks/finetune_run.h"
 #include "tasks/finetune_util.h"
 #include "tasks/jsonl.h"
 
@@ -136,57 +136,58 @@ std::vector<Example> read_token_examples(const std::string& path, const std::str
   return out;
 }
 
-ProblemType problem_of(const std::string& task) {
-  if (task == "token-classification") return ProblemType::kUnset;
-  if (task == "classification") return ProblemType::kSingleLabel;
-  if (task == "regression") return ProblemType::kRegression;
+ProblemType problem_of(FinetuneTask task) {
+  if (task == FinetuneTask::kTokenClassification) return ProblemType::kUnset;
+  if (task == FinetuneTask::kClassification) return ProblemType::kSingleLabel;
+  if (task == FinetuneTask::kRegression) return ProblemType::kRegression;
   return ProblemType::kMultiLabel;
 }
 
-}  // namespace
+// The task's constants: its loss, data fields and dev metric.
+struct HeadsSpec {
+  FinetuneTask task;
+  bool tokens;              // token classification
+  std::string label_field;  // default: "labels" for multilabel, "tags" for tokens, else "label"
+  TaskType loss;
+  std::string metric;  // accuracy | pearson | entity_f1 | micro_f1
+};
 
-FinetuneResult finetune(const FinetuneOptions& o) {
-  const std::string task = o.task;
-  if (task == "embedding" || task == "colbert") return finetune_retrieval(o);
-  if (task != "classification" && task != "regression" && task != "multilabel" && task != "token-classification")
-    throw Error(
-        "finetune: --task must be classification, regression, multilabel, token-classification, embedding or colbert, "
-        "got '" +
-        task + "'");
+HeadsSpec heads_spec(const FinetuneOptions& o) {
+  HeadsSpec h;
+  h.task = o.task;
+  h.tokens = o.task == FinetuneTask::kTokenClassification;
+  const bool multi = o.task == FinetuneTask::kMultiLabel;
+  h.label_field = !o.label_field.empty() ? o.label_field : multi ? "labels" : h.tokens ? "tags" : "label";
+  h.loss = o.task == FinetuneTask::kClassification ? TaskType::kSequenceClassification
+           : o.task == FinetuneTask::kRegression   ? TaskType::kRegression
+           : h.tokens                              ? TaskType::kTokenClassification
+                                                   : TaskType::kMultiLabel;
+  h.metric = o.task == FinetuneTask::kClassification ? "accuracy"
+             : o.task == FinetuneTask::kRegression   ? "pearson"
+             : h.tokens                              ? "entity_f1"
+                                                     : "micro_f1";
+  return h;
+}
+
+void check_options(const FinetuneOptions& o) {
   if (o.epochs < 1) throw Error("finetune: --epochs must be >= 1");
   if (o.batch_size < 1) throw Error("finetune: --batch-size must be >= 1");
   if (o.max_length < 2) throw Error("finetune: --max-length must be >= 2");
   if (!(o.lr > 0)) throw Error("finetune: --lr must be > 0");
   if (o.warmup_ratio < 0 || o.warmup_ratio > 1) throw Error("finetune: --warmup-ratio must be in [0, 1]");
-  if (o.schedule != "linear" && o.schedule != "wsd") throw Error("finetune: --schedule must be linear or wsd");
-  if (o.optimizer != "adamw" && o.optimizer != "stableadamw")
-    throw Error("finetune: --optimizer must be adamw or stableadamw");
-  if (!o.pooling.empty() && o.pooling != "cls" && o.pooling != "mean")
-    throw Error("finetune: --pooling must be cls or mean");
+  if (o.pooling == EmbedPooling::kMax) throw Error("finetune: --pooling must be cls or mean");
   if (o.out.empty()) throw Error("finetune: --out is required");
-  const bool tokens = task == "token-classification";
-  const std::string label_field = !o.label_field.empty() ? o.label_field
-                                  : task == "multilabel" ? "labels"
-                                  : tokens               ? "tags"
-                                                         : "label";
-  const TaskType tt = task == "classification" ? TaskType::kSequenceClassification
-                      : task == "regression"   ? TaskType::kRegression
-                      : tokens                 ? TaskType::kTokenClassification
-                                               : TaskType::kMultiLabel;
+}
 
-  // ---- data ----
-  const auto train = tokens ? read_token_examples(o.train, label_field, o.lossy_utf8)
-                            : read_examples(o.train, o.text_field, o.pair_field, o.lossy_utf8);  // empty -> error
-  if (train.empty()) throw Error(o.train + ": no training examples");
-  const auto dev = tokens ? read_token_examples(o.dev, label_field, o.lossy_utf8) : read_examples(o.dev, o.text_field, o.pair_field, o.lossy_utf8);
-  auto where = [](const std::string& f, const Example& e) { return f + ":" + std::to_string(e.line); };
+std::string where(const std::string& f, const Example& e) { return f + ":" + std::to_string(e.line); }
 
-  // ---- label space from the training data ----
+// ---- label space from the training data ----
+LabelSet label_space(const FinetuneOptions& o, const HeadsSpec& h, const std::vector<Example>& train) {
   LabelSet ls;
-  if (task == "regression") {
+  if (h.task == FinetuneTask::kRegression) {
     int64_t width = -1;
     for (const auto& e : train) {
-      const json& v = field_of(e, label_field, where(o.train, e));
+      const json& v = field_of(e, h.label_field, where(o.train, e));
       const int64_t w = v.is_array() ? static_cast<int64_t>(v.size()) : 1;
       if (!v.is_array() && !v.is_number())
         throw Error(where(o.train, e) + ": a regression label must be a number or an array of numbers");
@@ -199,44 +200,48 @@ FinetuneResult finetune(const FinetuneOptions& o) {
     if (ls.count != width)
       throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the labels have " +
                   std::to_string(width) + " values");
-  } else {
-    std::set<std::string> names;
-    int64_t max_id = -1;
-    bool any_int = false;
-    for (const auto& e : train) {
-      const json& v = field_of(e, label_field, where(o.train, e));
-      if (task == "multilabel" || tokens) {
-        if (!v.is_array()) throw Error(where(o.train, e) + ": multilabel \"" + label_field + "\" must be an array");
-        for (const auto& x : v) collect(x, where(o.train, e), names, max_id, any_int);
-      } else {
-        collect(v, where(o.train, e), names, max_id, any_int);
-      }
-    }
-    if (any_int && !names.empty()) throw Error(o.train + ": labels mix integer ids and names");
-    if (!names.empty()) {
-      ls.named = true;
-      ls.names.assign(names.begin(), names.end());
-      for (size_t i = 0; i < ls.names.size(); ++i) ls.index[ls.names[i]] = static_cast<int64_t>(i);
-      ls.count = static_cast<int64_t>(ls.names.size());
-      if (o.num_labels > 0 && o.num_labels != ls.count)
-        throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the training data has " +
-                    std::to_string(ls.count) + " label names");
-    } else {
-      ls.count = max_id + 1;
-      if (o.num_labels > 0) {
-        if (o.num_labels < ls.count)
-          throw Error("finetune: --num-labels " + std::to_string(o.num_labels) +
-                      " but the training data has label id " + std::to_string(max_id));
-        ls.count = o.num_labels;
-      }
-    }
-    if (task == "classification" && ls.count < 2)
-      throw Error(o.train + ": classification needs at least 2 labels, the training data has " +
-                  std::to_string(ls.count));
+    return ls;
   }
-  const int64_t L = ls.count;
-  if (L < 1) throw Error(o.train + ": no labels");
+  std::set<std::string> names;
+  int64_t max_id = -1;
+  bool any_int = false;
+  for (const auto& e : train) {
+    const json& v = field_of(e, h.label_field, where(o.train, e));
+    if (h.task == FinetuneTask::kMultiLabel || h.tokens) {
+      if (!v.is_array()) throw Error(where(o.train, e) + ": multilabel \"" + h.label_field + "\" must be an array");
+      for (const auto& x : v) collect(x, where(o.train, e), names, max_id, any_int);
+    } else {
+      collect(v, where(o.train, e), names, max_id, any_int);
+    }
+  }
+  if (any_int && !names.empty()) throw Error(o.train + ": labels mix integer ids and names");
+  if (!names.empty()) {
+    ls.named = true;
+    ls.names.assign(names.begin(), names.end());
+    for (size_t i = 0; i < ls.names.size(); ++i) ls.index[ls.names[i]] = static_cast<int64_t>(i);
+    ls.count = static_cast<int64_t>(ls.names.size());
+    if (o.num_labels > 0 && o.num_labels != ls.count)
+      throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the training data has " +
+                  std::to_string(ls.count) + " label names");
+  } else {
+    ls.count = max_id + 1;
+    if (o.num_labels > 0) {
+      if (o.num_labels < ls.count)
+        throw Error("finetune: --num-labels " + std::to_string(o.num_labels) + " but the training data has label id " +
+                    std::to_string(max_id));
+      ls.count = o.num_labels;
+    }
+  }
+  if (h.task == FinetuneTask::kClassification && ls.count < 2)
+    throw Error(o.train + ": classification needs at least 2 labels, the training data has " +
+                std::to_string(ls.count));
+  return ls;
+}
 
+// The labels of a data set in the label space (dev labels outside it are errors naming the line).
+void labels_of(const HeadsSpec& h, const LabelSet& ls, const std::vector<Example>& ex, const std::string& file,
+               Labelled& d) {
+  const int64_t L = ls.count;
   auto resolve = [&](const json& v, const std::string& w) -> int64_t {
     if (ls.named) {
       if (!v.is_string() || !ls.index.count(v.get<std::string>()))
@@ -248,110 +253,105 @@ FinetuneResult finetune(const FinetuneOptions& o) {
                   ")");
     return as_int(v);
   };
-  auto labels_of = [&](const std::vector<Example>& ex, const std::string& file, Labelled& d) {
-    for (const auto& e : ex) {
-      const std::string w = where(file, e);
-      const json& v = field_of(e, label_field, w);
-      if (tokens) {
-        std::vector<int64_t> tags;
-        for (const auto& x : v) tags.push_back(resolve(x, w));
-        d.word_tags.push_back(std::move(tags));
-      } else if (task == "classification") {
-        d.cls.push_back(resolve(v, w));
-      } else if (task == "regression") {
-        const int64_t n = v.is_array() ? static_cast<int64_t>(v.size()) : 1;
-        if (n != L)
-          throw Error(w + ": " + std::to_string(n) + " regression targets, the model has " + std::to_string(L));
-        if (v.is_array()) {
-          for (const auto& x : v) {
-            if (!x.is_number()) throw Error(w + ": regression targets must be numbers");
-            d.targets.push_back(target_of(x, w));
-          }
-        } else {
-          if (!v.is_number()) throw Error(w + ": a regression label must be a number");
-          d.targets.push_back(target_of(v, w));
+  for (const auto& e : ex) {
+    const std::string w = where(file, e);
+    const json& v = field_of(e, h.label_field, w);
+    if (h.tokens) {
+      std::vector<int64_t> tags;
+      for (const auto& x : v) tags.push_back(resolve(x, w));
+      d.word_tags.push_back(std::move(tags));
+    } else if (h.task == FinetuneTask::kClassification) {
+      d.cls.push_back(resolve(v, w));
+    } else if (h.task == FinetuneTask::kRegression) {
+      const int64_t n = v.is_array() ? static_cast<int64_t>(v.size()) : 1;
+      if (n != L) throw Error(w + ": " + std::to_string(n) + " regression targets, the model has " + std::to_string(L));
+      if (v.is_array()) {
+        for (const auto& x : v) {
+          if (!x.is_number()) throw Error(w + ": regression targets must be numbers");
+          d.targets.push_back(target_of(x, w));
         }
       } else {
-        if (!v.is_array()) throw Error(w + ": multilabel \"" + label_field + "\" must be an array");
-        std::vector<float> row(static_cast<size_t>(L), 0.0f);
-        for (const auto& x : v) row[static_cast<size_t>(resolve(x, w))] = 1.0f;
-        d.targets.insert(d.targets.end(), row.begin(), row.end());
+        if (!v.is_number()) throw Error(w + ": a regression label must be a number");
+        d.targets.push_back(target_of(v, w));
+      }
+    } else {
+      if (!v.is_array()) throw Error(w + ": multilabel \"" + h.label_field + "\" must be an array");
+      std::vector<float> row(static_cast<size_t>(L), 0.0f);
+      for (const auto& x : v) row[static_cast<size_t>(resolve(x, w))] = 1.0f;
+      d.targets.insert(d.targets.end(), row.begin(), row.end());
+    }
+  }
+}
+
+// Token ids of a data set; token classification also labels the first sub-token of each word.
+void tokenize_set(const Tokenizer& tok, const HeadsSpec& h, int64_t max_length, const std::vector<Example>& ex,
+                  Labelled& d) {
+  if (!h.tokens) {
+    d.ids = tokenize(tok, ex, max_length);
+    return;
+  }
+  EncodeOptions eo;
+  eo.max_length = static_cast<size_t>(max_length);
+  for (size_t s = 0; s < ex.size(); ++s) {
+    const Encoding e = tok.encode(ex[s].text, eo);
+    std::vector<int32_t> lab(e.size(), -100);
+    std::vector<int64_t> first;
+    size_t t = 0;
+    const json& spans = ex[s].record["__spans"];
+    for (size_t k = 0; k < spans.size(); ++k) {
+      const size_t ws = spans[k][0].get<size_t>(), we = spans[k][1].get<size_t>();
+      while (t < e.size() && (e.special_tokens_mask[t] || e.offsets[t].second <= ws)) ++t;
+      if (t < e.size() && e.offsets[t].first < we) {
+        first.push_back(static_cast<int64_t>(t));
+        lab[t] = static_cast<int32_t>(d.word_tags[s][k]);
+      } else {
+        first.push_back(-1);
       }
     }
-  };
-  Labelled tr, dv;
-  labels_of(train, o.train, tr);
-  labels_of(dev, o.dev, dv);
+    d.ids.push_back(e.ids);
+    d.tok_labels.push_back(std::move(lab));
+    d.first_tok.push_back(std::move(first));
+  }
+}
 
-  // ---- model ----
-  LoadOptions lo;
-  lo.zero_copy = false;
-  LoadedModel src = load_model_dir(o.model_dir, lo);
-  const HeadSet& sh = src.weights.heads();
-  const HeadSet::Classifier want = tokens ? HeadSet::Classifier::kToken : HeadSet::Classifier::kSequence;
-  const bool reuse_head = sh.classifier == want;
+// ---- model ----
+
+// The classifier the checkpoint may already have must fit the task and the label count.
+void check_source_head(const FinetuneOptions& o, const HeadsSpec& h, const HeadSet& sh, int64_t L) {
+  const HeadSet::Classifier want = h.tokens ? HeadSet::Classifier::kToken : HeadSet::Classifier::kSequence;
   if (sh.classifier != HeadSet::Classifier::kNone && sh.classifier != want)
-    throw Error(o.model_dir + std::string(": has a ") + (tokens ? "sequence" : "token") + "-classification head; " +
-                task + " fine-tuning needs an MLM checkpoint or one with a " + (tokens ? "token" : "sequence") +
-                "-classification head");
-  if (reuse_head && sh.num_labels != L)
+    throw Error(o.model_dir + std::string(": has a ") + (h.tokens ? "sequence" : "token") + "-classification head; " +
+                to_string(h.task) + " fine-tuning needs an MLM checkpoint or one with a " +
+                (h.tokens ? "token" : "sequence") + "-classification head");
+  if (sh.classifier == want && sh.num_labels != L)
     throw Error(o.model_dir + ": the checkpoint already has a classifier with " + std::to_string(sh.num_labels) +
                 " labels but the training data has " + std::to_string(L) +
                 " (start from the MLM checkpoint, or pass data with the same label set)");
-  const std::string tok_path = o.model_dir + "/tokenizer.json";
-  if (!fs::exists(tok_path)) throw Error(o.model_dir + ": finetune needs tokenizer.json in the model directory");
-  const Tokenizer tok = Tokenizer::from_file(tok_path);
-  auto tokenize_set = [&](const std::vector<Example>& ex, Labelled& d) {
-    if (!tokens) {
-      d.ids = tokenize(tok, ex, o.max_length);
-      return;
-    }
-    EncodeOptions eo;
-    eo.max_length = static_cast<size_t>(o.max_length);
-    for (size_t s = 0; s < ex.size(); ++s) {
-      const Encoding e = tok.encode(ex[s].text, eo);
-      std::vector<int32_t> lab(e.size(), -100);
-      std::vector<int64_t> first;
-      size_t t = 0;
-      const json& spans = ex[s].record["__spans"];
-      for (size_t k = 0; k < spans.size(); ++k) {
-        const size_t ws = spans[k][0].get<size_t>(), we = spans[k][1].get<size_t>();
-        while (t < e.size() && (e.special_tokens_mask[t] || e.offsets[t].second <= ws)) ++t;
-        if (t < e.size() && e.offsets[t].first < we) {
-          first.push_back(static_cast<int64_t>(t));
-          lab[t] = static_cast<int32_t>(d.word_tags[s][k]);
-        } else {
-          first.push_back(-1);
-        }
-      }
-      d.ids.push_back(e.ids);
-      d.tok_labels.push_back(std::move(lab));
-      d.first_tok.push_back(std::move(first));
-    }
-  };
-  tokenize_set(train, tr);
-  tokenize_set(dev, dv);
+}
 
-  ModelConfig cfg = src.config;
-  cfg.architectures = {tokens ? "ModernBertForTokenClassification" : "ModernBertForSequenceClassification"};
-  cfg.problem_type = problem_of(task);
-  if (o.pooling == "cls") cfg.classifier_pooling = Pooling::kCls;
-  if (o.pooling == "mean") cfg.classifier_pooling = Pooling::kMean;
+ModelConfig head_config(const FinetuneOptions& o, const HeadsSpec& h, const ModelConfig& src, const LabelSet& ls) {
+  ModelConfig cfg = src;
+  cfg.architectures = {h.tokens ? "ModernBertForTokenClassification" : "ModernBertForSequenceClassification"};
+  cfg.problem_type = problem_of(h.task);
+  if (o.pooling == EmbedPooling::kCls) cfg.classifier_pooling = Pooling::kCls;
+  if (o.pooling == EmbedPooling::kMean) cfg.classifier_pooling = Pooling::kMean;
   cfg.id2label.clear();
   cfg.label2id.clear();
-  for (int64_t i = 0; i < L; ++i) {
+  for (int64_t i = 0; i < ls.count; ++i) {
     const std::string nm = ls.named ? ls.names[static_cast<size_t>(i)] : "LABEL_" + std::to_string(i);
     cfg.id2label[i] = nm;
     cfg.label2id[nm] = i;
   }
   cfg.raw.erase("num_labels");
-  HeadSet heads;
-  heads.classifier = want;
-  heads.num_labels = L;
-  Weights w(cfg, heads);
+  return cfg;
+}
+
+// The checkpoint's encoder (and head.dense / head.norm, and a fitting classifier), a fresh
+// classifier otherwise: truncated normal (sd 1/sqrt(H)) weights, zero bias.
+void copy_or_init(const FinetuneOptions& o, const ModelConfig& cfg, const Weights& src, Weights& w) {
   for (const auto& sp : w.specs()) {
-    if (src.weights.has(sp.name) && src.weights.spec(sp.name).shape == sp.shape) {
-      std::copy_n(src.weights.param(sp.name), sp.numel(), w.mutable_param(sp.name));
+    if (src.has(sp.name) && src.spec(sp.name).shape == sp.shape) {
+      std::copy_n(src.param(sp.name), sp.numel(), w.mutable_param(sp.name));
     } else if (sp.name == "classifier.weight") {
       uint64_t s = o.seed ^ 0xC1A551F1E5ull;
       const double sd = 1.0 / std::sqrt(static_cast<double>(cfg.hidden_size));
@@ -364,150 +364,200 @@ FinetuneResult finetune(const FinetuneOptions& o) {
       throw Error(o.model_dir + ": the checkpoint has no parameter " + sp.name + " of the expected shape");
     }
   }
+}
+
+// ---- the task of the training loop ----
+
+// One step per batch of batch_size examples in a per-epoch shuffled order; dev metrics by the
+// inference encoder after each epoch; the best epoch is written to o.out.
+class HeadsTask final : public train::TrainingTask {
+ public:
+  HeadsTask(const FinetuneOptions& o, const HeadsSpec& h, const Labelled& tr, const Labelled& dv,
+            const ModelConfig& cfg, Weights& w, int64_t num_labels)
+      : o_(o), h_(h), tr_(tr), dv_(dv), cfg_(cfg), w_(w), L_(num_labels), tm_(w), enc_(w) {}
+
+  void begin_epoch(int64_t epoch) override {
+    order_ = shuffled(tr_.ids.size(), o_.seed * 1000003ull + static_cast<uint64_t>(epoch));
+  }
+
+  train::StepPlan plan_step(const train::LoopState&, int64_t slot) override {
+    tb_ = TrainBatch{};
+    const size_t lo_i = static_cast<size_t>(slot * o_.batch_size);
+    const size_t hi_i = std::min(tr_.ids.size(), lo_i + static_cast<size_t>(o_.batch_size));
+    const size_t L = static_cast<size_t>(L_);
+    for (size_t k = lo_i; k < hi_i; ++k) {
+      const size_t i = order_[k];
+      tb_.batch.add(tr_.ids[i]);
+      if (h_.tokens) {
+        tb_.token_labels.insert(tb_.token_labels.end(), tr_.tok_labels[i].begin(), tr_.tok_labels[i].end());
+      } else if (h_.loss == TaskType::kSequenceClassification) {
+        tb_.class_labels.push_back(static_cast<int32_t>(tr_.cls[i]));
+      } else {
+        tb_.targets.insert(tb_.targets.end(), tr_.targets.begin() + static_cast<std::ptrdiff_t>(i * L),
+                           tr_.targets.begin() + static_cast<std::ptrdiff_t>((i + 1) * L));
+      }
+    }
+    train::StepPlan plan;
+    plan.micro_batches = 1;
+    plan.tokens = tb_.batch.num_tokens();
+    return plan;
+  }
+
+  train::MicroResult forward_backward(const train::LoopState&, int64_t, float* grads) override {
+    const LossResult r = tm_.forward_backward(tb_, h_.loss, grads);
+    return {r.loss, r.correct};
+  }
+
+  void add_step_fields(const train::LoopState&, const train::StepReport& r, json& rec) override {
+    rec["tokens"] = r.tokens;
+  }
+
+  train::EvalResult evaluate(const train::LoopState& s) override {
+    train::EvalResult e;
+    e.metrics = dev_metrics();
+    const json& mv = e.metrics[h_.metric];
+    e.score = mv.is_number()                                         ? mv.get<double>()
+              : h_.tokens && e.metrics["token_accuracy"].is_number() ? e.metrics["token_accuracy"].get<double>()
+                                                                     : -std::numeric_limits<double>::infinity();
+    e.message = "finetune: epoch " + std::to_string(s.epoch) + " dev " + e.metrics.dump();
+    return e;
+  }
+
+  void save(const train::LoopState&) override { save_model_dir(o_.out, cfg_, w_); }  // each file atomically
+
+ private:
+  json dev_metrics();
+  json token_metrics(const std::vector<float>& logits) const;
+
+  const FinetuneOptions& o_;
+  const HeadsSpec& h_;
+  const Labelled &tr_, &dv_;
+  const ModelConfig& cfg_;
+  Weights& w_;
+  const int64_t L_;
+  TrainModel tm_;
+  Encoder enc_;
+  std::vector<size_t> order_;
+  TrainBatch tb_;
+};
+
+// Dev logits [n, L] (tokens: [T, L]) by the inference encoder, batches of 32, then the task's metrics.
+json HeadsTask::dev_metrics() {
+  std::vector<float> hidden, out;
+  const size_t n = dv_.ids.size();
+  for (size_t b0 = 0; b0 < n; b0 += 32) {
+    Batch b;
+    for (size_t i = b0; i < std::min(n, b0 + 32); ++i) b.add(dv_.ids[i]);
+    enc_.forward(b, hidden);
+    auto lg = h_.tokens ? enc_.classify_tokens(hidden.data(), b.num_tokens()) : enc_.classify(b, hidden.data());
+    out.insert(out.end(), lg.begin(), lg.end());
+  }
+  if (h_.tokens) return token_metrics(out);
+  const int64_t L = L_;
+  if (h_.task == FinetuneTask::kClassification) {
+    std::vector<int64_t> pred;
+    for (size_t i = 0; i < n; ++i) {
+      const float* l = out.data() + i * static_cast<size_t>(L);
+      pred.push_back(std::max_element(l, l + L) - l);
+    }
+    auto cm = classification_metrics(dv_.cls, pred, L);
+    return {{"accuracy", cm.accuracy}, {"macro_f1", cm.macro_f1}, {"mcc", cm.mcc}};
+  }
+  if (h_.task == FinetuneTask::kRegression) {
+    std::vector<double> x(out.begin(), out.end()), y(dv_.targets.begin(), dv_.targets.end());
+    double mse = 0;
+    for (size_t i = 0; i < x.size(); ++i) mse += (x[i] - y[i]) * (x[i] - y[i]);
+    const double r = pearson(x, y);
+    json j = {{"pearson", std::isnan(r) ? json(nullptr) : json(r)},
+              {"spearman", json(nullptr)},
+              {"mse", mse / static_cast<double>(std::max<size_t>(1, x.size()))}};
+    const double s = spearman(x, y);
+    if (!std::isnan(s)) j["spearman"] = s;
+    return j;
+  }
+  std::vector<uint8_t> g(dv_.targets.size()), p(out.size());
+  for (size_t i = 0; i < g.size(); ++i) g[i] = dv_.targets[i] > 0.5f;
+  for (size_t i = 0; i < p.size(); ++i) p[i] = out[i] > 0.0f;  // sigmoid > 0.5
+  auto mm = multilabel_metrics(g, p, L);
+  return {{"micro_f1", mm.micro_f1}, {"macro_f1", mm.macro_f1}, {"subset_accuracy", mm.subset_accuracy}};
+}
+
+// Entity metrics over words: each word's tag is the argmax at its first sub-token ("O" when the
+// word was truncated away).
+json HeadsTask::token_metrics(const std::vector<float>& out) const {
+  const size_t n = dv_.ids.size();
+  std::vector<std::vector<std::string>> gold(n), pr(n);
+  const std::string outside = cfg_.label2id.count("O") ? "O" : cfg_.id2label.at(0);
+  size_t off = 0;
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t k = 0; k < dv_.first_tok[i].size(); ++k) {
+      gold[i].push_back(cfg_.id2label.at(dv_.word_tags[i][k]));
+      const int64_t t = dv_.first_tok[i][k];
+      if (t < 0) {
+        pr[i].push_back(outside);
+        continue;
+      }
+      const float* l = out.data() + (off + static_cast<size_t>(t)) * static_cast<size_t>(L_);
+      pr[i].push_back(cfg_.id2label.at(std::max_element(l, l + L_) - l));
+    }
+    off += dv_.ids[i].size();
+  }
+  auto em = entity_metrics(gold, pr);
+  // Tags without entities (not BIO): entity F1 is meaningless, select on word accuracy instead.
+  return {{"entity_f1", em.gold_entities > 0 ? json(em.f1) : json(nullptr)},
+          {"token_accuracy", em.token_accuracy},
+          {"entity_macro_f1", em.macro_f1}};
+}
+
+}  // namespace
+
+FinetuneResult finetune(const FinetuneOptions& o) {
+  if (o.task == FinetuneTask::kEmbedding || o.task == FinetuneTask::kColbert) return finetune_retrieval(o);
+  check_options(o);
+  const HeadsSpec h = heads_spec(o);
+
+  // ---- data and label space ----
+  auto read = [&](const std::string& path) {
+    return h.tokens ? read_token_examples(path, h.label_field, o.lossy_utf8)
+                    : read_examples(path, o.text_field, o.pair_field, o.lossy_utf8);  // empty -> error
+  };
+  const auto train = read(o.train);
+  if (train.empty()) throw Error(o.train + ": no training examples");
+  const auto dev = read(o.dev);
+  const LabelSet ls = label_space(o, h, train);
+  if (ls.count < 1) throw Error(o.train + ": no labels");
+  Labelled tr, dv;
+  labels_of(h, ls, train, o.train, tr);
+  labels_of(h, ls, dev, o.dev, dv);
+
+  // ---- model ----
+  LoadOptions lo;
+  lo.zero_copy = false;
+  LoadedModel src = load_model_dir(o.model_dir, lo);
+  check_source_head(o, h, src.weights.heads(), ls.count);
+  const std::string tok_path = o.model_dir + "/tokenizer.json";
+  if (!fs::exists(tok_path)) throw Error(o.model_dir + ": finetune needs tokenizer.json in the model directory");
+  const Tokenizer tok = Tokenizer::from_file(tok_path);
+  tokenize_set(tok, h, o.max_length, train, tr);
+  tokenize_set(tok, h, o.max_length, dev, dv);
+  const ModelConfig cfg = head_config(o, h, src.config, ls);
+  HeadSet heads;
+  heads.classifier = h.tokens ? HeadSet::Classifier::kToken : HeadSet::Classifier::kSequence;
+  heads.num_labels = ls.count;
+  Weights w(cfg, heads);
+  copy_or_init(o, cfg, src.weights, w);
   { LoadedModel drop = std::move(src); }  // free the source copy
 
-  // ---- output directory ----
-  fs::create_directories(o.out);
-  fs::copy_file(tok_path, o.out + "/tokenizer.json", fs::copy_options::overwrite_existing);
-  std::ofstream log(o.out + "/finetune_log.jsonl", std::ios::trunc);
-  if (!log) throw Error(o.out + "/finetune_log.jsonl: cannot open for writing");
-
-  // ---- optimisation ----
+  // ---- training ----
+  std::ofstream log = finetune_util::open_output(o, tok_path);
   Optimizer opt(w.specs(), finetune_util::optimizer_config(o));
   const int64_t N = static_cast<int64_t>(tr.ids.size());
   const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
-  const int64_t total = steps_per_epoch * o.epochs;
-  const ScheduleConfig sc = finetune_util::schedule_config(o, total);
-
-  TrainModel tm(w);
-  Encoder enc(w);
+  HeadsTask task(o, h, tr, dv, cfg, w, ls.count);
   std::vector<float> grads(w.num_params());
-  FinetuneResult res;
-  res.metric_name = task == "classification" ? "accuracy"
-                    : task == "regression"   ? "pearson"
-                    : tokens                 ? "entity_f1"
-                                             : "micro_f1";
-
-  auto evaluate_dev = [&]() -> json {
-    std::vector<float> hidden;
-    std::vector<int64_t> pred;
-    std::vector<float> out;  // [n, L] logits
-    const size_t n = dv.ids.size();
-    for (size_t b0 = 0; b0 < n; b0 += 32) {
-      Batch b;
-      for (size_t i = b0; i < std::min(n, b0 + 32); ++i) b.add(dv.ids[i]);
-      enc.forward(b, hidden);
-      auto lg = tokens ? enc.classify_tokens(hidden.data(), b.num_tokens()) : enc.classify(b, hidden.data());
-      out.insert(out.end(), lg.begin(), lg.end());
-    }
-    json j;
-    if (tokens) {
-      std::vector<std::vector<std::string>> gold(n), pr(n);
-      const std::string outside = cfg.label2id.count("O") ? "O" : cfg.id2label.at(0);
-      size_t off = 0;
-      for (size_t i = 0; i < n; ++i) {
-        for (size_t k = 0; k < dv.first_tok[i].size(); ++k) {
-          gold[i].push_back(cfg.id2label.at(dv.word_tags[i][k]));
-          const int64_t t = dv.first_tok[i][k];
-          if (t < 0) {
-            pr[i].push_back(outside);
-            continue;
-          }
-          const float* l = out.data() + (off + static_cast<size_t>(t)) * static_cast<size_t>(L);
-          pr[i].push_back(cfg.id2label.at(std::max_element(l, l + L) - l));
-        }
-        off += dv.ids[i].size();
-      }
-      auto em = entity_metrics(gold, pr);
-      // Tags without entities (not BIO): entity F1 is meaningless, select on word accuracy instead.
-      j = {{"entity_f1", em.gold_entities > 0 ? json(em.f1) : json(nullptr)},
-           {"token_accuracy", em.token_accuracy},
-           {"entity_macro_f1", em.macro_f1}};
-    } else if (task == "classification") {
-      for (size_t i = 0; i < n; ++i) {
-        const float* l = out.data() + i * static_cast<size_t>(L);
-        pred.push_back(std::max_element(l, l + L) - l);
-      }
-      auto cm = classification_metrics(dv.cls, pred, L);
-      j = {{"accuracy", cm.accuracy}, {"macro_f1", cm.macro_f1}, {"mcc", cm.mcc}};
-    } else if (task == "regression") {
-      std::vector<double> x(out.begin(), out.end()), y(dv.targets.begin(), dv.targets.end());
-      double mse = 0;
-      for (size_t i = 0; i < x.size(); ++i) mse += (x[i] - y[i]) * (x[i] - y[i]);
-      const double r = pearson(x, y);
-      j = {{"pearson", std::isnan(r) ? json(nullptr) : json(r)},
-           {"spearman", json(nullptr)},
-           {"mse", mse / static_cast<double>(std::max<size_t>(1, x.size()))}};
-      const double s = spearman(x, y);
-      if (!std::isnan(s)) j["spearman"] = s;
-    } else {
-      std::vector<uint8_t> g(dv.targets.size()), p(out.size());
-      for (size_t i = 0; i < g.size(); ++i) g[i] = dv.targets[i] > 0.5f;
-      for (size_t i = 0; i < p.size(); ++i) p[i] = out[i] > 0.0f;  // sigmoid > 0.5
-      auto mm = multilabel_metrics(g, p, L);
-      j = {{"micro_f1", mm.micro_f1}, {"macro_f1", mm.macro_f1}, {"subset_accuracy", mm.subset_accuracy}};
-    }
-    return j;
-  };
-
-  finetune_util::EpochTracker tracker(res, log, o.patience);
-  finetune_util::StepProgress progress(o.progress, total);
-  for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
-    const auto order = shuffled(static_cast<size_t>(N), o.seed * 1000003ull + static_cast<uint64_t>(epoch));
-    double epoch_loss = 0;
-    int64_t epoch_batches = 0;
-    for (int64_t s = 0; s < steps_per_epoch; ++s) {
-      const auto t0 = std::chrono::steady_clock::now();
-      TrainBatch tb;
-      const size_t lo_i = static_cast<size_t>(s * o.batch_size);
-      const size_t hi_i = std::min(static_cast<size_t>(N), lo_i + static_cast<size_t>(o.batch_size));
-      for (size_t k = lo_i; k < hi_i; ++k) {
-        const size_t i = order[k];
-        tb.batch.add(tr.ids[i]);
-        if (tokens) {
-          tb.token_labels.insert(tb.token_labels.end(), tr.tok_labels[i].begin(), tr.tok_labels[i].end());
-        } else if (tt == TaskType::kSequenceClassification) {
-          tb.class_labels.push_back(static_cast<int32_t>(tr.cls[i]));
-        } else {
-          tb.targets.insert(tb.targets.end(),
-                            tr.targets.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(L)),
-                            tr.targets.begin() + static_cast<std::ptrdiff_t>((i + 1) * static_cast<size_t>(L)));
-        }
-      }
-      std::fill(grads.begin(), grads.end(), 0.0f);
-      const LossResult lr_res = tm.forward_backward(tb, tt, grads.data());
-      const double lr_t = o.lr * lr_multiplier(sc, static_cast<double>(res.steps));
-      opt.step(w.data(), grads.data(), lr_t);
-      ++res.steps;
-      epoch_loss += lr_res.loss;
-      ++epoch_batches;
-      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double tps = static_cast<double>(tb.batch.num_tokens()) / std::max(dt, 1e-9);
-      log << json{{"type", "step"},      {"step", res.steps}, {"epoch", epoch},
-                  {"loss", lr_res.loss}, {"lr", lr_t},        {"tokens", tb.batch.num_tokens()},
-                  {"tokens_per_s", tps}}
-                 .dump()
-          << "\n";
-      progress.step(res.steps, epoch, lr_res.loss, lr_t, tps);
-    }
-    json m = evaluate_dev();
-    const json& mv = m[res.metric_name];
-    const double metric = mv.is_number()                              ? mv.get<double>()
-                          : tokens && m["token_accuracy"].is_number() ? m["token_accuracy"].get<double>()
-                                                                      : -std::numeric_limits<double>::infinity();
-    const bool improved =
-        tracker.end_epoch(epoch, metric, m, epoch_loss / static_cast<double>(std::max<int64_t>(1, epoch_batches)));
-    progress.message("finetune: epoch " + std::to_string(epoch) + " dev " + m.dump() +
-                     (improved ? " (best, saved)" : ""));
-    if (improved) {
-      save_model_dir(o.out, cfg, w);  // each file written atomically
-    } else if (tracker.patience_exhausted()) {
-      progress.message("finetune: no improvement for " + std::to_string(o.patience) + " epochs, stopping");
-      break;
-    }
-  }
-  tracker.finish();
-  return res;
+  const std::vector<train::ParamGroup> groups = {{&opt, w.data(), grads.data(), grads.size()}};
+  const train::LoopConfig lc = finetune_util::loop_config(o, steps_per_epoch, log, h.metric);
+  return finetune_util::result_of(train::run_training_loop(lc, task, groups), h.metric);
 }
 
 }  // namespace modernbert

@@ -5,8 +5,9 @@
 // batch (queries first, then the distinct positive documents), so a single forward_hidden /
 // backward_hidden pair serves both sides:
 // (retrieval_batch_loss in src/train/contrastive.cpp: pooling + InfoNCE, or projection + MaxSim).
+// The steps are train::run_training_loop's; RetrievalTask supplies the batches, the loss and the
+// dev ranking metrics.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -26,7 +27,7 @@
 #include "modernbert/tokenizer.h"
 #include "modernbert/trainer.h"
 #include "modernbert/weights.h"
-#include "tasks/finetune_progress.h"
+#include "tasks/finetune_run.h"
 #include "tasks/finetune_util.h"
 #include "tasks/jsonl.h"
 
@@ -97,7 +98,7 @@ std::vector<RetrievalQuery> read_training_queries(const std::string& path, std::
 }
 
 EmbedPooling pooling_of(const FinetuneOptions& o, const LoadedModel& src) {
-  if (!o.pooling.empty()) return parse_embed_pooling(o.pooling);
+  if (o.pooling) return *o.pooling;
   const auto& st = src.sentence_transformers;
   if (st.present && !st.pooling_mode.empty()) return parse_embed_pooling(st.pooling_mode);
   return src.config.classifier_pooling == Pooling::kCls ? EmbedPooling::kCls : EmbedPooling::kMean;
@@ -149,10 +150,7 @@ void save_st_files(const std::string& out, bool colbert, EmbedPooling pooling, i
   write_json(out + "/modules.json", modules);  // last: a directory is an ST model once this exists
 }
 
-}  // namespace
-
-FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
-  const bool colbert = o.task == "colbert";
+void check_options(const FinetuneOptions& o, bool colbert) {
   if (o.epochs < 1) throw Error("finetune: --epochs must be >= 1");
   if (o.batch_size < 2) throw Error("finetune: --batch-size must be >= 2 for in-batch negatives");
   if (o.max_length < 2 || o.query_max_length < 2 || (o.doc_max_length != 0 && o.doc_max_length < 2))
@@ -160,33 +158,268 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
   if (!(o.lr > 0)) throw Error("finetune: --lr must be > 0");
   if (o.temperature < 0) throw Error("finetune: --temperature must be > 0");
   if (o.warmup_ratio < 0 || o.warmup_ratio > 1) throw Error("finetune: --warmup-ratio must be in [0, 1]");
-  if (o.schedule != "linear" && o.schedule != "wsd") throw Error("finetune: --schedule must be linear or wsd");
-  if (o.optimizer != "adamw" && o.optimizer != "stableadamw")
-    throw Error("finetune: --optimizer must be adamw or stableadamw");
   if (colbert && o.colbert_dim < 1) throw Error("finetune: --colbert-dim must be >= 1");
-  if (!colbert && !o.pooling.empty() && o.pooling != "cls" && o.pooling != "mean")
-    throw Error("finetune: --pooling must be cls or mean");
+  if (!colbert && o.pooling == EmbedPooling::kMax) throw Error("finetune: --pooling must be cls or mean");
   if (o.out.empty()) throw Error("finetune: --out is required");
-  const double tau = o.temperature > 0 ? o.temperature : colbert ? 1.0 : 0.05;
+}
 
-  // ---- data ----
+// The corpus (with pair texts added), the query sets and each training query's positive rows.
+struct RetrievalSets {
   std::vector<RetrievalDoc> corpus;
-  if (!o.corpus.empty()) corpus = read_corpus(o.corpus, o.lossy_utf8);
+  std::vector<RetrievalQuery> train, dev;
+  std::vector<std::vector<int64_t>> train_pos;
+};
+
+RetrievalSets read_sets(const FinetuneOptions& o) {
+  RetrievalSets d;
+  if (!o.corpus.empty()) d.corpus = read_corpus(o.corpus, o.lossy_utf8);
   std::unordered_map<std::string, int64_t> doc_index;
-  for (size_t i = 0; i < corpus.size(); ++i) doc_index[corpus[i].id] = static_cast<int64_t>(i);
-  const auto train = read_training_queries(o.train, corpus, doc_index, !o.corpus.empty(), o.lossy_utf8);
-  const auto dev = read_training_queries(o.dev, corpus, doc_index, !o.corpus.empty(), o.lossy_utf8);
+  for (size_t i = 0; i < d.corpus.size(); ++i) doc_index[d.corpus[i].id] = static_cast<int64_t>(i);
+  d.train = read_training_queries(o.train, d.corpus, doc_index, !o.corpus.empty(), o.lossy_utf8);
+  d.dev = read_training_queries(o.dev, d.corpus, doc_index, !o.corpus.empty(), o.lossy_utf8);
   // Training positives as corpus rows; a positive id that is not in the corpus is an error here
   // (a silent drop would train on fewer pairs than the user thinks).
-  std::vector<std::vector<int64_t>> train_pos(train.size());
-  for (size_t i = 0; i < train.size(); ++i)
-    for (const auto& id : train[i].positive_ids) {
+  d.train_pos.resize(d.train.size());
+  for (size_t i = 0; i < d.train.size(); ++i)
+    for (const auto& id : d.train[i].positive_ids) {
       auto it = doc_index.find(id);
       if (it == doc_index.end())
-        throw Error(o.train + ": query '" + train[i].qid + "': positive id '" + id + "' is not in the corpus " +
+        throw Error(o.train + ": query '" + d.train[i].qid + "': positive id '" + id + "' is not in the corpus " +
                     o.corpus);
-      train_pos[i].push_back(it->second);
+      d.train_pos[i].push_back(it->second);
     }
+  return d;
+}
+
+// ColBERT projection [Dc, H]: the checkpoint's Dense when it has one of this shape (continued
+// fine-tuning), else nn.Linear's default init U(±1/sqrt(H)) as PyLate gets it.
+std::vector<float> initial_projection(const FinetuneOptions& o, const SentenceTransformersInfo& st, int64_t H,
+                                      int64_t Dc) {
+  if (st.dense_out > 0 && st.dense_bias.empty() && st.dense_in == H && st.dense_out == Dc) return st.dense_weight;
+  if (st.dense_out > 0 && o.progress)
+    std::fprintf(stderr, "finetune: the checkpoint's Dense module (%lld -> %lld%s) is not reused\n",
+                 static_cast<long long>(st.dense_in), static_cast<long long>(st.dense_out),
+                 st.dense_bias.empty() ? "" : ", with bias");
+  std::vector<float> proj(static_cast<size_t>(Dc * H));
+  uint64_t s = o.seed ^ 0xC01BE27ull;
+  const double bound = 1.0 / std::sqrt(static_cast<double>(H));
+  for (auto& v : proj) v = static_cast<float>((2.0 * finetune_util::uniform01(s) - 1.0) * bound);
+  return proj;
+}
+
+// Token ids of the documents and queries (prompts prepended), and the dev search scope: the
+// documents of the dev split when the corpus has splits, else all of them.
+struct Encoded {
+  std::vector<std::vector<int32_t>> docs, q_train, q_dev;
+  SearchScope dev_scope{"dev", {}};
+};
+
+Encoded encode_sets(const FinetuneOptions& o, const Tokenizer& tok, const RetrievalSets& d, int64_t doc_len) {
+  auto encode = [&](const std::string& text, int64_t max_len) {
+    EncodeOptions eo;
+    eo.max_length = static_cast<size_t>(max_len);
+    Encoding e = tok.encode(text, eo);
+    if (e.ids.empty()) e.ids.push_back(0);
+    return e.ids;
+  };
+  Encoded e;
+  e.docs.resize(d.corpus.size());
+  for (size_t i = 0; i < d.corpus.size(); ++i) e.docs[i] = encode(o.document_prompt + d.corpus[i].text, doc_len);
+  e.q_train.resize(d.train.size());
+  e.q_dev.resize(d.dev.size());
+  for (size_t i = 0; i < d.train.size(); ++i)
+    e.q_train[i] = encode(o.query_prompt + d.train[i].query, o.query_max_length);
+  for (size_t i = 0; i < d.dev.size(); ++i) e.q_dev[i] = encode(o.query_prompt + d.dev[i].query, o.query_max_length);
+  for (size_t i = 0; i < d.corpus.size(); ++i)
+    if (d.corpus[i].split == "dev") e.dev_scope.doc_rows.push_back(static_cast<int64_t>(i));
+  if (e.dev_scope.doc_rows.empty()) {
+    e.dev_scope.name = "full";
+    for (size_t i = 0; i < d.corpus.size(); ++i) e.dev_scope.doc_rows.push_back(static_cast<int64_t>(i));
+  } else {
+    e.dev_scope.name = "closed:dev";
+  }
+  return e;
+}
+
+// What the retrieval model is: encoder, pooling or projection, loss and the files it is saved with.
+struct RetrievalModel {
+  bool colbert = false;
+  EmbedPooling pooling = EmbedPooling::kMean;
+  ModelConfig cfg;
+  int64_t H = 0, Dc = 0, doc_len = 0;
+  std::vector<float> proj;  // colbert: [Dc, H]
+  RetrievalLoss loss;
+};
+
+// ---- the task of the training loop ----
+
+// One step per batch of batch_size queries (per-epoch shuffled order) with one positive each,
+// encoded with the distinct positives as one batch; dev nDCG@10 by exact search after each epoch.
+class RetrievalTask final : public train::TrainingTask {
+ public:
+  RetrievalTask(const FinetuneOptions& o, const RetrievalSets& d, const Encoded& e, RetrievalModel& m, Weights& w)
+      : o_(o), d_(d), e_(e), m_(m), w_(w), tm_(w), enc_(w), proj_grad_(m.proj.size()) {}
+
+  float* proj_grad() { return proj_grad_.data(); }
+
+  void begin_epoch(int64_t epoch) override {
+    order_ = shuffled(d_.train.size(), o_.seed * 1000003ull + static_cast<uint64_t>(epoch));
+  }
+  train::StepPlan plan_step(const train::LoopState& s, int64_t slot) override;
+  train::MicroResult forward_backward(const train::LoopState& s, int64_t, float* grads) override;
+  void add_step_fields(const train::LoopState&, const train::StepReport& r, json& rec) override {
+    rec["queries"] = Bq_;
+    rec["documents"] = static_cast<int64_t>(docs_.size());
+    rec["tokens"] = r.tokens;
+  }
+  train::EvalResult evaluate(const train::LoopState& s) override;
+  void save(const train::LoopState&) override {
+    save_model_dir(o_.out, m_.cfg, w_);
+    save_st_files(o_.out, m_.colbert, m_.pooling, m_.H, m_.doc_len, o_, m_.proj, m_.Dc);
+  }
+
+ private:
+  // Token vectors [T, D] (ColBERT, with sequence offsets) or one embedding per sequence.
+  void encode_all(const std::vector<const std::vector<int32_t>*>& seqs, const SentenceTransformersInfo& st,
+                  std::vector<float>& vecs, std::vector<int64_t>& off);
+
+  const FinetuneOptions& o_;
+  const RetrievalSets& d_;
+  const Encoded& e_;
+  RetrievalModel& m_;
+  Weights& w_;
+  TrainModel tm_;
+  Encoder enc_;
+  std::vector<float> proj_grad_, dhidden_;
+  std::vector<size_t> order_;
+  // The planned step: queries then distinct documents in one batch.
+  Batch b_;
+  int64_t Bq_ = 0;
+  std::vector<int64_t> docs_, target_;
+  std::vector<uint8_t> exclude_;
+};
+
+train::StepPlan RetrievalTask::plan_step(const train::LoopState& s, int64_t slot) {
+  train::StepPlan plan;
+  const size_t N = d_.train.size();
+  const size_t lo_i = static_cast<size_t>(slot * o_.batch_size);
+  const size_t hi_i = std::min(N, lo_i + static_cast<size_t>(o_.batch_size));
+  if (hi_i - lo_i < 2) {  // a lone query has no in-batch negative
+    plan.skip = true;
+    return plan;
+  }
+  // Queries, one positive each (drawn when a query has several), distinct documents.
+  std::vector<size_t> qidx(order_.begin() + static_cast<std::ptrdiff_t>(lo_i),
+                           order_.begin() + static_cast<std::ptrdiff_t>(hi_i));
+  docs_.clear();
+  target_.clear();
+  std::map<int64_t, int64_t> slot_of;
+  uint64_t rs = o_.seed ^ (static_cast<uint64_t>(s.step + 1) * 0x9E3779B97F4A7C15ull);
+  for (size_t qi : qidx) {
+    const auto& pos = d_.train_pos[qi];
+    const int64_t row = pos[pos.size() == 1 ? 0 : splitmix64(rs) % pos.size()];
+    auto it = slot_of.find(row);
+    if (it == slot_of.end()) {
+      it = slot_of.emplace(row, static_cast<int64_t>(docs_.size())).first;
+      docs_.push_back(row);
+    }
+    target_.push_back(it->second);
+  }
+  Bq_ = static_cast<int64_t>(qidx.size());
+  const int64_t Bd = static_cast<int64_t>(docs_.size());
+  exclude_.assign(static_cast<size_t>(Bq_ * Bd), 0);
+  for (int64_t i = 0; i < Bq_; ++i)
+    for (int64_t p : d_.train_pos[qidx[static_cast<size_t>(i)]]) {
+      auto it = slot_of.find(p);
+      if (it != slot_of.end() && it->second != target_[static_cast<size_t>(i)])
+        exclude_[static_cast<size_t>(i * Bd + it->second)] = 1;
+    }
+  b_ = Batch{};
+  for (size_t qi : qidx) b_.add(e_.q_train[qi]);
+  for (int64_t r : docs_) b_.add(e_.docs[static_cast<size_t>(r)]);
+  plan.micro_batches = 1;
+  plan.tokens = b_.num_tokens();
+  return plan;
+}
+
+train::MicroResult RetrievalTask::forward_backward(const train::LoopState& s, int64_t, float* grads) {
+  const int64_t T = b_.num_tokens();
+  const float* hidden = tm_.forward_hidden(b_);
+  dhidden_.resize(static_cast<size_t>(T * m_.H));
+  const double loss = retrieval_batch_loss(hidden, b_, m_.H, Bq_, target_, exclude_, m_.loss, dhidden_.data(),
+                                           m_.colbert ? proj_grad_.data() : nullptr);
+  if (!std::isfinite(loss))
+    throw Error("finetune: the loss became " + std::to_string(loss) + " at step " + std::to_string(s.step + 1) +
+                " (lower --lr?)");
+  tm_.backward_hidden(b_, dhidden_.data(), grads);
+  return {loss, 0};
+}
+
+void RetrievalTask::encode_all(const std::vector<const std::vector<int32_t>*>& seqs, const SentenceTransformersInfo& st,
+                               std::vector<float>& vecs, std::vector<int64_t>& off) {
+  std::vector<float> hidden;
+  off.assign(1, 0);
+  size_t i = 0;
+  while (i < seqs.size()) {
+    Batch b;
+    while (i < seqs.size() && (b.num_seqs() == 0 || b.num_tokens() + static_cast<int64_t>(seqs[i]->size()) <= 8192))
+      b.add(*seqs[i++]);
+    enc_.forward(b, hidden);
+    int64_t D = 0;
+    std::vector<float> v;
+    if (m_.colbert) {
+      v = colbert_vectors(hidden.data(), b.num_tokens(), m_.H, &st, &D);
+      for (int64_t k = 0; k < b.num_seqs(); ++k) off.push_back(off.back() + b.seq_len(k));
+    } else {
+      EmbedOptions eo;
+      eo.pooling = m_.pooling;
+      eo.normalize = true;
+      v = sentence_embeddings(b, hidden.data(), m_.H, eo, &D);
+    }
+    vecs.insert(vecs.end(), v.begin(), v.end());
+  }
+}
+
+// Dev: encode the dev queries and the scope's documents with the current weights, search exactly
+// (cosine / MaxSim), score with the shared ranking metrics.
+train::EvalResult RetrievalTask::evaluate(const train::LoopState& s) {
+  std::vector<const std::vector<int32_t>*> qs, ds;
+  for (const auto& q : e_.q_dev) qs.push_back(&q);
+  for (int64_t r : e_.dev_scope.doc_rows) ds.push_back(&e_.docs[static_cast<size_t>(r)]);
+  std::vector<float> QV, DV;
+  std::vector<int64_t> qoff, doff;
+  SentenceTransformersInfo st;  // the projection as it is now (ColBERT)
+  st.dense_weight = m_.proj;
+  st.dense_in = m_.H;
+  st.dense_out = m_.Dc;
+  encode_all(qs, st, QV, qoff);
+  encode_all(ds, st, DV, doff);
+  std::vector<std::vector<int64_t>> ranks;
+  const int64_t depth = std::max<int64_t>(o_.eval_depth, 10);
+  if (m_.colbert)
+    ranks = maxsim_search(QV, qoff, DV, doff, m_.Dc, depth);
+  else
+    ranks = exact_search(QV.data(), static_cast<int64_t>(e_.q_dev.size()), DV.data(),
+                         static_cast<int64_t>(e_.dev_scope.doc_rows.size()), m_.H, depth);
+  train::EvalResult ev;
+  ev.metrics = score_rankings(d_.corpus, e_.dev_scope, d_.dev, ranks);
+  ev.metrics["scope"] = e_.dev_scope.name;
+  const json& m = ev.metrics;
+  ev.score = m["ndcg@10"].is_number() ? m["ndcg@10"].get<double>() : -std::numeric_limits<double>::infinity();
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "finetune: epoch %lld dev nDCG@10 %.4f MRR@10 %.4f", static_cast<long long>(s.epoch),
+                ev.score, m["mrr@10"].is_number() ? m["mrr@10"].get<double>() : 0.0);
+  ev.message = std::string(buf) + " (" + e_.dev_scope.name + ", " + m["evaluated"].dump() + " queries)";
+  return ev;
+}
+
+}  // namespace
+
+FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
+  RetrievalModel m;
+  m.colbert = o.task == FinetuneTask::kColbert;
+  check_options(o, m.colbert);
+  const RetrievalSets d = read_sets(o);
 
   // ---- model: the encoder of the checkpoint (heads dropped) ----
   LoadOptions lo;
@@ -195,232 +428,50 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
   const std::string tok_path = o.model_dir + "/tokenizer.json";
   if (!fs::exists(tok_path)) throw Error(o.model_dir + ": finetune needs tokenizer.json in the model directory");
   const Tokenizer tok = Tokenizer::from_file(tok_path);
-  const EmbedPooling pooling = pooling_of(o, src);
-  if (!colbert && pooling == EmbedPooling::kMax) throw Error("finetune: max pooling is not supported for training");
-  ModelConfig cfg = src.config;
-  cfg.architectures = {"ModernBertModel"};
-  cfg.id2label.clear();
-  cfg.label2id.clear();
-  cfg.raw.erase("num_labels");
-  Weights w(cfg, HeadSet{});
+  m.pooling = pooling_of(o, src);
+  if (!m.colbert && m.pooling == EmbedPooling::kMax) throw Error("finetune: max pooling is not supported for training");
+  m.cfg = src.config;
+  m.cfg.architectures = {"ModernBertModel"};
+  m.cfg.id2label.clear();
+  m.cfg.label2id.clear();
+  m.cfg.raw.erase("num_labels");
+  Weights w(m.cfg, HeadSet{});
   for (const auto& sp : w.specs()) {
     if (!src.weights.has(sp.name) || src.weights.spec(sp.name).shape != sp.shape)
       throw Error(o.model_dir + ": the checkpoint has no parameter " + sp.name + " of the expected shape");
     std::copy_n(src.weights.param(sp.name), sp.numel(), w.mutable_param(sp.name));
   }
-  const int64_t H = cfg.hidden_size;
-  const int64_t Dc = colbert ? o.colbert_dim : 0;
-  // ColBERT projection [Dc, H]: the checkpoint's Dense when it has one of this shape (continued
-  // fine-tuning), else nn.Linear's default init U(±1/sqrt(H)) as PyLate gets it.
-  std::vector<float> proj;
-  if (colbert) {
-    const auto& st = src.sentence_transformers;
-    if (st.dense_out > 0 && st.dense_bias.empty() && st.dense_in == H && st.dense_out == Dc) {
-      proj = st.dense_weight;
-    } else {
-      if (st.dense_out > 0 && o.progress)
-        std::fprintf(stderr, "finetune: the checkpoint's Dense module (%lld -> %lld%s) is not reused\n",
-                     static_cast<long long>(st.dense_in), static_cast<long long>(st.dense_out),
-                     st.dense_bias.empty() ? "" : ", with bias");
-      proj.resize(static_cast<size_t>(Dc * H));
-      uint64_t s = o.seed ^ 0xC01BE27ull;
-      const double bound = 1.0 / std::sqrt(static_cast<double>(H));
-      for (auto& v : proj) v = static_cast<float>((2.0 * finetune_util::uniform01(s) - 1.0) * bound);
-    }
-  }
+  m.H = m.cfg.hidden_size;
+  m.Dc = m.colbert ? o.colbert_dim : 0;
+  if (m.colbert) m.proj = initial_projection(o, src.sentence_transformers, m.H, m.Dc);
   { LoadedModel drop = std::move(src); }
 
   // ---- tokenisation ----
-  const int64_t doc_len = o.doc_max_length ? o.doc_max_length : o.max_length;
-  if (doc_len > cfg.max_position_embeddings || o.query_max_length > cfg.max_position_embeddings)
+  m.doc_len = o.doc_max_length ? o.doc_max_length : o.max_length;
+  if (m.doc_len > m.cfg.max_position_embeddings || o.query_max_length > m.cfg.max_position_embeddings)
     throw Error("finetune: a max length exceeds the model's max_position_embeddings (" +
-                std::to_string(cfg.max_position_embeddings) + ")");
-  auto encode = [&](const std::string& text, int64_t max_len) {
-    EncodeOptions eo;
-    eo.max_length = static_cast<size_t>(max_len);
-    Encoding e = tok.encode(text, eo);
-    if (e.ids.empty()) e.ids.push_back(0);
-    return e.ids;
-  };
-  std::vector<std::vector<int32_t>> doc_ids(corpus.size());
-  for (size_t i = 0; i < corpus.size(); ++i) doc_ids[i] = encode(o.document_prompt + corpus[i].text, doc_len);
-  std::vector<std::vector<int32_t>> q_train(train.size()), q_dev(dev.size());
-  for (size_t i = 0; i < train.size(); ++i) q_train[i] = encode(o.query_prompt + train[i].query, o.query_max_length);
-  for (size_t i = 0; i < dev.size(); ++i) q_dev[i] = encode(o.query_prompt + dev[i].query, o.query_max_length);
+                std::to_string(m.cfg.max_position_embeddings) + ")");
+  const Encoded e = encode_sets(o, tok, d, m.doc_len);
 
-  // Dev scope: the documents of the dev split when the corpus has splits, else all of them.
-  SearchScope dev_scope{"dev", {}};
-  for (size_t i = 0; i < corpus.size(); ++i)
-    if (corpus[i].split == "dev") dev_scope.doc_rows.push_back(static_cast<int64_t>(i));
-  if (dev_scope.doc_rows.empty()) {
-    dev_scope.name = "full";
-    for (size_t i = 0; i < corpus.size(); ++i) dev_scope.doc_rows.push_back(static_cast<int64_t>(i));
-  } else {
-    dev_scope.name = "closed:dev";
-  }
-
-  // ---- output ----
-  fs::create_directories(o.out);
-  fs::copy_file(tok_path, o.out + "/tokenizer.json", fs::copy_options::overwrite_existing);
-  std::ofstream log(o.out + "/finetune_log.jsonl", std::ios::trunc);
-  if (!log) throw Error(o.out + "/finetune_log.jsonl: cannot open for writing");
-
-  // ---- optimisation ----
+  // ---- training: the encoder, and (ColBERT) the projection with its own optimizer ----
+  std::ofstream log = finetune_util::open_output(o, tok_path);
   const OptimizerConfig oc = finetune_util::optimizer_config(o);
   Optimizer opt(w.specs(), oc);
   std::vector<ParamSpec> proj_spec;
-  if (colbert) proj_spec.push_back({"1_Dense.linear.weight", {Dc, H}, InitRule::kIn, true});
+  if (m.colbert) proj_spec.push_back({"1_Dense.linear.weight", {m.Dc, m.H}, InitRule::kIn, true});
   Optimizer proj_opt(proj_spec, oc);
-  const int64_t N = static_cast<int64_t>(train.size());
-  const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
-  const int64_t total = steps_per_epoch * o.epochs;
-  const ScheduleConfig sc = finetune_util::schedule_config(o, total);
-
-  TrainModel tm(w);
-  Encoder enc(w);
-  std::vector<float> grads(w.num_params()), proj_grad(proj.size());
-  std::vector<float> dhidden;
-  RetrievalLoss loss_spec;
-  loss_spec.colbert = colbert;
-  loss_spec.cls_pooling = pooling == EmbedPooling::kCls;
-  loss_spec.temperature = tau;
-  loss_spec.proj = proj.data();
-  loss_spec.proj_dim = Dc;
-  FinetuneResult res;
-  res.metric_name = "ndcg@10";
-
-  // Dev: encode the dev queries and the scope's documents with the current weights, search
-  // exactly (cosine / MaxSim), score with the shared ranking metrics.
-  auto evaluate_dev = [&]() -> json {
-    SentenceTransformersInfo st;
-    st.dense_weight = proj;
-    st.dense_in = H;
-    st.dense_out = Dc;
-    std::vector<float> hidden;
-    auto run = [&](const std::vector<const std::vector<int32_t>*>& seqs, std::vector<float>& vecs,
-                   std::vector<int64_t>& off) {
-      off.assign(1, 0);
-      size_t i = 0;
-      while (i < seqs.size()) {
-        Batch b;
-        while (i < seqs.size() && (b.num_seqs() == 0 || b.num_tokens() + static_cast<int64_t>(seqs[i]->size()) <= 8192))
-          b.add(*seqs[i++]);
-        enc.forward(b, hidden);
-        int64_t D = 0;
-        std::vector<float> v;
-        if (colbert) {
-          v = colbert_vectors(hidden.data(), b.num_tokens(), H, &st, &D);
-          for (int64_t s = 0; s < b.num_seqs(); ++s) off.push_back(off.back() + b.seq_len(s));
-        } else {
-          EmbedOptions eo;
-          eo.pooling = pooling;
-          eo.normalize = true;
-          v = sentence_embeddings(b, hidden.data(), H, eo, &D);
-        }
-        vecs.insert(vecs.end(), v.begin(), v.end());
-      }
-    };
-    std::vector<const std::vector<int32_t>*> qs, ds;
-    for (const auto& q : q_dev) qs.push_back(&q);
-    for (int64_t r : dev_scope.doc_rows) ds.push_back(&doc_ids[static_cast<size_t>(r)]);
-    std::vector<float> QV, DV;
-    std::vector<int64_t> qoff, doff;
-    run(qs, QV, qoff);
-    run(ds, DV, doff);
-    std::vector<std::vector<int64_t>> ranks;
-    const int64_t depth = std::max<int64_t>(o.eval_depth, 10);
-    if (colbert)
-      ranks = maxsim_search(QV, qoff, DV, doff, Dc, depth);
-    else
-      ranks = exact_search(QV.data(), static_cast<int64_t>(q_dev.size()), DV.data(),
-                           static_cast<int64_t>(dev_scope.doc_rows.size()), H, depth);
-    json j = score_rankings(corpus, dev_scope, dev, ranks);
-    j["scope"] = dev_scope.name;
-    return j;
-  };
-
-  finetune_util::EpochTracker tracker(res, log, o.patience);
-  finetune_util::StepProgress progress(o.progress, total);
-  for (int64_t epoch = 1; epoch <= o.epochs; ++epoch) {
-    const auto order = shuffled(static_cast<size_t>(N), o.seed * 1000003ull + static_cast<uint64_t>(epoch));
-    double epoch_loss = 0;
-    int64_t epoch_batches = 0;
-    for (int64_t s = 0; s < steps_per_epoch; ++s) {
-      const auto t0 = std::chrono::steady_clock::now();
-      const size_t lo_i = static_cast<size_t>(s * o.batch_size);
-      const size_t hi_i = std::min(static_cast<size_t>(N), lo_i + static_cast<size_t>(o.batch_size));
-      if (hi_i - lo_i < 2) continue;  // a lone query has no in-batch negative
-      // Queries, one positive each (drawn when a query has several), distinct documents.
-      std::vector<size_t> qidx(order.begin() + static_cast<std::ptrdiff_t>(lo_i),
-                               order.begin() + static_cast<std::ptrdiff_t>(hi_i));
-      std::vector<int64_t> docs, target;
-      std::map<int64_t, int64_t> slot;
-      uint64_t rs = o.seed ^ (static_cast<uint64_t>(res.steps + 1) * 0x9E3779B97F4A7C15ull);
-      for (size_t qi : qidx) {
-        const auto& pos = train_pos[qi];
-        const int64_t row = pos[pos.size() == 1 ? 0 : splitmix64(rs) % pos.size()];
-        auto it = slot.find(row);
-        if (it == slot.end()) {
-          it = slot.emplace(row, static_cast<int64_t>(docs.size())).first;
-          docs.push_back(row);
-        }
-        target.push_back(it->second);
-      }
-      const int64_t Bq = static_cast<int64_t>(qidx.size()), Bd = static_cast<int64_t>(docs.size());
-      std::vector<uint8_t> exclude(static_cast<size_t>(Bq * Bd), 0);
-      for (int64_t i = 0; i < Bq; ++i)
-        for (int64_t p : train_pos[qidx[static_cast<size_t>(i)]]) {
-          auto it = slot.find(p);
-          if (it != slot.end() && it->second != target[static_cast<size_t>(i)])
-            exclude[static_cast<size_t>(i * Bd + it->second)] = 1;
-        }
-      Batch b;
-      for (size_t qi : qidx) b.add(q_train[qi]);
-      for (int64_t r : docs) b.add(doc_ids[static_cast<size_t>(r)]);
-      const int64_t T = b.num_tokens();
-      const float* hidden = tm.forward_hidden(b);
-      dhidden.resize(static_cast<size_t>(T * H));
-      const double loss = retrieval_batch_loss(hidden, b, H, Bq, target, exclude, loss_spec, dhidden.data(),
-                                               colbert ? proj_grad.data() : nullptr);
-      if (!std::isfinite(loss))
-        throw Error("finetune: the loss became " + std::to_string(loss) + " at step " + std::to_string(res.steps + 1) +
-                    " (lower --lr?)");
-      std::fill(grads.begin(), grads.end(), 0.0f);
-      tm.backward_hidden(b, dhidden.data(), grads.data());
-      const double lr_t = o.lr * lr_multiplier(sc, static_cast<double>(res.steps));
-      opt.step(w.data(), grads.data(), lr_t);
-      if (colbert) proj_opt.step(proj.data(), proj_grad.data(), lr_t);
-      ++res.steps;
-      epoch_loss += loss;
-      ++epoch_batches;
-      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double tps = static_cast<double>(T) / std::max(dt, 1e-9);
-      log << json{{"type", "step"}, {"step", res.steps}, {"epoch", epoch}, {"loss", loss},       {"lr", lr_t},
-                  {"queries", Bq},  {"documents", Bd},   {"tokens", T},    {"tokens_per_s", tps}}
-                 .dump()
-          << "\n";
-      progress.step(res.steps, epoch, loss, lr_t, tps);
-    }
-    json m = evaluate_dev();
-    const double metric =
-        m["ndcg@10"].is_number() ? m["ndcg@10"].get<double>() : -std::numeric_limits<double>::infinity();
-    const bool improved =
-        tracker.end_epoch(epoch, metric, m, epoch_loss / static_cast<double>(std::max<int64_t>(1, epoch_batches)));
-    char buf[128];
-    std::snprintf(buf, sizeof buf, "finetune: epoch %lld dev nDCG@10 %.4f MRR@10 %.4f", static_cast<long long>(epoch),
-                  metric, m["mrr@10"].is_number() ? m["mrr@10"].get<double>() : 0.0);
-    progress.message(std::string(buf) + " (" + dev_scope.name + ", " + m["evaluated"].dump() + " queries)" +
-                     (improved ? " (best, saved)" : ""));
-    if (improved) {
-      save_model_dir(o.out, cfg, w);
-      save_st_files(o.out, colbert, pooling, H, doc_len, o, proj, Dc);
-    } else if (tracker.patience_exhausted()) {
-      progress.message("finetune: no improvement for " + std::to_string(o.patience) + " epochs, stopping");
-      break;
-    }
-  }
-  tracker.finish();
-  return res;
+  m.loss.colbert = m.colbert;
+  m.loss.cls_pooling = m.pooling == EmbedPooling::kCls;
+  m.loss.temperature = o.temperature > 0 ? o.temperature : m.colbert ? 1.0 : 0.05;
+  m.loss.proj = m.proj.data();
+  m.loss.proj_dim = m.Dc;
+  RetrievalTask task(o, d, e, m, w);
+  std::vector<float> grads(w.num_params());
+  std::vector<train::ParamGroup> groups = {{&opt, w.data(), grads.data(), grads.size()}};
+  if (m.colbert) groups.push_back({&proj_opt, m.proj.data(), task.proj_grad(), m.proj.size()});
+  const int64_t steps_per_epoch = (static_cast<int64_t>(d.train.size()) + o.batch_size - 1) / o.batch_size;
+  const train::LoopConfig lc = finetune_util::loop_config(o, steps_per_epoch, log, "ndcg@10");
+  return finetune_util::result_of(train::run_training_loop(lc, task, groups), "ndcg@10");
 }
 
 }  // namespace modernbert

@@ -1,15 +1,11 @@
-// Helpers shared by the fine-tuning loops (finetune.cpp: heads; finetune_retrieval.cpp: embedding
-// and ColBERT): a portable deterministic generator, shuffles, head init, the LR schedule and the
-// per-epoch bookkeeping (eval record, best epoch, patience, the final "done" record).
+// Helpers shared by the fine-tuning paths (finetune.cpp: heads; finetune_retrieval.cpp: embedding
+// and ColBERT): a portable deterministic generator, shuffles, head init, optimizer and LR schedule.
+// (The per-epoch bookkeeping is the training loop's: modernbert/training_loop.h.)
 #pragma once
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <limits>
-#include <nlohmann/json.hpp>
-#include <ostream>
 #include <utility>
 #include <vector>
 
@@ -46,64 +42,14 @@ inline ScheduleConfig schedule_config(const FinetuneOptions& o, int64_t total_st
   sc.alpha_i = 0.0;
   sc.alpha_f = 0.0;
   sc.total_tokens = total;
-  if (o.schedule == "linear") {
+  if (o.schedule == FinetuneSchedule::kLinear) {
     sc.decay_tokens = std::max(1.0, total - sc.warmup_tokens);
-    sc.decay_shape = "linear";
+    sc.decay_shape = DecayShape::kLinear;
   } else {
     sc.decay_tokens = std::max(1.0, 0.2 * total);
-    sc.decay_shape = "1-sqrt";
+    sc.decay_shape = DecayShape::kOneMinusSqrt;
   }
   return sc;
 }
-
-// Early stopping on a dev metric (higher is better) plus the JSONL records of the epochs. After
-// each epoch's dev evaluation: `improved = tracker.end_epoch(...)`; save the model when improved,
-// stop when `patience_exhausted()`; `finish()` writes the closing record.
-class EpochTracker {
- public:
-  EpochTracker(FinetuneResult& res, std::ostream& log, int64_t patience)
-      : res_(res), log_(log), patience_(patience), start_(std::chrono::steady_clock::now()) {}
-
-  // Logs {"type": "eval", ...} for the epoch, appends it to res.history and updates the best
-  // epoch; the first epoch always counts as an improvement. Returns whether it improved.
-  bool end_epoch(int64_t epoch, double metric, const nlohmann::json& dev, double train_loss) {
-    const bool improved = metric > best_ || res_.best_epoch == 0;
-    nlohmann::json rec = {{"type", "eval"},           {"epoch", epoch}, {"step", res_.steps},
-                          {"train_loss", train_loss}, {"dev", dev},     {"improved", improved}};
-    log_ << rec.dump() << "\n";
-    log_.flush();
-    res_.history.push_back(rec);
-    res_.epochs_run = epoch;
-    if (improved) {
-      best_ = metric;
-      res_.best_epoch = epoch;
-      res_.best_metric = metric;
-      since_best_ = 0;
-    } else {
-      ++since_best_;
-    }
-    return improved;
-  }
-  bool patience_exhausted() const { return patience_ > 0 && since_best_ >= patience_; }
-  void finish() {
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    log_ << nlohmann::json{{"type", "done"},
-                           {"steps", res_.steps},
-                           {"epochs", res_.epochs_run},
-                           {"best_epoch", res_.best_epoch},
-                           {res_.metric_name, res_.best_metric},
-                           {"seconds", secs}}
-                .dump()
-         << "\n";
-  }
-
- private:
-  FinetuneResult& res_;
-  std::ostream& log_;
-  int64_t patience_;
-  double best_ = -std::numeric_limits<double>::infinity();
-  int64_t since_best_ = 0;
-  std::chrono::steady_clock::time_point start_;
-};
 
 }  // namespace modernbert::finetune_util

@@ -90,13 +90,13 @@ nlohmann::json run_identity(const PretrainConfig& pc, const ModelConfig& effecti
   nlohmann::json model = effective_model.to_json();
   nlohmann::json id;
   id["model"] = model;
-  id["init"] = {{"rule", pc.init}, {"init_from", pc.init_from}, {"tile_from", pc.tile_from}};
+  id["init"] = {{"rule", to_string(pc.init)}, {"init_from", pc.init_from}, {"tile_from", pc.tile_from}};
   id["tokenizer"] =
       pc.tokenizer.empty() ? nlohmann::json(nullptr) : nlohmann::json(file_content_hash(pc.tokenizer, nullptr));
   id["data"] = files(pc.data);
   id["eval_data"] = files(pc.eval_data);
   id["eval_documents"] = pc.eval_documents;
-  id["long_documents"] = pc.long_documents;
+  id["long_documents"] = to_string(pc.long_documents);
   id["lossy_utf8"] = pc.lossy_utf8;
   id["seed"] = pc.seed;
   id["batch"] = {{"seq_len", pc.seq_len},
@@ -107,13 +107,13 @@ nlohmann::json run_identity(const PretrainConfig& pc, const ModelConfig& effecti
   id["masking"] = {{"mlm_probability", hexd(pc.mlm_probability)},
                    {"eval_mlm_probability", hexd(pc.eval_mlm_probability)},
                    {"mask_token_id", mask_token_id}};
-  id["optimizer"] = {{"type", pc.optimizer.type},         {"lr", hexd(pc.optimizer.lr)},
-                     {"beta1", hexd(pc.optimizer.beta1)}, {"beta2", hexd(pc.optimizer.beta2)},
-                     {"eps", hexd(pc.optimizer.eps)},     {"weight_decay", hexd(pc.optimizer.weight_decay)}};
+  id["optimizer"] = {{"type", to_string(pc.optimizer.type)}, {"lr", hexd(pc.optimizer.lr)},
+                     {"beta1", hexd(pc.optimizer.beta1)},    {"beta2", hexd(pc.optimizer.beta2)},
+                     {"eps", hexd(pc.optimizer.eps)},        {"weight_decay", hexd(pc.optimizer.weight_decay)}};
   id["schedule"] = {{"warmup_tokens", hexd(pc.schedule.warmup_tokens)},
                     {"decay_tokens", hexd(pc.schedule.decay_tokens)},
                     {"total_tokens", hexd(schedule_total_tokens)},
-                    {"decay_shape", pc.schedule.decay_shape},
+                    {"decay_shape", to_string(pc.schedule.decay_shape)},
                     {"alpha_i", hexd(pc.schedule.alpha_i)},
                     {"alpha_f", hexd(pc.schedule.alpha_f)}};
   id["regularisation"] = {{"grad_clip", hexd(pc.grad_clip)},

@@ -22,8 +22,8 @@ using Rng = StreamRng;  // core/rng.h
 // adamw_update); this class holds the state and the schedule.
 
 Optimizer::Optimizer(const std::vector<ParamSpec>& specs, const OptimizerConfig& cfg) : specs_(specs), cfg_(cfg) {
-  if (cfg.type != "stableadamw" && cfg.type != "adamw")
-    throw Error("optimizer: type must be stableadamw or adamw, got '" + cfg.type + "'");
+  if (cfg.type != OptimizerType::kStableAdamW && cfg.type != OptimizerType::kAdamW)
+    throw Error("optimizer: type must be stableadamw or adamw, got " + std::to_string(static_cast<int>(cfg.type)));
   size_t total = 0;
   for (const auto& s : specs_) {
     offsets_.push_back(total);
@@ -38,7 +38,7 @@ void Optimizer::step(float* params, const float* grads, double lr_t) {
   ++t_;
   const double t = static_cast<double>(t_);
   const double b1 = cfg_.beta1, b2 = cfg_.beta2, eps = cfg_.eps;
-  const bool stable = cfg_.type == "stableadamw";
+  const bool stable = cfg_.type == OptimizerType::kStableAdamW;
   // StableAdamW: debiased betas (0 at t = 1, so m = g, v = g² on the first step).
   const double bh1 = (std::pow(b1, t) - b1) / (std::pow(b1, t) - 1.0);
   const double bh2 = (std::pow(b2, t) - b2) / (std::pow(b2, t) - 1.0);
@@ -78,12 +78,13 @@ double lr_multiplier(const ScheduleConfig& s, double tokens) {
   if (tokens <= start) return 1.0;
   const double frac = std::min(1.0, (tokens - start) / s.decay_tokens);
   double shape;
-  if (s.decay_shape == "1-sqrt")
+  if (s.decay_shape == DecayShape::kOneMinusSqrt)
     shape = 1.0 - std::sqrt(frac);
-  else if (s.decay_shape == "linear")
+  else if (s.decay_shape == DecayShape::kLinear)
     shape = 1.0 - frac;
   else
-    throw Error("schedule: decay_shape must be 1-sqrt or linear, got '" + s.decay_shape + "'");
+    throw Error("schedule: decay_shape must be 1-sqrt or linear, got " +
+                std::to_string(static_cast<int>(s.decay_shape)));
   return std::max(s.alpha_f, s.alpha_f + (1.0 - s.alpha_f) * shape);
 }
 

@@ -1,0 +1,265 @@
+// The training loop (see training_loop.h).
+#include "modernbert/training_loop.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <optional>
+#include <utility>
+
+#include "modernbert/error.h"
+#include "train/progress.h"
+
+namespace modernbert::train {
+
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+nlohmann::json finite_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
+
+Progress::Options progress_options(const LoopConfig& c) {
+  Progress::Options o;
+  o.enabled = c.progress;
+  o.label = c.label;
+  if (c.epochs > 0) {
+    o.style = Progress::Style::kEpochs;
+    o.total_steps = c.steps_per_epoch * c.epochs;
+  } else {
+    o.style = Progress::Style::kTokens;
+    o.total_steps = c.max_steps;
+    o.total_tokens = c.max_tokens;
+    o.plain_every = c.log_every;
+  }
+  return o;
+}
+
+class Loop {
+ public:
+  Loop(const LoopConfig& c, TrainingTask& task, const std::vector<ParamGroup>& groups, const LoopState& start)
+      : c_(c), task_(task), groups_(groups), progress_(progress_options(c)) {
+    if (!c.log) throw Error(c.label + ": the training loop needs a log stream");
+    if (groups.empty()) throw Error(c.label + ": the training loop needs a parameter group");
+    res_.state = start;
+    tokens_at_start_ = start.tokens;
+    last_saved_ = start.step;
+    if (c.eval_each_epoch) tracker_.emplace(res_, *c.log, c.patience, c.metric_name);
+  }
+
+  LoopResult run() {
+    LoopState& s = res_.state;
+    if (c_.epochs > 0) {
+      for (int64_t epoch = 1; epoch <= c_.epochs && !done(); ++epoch) {
+        s.epoch = epoch;
+        task_.begin_epoch(epoch);
+        double epoch_loss = 0;
+        int64_t epoch_steps = 0;
+        for (int64_t slot = 0; slot < c_.steps_per_epoch && !done(); ++slot) {
+          double loss = 0;
+          if (!step(slot, &loss)) continue;
+          epoch_loss += loss;
+          ++epoch_steps;
+        }
+        if (tracker_ && !end_epoch(epoch, epoch_loss / static_cast<double>(std::max<int64_t>(1, epoch_steps)))) break;
+      }
+    } else {
+      double loss = 0;
+      while (!done()) step(s.step, &loss);
+    }
+    if (c_.save_at_end && (last_saved_ != s.step || !task_.has_checkpoint())) task_.save(s);
+    progress_.end_line();
+    if (tracker_) tracker_->finish(s.step);
+    return std::move(res_);
+  }
+
+ private:
+  bool done() const {
+    const LoopState& s = res_.state;
+    return (c_.max_steps > 0 && s.step >= c_.max_steps) || (c_.max_tokens > 0 && s.tokens >= c_.max_tokens);
+  }
+
+  // One step of slot `slot`; false when the task skips the slot.
+  bool step(int64_t slot, double* loss_out);
+  // The gradients of the planned step into the groups' buffers; returns the summed loss.
+  double gradients(const StepPlan& plan, int64_t* correct);
+  double grad_norm() const;
+  std::string skip_reason(double loss, double gnorm) const;
+  void update(double loss, double gnorm, double lr);
+  void record(const StepPlan& plan, const StepReport& r, double dt, double elapsed);
+  // Epoch-end evaluation; false when patience ran out.
+  bool end_epoch(int64_t epoch, double train_loss);
+
+  const LoopConfig& c_;
+  TrainingTask& task_;
+  const std::vector<ParamGroup>& groups_;
+  Progress progress_;
+  LoopResult res_;
+  std::optional<EpochTracker> tracker_;
+  double tokens_at_start_ = 0;
+  int64_t last_saved_ = 0;
+  const std::chrono::steady_clock::time_point t_start_ = std::chrono::steady_clock::now();
+};
+
+double Loop::gradients(const StepPlan& plan, int64_t* correct) {
+  for (const ParamGroup& g : groups_) std::fill(g.grads, g.grads + g.size, 0.0f);
+  double loss = 0;
+  *correct = 0;
+  for (int64_t k = 0; k < plan.micro_batches; ++k) {
+    const MicroResult r = task_.forward_backward(res_.state, k, groups_[0].grads);
+    loss += r.loss;
+    *correct += r.correct;
+  }
+  return plan.micro_batches > 0 ? loss : std::nan("");
+}
+
+double Loop::grad_norm() const {
+  double sq = 0;
+  for (const ParamGroup& g : groups_) sq += grad_norm_sq(g.grads, g.size);
+  return std::sqrt(sq);
+}
+
+std::string Loop::skip_reason(double loss, double gnorm) const {
+  const LoopState& s = res_.state;
+  if (c_.skip_non_finite && (!std::isfinite(loss) || !std::isfinite(gnorm))) return "non-finite loss or gradient";
+  if (c_.spike_factor > 0 && s.ema_n >= c_.spike_warmup_steps && loss > c_.spike_factor * s.ema) return "loss spike";
+  return "";
+}
+
+void Loop::update(double loss, double gnorm, double lr) {
+  if (c_.grad_clip > 0 && gnorm > c_.grad_clip) {
+    const float f = static_cast<float>(c_.grad_clip / gnorm);
+    for (const ParamGroup& g : groups_)
+      for (size_t i = 0; i < g.size; ++i) g.grads[i] *= f;
+  }
+  for (const ParamGroup& g : groups_) g.optimizer->step(g.params, g.grads, lr);
+  LoopState& s = res_.state;
+  s.ema = s.ema_n == 0 ? loss : 0.9 * s.ema + 0.1 * loss;
+  ++s.ema_n;
+}
+
+bool Loop::step(int64_t slot, double* loss_out) {
+  LoopState& s = res_.state;
+  const auto t0 = std::chrono::steady_clock::now();
+  const StepPlan plan = task_.plan_step(s, slot);
+  if (plan.skip) return false;
+  StepReport r;
+  r.tokens = plan.tokens;
+  r.loss = gradients(plan, &r.correct);
+  if (c_.log_grad_norm || c_.grad_clip > 0 || c_.skip_non_finite) r.grad_norm = grad_norm();
+  const double t = c_.clock == LoopConfig::Clock::kTokens ? s.tokens : static_cast<double>(s.step);
+  r.lr = c_.peak_lr * lr_multiplier(c_.schedule, t);
+  r.skipped = skip_reason(r.loss, r.grad_norm);
+  task_.before_update(s);
+  if (r.skipped.empty()) {
+    update(r.loss, r.grad_norm, r.lr);
+  } else {
+    ++s.skipped;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, ": step %lld skipped (%s: loss %g, grad norm %g)",
+                  static_cast<long long>(s.step + 1), r.skipped.c_str(), r.loss, r.grad_norm);
+    progress_.message(c_.label + buf);
+  }
+  s.tokens += static_cast<double>(plan.tokens);
+  ++s.step;
+  res_.last_loss = r.loss;
+  const auto t1 = std::chrono::steady_clock::now();
+  record(plan, r, std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double>(t1 - t_start_).count());
+  if (c_.save_every > 0 && s.step % c_.save_every == 0) {
+    task_.save(s);
+    last_saved_ = s.step;
+  }
+  *loss_out = r.loss;
+  return true;
+}
+
+void Loop::record(const StepPlan& plan, const StepReport& r, double dt, double elapsed) {
+  const LoopState& s = res_.state;
+  const double rate = static_cast<double>(plan.tokens) / std::max(dt, 1e-9);
+  nlohmann::json rec = {{"step", s.step}, {"loss", finite_or_null(r.loss)}, {"lr", r.lr}, {"tokens_per_s", rate}};
+  if (c_.epochs > 0) {
+    rec["type"] = "step";
+    rec["epoch"] = s.epoch;
+  }
+  if (c_.log_grad_norm) rec["grad_norm"] = finite_or_null(r.grad_norm);
+  if (!r.skipped.empty()) rec["skipped"] = r.skipped;
+  task_.add_step_fields(s, r, rec);
+  if (c_.eval_every > 0 && s.step % c_.eval_every == 0) {
+    const EvalResult e = task_.evaluate(s);
+    rec.update(e.metrics);
+    progress_.message(e.message);
+  }
+  *c_.log << rec.dump() << "\n";
+  c_.log->flush();
+  Progress::Point p;
+  p.step = s.step;
+  p.epoch = s.epoch;
+  p.tokens = s.tokens;
+  p.loss = r.loss;
+  p.lr = r.lr;
+  p.grad_norm = r.grad_norm;
+  p.rate_step = rate;
+  p.rate_mean = (s.tokens - tokens_at_start_) / std::max(elapsed, 1e-9);
+  progress_.step(p);
+}
+
+bool Loop::end_epoch(int64_t epoch, double train_loss) {
+  const LoopState& s = res_.state;
+  const EvalResult e = task_.evaluate(s);
+  const bool improved = tracker_->end_epoch(epoch, s.step, e.score, e.metrics, train_loss);
+  progress_.message(e.message + (improved ? " (best, saved)" : ""));
+  if (improved) {
+    task_.save(s);
+  } else if (tracker_->patience_exhausted()) {
+    progress_.message(c_.label + ": no improvement for " + std::to_string(c_.patience) + " epochs, stopping");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+LoopResult run_training_loop(const LoopConfig& cfg, TrainingTask& task, const std::vector<ParamGroup>& groups,
+                             const LoopState& start) {
+  return Loop(cfg, task, groups, start).run();
+}
+
+// ---- EpochTracker ----------------------------------------------------------------------------------
+
+EpochTracker::EpochTracker(LoopResult& res, std::ostream& log, int64_t patience, std::string metric_name)
+    : res_(res), log_(log), patience_(patience), metric_name_(std::move(metric_name)), start_(now_seconds()) {}
+
+bool EpochTracker::end_epoch(int64_t epoch, int64_t step, double score, const nlohmann::json& dev, double train_loss) {
+  const bool improved = score > best_ || res_.best_epoch == 0;
+  const nlohmann::json rec = {{"type", "eval"},           {"epoch", epoch}, {"step", step},
+                              {"train_loss", train_loss}, {"dev", dev},     {"improved", improved}};
+  log_ << rec.dump() << "\n";
+  log_.flush();
+  res_.history.push_back(rec);
+  res_.epochs_run = epoch;
+  if (improved) {
+    best_ = score;
+    res_.best_epoch = epoch;
+    res_.best_score = score;
+    since_best_ = 0;
+  } else {
+    ++since_best_;
+  }
+  return improved;
+}
+
+void EpochTracker::finish(int64_t steps) {
+  log_ << nlohmann::json{{"type", "done"},
+                         {"steps", steps},
+                         {"epochs", res_.epochs_run},
+                         {"best_epoch", res_.best_epoch},
+                         {metric_name_, res_.best_score},
+                         {"seconds", now_seconds() - start_}}
+              .dump()
+       << "\n";
+  log_.flush();
+}
+
+}  // namespace modernbert::train
