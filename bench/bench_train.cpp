@@ -24,7 +24,9 @@
 #include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
-#include "modernbert/trainer.h"
+#include "modernbert/optimizer.h"
+#include "modernbert/pretrain.h"
+#include "modernbert/train_model.h"
 
 namespace {
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }

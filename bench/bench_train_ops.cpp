@@ -18,7 +18,7 @@
 #include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
-#include "modernbert/trainer.h"
+#include "modernbert/optimizer.h"
 
 namespace k = modernbert::kernels;
 

@@ -12,7 +12,7 @@
 #include "fd_util.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
-#include "modernbert/trainer.h"
+#include "modernbert/train_model.h"
 #include "test_util.h"
 
 namespace {

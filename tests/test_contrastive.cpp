@@ -15,7 +15,7 @@
 #include "modernbert/error.h"
 #include "modernbert/model.h"
 #include "modernbert/safetensors.h"
-#include "modernbert/trainer.h"
+#include "modernbert/contrastive.h"
 #include "test_util.h"
 
 namespace {

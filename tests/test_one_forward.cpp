@@ -9,7 +9,7 @@
 
 #include "model/activation_store.h"
 #include "modernbert/model.h"
-#include "modernbert/trainer.h"
+#include "modernbert/train_model.h"
 #include "modernbert/weights.h"
 
 namespace {

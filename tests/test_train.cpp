@@ -14,7 +14,11 @@
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"
-#include "modernbert/trainer.h"
+#include "modernbert/mlm_data.h"
+#include "modernbert/optimizer.h"
+#include "modernbert/pretrain.h"
+#include "modernbert/schedule.h"
+#include "modernbert/tiling.h"
 #include "test_util.h"
 
 namespace {

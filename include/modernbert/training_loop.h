@@ -28,7 +28,10 @@
 #include <string>
 #include <vector>
 
-#include "modernbert/trainer.h"
+#include "modernbert/optimizer.h"
+#include "modernbert/pretrain.h"
+#include "modernbert/schedule.h"
+#include "modernbert/train_model.h"
 
 namespace modernbert::train {
 

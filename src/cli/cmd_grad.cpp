@@ -13,7 +13,7 @@
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/token_ids.h"
-#include "modernbert/trainer.h"
+#include "modernbert/train_model.h"
 
 namespace modernbert::cli {
 namespace {

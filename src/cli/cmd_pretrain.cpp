@@ -9,7 +9,7 @@
 #include "cli/command.h"
 #include "modernbert/error.h"
 #include "modernbert/safetensors.h"
-#include "modernbert/trainer.h"
+#include "modernbert/pretrain.h"
 
 namespace modernbert::cli {
 namespace {

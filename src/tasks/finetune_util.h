@@ -11,7 +11,8 @@
 
 #include "core/rng.h"
 #include "modernbert/finetune.h"
-#include "modernbert/trainer.h"
+#include "modernbert/optimizer.h"
+#include "modernbert/schedule.h"
 
 namespace modernbert::finetune_util {
 

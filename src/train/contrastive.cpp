@@ -11,7 +11,7 @@
 
 #include "kernels/backend.h"
 #include "modernbert/error.h"
-#include "modernbert/trainer.h"
+#include "modernbert/contrastive.h"
 
 namespace modernbert {
 namespace {

@@ -24,7 +24,7 @@
 #include "model/activation_store.h"
 #include "model/kernel_act.h"
 #include "modernbert/error.h"
-#include "modernbert/trainer.h"
+#include "modernbert/train_model.h"
 
 namespace modernbert {
 

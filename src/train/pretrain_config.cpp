@@ -4,7 +4,7 @@
 #include <set>
 
 #include "modernbert/error.h"
-#include "modernbert/trainer.h"
+#include "modernbert/pretrain.h"
 
 namespace modernbert {
 

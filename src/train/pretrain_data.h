@@ -8,7 +8,8 @@
 #include <vector>
 
 #include "modernbert/tokenizer.h"
-#include "modernbert/trainer.h"
+#include "modernbert/mlm_data.h"
+#include "modernbert/train_model.h"
 
 namespace modernbert::train {
 

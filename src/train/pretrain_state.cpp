@@ -20,7 +20,8 @@
 #include "modernbert/config.h"
 #include "modernbert/error.h"
 #include "modernbert/safetensors.h"
-#include "modernbert/trainer.h"
+#include "modernbert/optimizer.h"
+#include "modernbert/pretrain.h"
 
 namespace fs = std::filesystem;
 

@@ -7,7 +7,10 @@
 #include "core/rng.h"
 #include "kernels/backend.h"
 #include "modernbert/error.h"
-#include "modernbert/trainer.h"
+#include "modernbert/mlm_data.h"
+#include "modernbert/optimizer.h"
+#include "modernbert/schedule.h"
+#include "modernbert/tiling.h"
 
 namespace modernbert {
 
