@@ -10,7 +10,8 @@
 #include <set>
 #include <sstream>
 
-#include "modernbert/eval.h"
+#include "modernbert/baselines.h"
+#include "modernbert/evaluation.h"
 #include "modernbert/tasks.h"
 #include "test_util.h"
 

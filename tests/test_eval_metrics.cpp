@@ -1,4 +1,4 @@
-// Metric functions of modernbert/eval.h on small examples worked out by hand (the arithmetic is in
+// Metric functions of modernbert/metrics.h, search.h, baselines.h on small examples worked out by hand (the arithmetic is in
 // the comments), plus exact search and MaxSim search against brute force.
 #include <gtest/gtest.h>
 
@@ -6,7 +6,10 @@
 #include <random>
 
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/baselines.h"
+#include "modernbert/eval_data.h"
+#include "modernbert/metrics.h"
+#include "modernbert/search.h"
 #include "modernbert/tasks.h"
 
 using namespace modernbert;

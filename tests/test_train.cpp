@@ -13,7 +13,7 @@
 
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
-#include "modernbert/safetensors.h"
+#include "modernbert/file_io.h"
 #include "modernbert/trainer.h"
 #include "test_util.h"
 

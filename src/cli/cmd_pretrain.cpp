@@ -8,7 +8,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "modernbert/error.h"
-#include "modernbert/safetensors.h"
+#include "modernbert/file_io.h"
 #include "modernbert/trainer.h"
 
 namespace modernbert::cli {

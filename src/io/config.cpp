@@ -5,7 +5,7 @@
 
 #include "modernbert/config.h"
 #include "modernbert/error.h"
-#include "modernbert/safetensors.h"  // write_file_atomic, read_file
+#include "modernbert/file_io.h"
 
 namespace modernbert {
 

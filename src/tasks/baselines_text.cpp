@@ -14,7 +14,8 @@
 #include <unicode/uchar.h>
 
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/baselines.h"
+#include "modernbert/metrics.h"
 
 namespace modernbert {
 
@@ -392,10 +393,15 @@ struct LabelledSet {
 
 }  // namespace
 
+BaselineMethod parse_baseline_method(const std::string& s) {
+  if (s == "majority") return BaselineMethod::kMajority;
+  if (s == "tfidf-lr") return BaselineMethod::kTfidfLr;
+  if (s == "all") return BaselineMethod::kAll;
+  throw Error("baseline: --method must be majority, tfidf-lr or all, got '" + s + "'");
+}
+
 json run_classification_baselines(const ClassificationBaselineOptions& o) {
   if (o.train.empty()) throw Error("baseline: --train (or --data DIR with train.jsonl) is required");
-  if (o.method != "all" && o.method != "majority" && o.method != "tfidf-lr")
-    throw Error("baseline: --method must be majority, tfidf-lr or all, got '" + o.method + "'");
   // Labels: integer ids (names from "label_name" when present, which must be consistent) or names
   // (ids = index in the sorted list of the training names).
   std::map<int64_t, std::string> id_names;
@@ -493,7 +499,7 @@ json run_classification_baselines(const ClassificationBaselineOptions& o) {
   json out = {{"task", "classification"}, {"train", o.train}, {"num_labels", K}, {"labels", names}, {"n_train", train.texts.size()}};
   for (size_t i = 0; i < evals.size(); ++i) out[split_names[i]] = evals[i].path;
   json baselines = json::object();
-  if (o.method == "all" || o.method == "majority") {
+  if (o.method == BaselineMethod::kAll || o.method == BaselineMethod::kMajority) {
     std::vector<int64_t> counts(static_cast<size_t>(K), 0);
     for (int64_t v : train.labels) ++counts[static_cast<size_t>(v)];
     const int64_t maj = std::max_element(counts.begin(), counts.end()) - counts.begin();  // ties: lowest id
@@ -502,7 +508,7 @@ json run_classification_baselines(const ClassificationBaselineOptions& o) {
       b[split_names[i]] = report(evals[i], std::vector<int64_t>(evals[i].labels.size(), maj));
     baselines["majority"] = b;
   }
-  if (o.method == "all" || o.method == "tfidf-lr") {
+  if (o.method == BaselineMethod::kAll || o.method == BaselineMethod::kTfidfLr) {
     auto t0 = std::chrono::steady_clock::now();
     TfidfVectorizer vec(o.tfidf);
     vec.fit(train.texts);

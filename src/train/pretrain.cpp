@@ -27,7 +27,7 @@
 #include "kernels/cpu/thread_pool.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
-#include "modernbert/safetensors.h"
+#include "modernbert/file_io.h"
 #include "modernbert/token_ids.h"
 #include "modernbert/tokenizer.h"
 #include "modernbert/trainer.h"

@@ -18,6 +18,7 @@
 
 #include "modernbert/config.h"
 #include "modernbert/error.h"
+#include "modernbert/file_io.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/trainer.h"
 

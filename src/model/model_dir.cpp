@@ -11,6 +11,7 @@
 #include <set>
 
 #include "modernbert/error.h"
+#include "modernbert/file_io.h"
 
 namespace modernbert {
 
