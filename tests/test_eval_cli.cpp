@@ -12,6 +12,7 @@
 
 #include "modernbert/baselines.h"
 #include "modernbert/evaluation.h"
+#include "modernbert/search.h"
 #include "modernbert/tasks.h"
 #include "test_util.h"
 

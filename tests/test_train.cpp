@@ -12,8 +12,8 @@
 #include <sstream>
 
 #include "modernbert/error.h"
-#include "modernbert/model_dir.h"
 #include "modernbert/file_io.h"
+#include "modernbert/model_dir.h"
 #include "modernbert/trainer.h"
 #include "test_util.h"
 

@@ -4,12 +4,11 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "modernbert/eval_data.h"
 
@@ -26,8 +25,8 @@ std::vector<std::string> simple_tokenize(const std::string& text, bool code);
 std::vector<std::string> tfidf_tokenize(const std::string& text);
 
 struct TfidfOptions {
-  int64_t max_ngram = 2;   // unigrams (1) or unigrams + bigrams (2)
-  int64_t min_df = 2;      // keep terms in at least this many training documents
+  int64_t max_ngram = 2;     // unigrams (1) or unigrams + bigrams (2)
+  int64_t min_df = 2;        // keep terms in at least this many training documents
   bool sublinear_tf = true;  // 1 + ln(tf)
 };
 // Sparse CSR rows, l2-normalised.
@@ -53,9 +52,9 @@ class TfidfVectorizer {
 };
 
 struct LogRegOptions {
-  double C = 10.0;          // inverse regularisation as sklearn: minimise C·Σ CE + ½‖W‖² (bias free)
-  int64_t max_iter = 300;   // L-BFGS iterations
-  double tol = 1e-6;        // stop when ‖g‖∞ ≤ tol·max(1, ‖g0‖∞) or the relative loss change < tol
+  double C = 10.0;         // inverse regularisation as sklearn: minimise C·Σ CE + ½‖W‖² (bias free)
+  int64_t max_iter = 300;  // L-BFGS iterations
+  double tol = 1e-6;       // stop when ‖g‖∞ ≤ tol·max(1, ‖g0‖∞) or the relative loss change < tol
   int64_t history = 10;
 };
 // Multinomial logistic regression trained with deterministic full-batch L-BFGS (zero init, fixed
@@ -105,9 +104,9 @@ struct ClassificationBaselineOptions {
   BaselineMethod method = BaselineMethod::kAll;
   TfidfOptions tfidf;
   LogRegOptions logreg;
-  std::vector<double> c_grid;    // non-empty: pick C by dev macro-F1 from these
+  std::vector<double> c_grid;  // non-empty: pick C by dev macro-F1 from these
   bool progress = true;
-  bool lossy_utf8 = false;       // replace invalid UTF-8 in the data with U+FFFD instead of failing
+  bool lossy_utf8 = false;  // replace invalid UTF-8 in the data with U+FFFD instead of failing
 };
 nlohmann::json run_classification_baselines(const ClassificationBaselineOptions& o);
 
@@ -116,7 +115,7 @@ struct RetrievalBaselineOptions {
   std::optional<ScopeMode> scope = ScopeMode::kBoth;  // unset: closed with a split, else full
   Bm25Options bm25;
   int64_t depth = 100;
-  bool lossy_utf8 = false;       // replace invalid UTF-8 in the data with U+FFFD instead of failing
+  bool lossy_utf8 = false;  // replace invalid UTF-8 in the data with U+FFFD instead of failing
 };
 nlohmann::json run_bm25_baseline(const RetrievalBaselineOptions& o);
 

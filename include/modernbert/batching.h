@@ -28,12 +28,12 @@ struct SequenceInput {
 };
 
 struct SequenceOptions {
-  int64_t max_position = 0;  // the model's max_position_embeddings: a longer sequence is an error (0: no limit)
-  int64_t truncate_to = 0;   // > 0: texts are truncated by the tokenizer to this many tokens (pairs
-                             // longest-first, the final [SEP] kept) and ids are cut to it
-  int64_t vocab_size = 0;    // > 0: ids outside [0, vocab_size) are an error
-  bool lossy_utf8 = false;   // invalid UTF-8 in a text becomes U+FFFD instead of an error
-  std::string prefix;        // prepended to every text (the first text of a pair), not to ids
+  int64_t max_position = 0;   // the model's max_position_embeddings: a longer sequence is an error (0: no limit)
+  int64_t truncate_to = 0;    // > 0: texts are truncated by the tokenizer to this many tokens (pairs
+                              // longest-first, the final [SEP] kept) and ids are cut to it
+  int64_t vocab_size = 0;     // > 0: ids outside [0, vocab_size) are an error
+  bool lossy_utf8 = false;    // invalid UTF-8 in a text becomes U+FFFD instead of an error
+  std::string prefix;         // prepended to every text (the first text of a pair), not to ids
   std::string too_long_hint;  // appended as " (HINT)" to the too-long error, e.g. "use --truncate"
 };
 

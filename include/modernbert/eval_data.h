@@ -5,10 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "modernbert/config.h"
 
@@ -45,8 +44,8 @@ enum class ScopeMode { kClosed, kFull, kBoth };
 // "closed" | "full" | "both"; throws "scope must be closed, full or both, got 'X'" otherwise.
 ScopeMode parse_scope_mode(const std::string& s);
 struct SearchScope {
-  std::string name;              // "closed:test" | "full"
-  std::vector<int64_t> doc_rows; // indices into the corpus
+  std::string name;               // "closed:test" | "full"
+  std::vector<int64_t> doc_rows;  // indices into the corpus
 };
 // The scopes of `mode` in the order closed, full (closed needs a split).
 std::vector<SearchScope> make_scopes(const std::vector<RetrievalDoc>& corpus, ScopeMode mode, const std::string& split);

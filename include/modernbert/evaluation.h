@@ -4,11 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "modernbert/eval_data.h"
 #include "modernbert/metrics.h"
@@ -38,24 +37,24 @@ const char* to_string(Similarity s);
 
 struct EvalOptions {
   EvalTask task = EvalTask::kClassification;
-  std::string data;               // labelled JSONL (not retrieval)
+  std::string data;  // labelled JSONL (not retrieval)
   std::string text_field = "text", pair_field = "text_pair", label_field = "label";
-  std::string group_field;        // classification: also report accuracy per value of this field
-  std::string positive_label;     // classification: F1 of this class (default: id 1 when binary)
-  int64_t max_length = 0;         // truncate to this many tokens (0 = max_position_embeddings, error beyond)
+  std::string group_field;     // classification: also report accuracy per value of this field
+  std::string positive_label;  // classification: F1 of this class (default: id 1 when binary)
+  int64_t max_length = 0;      // truncate to this many tokens (0 = max_position_embeddings, error beyond)
   int64_t max_batch_tokens = 16384;
-  double threshold = 0.5;         // multi-label decision threshold on sigmoid scores
-  std::string predictions_path;   // optional JSONL of per-example predictions
+  double threshold = 0.5;        // multi-label decision threshold on sigmoid scores
+  std::string predictions_path;  // optional JSONL of per-example predictions
   // Retrieval.
   std::string corpus, queries, split;
-  std::optional<ScopeMode> scope;  // unset: closed with a split, else full
+  std::optional<ScopeMode> scope;       // unset: closed with a split, else full
   std::optional<EmbedPooling> pooling;  // unset: as `embed` (sentence-transformers config, else config.json)
   Similarity similarity = Similarity::kCos;
   std::string query_prefix, doc_prefix;
   int64_t query_max_length = 0, doc_max_length = 0;  // 0: max_length
-  int64_t depth = 100;             // ranking depth kept per query
-  bool progress = true;            // progress lines on stderr
-  bool lossy_utf8 = false;         // replace invalid UTF-8 in the data with U+FFFD instead of failing
+  int64_t depth = 100;                               // ranking depth kept per query
+  bool progress = true;                              // progress lines on stderr
+  bool lossy_utf8 = false;                           // replace invalid UTF-8 in the data with U+FFFD instead of failing
 };
 
 // Runs the evaluation and returns the report. Throws modernbert::Error on bad input.

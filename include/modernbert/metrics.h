@@ -5,11 +5,10 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace modernbert {
 
@@ -48,8 +47,8 @@ double spearman(const std::vector<double>& x, const std::vector<double>& y);
 struct MultiLabelMetrics {
   int64_t n = 0, num_labels = 0;
   double micro_precision = 0, micro_recall = 0, micro_f1 = 0;
-  double macro_f1 = 0;          // mean over ALL labels; a label never gold nor predicted counts 0 (sklearn)
-  double subset_accuracy = 0;   // exact match of the whole label set
+  double macro_f1 = 0;         // mean over ALL labels; a label never gold nor predicted counts 0 (sklearn)
+  double subset_accuracy = 0;  // exact match of the whole label set
   double hamming_loss = 0;
   std::vector<ClassMetrics> per_label;
 };
@@ -73,7 +72,7 @@ struct EntityMetrics {
   double token_accuracy = 0;  // over all tag positions
   int64_t gold_entities = 0, predicted_entities = 0, correct_entities = 0;
   double precision = 0, recall = 0, f1 = 0;  // micro over entities, exact (type, begin, end) match
-  double macro_f1 = 0;                        // mean over entity types of per-type F1
+  double macro_f1 = 0;                       // mean over entity types of per-type F1
   std::map<std::string, ClassMetrics> per_type;
 };
 EntityMetrics entity_metrics(const std::vector<std::vector<std::string>>& gold,
@@ -86,9 +85,9 @@ double mrr_at_k(const std::vector<int64_t>& ranking, const std::vector<int64_t>&
 double recall_at_k(const std::vector<int64_t>& ranking, const std::vector<int64_t>& relevant, int64_t k);
 
 struct RankingMetrics {
-  int64_t queries = 0;                // given
-  int64_t evaluated = 0;              // with at least one relevant document in the searched corpus
-  int64_t skipped_no_relevant = 0;    // excluded from the means (counted, never scored as 0)
+  int64_t queries = 0;                  // given
+  int64_t evaluated = 0;                // with at least one relevant document in the searched corpus
+  int64_t skipped_no_relevant = 0;      // excluded from the means (counted, never scored as 0)
   int64_t positives_not_in_corpus = 0;  // positive ids (of evaluated queries) absent from the corpus
   double ndcg10 = 0, mrr10 = 0, recall1 = 0, recall10 = 0, recall100 = 0;
 };

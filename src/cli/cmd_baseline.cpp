@@ -7,8 +7,8 @@
 
 #include "cli/command.h"
 #include "cli/infer_common.h"
-#include "modernbert/error.h"
 #include "modernbert/baselines.h"
+#include "modernbert/error.h"
 #include "modernbert/evaluation.h"
 
 namespace modernbert::cli {

@@ -13,9 +13,9 @@
 
 #include "cli/args.h"
 #include "modernbert/batching.h"
+#include "modernbert/file_io.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
-#include "modernbert/file_io.h"
 #include "modernbert/tokenizer.h"
 
 namespace modernbert::cli {

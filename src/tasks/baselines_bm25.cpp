@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "modernbert/error.h"
 #include "modernbert/baselines.h"
+#include "modernbert/error.h"
 #include "modernbert/metrics.h"
 #include "modernbert/search.h"
 

@@ -1,6 +1,8 @@
 // Classification baselines the project computes itself: majority class and TF-IDF (word unigrams +
 // bigrams, sublinear tf, smooth idf, l2 norm, min_df) + multinomial logistic regression (L2,
 // deterministic full-batch L-BFGS). Also the word tokenizers shared with BM25.
+#include <unicode/uchar.h>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -11,10 +13,8 @@
 #include <set>
 #include <unordered_map>
 
-#include <unicode/uchar.h>
-
-#include "modernbert/error.h"
 #include "modernbert/baselines.h"
+#include "modernbert/error.h"
 #include "modernbert/metrics.h"
 
 namespace modernbert {
@@ -391,23 +391,15 @@ struct LabelledSet {
   std::vector<Example> examples;
 };
 
-}  // namespace
-
-BaselineMethod parse_baseline_method(const std::string& s) {
-  if (s == "majority") return BaselineMethod::kMajority;
-  if (s == "tfidf-lr") return BaselineMethod::kTfidfLr;
-  if (s == "all") return BaselineMethod::kAll;
-  throw Error("baseline: --method must be majority, tfidf-lr or all, got '" + s + "'");
-}
-
-json run_classification_baselines(const ClassificationBaselineOptions& o) {
-  if (o.train.empty()) throw Error("baseline: --train (or --data DIR with train.jsonl) is required");
-  // Labels: integer ids (names from "label_name" when present, which must be consistent) or names
-  // (ids = index in the sorted list of the training names).
+// Reads the labelled sets of the baselines. Labels: integer ids (names from "label_name" when
+// present, which must be consistent) or names (ids = index in the sorted list of the training names).
+struct LabelReader {
+  const ClassificationBaselineOptions& o;
   std::map<int64_t, std::string> id_names;
   std::map<std::string, int64_t> name_ids;
   bool string_labels = false;
-  auto load = [&](const std::string& path, bool is_train) {
+
+  LabelledSet load(const std::string& path, bool is_train) {
     LabelledSet s;
     s.path = path;
     s.examples = read_examples(path, o.text_field, "", o.lossy_utf8);
@@ -433,24 +425,44 @@ json run_classification_baselines(const ClassificationBaselineOptions& o) {
       if (string_labels) {
         if (!v.is_string()) throw Error(where + ": labels must all be names (the training set uses names)");
         auto it = name_ids.find(v.get<std::string>());
-        if (it == name_ids.end()) throw Error(where + ": label \"" + v.get<std::string>() + "\" does not occur in the training set");
+        if (it == name_ids.end())
+          throw Error(where + ": label \"" + v.get<std::string>() + "\" does not occur in the training set");
         id = it->second;
       } else {
-        if (!v.is_number_integer() || v.get<int64_t>() < 0) throw Error(where + ": label must be a non-negative integer, found " + v.dump());
+        if (!v.is_number_integer() || v.get<int64_t>() < 0)
+          throw Error(where + ": label must be a non-negative integer, found " + v.dump());
         id = v.get<int64_t>();
         if (e.record.contains("label_name") && e.record["label_name"].is_string()) {
           const std::string nm = e.record["label_name"].get<std::string>();
           auto it = id_names.find(id);
-          if (it == id_names.end()) id_names[id] = nm;
+          if (it == id_names.end())
+            id_names[id] = nm;
           else if (it->second != nm)
-            throw Error(where + ": label " + std::to_string(id) + " is named \"" + nm + "\" here but \"" + it->second + "\" earlier");
+            throw Error(where + ": label " + std::to_string(id) + " is named \"" + nm + "\" here but \"" + it->second +
+                        "\" earlier");
         }
       }
       s.texts.push_back(e.text);
       s.labels.push_back(id);
     }
     return s;
-  };
+  }
+};
+
+}  // namespace
+
+BaselineMethod parse_baseline_method(const std::string& s) {
+  if (s == "majority") return BaselineMethod::kMajority;
+  if (s == "tfidf-lr") return BaselineMethod::kTfidfLr;
+  if (s == "all") return BaselineMethod::kAll;
+  throw Error("baseline: --method must be majority, tfidf-lr or all, got '" + s + "'");
+}
+
+json run_classification_baselines(const ClassificationBaselineOptions& o) {
+  if (o.train.empty()) throw Error("baseline: --train (or --data DIR with train.jsonl) is required");
+  LabelReader labels{o, {}, {}, false};
+  auto load = [&](const std::string& path, bool is_train) { return labels.load(path, is_train); };
+  std::map<int64_t, std::string>& id_names = labels.id_names;
   LabelledSet train = load(o.train, true);
   std::vector<LabelledSet> evals;
   std::vector<std::string> split_names;

@@ -1,5 +1,7 @@
 // Reading evaluation data (labelled JSONL, retrieval corpus + queries), label spaces of a
 // checkpoint, search scopes, and the JSON blocks shared by evaluate() and the baselines.
+#include "modernbert/eval_data.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -7,7 +9,6 @@
 #include <unordered_map>
 
 #include "modernbert/error.h"
-#include "modernbert/eval_data.h"
 #include "modernbert/metrics.h"
 #include "tasks/jsonl.h"
 
@@ -87,7 +88,8 @@ ScopeMode parse_scope_mode(const std::string& s) {
   throw Error("scope must be closed, full or both, got '" + s + "'");
 }
 
-std::vector<SearchScope> make_scopes(const std::vector<RetrievalDoc>& corpus, ScopeMode mode, const std::string& split) {
+std::vector<SearchScope> make_scopes(const std::vector<RetrievalDoc>& corpus, ScopeMode mode,
+                                     const std::string& split) {
   std::vector<SearchScope> out;
   if (mode == ScopeMode::kClosed || mode == ScopeMode::kBoth) {
     if (split.empty()) throw Error("the closed-corpus protocol needs --split (the documents of the queries' split)");

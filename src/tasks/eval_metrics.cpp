@@ -1,5 +1,7 @@
 // Metric functions of include/modernbert/metrics.h and search.h: classification (accuracy, F1, MCC), correlation,
 // multi-label F1, seqeval-style entity F1, ranking metrics and exact (multi-vector) search.
+#include <cblas.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -7,8 +9,6 @@
 #include <numeric>
 #include <set>
 #include <string_view>
-
-#include <cblas.h>
 
 #include "modernbert/error.h"
 #include "modernbert/metrics.h"

@@ -29,7 +29,8 @@ std::string fmt(const json& v, int digits = 4) {
 void table_row(std::ostringstream& os, const std::vector<std::string>& cells, const std::vector<size_t>& width) {
   for (size_t i = 0; i < cells.size(); ++i) {
     std::string c = cells[i];
-    if (c.size() < width[i]) c = (i == 0 ? c + std::string(width[i] - c.size(), ' ') : std::string(width[i] - c.size(), ' ') + c);
+    if (c.size() < width[i])
+      c = (i == 0 ? c + std::string(width[i] - c.size(), ' ') : std::string(width[i] - c.size(), ' ') + c);
     os << (i ? "  " : "") << c;
   }
   os << "\n";
@@ -56,8 +57,9 @@ std::string render(const std::vector<std::vector<std::string>>& rows) {
 
 void add_scope_rows(std::vector<std::vector<std::string>>& rows, const std::string& prefix, const json& scopes) {
   for (const auto& [name, s] : scopes.items())
-    rows.push_back({prefix + name, fmt(s.value("corpus_size", json())), fmt(s["evaluated"]), fmt(s["skipped_no_relevant"]),
-                    fmt(s["ndcg@10"]), fmt(s["mrr@10"]), fmt(s["recall@1"]), fmt(s["recall@10"]), fmt(s["recall@100"])});
+    rows.push_back({prefix + name, fmt(s.value("corpus_size", json())), fmt(s["evaluated"]),
+                    fmt(s["skipped_no_relevant"]), fmt(s["ndcg@10"]), fmt(s["mrr@10"]), fmt(s["recall@1"]),
+                    fmt(s["recall@10"]), fmt(s["recall@100"])});
 }
 
 void add_classification_rows(std::vector<std::vector<std::string>>& rows, const std::string& name, const json& r) {
@@ -80,11 +82,13 @@ std::string format_report_table(const json& r) {
       for (const char* split : {"dev", "test"})
         if (b.contains(split) && b[split].contains("groups"))
           for (const auto& [g, v] : b[split]["groups"].items())
-            os << method << " / " << split << ": accuracy on " << g << " = " << fmt(v["accuracy"]) << " (n=" << fmt(v["n"]) << ")\n";
+            os << method << " / " << split << ": accuracy on " << g << " = " << fmt(v["accuracy"])
+               << " (n=" << fmt(v["n"]) << ")\n";
     return os.str();
   }
   if (r.contains("scopes")) {
-    std::vector<std::vector<std::string>> rows{{"corpus", "docs", "queries", "skipped", "nDCG@10", "MRR@10", "R@1", "R@10", "R@100"}};
+    std::vector<std::vector<std::string>> rows{
+        {"corpus", "docs", "queries", "skipped", "nDCG@10", "MRR@10", "R@1", "R@10", "R@100"}};
     add_scope_rows(rows, "", r["scopes"]);
     os << render(rows);
     return os.str();
@@ -115,8 +119,9 @@ std::string format_report_table(const json& r) {
     return os.str();
   }
   if (task == "token-classification") {
-    os << "sentences=" << fmt(r["n"]) << "  words=" << fmt(r["words"]) << "  token-accuracy=" << fmt(r["token_accuracy"])
-       << "  entity P/R/F1=" << fmt(r["entity_precision"]) << "/" << fmt(r["entity_recall"]) << "/" << fmt(r["entity_f1"]) << "\n";
+    os << "sentences=" << fmt(r["n"]) << "  words=" << fmt(r["words"])
+       << "  token-accuracy=" << fmt(r["token_accuracy"]) << "  entity P/R/F1=" << fmt(r["entity_precision"]) << "/"
+       << fmt(r["entity_recall"]) << "/" << fmt(r["entity_f1"]) << "\n";
     std::vector<std::vector<std::string>> rows{{"entity type", "precision", "recall", "F1", "support"}};
     for (const auto& [name, c] : r["per_type"].items())
       rows.push_back({name, fmt(c["precision"]), fmt(c["recall"]), fmt(c["f1"]), fmt(c["support"])});

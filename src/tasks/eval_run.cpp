@@ -9,13 +9,13 @@
 #include <set>
 #include <sstream>
 
-#include "modernbert/error.h"
 #include "modernbert/batching.h"
+#include "modernbert/error.h"
 #include "modernbert/eval_data.h"
 #include "modernbert/evaluation.h"
+#include "modernbert/file_io.h"
 #include "modernbert/metrics.h"
 #include "modernbert/search.h"
-#include "modernbert/file_io.h"
 #include "modernbert/tasks.h"
 
 namespace modernbert {
@@ -127,7 +127,8 @@ void require_head(const EvalModel& m, HeadSet::Classifier kind, EvalTask task) {
   if (h.classifier == kind) return;
   const char* want = kind == HeadSet::Classifier::kSequence ? "a sequence-classification head (classifier.*)"
                                                            : "a token-classification head (classifier.*)";
-  throw Error(m.model->dir + ": --task " + to_string(task) + " needs " + want + "; the checkpoint has heads " + h.describe());
+  throw Error(m.model->dir + ": --task " + to_string(task) + " needs " + want + "; the checkpoint has heads " +
+              h.describe());
 }
 
 void check_problem_type(const EvalModel& m, ProblemType want, EvalTask task) {
@@ -439,7 +440,8 @@ json eval_token_classification(const EvalModel& m, const EvalOptions& o) {
 // ---- retrieval ---------------------------------------------------------------------------------
 
 json eval_retrieval(const EvalModel& m, const EvalOptions& o, bool colbert) {
-  if (o.corpus.empty() || o.queries.empty()) throw Error(std::string("--task ") + to_string(o.task) + " needs --corpus and --queries (or --data DIR)");
+  if (o.corpus.empty() || o.queries.empty())
+    throw Error(std::string("--task ") + to_string(o.task) + " needs --corpus and --queries (or --data DIR)");
   auto corpus = read_corpus(o.corpus, o.lossy_utf8);
   auto queries = read_queries(o.queries, o.lossy_utf8);
   const ScopeMode scope = o.scope ? *o.scope : o.split.empty() ? ScopeMode::kFull : ScopeMode::kClosed;
@@ -545,12 +547,18 @@ json eval_retrieval(const EvalModel& m, const EvalOptions& o, bool colbert) {
 json evaluate(const EvalModel& m, const EvalOptions& o) {
   if (!m.model || !m.encoder) throw Error("evaluate: no model");
   switch (o.task) {
-    case EvalTask::kClassification: return eval_classification(m, o);
-    case EvalTask::kMultiLabel: return eval_multilabel(m, o);
-    case EvalTask::kRegression: return eval_regression(m, o);
-    case EvalTask::kTokenClassification: return eval_token_classification(m, o);
-    case EvalTask::kRetrieval: return eval_retrieval(m, o, false);
-    case EvalTask::kColbert: return eval_retrieval(m, o, true);
+    case EvalTask::kClassification:
+      return eval_classification(m, o);
+    case EvalTask::kMultiLabel:
+      return eval_multilabel(m, o);
+    case EvalTask::kRegression:
+      return eval_regression(m, o);
+    case EvalTask::kTokenClassification:
+      return eval_token_classification(m, o);
+    case EvalTask::kRetrieval:
+      return eval_retrieval(m, o, false);
+    case EvalTask::kColbert:
+      return eval_retrieval(m, o, true);
   }
   throw Error("evaluate: unknown task");
 }
