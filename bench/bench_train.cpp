@@ -87,7 +87,7 @@ int main(int argc, char** argv) try {
 
   modernbert::TrainModel tm(m.weights);
   modernbert::OptimizerConfig oc;
-  oc.type = optimizer;
+  oc.type = modernbert::parse_optimizer_type(optimizer);
   oc.lr = 1e-5;  // small: the weights barely move between timed steps
   modernbert::Optimizer opt(m.weights.specs(), oc);
   std::vector<float> grads(m.weights.num_params());

@@ -25,7 +25,7 @@
 
 #include "modernbert/config.h"
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/eval_data.h"
 #include "modernbert/finetune.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/tokenizer.h"
@@ -251,7 +251,7 @@ inline int fuzz_eval_jsonl(const std::uint8_t* data, std::size_t size) {
       }
       case 1: {
         auto corpus = read_corpus(write_scratch("corpus.jsonl", data, size));
-        for (const char* scope : {"full", "closed"}) {
+        for (const ScopeMode scope : {ScopeMode::kFull, ScopeMode::kClosed}) {
           try {
             (void)make_scopes(corpus, scope, "test");
           } catch (const Error&) {
@@ -268,7 +268,7 @@ inline int fuzz_eval_jsonl(const std::uint8_t* data, std::size_t size) {
         const std::size_t na = static_cast<std::size_t>(nul - data);
         auto corpus = read_corpus(write_scratch("corpus.jsonl", data, na));
         auto queries = read_queries(write_scratch("queries.jsonl", nul + 1, size - na - 1));
-        auto scopes = make_scopes(corpus, "full", "");
+        auto scopes = make_scopes(corpus, ScopeMode::kFull, "");
         std::vector<std::vector<int64_t>> rankings(queries.size());
         for (std::size_t q = 0; q < queries.size(); ++q)
           for (std::size_t r = 0; r < scopes[0].doc_rows.size() && r < 100; ++r)

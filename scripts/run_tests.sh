@@ -25,6 +25,10 @@ for bin in build/modernbert_tests build/modernbert_san_tests; do
   n=$($bin --gtest_list_tests | grep -c '^  ') || n=0
   defined=$((defined + n))
 done
+# CTest tests that are not GoogleTest cases (label "script": layering.<layer>, which prove that a
+# wrong-way include between the library's layers fails to compile) count too, and must pass.
+n=$(ctest --test-dir build -N -L '^script$' | sed -nE 's/^Total Tests: ([0-9]+)$/\1/p')
+defined=$((defined + ${n:-0}))
 ran=$(sed -nE 's/.*tests passed, [0-9]+ tests failed out of ([0-9]+).*/\1/p' "$log" | tail -1)
 problems=()
 ((status == 0)) || problems+=("ctest exited with status $status")

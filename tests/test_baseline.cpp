@@ -7,7 +7,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "modernbert/eval.h"
+#include "modernbert/baselines.h"
+#include "modernbert/evaluation.h"
 #include "test_util.h"
 
 using namespace modernbert;

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "modernbert/error.h"
+#include "modernbert/file_io.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/token_ids.h"
 #include "test_util.h"

@@ -10,7 +10,9 @@
 #include <set>
 #include <sstream>
 
-#include "modernbert/eval.h"
+#include "modernbert/baselines.h"
+#include "modernbert/evaluation.h"
+#include "modernbert/search.h"
 #include "modernbert/tasks.h"
 #include "test_util.h"
 

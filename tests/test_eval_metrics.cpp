@@ -1,12 +1,15 @@
-// Metric functions of modernbert/eval.h on small examples worked out by hand (the arithmetic is in
-// the comments), plus exact search and MaxSim search against brute force.
+// Metric functions of modernbert/metrics.h, search.h, baselines.h on small examples worked out by hand (the arithmetic
+// is in the comments), plus exact search and MaxSim search against brute force.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
+#include "modernbert/baselines.h"
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/eval_data.h"
+#include "modernbert/metrics.h"
+#include "modernbert/search.h"
 #include "modernbert/tasks.h"
 
 using namespace modernbert;

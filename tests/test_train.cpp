@@ -12,11 +12,13 @@
 #include <sstream>
 
 #include "modernbert/error.h"
+#include "modernbert/file_io.h"
 #include "modernbert/model_dir.h"
-#include "modernbert/safetensors.h"
+#include "modernbert/file_io.h"
 #include "modernbert/mlm_data.h"
 #include "modernbert/optimizer.h"
 #include "modernbert/pretrain.h"
+#include "modernbert/safetensors.h"
 #include "modernbert/schedule.h"
 #include "modernbert/tiling.h"
 #include "test_util.h"

@@ -2,6 +2,10 @@
 //   config.json, model.safetensors | model.safetensors.index.json + shards, tokenizer.json,
 //   and optionally sentence-transformers files (modules.json, 1_Pooling/config.json,
 //   config_sentence_transformers.json) and a PyLate/ST Dense projection (e.g. 1_Dense/).
+//
+// Layer: model (src/model/model_dir.cpp). Loading builds and fills Weights, a model concept, from
+// the io layer's readers (ModelConfig, SafeTensorsFile), so it sits above io (model may use io;
+// io knows nothing of Weights).
 #pragma once
 
 #include <map>

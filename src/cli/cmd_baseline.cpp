@@ -7,8 +7,9 @@
 
 #include "cli/command.h"
 #include "cli/infer_common.h"
+#include "modernbert/baselines.h"
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/evaluation.h"
 
 namespace modernbert::cli {
 namespace {
@@ -92,7 +93,7 @@ int run_baseline(int argc, char** argv) {
     o.label_field = a.get("label-field");
     o.group_field = a.get_or("group-field", "");
     o.positive_label = a.get_or("positive-label", "");
-    o.method = a.get("method");
+    o.method = parse_baseline_method(a.get("method"));
     o.tfidf.max_ngram = a.get_int("ngram");
     o.tfidf.min_df = a.get_int("min-df");
     if (o.tfidf.min_df < 1) throw Error("--min-df must be at least 1");
@@ -115,8 +116,9 @@ int run_baseline(int argc, char** argv) {
     }
     if (a.has("corpus")) o.corpus = a.get("corpus");
     if (a.has("queries")) o.queries = a.get("queries");
-    o.scope = a.get("scope");
-    if (o.scope != "full" && o.split.empty()) throw Error("--scope " + o.scope + " needs --split");
+    const std::string scope = a.get("scope");
+    if (scope != "full" && o.split.empty()) throw Error("--scope " + scope + " needs --split");
+    o.scope = parse_scope_mode(scope);
     o.bm25.k1 = a.get_double("k1");
     o.bm25.b = a.get_double("b");
     const std::string tk = a.get("tokenize");

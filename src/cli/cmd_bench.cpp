@@ -27,6 +27,7 @@
 #include "cli/command.h"
 #include "core/thread_pool.h"
 #include "kernels/backend.h"
+#include "modernbert/batching.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
@@ -43,12 +44,13 @@ std::vector<std::vector<int32_t>> read_workload(const std::string& path, const s
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open input file " + path);
   std::optional<Tokenizer> tok;
-  std::vector<std::vector<int32_t>> seqs;
+  std::vector<SequenceInput> inputs;
+  std::vector<std::string> where;  // "FILE:LINE: " of each input
   std::string line;
   size_t line_no = 0;
   while (std::getline(in, line)) {
     ++line_no;
-    const std::string where = path + ":" + std::to_string(line_no) + ": ";
+    const std::string w = path + ":" + std::to_string(line_no) + ": ";
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     // JSON cannot carry invalid UTF-8; with --lossy-utf8 it is replaced before parsing.
     if (lossy_utf8 && tok::utf8_first_invalid(line) != std::string::npos) line = tok::utf8_lossy(line, nullptr);
@@ -56,51 +58,36 @@ std::vector<std::vector<int32_t>> read_workload(const std::string& path, const s
     try {
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception& e) {
-      throw Error(where + "invalid JSON: " + e.what());
+      throw Error(w + "invalid JSON: " + e.what());
     }
-    if (!j.is_object()) throw Error(where + "expected a JSON object");
-    std::vector<int32_t> ids;
+    if (!j.is_object()) throw Error(w + "expected a JSON object");
+    SequenceInput s;
     if (auto it = j.find("input_ids"); it != j.end()) {
-      ids = parse_token_ids(*it, vocab_size, where + "field input_ids");
+      s.ids = parse_token_ids(*it, vocab_size, w + "field input_ids");
+      s.has_ids = true;
     } else if (auto t = j.find("text"); t != j.end() && t->is_string()) {
       if (!tok) {
         const std::string tp = model_dir + "/tokenizer.json";
-        if (!std::ifstream(tp)) throw Error(where + "a \"text\" line needs " + tp + " (or give \"input_ids\")");
+        if (!std::ifstream(tp)) throw Error(w + "a \"text\" line needs " + tp + " (or give \"input_ids\")");
         tok = Tokenizer::from_file(tp);
       }
-      EncodeOptions eo;
-      eo.lossy_utf8 = lossy_utf8;
-      Encoding e;
-      try {
-        e = tok->encode(t->get<std::string>(), eo);
-      } catch (const Error& err) {
-        throw Error(where + err.what());
-      }
-      ids.assign(e.ids.begin(), e.ids.end());
+      s.text = t->get<std::string>();
     } else {
-      throw Error(where + "expected \"input_ids\" (array of ints) or \"text\" (string)");
+      throw Error(w + "expected \"input_ids\" (array of ints) or \"text\" (string)");
     }
-    if (ids.empty()) throw Error(where + "empty sequence");
-    seqs.push_back(std::move(ids));
+    inputs.push_back(std::move(s));
+    where.push_back(w);
   }
-  if (seqs.empty()) throw Error(path + ": no sequences");
-  return seqs;
-}
-
-// Greedy packing in input order: a batch is closed when the next sequence would exceed the budget.
-std::vector<Batch> make_batches(const std::vector<std::vector<int32_t>>& seqs, int64_t budget) {
-  std::vector<Batch> batches;
-  Batch cur;
-  for (const auto& s : seqs) {
-    const auto n = static_cast<int64_t>(s.size());
-    if (cur.num_seqs() > 0 && cur.num_tokens() + n > budget) {
-      batches.push_back(std::move(cur));
-      cur = Batch();
-    }
-    cur.add(s);
+  if (inputs.empty()) throw Error(path + ": no sequences");
+  // Texts are encoded as given (batching.h): no length limit, no truncation; the workload decides.
+  SequenceOptions o;
+  o.lossy_utf8 = lossy_utf8;
+  try {
+    return inputs_to_ids(tok ? &*tok : nullptr, inputs, o);
+  } catch (const BatchItemError& e) {
+    // This command has always called a sequence without tokens "empty sequence".
+    throw Error(where.at(e.index()) + (e.detail() == "no tokens" ? "empty sequence" : e.detail()));
   }
-  if (cur.num_seqs() > 0) batches.push_back(std::move(cur));
-  return batches;
 }
 
 // Useful FLOPs of one forward of a sequence of n tokens (see the file comment).
@@ -179,14 +166,15 @@ int run_bench(int argc, char** argv) {
   Encoder enc(m.weights);
   const ModelConfig& cfg = enc.config();
   const std::vector<std::vector<int32_t>> seqs = read_workload(input, model_dir, cfg.vocab_size, a.has("lossy-utf8"));
-  const std::vector<Batch> batches = make_batches(seqs, budget);
+  // Greedy packing in input order (batching.h); a sequence longer than the budget goes alone.
+  const std::vector<InputBatch> batches = make_batches(seqs, budget);
   int64_t tokens = 0;
   double flops = 0;
   for (const auto& s : seqs) {
     tokens += static_cast<int64_t>(s.size());
     flops += sequence_flops(cfg, static_cast<int64_t>(s.size()));
   }
-  for (const auto& b : batches) b.validate(cfg.vocab_size);
+  for (const auto& b : batches) b.batch.validate(cfg.vocab_size);
 
   std::vector<float> out;
   if (a.has("dump-hidden")) {
@@ -194,7 +182,8 @@ int run_bench(int argc, char** argv) {
     std::vector<float> hidden;
     std::vector<int64_t> cu{0}, ids;
     hidden.reserve(static_cast<size_t>(tokens * H));
-    for (const auto& b : batches) {
+    for (const auto& ib : batches) {
+      const Batch& b = ib.batch;
       enc.forward(b, out);
       hidden.insert(hidden.end(), out.begin(), out.end());
       for (int64_t s = 0; s < b.num_seqs(); ++s) cu.push_back(cu.back() + b.seq_len(s));
@@ -208,7 +197,7 @@ int run_bench(int argc, char** argv) {
   }
 
   auto pass = [&] {
-    for (const auto& b : batches) enc.forward(b, out);
+    for (const auto& b : batches) enc.forward(b.batch, out);
   };
   for (long long i = 0; i < warmup; ++i) pass();
   std::vector<double> times;

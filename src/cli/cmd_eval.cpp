@@ -7,7 +7,7 @@
 #include "cli/command.h"
 #include "cli/infer_common.h"
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/evaluation.h"
 
 namespace modernbert::cli {
 namespace {
@@ -69,10 +69,11 @@ int run_eval(int argc, char** argv) {
   if (fmt != "json" && fmt != "table") throw Error("--format must be json or table");
 
   EvalOptions o;
-  o.task = a.require("task");
-  const bool retrieval = o.task == "retrieval" || o.task == "colbert";
+  o.task = parse_eval_task(a.require("task"));
+  const bool retrieval = is_retrieval(o.task);
   o.split = a.get_or("split", "");
-  o.scope = a.get_or("scope", "");
+  // Retrieval settings are read (and checked) only for the tasks that use them.
+  if (retrieval && a.has("scope") && !a.get("scope").empty()) o.scope = parse_scope_mode(a.get("scope"));
   if (retrieval) {
     if (a.has("data")) {
       const std::string d = a.get("data");
@@ -88,9 +89,9 @@ int run_eval(int argc, char** argv) {
   }
   o.text_field = a.get("text-field");
   o.pair_field = a.get("pair-field");
-  o.label_field = a.get_or("label-field", o.task == "multilabel"             ? "labels"
-                                          : o.task == "token-classification" ? "tags"
-                                                                             : "label");
+  o.label_field = a.get_or("label-field", o.task == EvalTask::kMultiLabel            ? "labels"
+                                          : o.task == EvalTask::kTokenClassification ? "tags"
+                                                                                     : "label");
   o.group_field = a.get_or("group-field", "");
   o.positive_label = a.get_or("positive-label", "");
   o.threshold = a.get_double("threshold");
@@ -100,14 +101,11 @@ int run_eval(int argc, char** argv) {
   if (o.max_length < 0 || o.query_max_length < 0 || o.doc_max_length < 0) throw Error("max lengths must be positive");
   o.max_batch_tokens = a.get_int("max-batch-tokens");
   o.predictions_path = a.get_or("predictions", "");
-  o.similarity = a.get("similarity");
+  if (o.task == EvalTask::kRetrieval) o.similarity = parse_similarity(a.get("similarity"));
   o.depth = a.get_int("depth");
   o.progress = !a.has("quiet");
   o.lossy_utf8 = a.has("lossy-utf8");
-  if (a.has("pooling")) {
-    o.pooling = parse_embed_pooling(a.get("pooling"));
-    o.pooling_set = true;
-  }
+  if (a.has("pooling")) o.pooling = parse_embed_pooling(a.get("pooling"));
 
   InferenceContext ctx = load_inference(a.require("model"));
   if (!ctx.tokenizer) throw Error(ctx.model.dir + ": eval needs tokenizer.json in the model directory");

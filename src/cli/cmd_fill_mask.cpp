@@ -4,7 +4,7 @@
 #include "cli/command.h"
 #include "cli/infer_common.h"
 #include "modernbert/error.h"
-#include "modernbert/safetensors.h"
+#include "modernbert/file_io.h"
 #include "modernbert/tasks.h"
 
 namespace modernbert::cli {

@@ -8,8 +8,9 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "modernbert/error.h"
-#include "modernbert/safetensors.h"
+#include "modernbert/file_io.h"
 #include "modernbert/pretrain.h"
+#include "modernbert/safetensors.h"
 
 namespace modernbert::cli {
 namespace {

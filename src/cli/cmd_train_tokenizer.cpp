@@ -12,7 +12,7 @@
 #include "cli/args.h"
 #include "cli/command.h"
 #include "modernbert/error.h"
-#include "modernbert/safetensors.h"  // write_file_atomic
+#include "modernbert/file_io.h"
 #include "modernbert/tokenizer.h"
 
 namespace modernbert::cli {

@@ -9,7 +9,7 @@
 
 #include "kernels/backend.h"
 #include "modernbert/error.h"
-#include "modernbert/safetensors.h"
+#include "modernbert/file_io.h"
 #include "modernbert/token_ids.h"
 #include "tokenizer/unicode.h"
 
@@ -115,76 +115,26 @@ std::vector<std::vector<int32_t>> records_to_ids(const InferenceContext& ctx, co
                                                  bool truncate, bool lossy_utf8, const std::string& prefix,
                                                  std::vector<Encoding>* encodings) {
   const ModelConfig& cfg = ctx.model.config;
-  const int64_t max_len = cfg.max_position_embeddings;
-  std::vector<std::vector<int32_t>> out(recs.size());
-  // Tokenize all text records at once on every core.
-  std::vector<size_t> text_idx;
-  std::vector<std::pair<std::string, std::string>> pairs;
-  std::vector<std::string> singles;
-  std::vector<size_t> single_idx, pair_idx;
-  for (size_t i = 0; i < recs.size(); ++i) {
-    if (recs[i].has_ids) continue;
-    if (!ctx.tokenizer)
-      throw Error(recs[i].where() + ": text input needs " + ctx.model.dir + "/tokenizer.json (or give input_ids)");
-    if (recs[i].has_pair) {
-      pairs.emplace_back(prefix + recs[i].text, recs[i].text_pair);
-      pair_idx.push_back(i);
-    } else {
-      singles.push_back(prefix + recs[i].text);
-      single_idx.push_back(i);
-    }
-  }
-  EncodeOptions opts;
-  if (truncate) opts.max_length = static_cast<size_t>(max_len);
-  opts.lossy_utf8 = lossy_utf8;
-  if (encodings) encodings->assign(recs.size(), Encoding{});
-  auto take = [&](std::vector<Encoding>&& encs, const std::vector<size_t>& idx) {
-    for (size_t k = 0; k < idx.size(); ++k) {
-      out[idx[k]] = encs[k].ids;
-      if (encodings) (*encodings)[idx[k]] = std::move(encs[k]);
-    }
-  };
-  try {
-    if (!singles.empty()) take(ctx.tokenizer->encode_batch(singles, opts), single_idx);
-  } catch (const Error& e) {
-    rethrow_tokenizer_error(e, [&](size_t k) { return recs.at(single_idx.at(k)).where(); });
-  }
-  try {
-    if (!pairs.empty()) take(ctx.tokenizer->encode_batch_pairs(pairs, opts), pair_idx);
-  } catch (const Error& e) {
-    rethrow_tokenizer_error(e, [&](size_t k) { return recs.at(pair_idx.at(k)).where(); });
-  }
+  std::vector<SequenceInput> in(recs.size());
   for (size_t i = 0; i < recs.size(); ++i) {
     const InputRecord& r = recs[i];
-    if (r.has_ids) {
-      out[i] = r.ids;            // range-checked against the vocabulary by read_inputs (parse_token_ids)
-      for (int32_t id : out[i])  // records built elsewhere (fill-mask arguments) are checked here too
-        if (id < 0 || id >= cfg.vocab_size)
-          throw Error(r.where() + ": field input_ids: id " + std::to_string(id) + " outside the vocabulary [0, " +
-                      std::to_string(cfg.vocab_size) + ")");
-      if (truncate && static_cast<int64_t>(out[i].size()) > max_len) out[i].resize(static_cast<size_t>(max_len));
-    }
-    if (static_cast<int64_t>(out[i].size()) > max_len)
-      throw Error(r.where() + ": " + std::to_string(out[i].size()) + " tokens exceed max_position_embeddings " +
-                  std::to_string(max_len) + " (use --truncate)");
-    if (out[i].empty()) throw Error(r.where() + ": no tokens");
+    if (!r.has_ids && !ctx.tokenizer)
+      throw Error(r.where() + ": text input needs " + ctx.model.dir + "/tokenizer.json (or give input_ids)");
+    // Ids were range-checked by read_inputs (parse_token_ids); records built elsewhere (fill-mask
+    // arguments) are checked by inputs_to_ids (vocab_size).
+    in[i] = {r.text, r.text_pair, r.has_pair, r.ids, r.has_ids};
   }
-  return out;
-}
-
-void for_each_batch(Encoder& enc, const std::vector<std::vector<int32_t>>& seqs, int64_t max_batch_tokens,
-                    const std::function<void(const Batch&, size_t, const std::vector<float>&)>& fn) {
-  if (max_batch_tokens <= 0) throw Error("--max-batch-tokens must be positive");
-  std::vector<float> hidden;
-  size_t i = 0;
-  while (i < seqs.size()) {
-    Batch b;
-    size_t first = i;
-    while (i < seqs.size() &&
-           (b.num_seqs() == 0 || b.num_tokens() + static_cast<int64_t>(seqs[i].size()) <= max_batch_tokens))
-      b.add(seqs[i++]);
-    enc.forward(b, hidden);
-    fn(b, first, hidden);
+  SequenceOptions o;
+  o.max_position = cfg.max_position_embeddings;
+  if (truncate) o.truncate_to = cfg.max_position_embeddings;
+  o.vocab_size = cfg.vocab_size;
+  o.lossy_utf8 = lossy_utf8;
+  o.prefix = prefix;
+  o.too_long_hint = "use --truncate";
+  try {
+    return inputs_to_ids(ctx.tokenizer ? &*ctx.tokenizer : nullptr, in, o, encodings);
+  } catch (const Error& e) {
+    rethrow_tokenizer_error(e, [&](size_t k) { return recs.at(k).where(); });
   }
 }
 

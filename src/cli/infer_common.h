@@ -12,9 +12,10 @@
 #include <vector>
 
 #include "cli/args.h"
+#include "modernbert/batching.h"
+#include "modernbert/file_io.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
-#include "modernbert/safetensors.h"
 #include "modernbert/tokenizer.h"
 
 namespace modernbert::cli {
@@ -56,18 +57,14 @@ struct InferenceContext {
 };
 InferenceContext load_inference(const std::string& dir);
 
-// Token ids for each record: text is tokenized with special tokens (prefix prepended to text), ids
-// are taken as given. Lengths above max_position_embeddings are an error naming FILE:LINE unless
-// `truncate` (then cut to the limit, keeping the final [SEP] for tokenized text); so is a tokenizer
-// error (invalid UTF-8 unless lossy_utf8).
+// Token ids for each record (inputs_to_ids, batching.h): text is tokenized with special tokens
+// (prefix prepended to text), ids are taken as given. Lengths above max_position_embeddings are an
+// error naming FILE:LINE unless `truncate` (then cut to the limit, keeping the final [SEP] for
+// tokenized text); so is a tokenizer error (invalid UTF-8 unless lossy_utf8). The commands then
+// run the encoder with for_each_batch (batching.h).
 std::vector<std::vector<int32_t>> records_to_ids(const InferenceContext& ctx, const std::vector<InputRecord>& recs,
                                                  bool truncate, bool lossy_utf8, const std::string& prefix = "",
                                                  std::vector<Encoding>* encodings = nullptr);
-
-// Runs the encoder over `seqs` in batches of at most max_batch_tokens tokens (a longer sequence goes
-// alone), calling fn(batch, first_sequence_index, hidden[T_batch, H]) for each batch in order.
-void for_each_batch(Encoder& enc, const std::vector<std::vector<int32_t>>& seqs, int64_t max_batch_tokens,
-                    const std::function<void(const Batch&, size_t, const std::vector<float>&)>& fn);
 
 // Where a command's output goes: "-" = stdout, written as it comes (a pipe sees partial output on
 // an error, as from any streaming tool); otherwise an AtomicOutputFile, so the file appears only

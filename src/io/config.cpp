@@ -1,11 +1,12 @@
 // config.json parsing and writing (spec §1–2). Both key spellings are accepted; every invalid value
 // is rejected with the name of its field.
+#include "modernbert/config.h"
+
 #include <cmath>
 #include <sstream>
 
-#include "modernbert/config.h"
 #include "modernbert/error.h"
-#include "modernbert/safetensors.h"  // write_file_atomic, read_file
+#include "modernbert/file_io.h"
 
 namespace modernbert {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "modernbert/error.h"
-#include "modernbert/safetensors.h"
+#include "modernbert/file_io.h"
 
 namespace modernbert {
 

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "modernbert/error.h"
+#include "modernbert/file_io.h"
 
 namespace modernbert {
 

@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "modernbert/baselines.h"
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/metrics.h"
+#include "modernbert/search.h"
 
 namespace modernbert {
 
@@ -50,7 +52,7 @@ json run_bm25_baseline(const RetrievalBaselineOptions& o) {
   if (o.corpus.empty() || o.queries.empty()) throw Error("baseline --task retrieval needs --corpus and --queries (or --data DIR)");
   auto corpus = read_corpus(o.corpus, o.lossy_utf8);
   auto queries = read_queries(o.queries, o.lossy_utf8);
-  const std::string scope = o.scope.empty() ? (o.split.empty() ? "full" : "closed") : o.scope;
+  const ScopeMode scope = o.scope ? *o.scope : o.split.empty() ? ScopeMode::kFull : ScopeMode::kClosed;
   auto scopes = make_scopes(corpus, scope, o.split);
   json sj = json::object();
   for (const auto& s : scopes) {

@@ -1,6 +1,8 @@
 // Classification baselines the project computes itself: majority class and TF-IDF (word unigrams +
 // bigrams, sublinear tf, smooth idf, l2 norm, min_df) + multinomial logistic regression (L2,
 // deterministic full-batch L-BFGS). Also the word tokenizers shared with BM25.
+#include <unicode/uchar.h>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -11,10 +13,9 @@
 #include <set>
 #include <unordered_map>
 
-#include <unicode/uchar.h>
-
+#include "modernbert/baselines.h"
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/metrics.h"
 
 namespace modernbert {
 
@@ -390,18 +391,15 @@ struct LabelledSet {
   std::vector<Example> examples;
 };
 
-}  // namespace
-
-json run_classification_baselines(const ClassificationBaselineOptions& o) {
-  if (o.train.empty()) throw Error("baseline: --train (or --data DIR with train.jsonl) is required");
-  if (o.method != "all" && o.method != "majority" && o.method != "tfidf-lr")
-    throw Error("baseline: --method must be majority, tfidf-lr or all, got '" + o.method + "'");
-  // Labels: integer ids (names from "label_name" when present, which must be consistent) or names
-  // (ids = index in the sorted list of the training names).
+// Reads the labelled sets of the baselines. Labels: integer ids (names from "label_name" when
+// present, which must be consistent) or names (ids = index in the sorted list of the training names).
+struct LabelReader {
+  const ClassificationBaselineOptions& o;
   std::map<int64_t, std::string> id_names;
   std::map<std::string, int64_t> name_ids;
   bool string_labels = false;
-  auto load = [&](const std::string& path, bool is_train) {
+
+  LabelledSet load(const std::string& path, bool is_train) {
     LabelledSet s;
     s.path = path;
     s.examples = read_examples(path, o.text_field, "", o.lossy_utf8);
@@ -427,24 +425,44 @@ json run_classification_baselines(const ClassificationBaselineOptions& o) {
       if (string_labels) {
         if (!v.is_string()) throw Error(where + ": labels must all be names (the training set uses names)");
         auto it = name_ids.find(v.get<std::string>());
-        if (it == name_ids.end()) throw Error(where + ": label \"" + v.get<std::string>() + "\" does not occur in the training set");
+        if (it == name_ids.end())
+          throw Error(where + ": label \"" + v.get<std::string>() + "\" does not occur in the training set");
         id = it->second;
       } else {
-        if (!v.is_number_integer() || v.get<int64_t>() < 0) throw Error(where + ": label must be a non-negative integer, found " + v.dump());
+        if (!v.is_number_integer() || v.get<int64_t>() < 0)
+          throw Error(where + ": label must be a non-negative integer, found " + v.dump());
         id = v.get<int64_t>();
         if (e.record.contains("label_name") && e.record["label_name"].is_string()) {
           const std::string nm = e.record["label_name"].get<std::string>();
           auto it = id_names.find(id);
-          if (it == id_names.end()) id_names[id] = nm;
+          if (it == id_names.end())
+            id_names[id] = nm;
           else if (it->second != nm)
-            throw Error(where + ": label " + std::to_string(id) + " is named \"" + nm + "\" here but \"" + it->second + "\" earlier");
+            throw Error(where + ": label " + std::to_string(id) + " is named \"" + nm + "\" here but \"" + it->second +
+                        "\" earlier");
         }
       }
       s.texts.push_back(e.text);
       s.labels.push_back(id);
     }
     return s;
-  };
+  }
+};
+
+}  // namespace
+
+BaselineMethod parse_baseline_method(const std::string& s) {
+  if (s == "majority") return BaselineMethod::kMajority;
+  if (s == "tfidf-lr") return BaselineMethod::kTfidfLr;
+  if (s == "all") return BaselineMethod::kAll;
+  throw Error("baseline: --method must be majority, tfidf-lr or all, got '" + s + "'");
+}
+
+json run_classification_baselines(const ClassificationBaselineOptions& o) {
+  if (o.train.empty()) throw Error("baseline: --train (or --data DIR with train.jsonl) is required");
+  LabelReader labels{o, {}, {}, false};
+  auto load = [&](const std::string& path, bool is_train) { return labels.load(path, is_train); };
+  std::map<int64_t, std::string>& id_names = labels.id_names;
   LabelledSet train = load(o.train, true);
   std::vector<LabelledSet> evals;
   std::vector<std::string> split_names;
@@ -493,7 +511,7 @@ json run_classification_baselines(const ClassificationBaselineOptions& o) {
   json out = {{"task", "classification"}, {"train", o.train}, {"num_labels", K}, {"labels", names}, {"n_train", train.texts.size()}};
   for (size_t i = 0; i < evals.size(); ++i) out[split_names[i]] = evals[i].path;
   json baselines = json::object();
-  if (o.method == "all" || o.method == "majority") {
+  if (o.method == BaselineMethod::kAll || o.method == BaselineMethod::kMajority) {
     std::vector<int64_t> counts(static_cast<size_t>(K), 0);
     for (int64_t v : train.labels) ++counts[static_cast<size_t>(v)];
     const int64_t maj = std::max_element(counts.begin(), counts.end()) - counts.begin();  // ties: lowest id
@@ -502,7 +520,7 @@ json run_classification_baselines(const ClassificationBaselineOptions& o) {
       b[split_names[i]] = report(evals[i], std::vector<int64_t>(evals[i].labels.size(), maj));
     baselines["majority"] = b;
   }
-  if (o.method == "all" || o.method == "tfidf-lr") {
+  if (o.method == BaselineMethod::kAll || o.method == BaselineMethod::kTfidfLr) {
     auto t0 = std::chrono::steady_clock::now();
     TfidfVectorizer vec(o.tfidf);
     vec.fit(train.texts);

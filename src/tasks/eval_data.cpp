@@ -1,5 +1,7 @@
 // Reading evaluation data (labelled JSONL, retrieval corpus + queries), label spaces of a
 // checkpoint, search scopes, and the JSON blocks shared by evaluate() and the baselines.
+#include "modernbert/eval_data.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -7,7 +9,7 @@
 #include <unordered_map>
 
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/metrics.h"
 #include "tasks/jsonl.h"
 
 namespace modernbert {
@@ -79,12 +81,17 @@ std::vector<RetrievalQuery> read_queries(const std::string& path, bool lossy_utf
   return out;
 }
 
-std::vector<SearchScope> make_scopes(const std::vector<RetrievalDoc>& corpus, const std::string& scope,
+ScopeMode parse_scope_mode(const std::string& s) {
+  if (s == "closed") return ScopeMode::kClosed;
+  if (s == "full") return ScopeMode::kFull;
+  if (s == "both") return ScopeMode::kBoth;
+  throw Error("scope must be closed, full or both, got '" + s + "'");
+}
+
+std::vector<SearchScope> make_scopes(const std::vector<RetrievalDoc>& corpus, ScopeMode mode,
                                      const std::string& split) {
-  if (scope != "closed" && scope != "full" && scope != "both")
-    throw Error("scope must be closed, full or both, got '" + scope + "'");
   std::vector<SearchScope> out;
-  if (scope == "closed" || scope == "both") {
+  if (mode == ScopeMode::kClosed || mode == ScopeMode::kBoth) {
     if (split.empty()) throw Error("the closed-corpus protocol needs --split (the documents of the queries' split)");
     SearchScope s{"closed:" + split, {}};
     for (size_t i = 0; i < corpus.size(); ++i)
@@ -92,7 +99,7 @@ std::vector<SearchScope> make_scopes(const std::vector<RetrievalDoc>& corpus, co
     if (s.doc_rows.empty()) throw Error("no corpus document has split \"" + split + "\"");
     out.push_back(std::move(s));
   }
-  if (scope == "full" || scope == "both") {
+  if (mode == ScopeMode::kFull || mode == ScopeMode::kBoth) {
     SearchScope s{"full", {}};
     for (size_t i = 0; i < corpus.size(); ++i) s.doc_rows.push_back(static_cast<int64_t>(i));
     out.push_back(std::move(s));

@@ -1,5 +1,6 @@
-// Metric functions of include/modernbert/eval.h: classification (accuracy, F1, MCC), correlation,
+// Metric functions of include/modernbert/metrics.h and search.h: classification (accuracy, F1, MCC), correlation,
 // multi-label F1, seqeval-style entity F1, ranking metrics and exact (multi-vector) search.
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -10,7 +11,8 @@
 
 #include "kernels/backend.h"
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/metrics.h"
+#include "modernbert/search.h"
 
 namespace modernbert {
 

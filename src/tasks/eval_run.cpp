@@ -9,14 +9,48 @@
 #include <set>
 #include <sstream>
 
+#include "modernbert/batching.h"
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
-#include "modernbert/safetensors.h"  // AtomicOutputFile
+#include "modernbert/eval_data.h"
+#include "modernbert/evaluation.h"
+#include "modernbert/file_io.h"
+#include "modernbert/metrics.h"
+#include "modernbert/search.h"
 #include "modernbert/tasks.h"
 
 namespace modernbert {
 
 using nlohmann::json;
+
+namespace {
+constexpr std::pair<EvalTask, const char*> kTaskNames[] = {
+    {EvalTask::kClassification, "classification"}, {EvalTask::kMultiLabel, "multilabel"},
+    {EvalTask::kRegression, "regression"},         {EvalTask::kTokenClassification, "token-classification"},
+    {EvalTask::kRetrieval, "retrieval"},           {EvalTask::kColbert, "colbert"}};
+}  // namespace
+
+EvalTask parse_eval_task(const std::string& s) {
+  for (const auto& [t, name] : kTaskNames)
+    if (s == name) return t;
+  throw Error("unknown --task '" + s +
+              "' (classification | multilabel | regression | token-classification | retrieval | colbert)");
+}
+
+const char* to_string(EvalTask t) {
+  for (const auto& [k, name] : kTaskNames)
+    if (k == t) return name;
+  return "?";
+}
+
+bool is_retrieval(EvalTask t) { return t == EvalTask::kRetrieval || t == EvalTask::kColbert; }
+
+Similarity parse_similarity(const std::string& s) {
+  if (s == "cos") return Similarity::kCos;
+  if (s == "dot") return Similarity::kDot;
+  throw Error("--similarity must be cos or dot");
+}
+
+const char* to_string(Similarity s) { return s == Similarity::kCos ? "cos" : "dot"; }
 
 namespace {
 
@@ -28,80 +62,50 @@ struct TextInput {
   std::string where;  // file:line for errors
 };
 
-// Token ids (with special tokens) for every input. max_length > 0 truncates (longest-first for
-// pairs, [SEP] kept); else anything above max_position_embeddings is an error naming the input.
+// Token ids (with special tokens) for every input (inputs_to_ids, batching.h). max_length > 0
+// truncates (longest-first for pairs, [SEP] kept); else anything above max_position_embeddings is
+// an error naming the input.
 std::vector<std::vector<int32_t>> tokenize_inputs(const EvalModel& m, const std::vector<TextInput>& in,
                                                   int64_t max_length, std::vector<Encoding>* encodings = nullptr) {
   if (!m.tokenizer) throw Error(m.model->dir + ": evaluation needs the model's tokenizer.json");
   const int64_t limit = m.model->config.max_position_embeddings;
   if (max_length > limit)
     throw Error("--max-length " + std::to_string(max_length) + " exceeds max_position_embeddings " + std::to_string(limit));
-  EncodeOptions opts;
-  if (max_length > 0) opts.max_length = static_cast<size_t>(max_length);
-  std::vector<std::string> singles;
-  std::vector<std::pair<std::string, std::string>> pairs;
-  std::vector<size_t> si, pi;
+  std::vector<SequenceInput> seq(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i].has_pair) {
-      pairs.emplace_back(in[i].text, in[i].pair);
-      pi.push_back(i);
-    } else {
-      singles.push_back(in[i].text);
-      si.push_back(i);
-    }
+    seq[i].text = in[i].text;
+    seq[i].text_pair = in[i].pair;
+    seq[i].has_pair = in[i].has_pair;
   }
-  std::vector<std::vector<int32_t>> out(in.size());
-  if (encodings) encodings->assign(in.size(), Encoding{});
-  auto take = [&](std::vector<Encoding>&& encs, const std::vector<size_t>& idx) {
-    for (size_t k = 0; k < idx.size(); ++k) {
-      out[idx[k]] = encs[k].ids;
-      if (encodings) (*encodings)[idx[k]] = std::move(encs[k]);
-    }
-  };
-  // encode_batch reports the failing text's index in the batch: name its file:line instead.
-  auto rethrow = [&](const Error& e, const std::vector<size_t>& idx) {
-    if (const auto* item = dynamic_cast<const BatchItemError*>(&e); item && item->index() < idx.size())
-      throw Error(in[idx[item->index()]].where + ": " + item->detail());
+  SequenceOptions so;
+  so.max_position = limit;
+  so.truncate_to = max_length;
+  so.too_long_hint = "use --max-length to truncate";
+  try {
+    return inputs_to_ids(m.tokenizer, seq, so, encodings);
+  } catch (const BatchItemError& e) {
+    // Name the input's file:line (or query / document id) instead of its index.
+    if (e.index() < in.size()) throw Error(in[e.index()].where + ": " + e.detail());
     throw Error(std::string("tokenizing: ") + e.what());
-  };
-  try {
-    if (!singles.empty()) take(m.tokenizer->encode_batch(singles, opts), si);
   } catch (const Error& e) {
-    rethrow(e, si);
+    throw Error(std::string("tokenizing: ") + e.what());
   }
-  try {
-    if (!pairs.empty()) take(m.tokenizer->encode_batch_pairs(pairs, opts), pi);
-  } catch (const Error& e) {
-    rethrow(e, pi);
-  }
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (out[i].empty()) throw Error(in[i].where + ": no tokens");
-    if (static_cast<int64_t>(out[i].size()) > limit)
-      throw Error(in[i].where + ": " + std::to_string(out[i].size()) + " tokens exceed max_position_embeddings " +
-                  std::to_string(limit) + " (use --max-length to truncate)");
-  }
-  return out;
 }
 
-// Runs the encoder over token-budget batches in order: fn(batch, first_index, hidden).
+// Runs the encoder over token-budget batches in order (for_each_batch, batching.h):
+// fn(batch, first_index, hidden), with a progress line on stderr about every tenth of the inputs.
 void run_batches(const EvalModel& m, const std::vector<std::vector<int32_t>>& seqs, int64_t budget,
                  const std::function<void(const Batch&, size_t, const std::vector<float>&)>& fn,
                  const char* what = nullptr, bool progress = false) {
-  if (budget <= 0) throw Error("--max-batch-tokens must be positive");
-  std::vector<float> hidden;
-  size_t i = 0, next_report = 0;
-  while (i < seqs.size()) {
-    Batch b;
-    const size_t first = i;
-    while (i < seqs.size() && (b.num_seqs() == 0 || b.num_tokens() + static_cast<int64_t>(seqs[i].size()) <= budget))
-      b.add(seqs[i++]);
-    m.encoder->forward(b, hidden);
-    fn(b, first, hidden);
+  size_t next_report = 0;
+  for_each_batch(*m.encoder, seqs, budget, [&](const Batch& b, size_t first, const std::vector<float>& h) {
+    fn(b, first, h);
+    const size_t i = first + static_cast<size_t>(b.num_seqs());
     if (progress && what && (i >= next_report || i == seqs.size())) {
       std::fprintf(stderr, "eval: %s %zu/%zu\n", what, i, seqs.size());
       next_report = i + std::max<size_t>(1, seqs.size() / 10);
     }
-  }
+  });
 }
 
 std::string where_of(const EvalOptions& o, const Example& e) { return o.data + ":" + std::to_string(e.line); }
@@ -118,18 +122,19 @@ const json& label_value(const Example& e, const std::string& field, const std::s
   return e.record[field];
 }
 
-void require_head(const EvalModel& m, HeadSet::Classifier kind, const std::string& task) {
+void require_head(const EvalModel& m, HeadSet::Classifier kind, EvalTask task) {
   const HeadSet& h = m.model->weights.heads();
   if (h.classifier == kind) return;
   const char* want = kind == HeadSet::Classifier::kSequence ? "a sequence-classification head (classifier.*)"
                                                            : "a token-classification head (classifier.*)";
-  throw Error(m.model->dir + ": --task " + task + " needs " + want + "; the checkpoint has heads " + h.describe());
+  throw Error(m.model->dir + ": --task " + to_string(task) + " needs " + want + "; the checkpoint has heads " +
+              h.describe());
 }
 
-void check_problem_type(const EvalModel& m, ProblemType want, const std::string& task) {
+void check_problem_type(const EvalModel& m, ProblemType want, EvalTask task) {
   ProblemType p = m.model->config.problem_type;
   if (p != ProblemType::kUnset && p != want)
-    throw Error(m.model->dir + ": --task " + task + " but config.json says problem_type=" + to_string(p));
+    throw Error(m.model->dir + ": --task " + to_string(task) + " but config.json says problem_type=" + to_string(p));
 }
 
 void write_predictions(const std::string& path, const std::vector<json>& rows) {
@@ -140,7 +145,7 @@ void write_predictions(const std::string& path, const std::vector<json>& rows) {
 }
 
 json base_report(const EvalModel& m, const EvalOptions& o) {
-  json j = {{"task", o.task}, {"model", m.model->dir}};
+  json j = {{"task", to_string(o.task)}, {"model", m.model->dir}};
   if (!o.data.empty()) j["data"] = o.data;
   return j;
 }
@@ -435,10 +440,11 @@ json eval_token_classification(const EvalModel& m, const EvalOptions& o) {
 // ---- retrieval ---------------------------------------------------------------------------------
 
 json eval_retrieval(const EvalModel& m, const EvalOptions& o, bool colbert) {
-  if (o.corpus.empty() || o.queries.empty()) throw Error("--task " + o.task + " needs --corpus and --queries (or --data DIR)");
+  if (o.corpus.empty() || o.queries.empty())
+    throw Error(std::string("--task ") + to_string(o.task) + " needs --corpus and --queries (or --data DIR)");
   auto corpus = read_corpus(o.corpus, o.lossy_utf8);
   auto queries = read_queries(o.queries, o.lossy_utf8);
-  const std::string scope = o.scope.empty() ? (o.split.empty() ? "full" : "closed") : o.scope;
+  const ScopeMode scope = o.scope ? *o.scope : o.split.empty() ? ScopeMode::kFull : ScopeMode::kClosed;
   auto scopes = make_scopes(corpus, scope, o.split);
   // Embed only the documents some scope searches.
   std::vector<int64_t> doc_slot(corpus.size(), -1);
@@ -468,12 +474,11 @@ json eval_retrieval(const EvalModel& m, const EvalOptions& o, bool colbert) {
   json scopes_json = json::object();
 
   if (!colbert) {
-    if (o.similarity != "cos" && o.similarity != "dot") throw Error("--similarity must be cos or dot");
     EmbedOptions eo;
     eo.pooling = cfg.classifier_pooling == Pooling::kCls ? EmbedPooling::kCls : EmbedPooling::kMean;
     if (st.present && !st.pooling_mode.empty()) eo.pooling = parse_embed_pooling(st.pooling_mode);
-    if (o.pooling_set) eo.pooling = o.pooling;
-    eo.normalize = o.similarity == "cos" || st.normalize;
+    if (o.pooling) eo.pooling = *o.pooling;
+    eo.normalize = o.similarity == Similarity::kCos || st.normalize;
     eo.dense = st.dense_out > 0 ? &st : nullptr;
     int64_t D = 0;
     auto embed_all = [&](const std::vector<std::vector<int32_t>>& seqs, const char* what) {
@@ -497,7 +502,7 @@ json eval_retrieval(const EvalModel& m, const EvalOptions& o, bool colbert) {
       scopes_json[s.name] = score_rankings(corpus, s, queries, ranks);
     }
     const char* pn = eo.pooling == EmbedPooling::kCls ? "cls" : eo.pooling == EmbedPooling::kMax ? "max" : "mean";
-    settings = {{"pooling", pn}, {"similarity", o.similarity}, {"dense", eo.dense != nullptr}, {"dim", D}};
+    settings = {{"pooling", pn}, {"similarity", to_string(o.similarity)}, {"dense", eo.dense != nullptr}, {"dim", D}};
   } else {
     const SentenceTransformersInfo* dense = st.dense_out > 0 ? &st : nullptr;
     int64_t D = 0;
@@ -537,130 +542,25 @@ json eval_retrieval(const EvalModel& m, const EvalOptions& o, bool colbert) {
   return j;
 }
 
-// ---- tables ------------------------------------------------------------------------------------
-
-std::string fmt(const json& v, int digits = 4) {
-  if (v.is_null()) return "n/a";
-  if (v.is_number_float()) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.*f", digits, v.get<double>());
-    return buf;
-  }
-  if (v.is_string()) return v.get<std::string>();
-  return v.dump();
-}
-
-void table_row(std::ostringstream& os, const std::vector<std::string>& cells, const std::vector<size_t>& width) {
-  for (size_t i = 0; i < cells.size(); ++i) {
-    std::string c = cells[i];
-    if (c.size() < width[i]) c = (i == 0 ? c + std::string(width[i] - c.size(), ' ') : std::string(width[i] - c.size(), ' ') + c);
-    os << (i ? "  " : "") << c;
-  }
-  os << "\n";
-}
-
-std::string render(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) {
-      if (width.size() <= i) width.push_back(0);
-      width[i] = std::max(width[i], r[i].size());
-    }
-  std::ostringstream os;
-  for (size_t k = 0; k < rows.size(); ++k) {
-    table_row(os, rows[k], width);
-    if (k == 0) {
-      size_t total = 0;
-      for (size_t w : width) total += w + 2;
-      os << std::string(total > 2 ? total - 2 : 0, '-') << "\n";
-    }
-  }
-  return os.str();
-}
-
-void add_scope_rows(std::vector<std::vector<std::string>>& rows, const std::string& prefix, const json& scopes) {
-  for (const auto& [name, s] : scopes.items())
-    rows.push_back({prefix + name, fmt(s.value("corpus_size", json())), fmt(s["evaluated"]), fmt(s["skipped_no_relevant"]),
-                    fmt(s["ndcg@10"]), fmt(s["mrr@10"]), fmt(s["recall@1"]), fmt(s["recall@10"]), fmt(s["recall@100"])});
-}
-
-void add_classification_rows(std::vector<std::vector<std::string>>& rows, const std::string& name, const json& r) {
-  rows.push_back({name, fmt(r["n"]), fmt(r["accuracy"]), fmt(r["macro_f1"]), fmt(r["mcc"]),
-                  r.contains("positive_f1") ? fmt(r["positive_f1"]) : "-"});
-}
-
 }  // namespace
 
 json evaluate(const EvalModel& m, const EvalOptions& o) {
   if (!m.model || !m.encoder) throw Error("evaluate: no model");
-  if (o.task == "classification") return eval_classification(m, o);
-  if (o.task == "multilabel") return eval_multilabel(m, o);
-  if (o.task == "regression") return eval_regression(m, o);
-  if (o.task == "token-classification") return eval_token_classification(m, o);
-  if (o.task == "retrieval") return eval_retrieval(m, o, false);
-  if (o.task == "colbert") return eval_retrieval(m, o, true);
-  throw Error("unknown --task '" + o.task +
-              "' (classification | multilabel | regression | token-classification | retrieval | colbert)");
-}
-
-std::string format_report_table(const json& r) {
-  std::ostringstream os;
-  const std::string task = r.value("task", "");
-  if (r.contains("baselines")) {  // classification baselines: method × split
-    std::vector<std::vector<std::string>> rows{{"method / split", "n", "accuracy", "macro-F1", "MCC", "pos-F1"}};
-    for (const auto& [method, b] : r["baselines"].items())
-      for (const char* split : {"dev", "test"})
-        if (b.contains(split)) add_classification_rows(rows, method + " / " + split, b[split]);
-    os << render(rows);
-    for (const auto& [method, b] : r["baselines"].items())
-      for (const char* split : {"dev", "test"})
-        if (b.contains(split) && b[split].contains("groups"))
-          for (const auto& [g, v] : b[split]["groups"].items())
-            os << method << " / " << split << ": accuracy on " << g << " = " << fmt(v["accuracy"]) << " (n=" << fmt(v["n"]) << ")\n";
-    return os.str();
+  switch (o.task) {
+    case EvalTask::kClassification:
+      return eval_classification(m, o);
+    case EvalTask::kMultiLabel:
+      return eval_multilabel(m, o);
+    case EvalTask::kRegression:
+      return eval_regression(m, o);
+    case EvalTask::kTokenClassification:
+      return eval_token_classification(m, o);
+    case EvalTask::kRetrieval:
+      return eval_retrieval(m, o, false);
+    case EvalTask::kColbert:
+      return eval_retrieval(m, o, true);
   }
-  if (r.contains("scopes")) {
-    std::vector<std::vector<std::string>> rows{{"corpus", "docs", "queries", "skipped", "nDCG@10", "MRR@10", "R@1", "R@10", "R@100"}};
-    add_scope_rows(rows, "", r["scopes"]);
-    os << render(rows);
-    return os.str();
-  }
-  if (task == "classification") {
-    os << "n=" << fmt(r["n"]) << "  accuracy=" << fmt(r["accuracy"]) << "  macro-F1=" << fmt(r["macro_f1"])
-       << "  MCC=" << fmt(r["mcc"]);
-    if (r.contains("positive_f1")) os << "  F1(" << fmt(r["positive_label"]) << ")=" << fmt(r["positive_f1"]);
-    os << "\n";
-    std::vector<std::vector<std::string>> rows{{"label", "precision", "recall", "F1", "support"}};
-    for (const auto& [name, c] : r["per_class"].items())
-      rows.push_back({name, fmt(c["precision"]), fmt(c["recall"]), fmt(c["f1"]), fmt(c["support"])});
-    os << render(rows);
-    if (r.contains("groups"))
-      for (const auto& [g, v] : r["groups"].items())
-        os << "group " << g << ": accuracy=" << fmt(v["accuracy"]) << " (n=" << fmt(v["n"]) << ")\n";
-    return os.str();
-  }
-  if (task == "multilabel") {
-    os << "n=" << fmt(r["n"]) << "  micro-F1=" << fmt(r["micro_f1"]) << "  macro-F1=" << fmt(r["macro_f1"])
-       << "  subset-accuracy=" << fmt(r["subset_accuracy"]) << "  (threshold " << fmt(r["threshold"], 2) << ")\n";
-    return os.str();
-  }
-  if (task == "regression") {
-    os << "n=" << fmt(r["n"]) << "  Pearson=" << fmt(r["pearson"]) << "  Spearman=" << fmt(r["spearman"]);
-    if (r.contains("mse")) os << "  MSE=" << fmt(r["mse"]);
-    os << "\n";
-    return os.str();
-  }
-  if (task == "token-classification") {
-    os << "sentences=" << fmt(r["n"]) << "  words=" << fmt(r["words"]) << "  token-accuracy=" << fmt(r["token_accuracy"])
-       << "  entity P/R/F1=" << fmt(r["entity_precision"]) << "/" << fmt(r["entity_recall"]) << "/" << fmt(r["entity_f1"]) << "\n";
-    std::vector<std::vector<std::string>> rows{{"entity type", "precision", "recall", "F1", "support"}};
-    for (const auto& [name, c] : r["per_type"].items())
-      rows.push_back({name, fmt(c["precision"]), fmt(c["recall"]), fmt(c["f1"]), fmt(c["support"])});
-    os << render(rows);
-    if (r.contains("note")) os << "note: " << fmt(r["note"]) << "\n";
-    return os.str();
-  }
-  return r.dump(2) + "\n";
+  throw Error("evaluate: unknown task");
 }
 
 }  // namespace modernbert

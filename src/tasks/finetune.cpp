@@ -14,7 +14,8 @@
 #include <set>
 
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/eval_data.h"
+#include "modernbert/metrics.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/tokenizer.h"

@@ -18,11 +18,13 @@
 #include <unordered_map>
 
 #include "modernbert/error.h"
-#include "modernbert/eval.h"
+#include "modernbert/eval_data.h"
+#include "modernbert/file_io.h"
 #include "modernbert/finetune.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"
+#include "modernbert/search.h"
 #include "modernbert/tasks.h"
 #include "modernbert/tokenizer.h"
 #include "modernbert/contrastive.h"

@@ -1,6 +1,6 @@
 // Contrastive losses for retrieval fine-tuning: InfoNCE over cosine similarities (single-vector
 // embeddings) and MaxSim (ColBERT), both with in-batch negatives. Forward and backward side by
-// side; see include/modernbert/trainer.h for the definitions. Sizes are small (a batch of queries
+// side; see include/modernbert/contrastive.h for the definitions. Sizes are small (a batch of queries
 // against a batch of documents), so the scores are plain double-precision loops; pooling, L2
 // normalisation and the ColBERT GEMMs are kernels (kernels/backend.h).
 #include <algorithm>

@@ -19,6 +19,7 @@
 #include "core/hash.h"
 #include "modernbert/config.h"
 #include "modernbert/error.h"
+#include "modernbert/file_io.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/optimizer.h"
 #include "modernbert/pretrain.h"

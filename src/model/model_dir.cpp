@@ -11,6 +11,7 @@
 #include <set>
 
 #include "modernbert/error.h"
+#include "modernbert/file_io.h"
 
 namespace modernbert {
 
@@ -100,16 +101,10 @@ void read_sentence_transformers(const std::string& dir, SentenceTransformersInfo
   }
 }
 
-}  // namespace
-
-LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
-  std::string cfg_path = dir + "/config.json";
-  if (!file_exists(cfg_path)) throw Error(dir + ": not a model directory (no config.json)");
-  ModelConfig cfg = ModelConfig::from_file(cfg_path);
-
-  // Open the weight file(s) and map every tensor name to its file.
-  std::vector<std::shared_ptr<SafeTensorsFile>> files;
-  std::map<std::string, std::pair<SafeTensorsFile*, const TensorInfo*>> where;
+// The weight file(s) of `dir` (model.safetensors, or the shards of model.safetensors.index.json)
+// opened into `files`, and every tensor name mapped to its file and entry in `where`.
+using TensorMap = std::map<std::string, std::pair<SafeTensorsFile*, const TensorInfo*>>;
+void open_weight_files(const std::string& dir, std::vector<std::shared_ptr<SafeTensorsFile>>& files, TensorMap& where) {
   std::string single = dir + "/model.safetensors", index = dir + "/model.safetensors.index.json";
   if (file_exists(single)) {
     files.push_back(SafeTensorsFile::open(single));
@@ -144,6 +139,19 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
       if (where.count(t.name)) throw Error(dir + ": tensor '" + t.name + "' appears in more than one shard");
       where[t.name] = {f.get(), &t};
     }
+}
+
+}  // namespace
+
+LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
+  std::string cfg_path = dir + "/config.json";
+  if (!file_exists(cfg_path)) throw Error(dir + ": not a model directory (no config.json)");
+  ModelConfig cfg = ModelConfig::from_file(cfg_path);
+
+  // Open the weight file(s) and map every tensor name to its file.
+  std::vector<std::shared_ptr<SafeTensorsFile>> files;
+  TensorMap where;
+  open_weight_files(dir, files, where);
 
   // "model." prefix (ModernBertFor* saves) or bare names (ModernBertModel saves); not both.
   bool any_prefixed = false, any_bare = false;

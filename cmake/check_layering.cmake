@@ -1,0 +1,73 @@
+# CTest "layering.<layer>" (cmake/layers.cmake): proves that the include roots enforce the layers.
+# Runs the compiler's preprocessor (-E: include resolution is what the layering decides) with the
+# include directories the layer's library target compiles with (INCLUDES, one per line):
+#   1. every header of the layer (OWN) must be found and preprocess: it uses only allowed layers;
+#   2. a probe including a header of each layer it may use (ALLOWED) must preprocess;
+#   3. a probe including a header of each layer it may NOT use (FORBIDDEN) must fail, and the
+#      compiler must say that header was not found (not some other error);
+#   4. no source of the layer includes "../" (which would step around the roots).
+# Inputs: -DCXX -DLAYER -DSRC -DINCLUDES -DWORK -DOWN -DALLOWED -DFORBIDDEN (lists "|"-separated).
+cmake_minimum_required(VERSION 3.20)
+foreach(v OWN ALLOWED FORBIDDEN)
+  string(REPLACE "|" ";" ${v} "${${v}}")
+endforeach()
+file(STRINGS ${INCLUDES} dirs)
+set(flags -std=c++20 -E)
+foreach(d ${dirs})
+  list(APPEND flags "-I${d}")
+endforeach()
+file(MAKE_DIRECTORY ${WORK})
+set(failures 0)
+set(checked 0)
+
+function(probe header expect_ok)
+  string(MAKE_C_IDENTIFIER "${header}" id)
+  set(src ${WORK}/probe_${id}.cpp)
+  file(WRITE ${src} "// ${LAYER} includes ${header}\n#include \"${header}\"\n")
+  execute_process(COMMAND ${CXX} ${flags} ${src} -o ${WORK}/probe_${id}.i
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  math(EXPR n "${checked} + 1")
+  set(checked ${n} PARENT_SCOPE)
+  if(expect_ok)
+    if(rc EQUAL 0)
+      message(STATUS "ok    ${LAYER} may include ${header}")
+      return()
+    endif()
+    message(STATUS "FAIL  ${LAYER} must be able to include ${header}, the preprocessor failed:\n${err}")
+  else()
+    # GCC: "fatal error: x.h: No such file or directory"; clang: "fatal error: 'x.h' file not found".
+    string(FIND "${err}" "${header}: No such file or directory" gcc_hit)
+    string(FIND "${err}" "'${header}' file not found" clang_hit)
+    if(NOT rc EQUAL 0 AND (gcc_hit GREATER -1 OR clang_hit GREATER -1))
+      message(STATUS "ok    ${LAYER} cannot include ${header} (not found)")
+      return()
+    endif()
+    message(STATUS "FAIL  ${LAYER} must not be able to include ${header} (exit ${rc}):\n${err}")
+  endif()
+  math(EXPR f "${failures} + 1")
+  set(failures ${f} PARENT_SCOPE)
+endfunction()
+
+foreach(h ${OWN})
+  probe(${h} TRUE)
+endforeach()
+foreach(h ${ALLOWED})
+  probe(${h} TRUE)
+endforeach()
+foreach(h ${FORBIDDEN})
+  probe(${h} FALSE)
+endforeach()
+if(EXISTS ${SRC}/src/${LAYER})
+  file(GLOB_RECURSE files ${SRC}/src/${LAYER}/*.cpp ${SRC}/src/${LAYER}/*.h)
+  foreach(f ${files})
+    file(STRINGS ${f} bad REGEX "^[ \t]*#[ \t]*include[ \t]*[\"<]\\.\\./")
+    if(bad)
+      message(STATUS "FAIL  ${f} steps around the layer roots: ${bad}")
+      math(EXPR failures "${failures} + 1")
+    endif()
+  endforeach()
+endif()
+if(failures GREATER 0)
+  message(FATAL_ERROR "layering.${LAYER}: ${failures} of ${checked} checks failed")
+endif()
+message(STATUS "layering.${LAYER}: all ${checked} include checks passed")
