@@ -160,19 +160,22 @@ void set_attention_tiles(AttentionTiles t) {
 
 namespace cpu {
 
-void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
-               int64_t hw, float* workspace, const RopeTable* rope, float* lse) {
-  check_args(cu, num_seqs, n_heads, d);
-  const int64_t T = cu[num_seqs];
-  if (T == 0) return;
-  if (rope) {
-    if (rope->head_dim != d) throw Error("attention: RoPE table head_dim differs from the heads'");
-    for (int64_t b = 0; b < num_seqs; ++b)
-      if (cu[b + 1] - cu[b] > rope->max_len) throw Error("attention: sequence longer than the rotary table");
-  }
-  const int64_t H = n_heads * d, ld_qkv = 3 * H, dp = padded_dim(d), np = dp / 16, Tp = padded_tokens(T);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  const int64_t half = d / 2;
+// The packed operands of one attention call (see attention_workspace_floats): Q scaled (and
+// rotated) [n_heads][Tp][d], K^T in 16-token panels [n_heads][Tp/16][d][16], V in 16-channel
+// panels [n_heads][dp/16][Tp][16]; T tokens, Tp = T rounded up to 16, dp = d rounded up to 16.
+struct Packed {
+  const int64_t* cu;
+  int64_t num_seqs, n_heads, d, T, Tp, H, dp, np;
+  float *KT, *Vp, *Qp;
+};
+
+namespace {
+
+void pack_qkv(const float* qkv, const Packed& P, const RopeTable* rope, float scale) {
+  const int64_t* cu = P.cu;
+  const int64_t num_seqs = P.num_seqs, n_heads = P.n_heads, d = P.d, T = P.T, Tp = P.Tp, H = P.H, np = P.np;
+  const int64_t ld_qkv = 3 * H, half = d / 2;
+  float *KT = P.KT, *Vp = P.Vp, *Qp = P.Qp;
   auto rope_row = [&](int64_t pos, const float*& c, const float*& s) {
     if (rope) {
       c = rope->cos.data() + pos * half;
@@ -181,17 +184,6 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
       c = s = nullptr;
     }
   };
-
-  thread_local std::vector<float> own_ws;
-  if (!workspace) {
-    const size_t need = attention_workspace_floats(T, n_heads, d);
-    if (own_ws.size() < need) own_ws.resize(need);
-    workspace = own_ws.data();
-  }
-  float* KT = workspace;               // [n_heads][Tp/16][d][16]
-  float* Vp = KT + n_heads * d * Tp;   // [n_heads][dp/16][Tp][16]
-  float* Qp = Vp + n_heads * dp * Tp;  // [n_heads][Tp][d], scaled (and rotated)
-
   // Pack Q, K^T and V, parallel over 16-token panels; each work item reads its 16 qkv rows
   // (9 KB apart) once, front to back, and loops over the heads inside. (Head-major packing read
   // 256-byte pieces of every row once per head: a TLB / cache miss per piece, and cost as much as
@@ -252,6 +244,14 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
     }
   });
 
+}
+
+// Flash-style attention over the packed operands: one work item per (sequence, head, query
+// block), visiting only the key blocks of the block's band; online softmax per row.
+void attend(const Packed& P, int64_t hw, float* out, float* lse) {
+  const int64_t* cu = P.cu;
+  const int64_t num_seqs = P.num_seqs, n_heads = P.n_heads, d = P.d, Tp = P.Tp, H = P.H, dp = P.dp, np = P.np;
+  const float *KT = P.KT, *Vp = P.Vp, *Qp = P.Qp;
   // Query block size: at most Bq_max rows, evened out over the blocks of a sequence and rounded
   // up to the 6-row tile (n = 128 with Bq_max 60: 3 blocks of 48/48/32 instead of 60/60/8).
   const int64_t bq_max = hw < 0 ? g_bq_global.load() : g_bq_local.load();
@@ -341,6 +341,35 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
       }
     }
   });
+}
+
+}  // namespace
+
+void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
+               int64_t hw, float* workspace, const RopeTable* rope, float* lse) {
+  check_args(cu, num_seqs, n_heads, d);
+  const int64_t T = cu[num_seqs];
+  if (T == 0) return;
+  if (rope) {
+    if (rope->head_dim != d) throw Error("attention: RoPE table head_dim differs from the heads'");
+    for (int64_t b = 0; b < num_seqs; ++b)
+      if (cu[b + 1] - cu[b] > rope->max_len) throw Error("attention: sequence longer than the rotary table");
+  }
+  const int64_t H = n_heads * d, dp = padded_dim(d), np = dp / 16, Tp = padded_tokens(T);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  thread_local std::vector<float> own_ws;
+  if (!workspace) {
+    const size_t need = attention_workspace_floats(T, n_heads, d);
+    if (own_ws.size() < need) own_ws.resize(need);
+    workspace = own_ws.data();
+  }
+  float* KT = workspace;               // [n_heads][Tp/16][d][16]
+  float* Vp = KT + n_heads * d * Tp;   // [n_heads][dp/16][Tp][16]
+  float* Qp = Vp + n_heads * dp * Tp;  // [n_heads][Tp][d], scaled (and rotated)
+
+  const Packed packed{cu, num_seqs, n_heads, d, T, Tp, H, dp, np, KT, Vp, Qp};
+  pack_qkv(qkv, packed, rope, scale);
+  attend(packed, hw, out, lse);
 }
 
 }  // namespace cpu
