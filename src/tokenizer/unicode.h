@@ -21,6 +21,25 @@ using Align = std::pair<std::uint32_t, std::uint32_t>;
 // that from_utf8_lossy replaces with one U+FFFD.
 int utf8_decode(const unsigned char* s, std::size_t n, std::size_t i, char32_t& cp, int& bad_len);
 
+// Decodes the (valid) code point at s[i].
+inline char32_t peek(const unsigned char* s, std::size_t i, int& len) {
+  unsigned char b = s[i];
+  if (b < 0x80) {
+    len = 1;
+    return b;
+  }
+  if (b < 0xE0) {
+    len = 2;
+    return ((b & 0x1F) << 6) | (s[i + 1] & 0x3F);
+  }
+  if (b < 0xF0) {
+    len = 3;
+    return ((b & 0x0F) << 12) | ((s[i + 1] & 0x3F) << 6) | (s[i + 2] & 0x3F);
+  }
+  len = 4;
+  return ((b & 0x07) << 18) | ((s[i + 1] & 0x3F) << 12) | ((s[i + 2] & 0x3F) << 6) | (s[i + 3] & 0x3F);
+}
+
 // Returns the offset of the first byte that is not part of valid UTF-8, or npos.
 std::size_t utf8_first_invalid(std::string_view s);
 
