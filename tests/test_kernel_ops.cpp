@@ -1,13 +1,17 @@
 // The training-side and host-compute ops of kernels/backend.h (embedding gather and scatter-add,
 // residual add, pooling, L2 normalisation, dropout, optimizer updates, gradient norm, and every
 // backward op) on each backend against its reference twin, plus finite-difference checks of the
-// new backward ops (pooling, L2 normalisation) on every backend including the reference.
+// new backward ops (pooling, L2 normalisation) on every backend including the reference, and the
+// task-head / retrieval-scoring ops (max pooling, linear_f64, tanh, sigmoid, softmax_f64,
+// softmax_top_k, maxsim_scores, masked_softmax_ce) bit for bit against ref and against
+// double-precision loops.
 // Ops that only move data or whose arithmetic is the same in both (gathers, dropout, pooling, L2
 // normalisation) must agree bit for bit; the optimizer's float updates within an ulp or two (the
 // compiler may fuse a scalar multiply-add the SIMD code keeps separate); reductions within the
 // stated tolerances.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -309,6 +313,172 @@ TEST_P(KernelOpsFd, PoolingAndL2NormBackwardFiniteDifferences) {
   std::vector<float> dx(rows * D);
   k::l2norm_backward(y.data(), norms.data(), w.data(), dx.data(), rows, D);
   check_fd("l2norm", x, dx.data(), f, 1e-3f, 2e-3, 66);
+}
+
+// ---- Task heads and retrieval scoring (inference outputs: bit for bit with ref) -----------------
+
+TEST_P(KernelOps, MaxPoolingMatchesReferenceAndLoop) {
+  const int64_t H = 37, B = static_cast<int64_t>(kCu.size()) - 1, T = kCu.back();
+  auto h = randn(T * H, 5);
+  std::vector<float> p(B * H), pr(B * H), loop(B * H, -INFINITY);
+  k::pool(k::PoolMode::kMax, h.data(), kCu.data(), B, H, p.data());
+  k::ref::pool(k::PoolMode::kMax, h.data(), kCu.data(), B, H, pr.data());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = kCu[b]; t < kCu[b + 1]; ++t)
+      for (int64_t c = 0; c < H; ++c) loop[b * H + c] = std::max(loop[b * H + c], h[t * H + c]);
+  EXPECT_TRUE(same_bits(p, pr));
+  EXPECT_TRUE(same_bits(p, loop));
+  std::vector<float> dh(T * H);
+  EXPECT_THROW(k::pool_backward(k::PoolMode::kMax, p.data(), kCu.data(), B, H, dh.data()), modernbert::Error);
+  const std::vector<int64_t> empty = {0, 3, 3};
+  EXPECT_THROW(k::pool(k::PoolMode::kMax, h.data(), empty.data(), 2, H, p.data()), modernbert::Error);
+}
+
+TEST_P(KernelOps, ScoringOpsMatchReferenceBitForBit) {
+  // linear_f64 (with and without bias), tanh, sigmoid, softmax_f64, softmax_top_k.
+  const int64_t M = 13, N = 19, K = 70;
+  auto X = randn(M * K, 60), W = randn(N * K, 61), bias = randn(N, 62);
+  for (const float* bp : {static_cast<const float*>(bias.data()), static_cast<const float*>(nullptr)}) {
+    std::vector<float> y(M * N), yr(M * N);
+    k::linear_f64(X.data(), W.data(), bp, y.data(), M, N, K);
+    k::ref::linear_f64(X.data(), W.data(), bp, yr.data(), M, N, K);
+    EXPECT_TRUE(same_bits(y, yr)) << (bp ? "bias" : "no bias");
+  }
+  auto x = randn(M * N, 63, 4.0f);
+  std::vector<float> a(x.size()), ar(x.size());
+  k::tanh_array(x.data(), a.data(), M * N);
+  k::ref::tanh_array(x.data(), ar.data(), M * N);
+  EXPECT_TRUE(same_bits(a, ar));
+  k::sigmoid_array(x.data(), a.data(), M * N);
+  k::ref::sigmoid_array(x.data(), ar.data(), M * N);
+  EXPECT_TRUE(same_bits(a, ar));
+  k::softmax_f64(x.data(), a.data(), M, N);
+  k::ref::softmax_f64(x.data(), ar.data(), M, N);
+  EXPECT_TRUE(same_bits(a, ar));
+  const int64_t V = 1000, R = 3, topk = 7;
+  auto l = randn(R * V, 64, 3.0f);
+  l[5] = l[9] = l[1];  // ties resolve to the lower index
+  std::vector<int64_t> idx(R * topk), idxr(R * topk);
+  std::vector<float> pr(R * topk), prr(R * topk);
+  k::softmax_top_k(l.data(), R, V, topk, idx.data(), pr.data());
+  k::ref::softmax_top_k(l.data(), R, V, topk, idxr.data(), prr.data());
+  EXPECT_EQ(idx, idxr);
+  EXPECT_TRUE(same_bits(pr, prr));
+}
+
+TEST_P(KernelOps, MaxSimAndMaskedSoftmaxCeMatchReference) {
+  const int64_t nq = 9, nd = 31, dim = 24;
+  auto q = randn(nq * dim, 70), d = randn(nd * dim, 71);
+  std::vector<float> best(nq), bestr(nq);
+  std::vector<int64_t> arg(nq), argr(nq);
+  const double s = k::maxsim_scores(q.data(), nq, d.data(), nd, dim, best.data(), arg.data());
+  const double sr = k::ref::maxsim_scores(q.data(), nq, d.data(), nd, dim, bestr.data(), argr.data());
+  EXPECT_EQ(s, sr);
+  EXPECT_TRUE(same_bits(best, bestr));
+  EXPECT_EQ(arg, argr);
+  EXPECT_EQ(k::maxsim_scores(q.data(), nq, d.data(), nd, dim), s);  // best / argbest optional
+  const int64_t R = 6, C = 11;
+  std::vector<double> sc(R * C), scr;
+  auto r = randn(R * C, 72, 3.0f);
+  for (size_t i = 0; i < sc.size(); ++i) sc[i] = r[i];
+  scr = sc;
+  std::vector<int64_t> target = {0, 3, 10, 5, 5, 2};
+  std::vector<uint8_t> ex(R * C, 0);
+  ex[1] = ex[3 * C + 4] = ex[5 * C + 10] = 1;
+  for (const uint8_t* e : {static_cast<const uint8_t*>(nullptr), static_cast<const uint8_t*>(ex.data())}) {
+    auto a = sc, b = scr;
+    EXPECT_EQ(k::masked_softmax_ce(a.data(), R, C, target.data(), e),
+              k::ref::masked_softmax_ce(b.data(), R, C, target.data(), e));
+    EXPECT_EQ(a, b);
+  }
+}
+
+// The same ops against double-precision loops written here (every backend, ref included).
+TEST_P(KernelOpsFd, ScoringOpsMatchDoubleLoops) {
+  const int64_t M = 5, N = 7, K = 300;
+  auto X = randn(M * K, 80), W = randn(N * K, 81), bias = randn(N, 82);
+  std::vector<float> y(M * N);
+  k::linear_f64(X.data(), W.data(), bias.data(), y.data(), M, N, K);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t o = 0; o < N; ++o) {
+      double acc = bias[o];
+      for (int64_t c = 0; c < K; ++c) acc += double(W[o * K + c]) * X[m * K + c];
+      EXPECT_NEAR(y[m * N + o], acc, 1e-6 * std::abs(acc) + 1e-6) << m << "," << o;
+    }
+  auto x = randn(3 * 50, 83, 5.0f);
+  std::vector<float> sm(x.size()), sg(x.size()), th(x.size());
+  k::softmax_f64(x.data(), sm.data(), 3, 50);
+  k::sigmoid_array(x.data(), sg.data(), 150);
+  k::tanh_array(x.data(), th.data(), 150);
+  for (int64_t r = 0; r < 3; ++r) {
+    double z = 0;
+    for (int64_t c = 0; c < 50; ++c) z += std::exp(double(x[r * 50 + c]));
+    for (int64_t c = 0; c < 50; ++c) EXPECT_NEAR(sm[r * 50 + c], std::exp(double(x[r * 50 + c])) / z, 1e-7);
+  }
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_NEAR(sg[i], 1.0 / (1.0 + std::exp(-double(x[i]))), 1e-7);
+    EXPECT_NEAR(th[i], std::tanh(double(x[i])), 2e-7);
+  }
+  // softmax_top_k: the k largest in descending order with their probabilities.
+  std::vector<int64_t> idx(5);
+  std::vector<float> pr(5);
+  k::softmax_top_k(x.data(), 1, 50, 5, idx.data(), pr.data());
+  double z = 0;
+  for (int64_t c = 0; c < 50; ++c) z += std::exp(double(x[c]));
+  for (int64_t i = 0; i < 5; ++i) {
+    for (int64_t c = 0; c < 50; ++c)
+      if (c != idx[i] && (i == 0 || x[c] < x[idx[i - 1]])) {
+        EXPECT_LE(x[c], x[idx[i]]) << i;
+      }
+    EXPECT_NEAR(pr[i], std::exp(double(x[idx[i]])) / z, 1e-7);
+  }
+  // maxsim_scores vs Σ_i max_j of double dot products.
+  const int64_t nq = 4, nd = 9, dim = 32;
+  auto q = randn(nq * dim, 84), d = randn(nd * dim, 85);
+  double want = 0;
+  for (int64_t i = 0; i < nq; ++i) {
+    double best = -INFINITY;
+    for (int64_t j = 0; j < nd; ++j) {
+      double s = 0;
+      for (int64_t c = 0; c < dim; ++c) s += double(q[i * dim + c]) * d[j * dim + c];
+      best = std::max(best, s);
+    }
+    want += best;
+  }
+  EXPECT_NEAR(k::maxsim_scores(q.data(), nq, d.data(), nd, dim), want, 1e-4);
+}
+
+// masked_softmax_ce: the loss against log-sum-exp in double and its gradient against central
+// differences of the loss.
+TEST_P(KernelOpsFd, MaskedSoftmaxCeLossAndGradient) {
+  const int64_t R = 4, C = 6;
+  auto r = randn(R * C, 90, 2.0f);
+  std::vector<double> s(r.begin(), r.end());
+  const std::vector<int64_t> target = {1, 0, 5, 3};
+  std::vector<uint8_t> ex(R * C, 0);
+  ex[0 * C + 2] = ex[2 * C + 0] = ex[2 * C + 4] = 1;
+  auto loss_of = [&](std::vector<double> v) { return k::masked_softmax_ce(v.data(), R, C, target.data(), ex.data()); };
+  double want = 0;
+  for (int64_t i = 0; i < R; ++i) {
+    double z = 0;
+    for (int64_t j = 0; j < C; ++j)
+      if (!ex[i * C + j]) z += std::exp(s[i * C + j]);
+    want += std::log(z) - s[i * C + target[i]];
+  }
+  want /= R;
+  auto g = s;
+  EXPECT_NEAR(k::masked_softmax_ce(g.data(), R, C, target.data(), ex.data()), want, 1e-12);
+  const double h = 1e-5;
+  for (int64_t i = 0; i < R * C; ++i) {
+    auto p = s, m = s;
+    p[i] += h;
+    m[i] -= h;
+    const double fd = (loss_of(p) - loss_of(m)) / (2 * h);
+    EXPECT_NEAR(g[i], fd, 1e-8) << i;
+    if (ex[i]) {
+      EXPECT_EQ(g[i], 0.0) << i;
+    }
+  }
 }
 
 }  // namespace

@@ -144,11 +144,13 @@ struct Backend {
   // dst[i] = src[i] over n elements (activation copies the training forward keeps; no overlap).
   void (*copy)(const float* src, float* dst, int64_t n);
   // out[b, :] [B, H] (overwritten) from hidden [T, H]: kCls = the row of token cu[b]; kMean = the
-  // mean of rows cu[b] .. cu[b+1]-1, summed in double in token order. Every sequence non-empty.
+  // mean of rows cu[b] .. cu[b+1]-1, summed in double in token order; kMax = the per-channel max
+  // of those rows (NaN-free inputs assumed). Every sequence non-empty.
   void (*pool)(PoolMode mode, const float* hidden, const int64_t* cu_seqlens, int64_t num_seqs, int64_t H, float* out);
   // Backward of pool: dhidden [T, H] += the share of dpooled [B, H] of each token (kCls: the CLS
   // row gets dpooled[b]; kMean: every row of sequence b gets dpooled[b] * (1/n) in float);
-  // accumulates (rows of other tokens untouched).
+  // accumulates (rows of other tokens untouched). kMax has no backward (it needs the forward's
+  // argmax; inference only): throws Error.
   void (*pool_backward)(PoolMode mode, const float* dpooled, const int64_t* cu_seqlens, int64_t num_seqs, int64_t H,
                         float* dhidden);
   // Row L2 normalisation as torch.nn.functional.normalize: y = x / max(‖x‖, kL2NormEps) per row
@@ -189,6 +191,40 @@ struct Backend {
   // adam_apply.
   void (*adamw_update)(float* theta, const float* g, float* m, float* v, int64_t n, float b1, float b2, float decay,
                        float lr, float vscale, float eps);
+
+  // ---- Task heads and retrieval scoring (inference outputs; small, exact) ----------------------
+  // These produce the numbers the CLI prints and the tests compare with PyTorch references, so
+  // their reductions are in double with one rounding to float at the end, in a fixed order (the
+  // cpu backend threads over rows only): every backend must match ref bit for bit.
+  //
+  // Y[M,N] = X[M,K] · W[N,K]^T (+ bias[N]) with each dot product accumulated in double (the bias
+  // first, then k in order), rounded once (sentence-transformers' Dense module). bias may be
+  // nullptr. Y may not alias X or W.
+  void (*linear_f64)(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K);
+  // y = tanh(x) elementwise (std::tanh in float, as PyTorch's float tanh); y may alias x.
+  void (*tanh_array)(const float* x, float* y, int64_t n);
+  // y = 1 / (1 + exp(-x)) elementwise, in double, rounded once; y may alias x.
+  void (*sigmoid_array)(const float* x, float* y, int64_t n);
+  // Row-wise softmax over [rows, C] with the row max, exp and sum in double (p = exp(x - max) /
+  // Σ exp(x - max), rounded once); y may alias x.
+  void (*softmax_f64)(const float* x, float* y, int64_t rows, int64_t C);
+  // Per row r of logits [rows, C]: the k most likely classes in descending order (ties: lower
+  // index first; NaN ranks last, as top_k) into idx[r*k .. r*k+k), and their softmax
+  // probabilities (as softmax_f64 computes them) into prob[r*k ..] (prob may be nullptr). k must be
+  // in [1, C] (the caller clamps).
+  void (*softmax_top_k)(const float* logits, int64_t rows, int64_t C, int64_t k, int64_t* idx, float* prob);
+  // ColBERT MaxSim of one query q [nq, dim] against one document d [nd, dim] (nd >= 1): for each
+  // query token i, best[i] = max_j q_i · d_j (each dot in float, c in order, as the reference
+  // implementation); returns Σ_i best[i] summed in double in i order. best [nq] may be nullptr,
+  // argbest [nq] (the first j reaching the max) may be nullptr.
+  double (*maxsim_scores)(const float* q, int64_t nq, const float* d, int64_t nd, int64_t dim, float* best,
+                          int64_t* argbest);
+  // Masked softmax cross-entropy rows in double (InfoNCE / MaxSim contrastive losses): s [R, C]
+  // holds scores (already / temperature); for each row i, loss_i = logsumexp_j s_ij - s_i,target[i]
+  // over the j with exclude[i*C + j] == 0 (exclude may be nullptr: none excluded; the target is
+  // never excluded: the caller checks). Returns the mean over rows of loss_i and OVERWRITES s with
+  // d mean / d s (p - onehot) / R (0 for excluded entries).
+  double (*masked_softmax_ce)(double* s, int64_t R, int64_t C, const int64_t* target, const uint8_t* exclude);
 };
 
 // The L2 normalisation floor (torch.nn.functional.normalize's default eps), the one eps of the
@@ -345,6 +381,22 @@ inline void adam_apply(float* theta, const float* m, const float* v, int64_t n, 
 inline void adamw_update(float* theta, const float* g, float* m, float* v, int64_t n, float b1, float b2, float decay,
                          float lr, float vscale, float eps) {
   backend().adamw_update(theta, g, m, v, n, b1, b2, decay, lr, vscale, eps);
+}
+inline void linear_f64(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K) {
+  backend().linear_f64(X, W, bias, Y, M, N, K);
+}
+inline void tanh_array(const float* x, float* y, int64_t n) { backend().tanh_array(x, y, n); }
+inline void sigmoid_array(const float* x, float* y, int64_t n) { backend().sigmoid_array(x, y, n); }
+inline void softmax_f64(const float* x, float* y, int64_t rows, int64_t C) { backend().softmax_f64(x, y, rows, C); }
+inline void softmax_top_k(const float* logits, int64_t rows, int64_t C, int64_t k, int64_t* idx, float* prob) {
+  backend().softmax_top_k(logits, rows, C, k, idx, prob);
+}
+inline double maxsim_scores(const float* q, int64_t nq, const float* d, int64_t nd, int64_t dim, float* best = nullptr,
+                            int64_t* argbest = nullptr) {
+  return backend().maxsim_scores(q, nq, d, nd, dim, best, argbest);
+}
+inline double masked_softmax_ce(double* s, int64_t R, int64_t C, const int64_t* target, const uint8_t* exclude) {
+  return backend().masked_softmax_ce(s, R, C, target, exclude);
 }
 
 }  // namespace modernbert::kernels

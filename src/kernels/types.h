@@ -9,9 +9,10 @@ namespace modernbert::kernels {
 
 enum class Act { kGelu, kGeluTanh, kRelu, kSilu };
 
-// How a sequence's hidden states [n, H] become one vector [H]: its first token (CLS) or the mean
-// over its n tokens (the unpadded form of Hugging Face's attention-mask-weighted mean).
-enum class PoolMode { kCls, kMean };
+// How a sequence's hidden states [n, H] become one vector [H]: its first token (CLS), the mean
+// over its n tokens (the unpadded form of Hugging Face's attention-mask-weighted mean) or the
+// per-channel max over its tokens (sentence-transformers' max pooling; inference only).
+enum class PoolMode { kCls, kMean, kMax };
 
 // RoPE (rotate-half / GPT-NeoX, non-interleaved) as Hugging Face computes it:
 //   inv_freq[j] = float32(1 / float32(theta ^ float32(2j / d)))   j < d/2

@@ -1,7 +1,5 @@
 #include <algorithm>
-#include <cmath>
 #include <cstring>
-#include <limits>
 
 #include "kernels/backend.h"
 #include "modernbert/error.h"
@@ -11,24 +9,20 @@ namespace modernbert {
 
 std::vector<std::vector<MaskPrediction>> fill_mask(const Encoder& enc, const float* hidden, int64_t T,
                                                    const std::vector<int64_t>& rows, int64_t top_k) {
-  const int64_t V = enc.config().vocab_size;
+  const int64_t V = enc.config().vocab_size, R = static_cast<int64_t>(rows.size());
   std::vector<float> logits = enc.mlm_logits(hidden, T, rows);
-  std::vector<std::vector<MaskPrediction>> out;
   top_k = std::max<int64_t>(1, std::min(top_k, V));
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const float* l = logits.data() + static_cast<int64_t>(r) * V;
-    // Softmax in double for the probabilities of the winners only: p_i = exp(l_i - logsumexp).
-    float mx = *std::max_element(l, l + V);
-    double sum = 0;
-    for (int64_t v = 0; v < V; ++v) sum += std::exp(double(l[v]) - mx);
-    std::vector<int32_t> idx(static_cast<size_t>(V));
-    for (int64_t v = 0; v < V; ++v) idx[static_cast<size_t>(v)] = static_cast<int32_t>(v);
-    std::partial_sort(idx.begin(), idx.begin() + top_k, idx.end(), [&](int32_t a, int32_t b) {
-      return l[a] != l[b] ? l[a] > l[b] : a < b;
-    });
+  // The winners of each row and their softmax probabilities (in double over the vocabulary).
+  std::vector<int64_t> idx(static_cast<size_t>(R * top_k));
+  std::vector<float> prob(static_cast<size_t>(R * top_k));
+  kernels::softmax_top_k(logits.data(), R, V, top_k, idx.data(), prob.data());
+  std::vector<std::vector<MaskPrediction>> out;
+  for (int64_t r = 0; r < R; ++r) {
     std::vector<MaskPrediction> preds;
-    for (int64_t k = 0; k < top_k; ++k)
-      preds.push_back({idx[static_cast<size_t>(k)], static_cast<float>(std::exp(double(l[idx[static_cast<size_t>(k)]]) - mx) / sum)});
+    for (int64_t k = 0; k < top_k; ++k) {
+      const size_t i = static_cast<size_t>(r * top_k + k);
+      preds.push_back({static_cast<int32_t>(idx[i]), prob[i]});
+    }
     out.push_back(std::move(preds));
   }
   return out;
@@ -42,19 +36,16 @@ EmbedPooling parse_embed_pooling(const std::string& s) {
 }
 
 namespace {
-// y[D] = W[D, H] x[H] + b
-void dense(const SentenceTransformersInfo& d, const float* x, float* y) {
-  for (int64_t o = 0; o < d.dense_out; ++o) {
-    double acc = d.dense_bias.empty() ? 0.0 : d.dense_bias[static_cast<size_t>(o)];
-    const float* w = d.dense_weight.data() + o * d.dense_in;
-    for (int64_t i = 0; i < d.dense_in; ++i) acc += double(w[i]) * x[i];
-    y[o] = static_cast<float>(acc);
-  }
+// The sentence-transformers Dense module on n rows: y [n, D] = x [n, H] W[D, H]^T + b (dot products
+// in double), then its activation (Identity or Tanh).
+void dense(const SentenceTransformersInfo& d, const float* x, int64_t n, float* y) {
   const std::string& act = d.dense_activation;
-  if (act.find("Tanh") != std::string::npos)
-    for (int64_t o = 0; o < d.dense_out; ++o) y[o] = std::tanh(y[o]);
-  else if (!act.empty() && act.find("Identity") == std::string::npos)
+  const bool tanh = act.find("Tanh") != std::string::npos;
+  if (!tanh && !act.empty() && act.find("Identity") == std::string::npos)
     throw Error("Dense module: unsupported activation '" + act + "' (Identity, Tanh)");
+  kernels::linear_f64(x, d.dense_weight.data(), d.dense_bias.empty() ? nullptr : d.dense_bias.data(), y, n, d.dense_out,
+                      d.dense_in);
+  if (tanh) kernels::tanh_array(y, y, n * d.dense_out);
 }
 }  // namespace
 
@@ -67,32 +58,20 @@ std::vector<float> sentence_embeddings(const Batch& batch, const float* hidden, 
   const int64_t D0 = use_dense ? o.dense->dense_out : H;
   if (o.dim < 0 || o.dim > D0) throw Error("--dim must be in 1.." + std::to_string(D0));
   const int64_t D = o.dim ? o.dim : D0;
-  std::vector<float> out(static_cast<size_t>(B * D)), pooled_all(static_cast<size_t>(B * H)),
-      proj(static_cast<size_t>(D0));
-  if (o.pooling == EmbedPooling::kMax) {
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t s = batch.cu_seqlens[static_cast<size_t>(b)], e = batch.cu_seqlens[static_cast<size_t>(b + 1)];
-      for (int64_t c = 0; c < H; ++c) {
-        float m = -std::numeric_limits<float>::infinity();
-        for (int64_t t = s; t < e; ++t) m = std::max(m, hidden[t * H + c]);
-        pooled_all[static_cast<size_t>(b * H + c)] = m;
-      }
-    }
-  } else {
-    kernels::pool(o.pooling == EmbedPooling::kCls ? kernels::PoolMode::kCls : kernels::PoolMode::kMean, hidden,
-                  batch.cu_seqlens.data(), B, H, pooled_all.data());
+  std::vector<float> out(static_cast<size_t>(B * D)), pooled(static_cast<size_t>(B * H));
+  const kernels::PoolMode mode = o.pooling == EmbedPooling::kCls    ? kernels::PoolMode::kCls
+                                 : o.pooling == EmbedPooling::kMean ? kernels::PoolMode::kMean
+                                                                    : kernels::PoolMode::kMax;
+  kernels::pool(mode, hidden, batch.cu_seqlens.data(), B, H, pooled.data());
+  std::vector<float> proj;
+  if (use_dense) {
+    proj.resize(static_cast<size_t>(B * D0));
+    dense(*o.dense, pooled.data(), B, proj.data());
   }
-  for (int64_t b = 0; b < B; ++b) {
-    const float* pooled_b = pooled_all.data() + b * H;
-    const float* v = pooled_b;
-    if (use_dense) {
-      dense(*o.dense, pooled_b, proj.data());
-      v = proj.data();
-    }
-    float* dst = out.data() + b * D;
-    std::memcpy(dst, v, sizeof(float) * static_cast<size_t>(D));  // Matryoshka: first D dims
-    if (o.normalize) kernels::l2norm(dst, dst, nullptr, 1, D);
-  }
+  const float* v = use_dense ? proj.data() : pooled.data();  // [B, D0]
+  // Matryoshka: the first D dims of each row.
+  for (int64_t b = 0; b < B; ++b) std::memcpy(out.data() + b * D, v + b * D0, sizeof(float) * static_cast<size_t>(D));
+  if (o.normalize) kernels::l2norm(out.data(), out.data(), nullptr, B, D);
   *out_dim = D;
   return out;
 }
@@ -104,42 +83,26 @@ std::vector<float> colbert_vectors(const float* hidden, int64_t T, int64_t H, co
     throw Error("Dense module expects " + std::to_string(d->dense_in) + " inputs but hidden size is " + std::to_string(H));
   const int64_t D = use_dense ? d->dense_out : H;
   std::vector<float> out(static_cast<size_t>(T * D));
-  for (int64_t t = 0; t < T; ++t) {
-    float* dst = out.data() + t * D;
-    if (use_dense) dense(*d, hidden + t * H, dst);
-    else
-      std::memcpy(dst, hidden + t * H, sizeof(float) * static_cast<size_t>(H));
-  }
+  if (use_dense)
+    dense(*d, hidden, T, out.data());
+  else
+    std::memcpy(out.data(), hidden, sizeof(float) * static_cast<size_t>(T * H));
   kernels::l2norm(out.data(), out.data(), nullptr, T, D);
   *out_dim = D;
   return out;
 }
 
 float maxsim(const float* q, int64_t nq, const float* d, int64_t nd, int64_t dim) {
-  double total = 0;
-  for (int64_t i = 0; i < nq; ++i) {
-    float best = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < nd; ++j) {
-      float s = 0;
-      for (int64_t c = 0; c < dim; ++c) s += q[i * dim + c] * d[j * dim + c];
-      best = std::max(best, s);
-    }
-    total += best;
-  }
-  return static_cast<float>(total);
+  return static_cast<float>(kernels::maxsim_scores(q, nq, d, nd, dim));
 }
 
 std::vector<float> logits_to_scores(const float* logits, int64_t n, ProblemType p) {
   std::vector<float> s(logits, logits + n);
   if (p == ProblemType::kRegression) return s;
-  if (p == ProblemType::kMultiLabel) {
-    for (auto& x : s) x = static_cast<float>(1.0 / (1.0 + std::exp(-double(x))));
-    return s;
-  }
-  float mx = *std::max_element(s.begin(), s.end());
-  double sum = 0;
-  for (auto& x : s) sum += std::exp(double(x) - mx);
-  for (auto& x : s) x = static_cast<float>(std::exp(double(x) - mx) / sum);
+  if (p == ProblemType::kMultiLabel)
+    kernels::sigmoid_array(s.data(), s.data(), n);
+  else
+    kernels::softmax_f64(s.data(), s.data(), 1, n);
   return s;
 }
 

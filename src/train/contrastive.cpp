@@ -1,17 +1,17 @@
 // Contrastive losses for retrieval fine-tuning: InfoNCE over cosine similarities (single-vector
 // embeddings) and MaxSim (ColBERT), both with in-batch negatives. Forward and backward side by
 // side; see include/modernbert/contrastive.h for the definitions. Sizes are small (a batch of queries
-// against a batch of documents), so the scores are plain double-precision loops; pooling, L2
-// normalisation and the ColBERT GEMMs are kernels (kernels/backend.h).
+// against a batch of documents), so the cosine scores are plain double-precision loops; pooling,
+// L2 normalisation, the ColBERT GEMMs and the masked softmax cross-entropy rows are kernels
+// (kernels/backend.h).
+#include "modernbert/contrastive.h"
+
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <string>
 #include <vector>
 
 #include "kernels/backend.h"
 #include "modernbert/error.h"
-#include "modernbert/contrastive.h"
 
 namespace modernbert {
 namespace {
@@ -32,28 +32,11 @@ void check_targets(int64_t Bq, int64_t Bd, const std::vector<int64_t>& target, c
   }
 }
 
-// Row-wise: loss_i = logsumexp_j(s_ij) − s_i,target over the non-excluded j; overwrites s with
-// d loss / d s (already divided by Bq for the mean). s holds scores / temperature.
+// Row-wise: loss_i = logsumexp_j(s_ij) − s_i,target over the non-excluded j, mean over rows;
+// overwrites s with d loss / d s (kernels::masked_softmax_ce). s holds scores / temperature.
 double softmax_ce_rows(std::vector<double>& s, int64_t Bq, int64_t Bd, const std::vector<int64_t>& target,
                        const std::vector<uint8_t>& exclude) {
-  double loss = 0;
-  for (int64_t i = 0; i < Bq; ++i) {
-    double* row = s.data() + i * Bd;
-    auto excluded = [&](int64_t j) { return !exclude.empty() && exclude[static_cast<size_t>(i * Bd + j)]; };
-    double mx = -std::numeric_limits<double>::infinity();
-    for (int64_t j = 0; j < Bd; ++j)
-      if (!excluded(j)) mx = std::max(mx, row[j]);
-    double z = 0;
-    for (int64_t j = 0; j < Bd; ++j)
-      if (!excluded(j)) z += std::exp(row[j] - mx);
-    const int64_t t = target[static_cast<size_t>(i)];
-    loss += mx + std::log(z) - row[t];
-    for (int64_t j = 0; j < Bd; ++j) {
-      const double p = excluded(j) ? 0.0 : std::exp(row[j] - mx) / z;
-      row[j] = (p - (j == t ? 1.0 : 0.0)) / static_cast<double>(Bq);
-    }
-  }
-  return loss / static_cast<double>(Bq);
+  return kernels::masked_softmax_ce(s.data(), Bq, Bd, target.data(), exclude.empty() ? nullptr : exclude.data());
 }
 
 // x̂ = x / max(|x|, eps) for each of n rows of D (kernels::l2norm); keeps the norms.

@@ -45,6 +45,13 @@ const Backend kCpuBackend = {
     &cpu::adam_moments_rms,
     &cpu::adam_apply,
     &cpu::adamw_update,
+    &cpu::linear_f64,
+    &cpu::tanh_array,
+    &cpu::sigmoid_array,
+    &cpu::softmax_f64,
+    &cpu::softmax_top_k,
+    &cpu::maxsim_scores,
+    &cpu::masked_softmax_ce,
 };
 }  // namespace detail
 

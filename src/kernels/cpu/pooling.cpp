@@ -1,7 +1,9 @@
-// Sequence pooling [T, H] -> [B, H] over cu_seqlens (CLS or mean) and its backward. Contracts in
+// Sequence pooling [T, H] -> [B, H] over cu_seqlens (CLS, mean or max) and its backward. Contracts in
 // kernels/backend.h. The mean sums each channel in double in token order, so long sequences do
 // not lose precision and the result never depends on threads.
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,14 @@ void pool(PoolMode mode, const float* hidden, const int64_t* cu, int64_t B, int6
         std::memcpy(dst, hidden + s * H, static_cast<size_t>(H) * sizeof(float));
         continue;
       }
+      if (mode == PoolMode::kMax) {
+        std::fill_n(dst, H, -std::numeric_limits<float>::infinity());
+        for (int64_t t = s; t < e; ++t) {
+          const float* row = hidden + t * H;
+          for (int64_t c = 0; c < H; ++c) dst[c] = std::max(dst[c], row[c]);
+        }
+        continue;
+      }
       acc.assign(static_cast<size_t>(H), 0.0);
       for (int64_t t = s; t < e; ++t) {
         const float* row = hidden + t * H;
@@ -35,6 +45,7 @@ void pool(PoolMode mode, const float* hidden, const int64_t* cu, int64_t B, int6
 }
 
 void pool_backward(PoolMode mode, const float* dpooled, const int64_t* cu, int64_t B, int64_t H, float* dhidden) {
+  if (mode == PoolMode::kMax) throw Error("pool_backward: max pooling has no backward (inference only)");
   // Sequences own disjoint token rows: parallel over sequences, no two threads touch one row.
   parallel_for(B, 1, [&](int64_t b0, int64_t b1, int) {
     for (int64_t b = b0; b < b1; ++b) {

@@ -45,6 +45,13 @@ const Backend kRefBackend = {
     &ref::adam_moments_rms,
     &ref::adam_apply,
     &ref::adamw_update,
+    &ref::linear_f64,
+    &ref::tanh_array,
+    &ref::sigmoid_array,
+    &ref::softmax_f64,
+    &ref::softmax_top_k,
+    &ref::maxsim_scores,
+    &ref::masked_softmax_ce,
 };
 }  // namespace detail
 

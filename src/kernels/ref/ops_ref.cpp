@@ -40,6 +40,12 @@ void pool(PoolMode mode, const float* hidden, const int64_t* cu, int64_t B, int6
         out[b * H + c] = hidden[s * H + c];
         continue;
       }
+      if (mode == PoolMode::kMax) {
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t t = s; t < e; ++t) m = std::max(m, hidden[t * H + c]);
+        out[b * H + c] = m;
+        continue;
+      }
       double acc = 0;
       for (int64_t t = s; t < e; ++t) acc += hidden[t * H + c];
       out[b * H + c] = static_cast<float>(acc / static_cast<double>(e - s));
@@ -48,6 +54,7 @@ void pool(PoolMode mode, const float* hidden, const int64_t* cu, int64_t B, int6
 }
 
 void pool_backward(PoolMode mode, const float* dpooled, const int64_t* cu, int64_t B, int64_t H, float* dhidden) {
+  if (mode == PoolMode::kMax) throw Error("pool_backward: max pooling has no backward (inference only)");
   for (int64_t b = 0; b < B; ++b) {
     const int64_t s = cu[b], e = cu[b + 1];
     if (e <= s) continue;

@@ -66,6 +66,16 @@ void adam_apply(float* theta, const float* m, const float* v, int64_t n, float d
 void adamw_update(float* theta, const float* g, float* m, float* v, int64_t n, float b1, float b2, float decay,
                   float lr, float vscale, float eps);
 
+// ---- Task heads and retrieval scoring (scoring_ref.cpp) --------------------------------------------
+void linear_f64(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K);
+void tanh_array(const float* x, float* y, int64_t n);
+void sigmoid_array(const float* x, float* y, int64_t n);
+void softmax_f64(const float* x, float* y, int64_t rows, int64_t C);
+void softmax_top_k(const float* logits, int64_t rows, int64_t C, int64_t k, int64_t* idx, float* prob);
+double maxsim_scores(const float* q, int64_t nq, const float* d, int64_t nd, int64_t dim, float* best,
+                     int64_t* argbest);
+double masked_softmax_ce(double* s, int64_t R, int64_t C, const int64_t* target, const uint8_t* exclude);
+
 // Scalar activation used by the reference paths (double precision math, float result).
 float act_scalar(Act act, float x);
 
