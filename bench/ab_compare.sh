@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A/B comparison of two builds of modernbert.cpp on the same machine in one run, alternating
-# A, B, A, B, ... so that drift (thermal, other load) hits both alike: inference (`modernbert bench`
+# the order each round (A B, then B A, ...) so that drift and the second-runner penalty measured on
+# this machine (~3-5% for whichever build runs second) hit both alike: inference (`modernbert bench`
 # on workloads a-d, base shape) and the training step (`bench_train`, base shape, 4 x 512).
 #
 #   bench/ab_compare.sh --a BUILD_DIR_A --b BUILD_DIR_B [--out DIR] [--rounds N] [--threads N]
@@ -50,7 +51,8 @@ record() {  # build-label kind name json
     "$1" "$2" "$3" "$4" >> "$RAW"
 }
 for r in $(seq 1 "$ROUNDS"); do
-  for label in A B; do
+  order="A B"; [ $((r % 2)) = 0 ] && order="B A"
+  for label in $order; do
     dir=$A; [ $label = B ] && dir=$B
     for w in $WORKLOADS; do
       out=$("$dir/modernbert" bench --model "$MODEL" --input "$OUT/work/$w.jsonl" --threads "$THREADS" --warmup 1 --repeat "$REPEAT")
