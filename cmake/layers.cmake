@@ -8,6 +8,7 @@
 #   model      src/model/       weights, the encoder, loading a model directory -> kernels, io, core
 #   train      src/train/       -> model, kernels, tokenizer, io, core
 #   tasks      src/tasks/       evaluation, fine-tuning, inference tasks, batching -> everything below
+#   serve      src/serve/       the HTTP server and its batching engine -> tasks and below (+ cpp-httplib)
 #   cli        src/cli/         the executable -> everything
 #
 # A wrong-way #include fails to COMPILE, not only to link. Sources include "<layer>/x.h" (relative to
@@ -26,7 +27,7 @@
 # include flags (must succeed) and a probe including a header of each layer it may not use (must fail
 # with "not found").
 
-set(MB_LAYERS core io kernels tokenizer model train tasks)
+set(MB_LAYERS core io kernels tokenizer model train tasks serve)
 set(MB_LAYER_DEPS_core "")
 set(MB_LAYER_DEPS_io core)
 set(MB_LAYER_DEPS_kernels core)
@@ -34,6 +35,7 @@ set(MB_LAYER_DEPS_tokenizer io core)
 set(MB_LAYER_DEPS_model kernels io core)
 set(MB_LAYER_DEPS_train model kernels tokenizer io core)
 set(MB_LAYER_DEPS_tasks train model kernels tokenizer io core)
+set(MB_LAYER_DEPS_serve tasks train model kernels tokenizer io core)
 
 # include/modernbert/*.h by layer. A header listed here but absent is skipped (renames in flight).
 set(MB_PUBLIC_HEADERS_core error.h)
@@ -43,6 +45,7 @@ set(MB_PUBLIC_HEADERS_tokenizer tokenizer.h)
 set(MB_PUBLIC_HEADERS_model model.h model_dir.h weights.h)
 set(MB_PUBLIC_HEADERS_train contrastive.h mlm_data.h optimizer.h pretrain.h schedule.h tiling.h train_model.h train_options.h training_loop.h)
 set(MB_PUBLIC_HEADERS_tasks baselines.h batching.h eval_data.h evaluation.h finetune.h metrics.h search.h tasks.h)
+set(MB_PUBLIC_HEADERS_serve "")
 
 # BLAS (OpenBLAS / oneDNN) is linked and included by the kernels layer only: no other layer can
 # even include <cblas.h> (#13: all tensor arithmetic behind the kernel boundary).
@@ -140,6 +143,9 @@ function(mb_add_library suffix)
       target_link_libraries(${t} PRIVATE mb_blas)
     elseif(layer STREQUAL "tokenizer")
       target_link_libraries(${t} PRIVATE ICU::uc)
+    elseif(layer STREQUAL "serve" AND srcs)
+      # cpp-httplib from Debian (libcpp-httplib-dev: a shared library + its header), used only here.
+      target_link_libraries(${t} PRIVATE PkgConfig::HTTPLIB)
     endif()
   endforeach()
   add_library(modernbert_lib${suffix} INTERFACE)

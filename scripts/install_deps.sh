@@ -3,7 +3,7 @@
 #   scripts/install_deps.sh            build + runtime dependencies (and the main job's tools)
 #   scripts/install_deps.sh --test     also the test references (PyTorch; GoogleTest)
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config git nlohmann-json3-dev libicu-dev libopenblas-dev libdnnl-dev
+pkgs=(build-essential cmake pkg-config git nlohmann-json3-dev libicu-dev libopenblas-dev libdnnl-dev libcpp-httplib-dev
       python3 python3-matplotlib)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(libgtest-dev python3-numpy python3-torch)
