@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -68,10 +69,16 @@ int ConnectionWatch::find_socket(const std::string& local_addr, int local_port, 
 }
 
 bool ConnectionWatch::socket_alive(int fd) {
+  // POLLRDHUP: the peer closed or shut its write side down, seen even when unread bytes are
+  // pending (which a recv(MSG_PEEK) of one byte would report as "data" instead).
+  pollfd p{fd, static_cast<short>(POLLIN | POLLRDHUP), 0};
+  if (poll(&p, 1, 0) < 0) return errno == EINTR;
+  if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) return false;
+  if (!(p.revents & POLLIN)) return true;
   char c;
   const ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n > 0) return true;    // bytes waiting (a pipelined request): still there
-  if (n == 0) return false;  // FIN: the client closed
+  if (n == 0) return false;  // FIN
   return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 }
 

@@ -10,9 +10,9 @@
 // The scan costs ~one syscall pair per open fd, so callers do it only for a request that did not
 // finish quickly.
 //
-// Liveness: recv(MSG_PEEK | MSG_DONTWAIT) returning 0 means the peer sent FIN (closed or shut its
-// write side down: HTTP/1.1 clients do not half-close while waiting for a response), an error other
-// than EAGAIN means a reset; pending bytes (a pipelined request) or EAGAIN mean it is still there.
+// Liveness: poll() with POLLRDHUP (Linux) reports the peer's FIN (it closed, or shut its write side
+// down: HTTP/1.1 clients do not half-close while waiting for a response) even when unread bytes are
+// pending; POLLHUP/POLLERR a reset; then recv(MSG_PEEK | MSG_DONTWAIT) returning 0 is a FIN too.
 #pragma once
 
 #include <string>
