@@ -510,3 +510,35 @@ TEST_F(ServeHttp, GracefulStop) {
   c.set_connection_timeout(1, 0);
   EXPECT_FALSE(c.Get("/health"));
 }
+
+// A client that disconnects mid-request: its job is cancelled (te_request_failure{err="disconnected"})
+// and the server stays healthy with an empty queue.
+TEST_F(ServeHttp, ClientDisconnectCancelsItsWork) {
+  ServerOptions so;  // the default payload limit (the suite's server has a small one)
+  EngineOptions eo;
+  eo.model_dir = dir_;
+  eo.threads = 1;
+  TestServer srv(so, eo);
+  std::string long_text;
+  for (int i = 0; i < 3000; ++i) long_text += " w" + std::to_string(i % 97);
+  const std::string body = json{{"inputs", std::vector<std::string>(32, long_text)}, {"truncate", true}}.dump();
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(srv.port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string req = "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(send(s, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  close(s);
+  bool seen = false;
+  for (int i = 0; i < 500 && !seen; ++i) {
+    seen = srv.get("/metrics").body.find("te_request_failure{err=\"disconnected\"}") != std::string::npos;
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(seen);
+  EXPECT_EQ(srv.get("/health").status, 200);
+  EXPECT_EQ(srv.post("/embed", json{{"inputs", "still fine"}}).status, 200);
+}
