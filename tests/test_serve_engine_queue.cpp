@@ -360,3 +360,53 @@ TEST(ServeEngine, InputErrorKinds) {
   expect_input_error([&] { nt.submit(fm); }, K::kValidation, "fill-mask without [MASK] in the vocabulary");
   EXPECT_EQ(run(nt, embed_request({nt.check_ids({1, 2, 3}, false)}))->results()[0].cols, 64);
 }
+
+// A failure while serving fails only the jobs it touches (results() rethrows it) and the engine
+// goes on. The model's Dense module has an activation the library does not support, so its
+// embeddings fail (post-processing) while fill-mask on the same model works; with warm-up on (an
+// embedding) the engine refuses to start instead.
+TEST(ServeEngine, AFailureFailsOnlyItsJobs) {
+  mbtest::TempDir tmp("serve_fail");
+  const std::string dir = make_model(tmp, "m", "mlm");
+  add_sentence_transformers(dir);
+  write(
+      dir + "/2_Dense/config.json",
+      R"({"in_features": 64, "out_features": 8, "bias": true, "activation_function": "torch.nn.modules.activation.ReLU"})");
+  EngineOptions o;
+  o.model_dir = dir;
+  try {
+    Engine bad(o);
+    ADD_FAILURE() << "started with a Dense module it cannot run";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("warm-up"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("ReLU"), std::string::npos) << e.what();
+  }
+  o.warmup = false;
+  Engine e(o);
+  EXPECT_TRUE(e.ready());
+  Gate gate;
+  BatchLog log;
+  e.set_batch_observer([&](const BatchStats& b) {
+    log.add(b);
+    gate.on_batch();
+  });
+  const auto text = e.tokenize("the [MASK] is blue", nullptr, "", false);
+  Request fm;
+  fm.task = Task::kFillMask;
+  fm.seqs = {text};
+  auto first = e.submit(fm);
+  ASSERT_TRUE(gate.wait_seen(1));
+  // Queued together: one batch holds both.
+  auto emb = e.submit(embed_request({text, text}, true));
+  auto fill = e.submit(fm);
+  gate.release();
+  ASSERT_TRUE(emb->wait_for(std::chrono::seconds(60)));
+  ASSERT_TRUE(fill->wait_for(std::chrono::seconds(60)));
+  EXPECT_THROW(emb->results(), Error);
+  EXPECT_EQ(fill->results().at(0).masks.size(), 1u);
+  auto again = run(e, fm);
+  EXPECT_EQ(again->results().at(0).masks.size(), 1u);
+  e.shutdown();
+  ASSERT_EQ(log.batches.size(), 3u);
+  EXPECT_EQ(log.batches[1].seqs, 3);  // the failing embeddings rode with the fill-mask
+}
