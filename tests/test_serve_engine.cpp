@@ -22,7 +22,7 @@ TEST(ServeEngine, LoadsCapabilitiesLikeTheCommands) {
   EXPECT_TRUE(c.has_mlm);
   EXPECT_TRUE(c.has_classifier);
   EXPECT_EQ(c.num_labels, 3);
-  EXPECT_EQ(c.problem_type, ProblemType::kSingleLabel);
+  EXPECT_EQ(c.problem_type, ProblemType::kUnset);  // config.json's: the HTTP layer applies TEI's rule
   ASSERT_EQ(c.labels.size(), 3u);
   EXPECT_EQ(c.max_input_length, 8192);
   EXPECT_EQ(c.mask_token_id, *e.tokenizer()->token_to_id("[MASK]"));
@@ -139,7 +139,7 @@ TEST(ServeEngine, ResultsEqualTheInputAloneAndTheCli) {
   ASSERT_EQ(cl.status, 0) << cl.output;
   const json scores = jsonl(cl.output).at(0)["scores"];
   const auto& logits = cls->results()[4].values;
-  auto probs = logits_to_scores(logits.data(), 3, e.capabilities().problem_type);
+  auto probs = logits_to_scores(logits.data(), 3, ProblemType::kSingleLabel);  // `classify`'s for 3 labels
   std::vector<float> cli_probs;
   for (const auto& label : e.capabilities().labels) cli_probs.push_back(scores.at(label).get<float>());
   EXPECT_TRUE(same(probs, cli_probs));

@@ -112,9 +112,9 @@ void resolve(Engine::Impl& m, const EngineOptions& o) {
   c.has_classifier = heads.classifier == HeadSet::Classifier::kSequence;
   if (c.has_classifier) {
     c.num_labels = m.enc->num_labels();
+    // As config.json says: when it is unset, `classify` takes 1 label as regression while TEI takes
+    // it as a sigmoid score (cross-encoders), so the HTTP layer decides.
     c.problem_type = cfg.problem_type;
-    if (c.problem_type == ProblemType::kUnset)
-      c.problem_type = c.num_labels == 1 ? ProblemType::kRegression : ProblemType::kSingleLabel;
     for (int64_t i = 0; i < c.num_labels; ++i) c.labels.push_back(label_name(cfg, i));
   }
   c.prompts = st.prompts;

@@ -89,7 +89,7 @@ struct Capabilities {
   bool has_mlm = false;
   bool has_classifier = false;
   int64_t num_labels = 0;
-  ProblemType problem_type = ProblemType::kUnset;
+  ProblemType problem_type = ProblemType::kUnset;  // config.json's (kUnset when it names none)
   std::vector<std::string> labels;   // id2label in id order ("LABEL_i" where absent)
   std::map<std::string, std::string> prompts;
   std::string default_prompt_name;
