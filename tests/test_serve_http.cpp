@@ -252,6 +252,12 @@ TEST_F(ServeHttp, EmbedShapes) {
   auto dims = srv().post("/embed", json{{"inputs", "Hello world"}, {"dimensions", 8}, {"normalize", false}});
   ASSERT_EQ(dims.status, 200) << dims.body;
   EXPECT_EQ(dims.j[0].size(), 8u);
+  // `curl -d` sends application/x-www-form-urlencoded: bodies over cpp-httplib's 8 KB form limit
+  // are still read as JSON.
+  auto form = srv().client()->Post("/embed", json{{"inputs", std::string(20000, 'a')}, {"truncate", true}}.dump(),
+                                   "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 200) << form->body;
   auto all = srv().post("/embed_all", json{{"inputs", {"Hello world", "x"}}});
   ASSERT_EQ(all.status, 200) << all.body;
   ASSERT_EQ(all.j.size(), 2u);
@@ -390,6 +396,19 @@ TEST_F(ServeHttp, ErrorTable) {
   expect_tei_error(srv().post("/embed", json{{"inputs", std::string(300000, 'a')}}), 413, "validation");
   expect_openai_error(srv().post("/v1/embeddings", json{{"input", std::string(300000, 'a')}}), 413,
                       "invalid_request_error");
+  // A chunked body (no Content-Length) over the limit too.
+  int sent = 0;
+  auto chunked = srv().client()->Post(
+      "/embed",
+      [&](size_t, httplib::DataSink& sink) {
+        const std::string piece(50000, 'a');
+        if (sent++ < 6) return sink.write(piece.data(), piece.size());
+        sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(chunked);
+  EXPECT_EQ(chunked->status, 413) << chunked->body;
   // Unknown route 404, wrong method 405 (with Allow).
   expect_tei_error(srv().get("/nope"), 404, "not_found");
   expect_openai_error(srv().get("/v1/nope"), 404, "not_found_error");
