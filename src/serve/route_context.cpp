@@ -83,43 +83,44 @@ void handle(ServerState& st, const RouteSpec& spec, const RouteFn& fn, const htt
   }
 }
 
+// POST: the body through a content reader. cpp-httplib then skips its own body handling, which
+// would refuse an application/x-www-form-urlencoded body over 8 KB with 413 (what `curl -d` sends
+// without -H 'Content-Type: application/json'); --payload-limit is enforced here for chunked bodies
+// (cpp-httplib 0.11 checks it for Content-Length bodies only).
+void read_and_handle(ServerState& st, const RouteSpec& spec, const RouteFn& fn, const httplib::Request& req,
+                     httplib::Response& res, const httplib::ContentReader& reader) {
+  std::string body;
+  bool over = false;
+  const bool ok = reader([&](const char* data, size_t n) {
+    if (body.size() + n > st.opt.payload_limit) return !(over = true);
+    body.append(data, n);
+    return true;
+  });
+  if (ok && !over) return handle(st, spec, fn, req, res, &body);
+  // Not over the limit: the client stalled past --read-timeout (or sent broken chunks).
+  const bool too_large = over || res.status == 413;
+  const int status = too_large ? 413 : 408;
+  const std::string type = too_large ? "validation" : "timeout";
+  res.status = status;
+  res.set_content(error_body(family_of(req.path), status, type,
+                             too_large ? "request body larger than --payload-limit"
+                                       : "the request body did not arrive within --read-timeout"),
+                  "application/json");
+  if (spec.counted) {
+    st.metrics.inc("te_request_count", "method=" + spec.route);
+    st.metrics.inc("te_request_failure", "err=" + type);
+  }
+}
+
 }  // namespace
 
 void add_route(httplib::Server& s, ServerState& st, const std::string& path, RouteSpec spec, RouteFn fn) {
-  if (!spec.post) {
-    s.Get(path, httplib::Server::Handler([&st, spec, fn](const httplib::Request& req, httplib::Response& res) {
-            handle(st, spec, fn, req, res, nullptr);
-          }));
-    return;
-  }
-  // POST bodies through a content reader: cpp-httplib then skips its own body handling, which
-  // would refuse an application/x-www-form-urlencoded body over 8 KB with 413 (what `curl -d`
-  // sends without -H 'Content-Type: application/json'), and --payload-limit still applies.
-  s.Post(path,
-         httplib::Server::HandlerWithContentReader([&st, spec, fn](const httplib::Request& req, httplib::Response& res,
-                                                                   const httplib::ContentReader& reader) {
-           std::string body;
-           bool over = false;  // cpp-httplib 0.11 enforces the limit on Content-Length bodies, not on chunked ones
-           const bool ok = reader([&](const char* data, size_t n) {
-             if (body.size() + n > st.opt.payload_limit) return !(over = true);
-             body.append(data, n);
-             return true;
-           });
-           if (!ok || over) {
-             const bool too_large = over || res.status == 413;
-             res.status = too_large ? 413 : 400;
-             res.set_content(
-                 error_body(family_of(req.path), res.status, "validation",
-                            too_large ? "request body larger than --payload-limit" : "cannot read the request body"),
-                 "application/json");
-             if (spec.counted) {
-               st.metrics.inc("te_request_count", "method=" + spec.route);
-               st.metrics.inc("te_request_failure", "err=validation");
-             }
-             return;
-           }
-           handle(st, spec, fn, req, res, &body);
-         }));
+  using namespace std::placeholders;
+  if (spec.post)
+    s.Post(path,
+           httplib::Server::HandlerWithContentReader(std::bind(read_and_handle, std::ref(st), spec, fn, _1, _2, _3)));
+  else
+    s.Get(path, httplib::Server::Handler(std::bind(handle, std::ref(st), spec, fn, _1, _2, nullptr)));
 }
 
 std::vector<std::string> supported_routes(const Engine& e) {
