@@ -90,14 +90,18 @@ void handle(ServerState& st, const RouteSpec& spec, const RouteFn& fn, const htt
 void read_and_handle(ServerState& st, const RouteSpec& spec, const RouteFn& fn, const httplib::Request& req,
                      httplib::Response& res, const httplib::ContentReader& reader) {
   std::string body;
-  bool over = false;
+  bool over = false, late = false;
+  // The whole body within --read-timeout: cpp-httplib's timeout is per recv(), which a client
+  // sending a byte a second never hits.
+  const auto deadline = Clock::now() + std::chrono::seconds(st.opt.read_timeout);
   const bool ok = reader([&](const char* data, size_t n) {
     if (body.size() + n > st.opt.payload_limit) return !(over = true);
+    if (Clock::now() > deadline) return !(late = true);
     body.append(data, n);
     return true;
   });
-  if (ok && !over) return handle(st, spec, fn, req, res, &body);
-  // Not over the limit: the client stalled past --read-timeout (or sent broken chunks).
+  if (ok && !over && !late) return handle(st, spec, fn, req, res, &body);
+  // Not over the limit: the client stalled or dribbled past --read-timeout (or sent broken chunks).
   const bool too_large = over || res.status == 413;
   const int status = too_large ? 413 : 408;
   const std::string type = too_large ? "validation" : "timeout";
@@ -114,13 +118,38 @@ void read_and_handle(ServerState& st, const RouteSpec& spec, const RouteFn& fn, 
 
 }  // namespace
 
+// Marks the connection as inside a handler for the reaper (conn_watch.h) while it lives.
+class InHandler {
+ public:
+  InHandler(ServerState& st, const httplib::Request& req)
+      : reaper_(st.reaper.get()), client_(req.remote_addr + ":" + std::to_string(req.remote_port)) {
+    if (reaper_) reaper_->enter(client_);
+  }
+  ~InHandler() {
+    if (reaper_) reaper_->leave(client_);
+  }
+  InHandler(const InHandler&) = delete;
+  InHandler& operator=(const InHandler&) = delete;
+
+ private:
+  ConnectionReaper* reaper_;
+  std::string client_;
+};
+
 void add_route(httplib::Server& s, ServerState& st, const std::string& path, RouteSpec spec, RouteFn fn) {
-  using namespace std::placeholders;
-  if (spec.post)
-    s.Post(path,
-           httplib::Server::HandlerWithContentReader(std::bind(read_and_handle, std::ref(st), spec, fn, _1, _2, _3)));
-  else
-    s.Get(path, httplib::Server::Handler(std::bind(handle, std::ref(st), spec, fn, _1, _2, nullptr)));
+  if (spec.post) {
+    s.Post(path, httplib::Server::HandlerWithContentReader([&st, spec, fn](const httplib::Request& req,
+                                                                           httplib::Response& res,
+                                                                           const httplib::ContentReader& reader) {
+             InHandler in(st, req);
+             read_and_handle(st, spec, fn, req, res, reader);
+           }));
+  } else {
+    s.Get(path, httplib::Server::Handler([&st, spec, fn](const httplib::Request& req, httplib::Response& res) {
+            InHandler in(st, req);
+            handle(st, spec, fn, req, res, nullptr);
+          }));
+  }
 }
 
 std::vector<std::string> supported_routes(const Engine& e) {
