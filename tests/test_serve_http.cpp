@@ -684,3 +684,41 @@ TEST(ServeCli, FlagsEnvAndSigterm) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
+
+// Slowloris: as many clients as connection threads, each dribbling its headers a byte at a time
+// (cpp-httplib's per-recv timeout never fires), are cut off, so a normal request gets through.
+TEST_F(ServeHttp, DribblingClientsAreCutOff) {
+  ServerOptions so;
+  so.read_timeout = 1;
+  so.keep_alive_timeout = 1;
+  so.http_threads = 2;
+  EngineOptions eo;
+  eo.model_dir = dir_;
+  eo.threads = 1;
+  TestServer srv(so, eo);
+  std::atomic<bool> quit{false};
+  std::vector<std::thread> dribblers;
+  for (int k = 0; k < 2; ++k)
+    dribblers.emplace_back([&] {
+      int s = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(static_cast<uint16_t>(srv.port()));
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
+      const std::string head = "POST /embed HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(1000, 'z');
+      for (size_t i = 0; i < head.size() && !quit; ++i) {
+        if (send(s, &head[i], 1, MSG_NOSIGNAL) != 1) break;  // cut off by the server
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      close(s);
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the dribblers hold both threads
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = srv.post("/embed", json{{"inputs", "hello"}});
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_LT(waited, 5.0);
+  quit = true;
+  for (auto& t : dribblers) t.join();
+}
