@@ -89,7 +89,10 @@ class TestServer {
  private:
   static Reply reply(const httplib::Result& r) {
     Reply out;
-    if (!r) return out;
+    if (!r) {
+      out.body = "no response: " + httplib::to_string(r.error());
+      return out;
+    }
     out.status = r->status;
     out.body = r->body;
     out.j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
@@ -717,7 +720,7 @@ TEST_F(ServeHttp, DribblingClientsAreCutOff) {
   const auto t0 = std::chrono::steady_clock::now();
   auto r = srv.post("/embed", json{{"inputs", "hello"}});
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_LT(waited, 5.0);
   quit = true;
   for (auto& t : dribblers) t.join();

@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -138,6 +139,10 @@ void ConnectionReaper::run() {
   }
 }
 
+// outside_ value of a connection seen waiting for a thread (unread bytes): its clock starts when it
+// is next seen without them, i.e. once a thread took it.
+static constexpr auto kWaiting = std::chrono::steady_clock::time_point::max();
+
 void ConnectionReaper::sweep() {
   DIR* d = opendir("/proc/self/fd");
   if (!d) return;
@@ -163,8 +168,15 @@ void ConnectionReaper::sweep() {
       seen[client] = now;
       continue;
     }
+    // Unread bytes: the connection waits for a free thread (its request not read yet), so it holds
+    // none; its clock starts when a thread takes it (and reads what is there at once).
+    int pending = 0;
+    if (ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) {
+      seen[client] = kWaiting;
+      continue;
+    }
     auto it = outside_.find(client);
-    const auto since = it == outside_.end() ? now : it->second;
+    const auto since = it == outside_.end() || it->second == kWaiting ? now : it->second;
     seen[client] = since;
     if (stopping_ || now - since > limit_) {
       shutdown(fd, SHUT_RDWR);

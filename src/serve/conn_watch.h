@@ -55,7 +55,9 @@ class ConnectionWatch {
 // down (shutdown(2); the owning thread then sees EOF and closes it) every connection to our port
 // that has been outside a route handler for longer than `limit`: such a connection is either idle
 // in keep-alive (cpp-httplib closes those itself after the keep-alive timeout) or still sending its
-// request line and headers. The handlers register themselves (enter/leave), and a request body is
+// request line and headers. A connection with unread bytes is waiting for a free thread (a thread
+// reading headers consumes each byte as it arrives): it holds no thread, and its clock starts
+// only when it is next seen without them. The handlers register themselves (enter/leave), and a request body is
 // read inside the handler under its own deadline (route_context.cpp). After stop() every connection
 // outside a handler is cut at once, so that shutdown waits only for the requests in progress.
 // (The fd is matched by its four-tuple just before shutdown(); a connection that closes and whose

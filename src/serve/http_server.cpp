@@ -260,9 +260,10 @@ int HttpServer::bind() {
   ::listen(impl_->svr.listen_fd(), 4096);  // raise the backlog (see Listener); the kernel caps it at somaxconn
   port_ = port;
   // A connection outside a handler longer than this is dribbling its request (an idle one is
-  // closed by cpp-httplib after the keep-alive timeout).
+  // closed by cpp-httplib after the keep-alive timeout; +1 s: one that just read its request may be
+  // a moment from entering its handler).
   const ServerOptions& o = impl_->st.opt;
-  impl_->st.reaper = std::make_unique<ConnectionReaper>(port, std::max(o.read_timeout, o.keep_alive_timeout));
+  impl_->st.reaper = std::make_unique<ConnectionReaper>(port, std::max(o.read_timeout, o.keep_alive_timeout) + 1.0);
   return port;
 }
 

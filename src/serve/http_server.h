@@ -18,7 +18,7 @@
 // what refuses work with 429, and /health and /metrics still answer at full load) and its threads
 // stay for reuse. Slow clients: a stall of read_timeout while sending closes the connection (a
 // stalled body answers 408); a request body must arrive within read_timeout in total; a connection
-// that spends more than max(read_timeout, keep_alive_timeout) outside a handler (dribbling its
+// that spends more than max(read_timeout, keep_alive_timeout) + 1 s outside a handler (dribbling its
 // headers: slowloris) is cut by the ConnectionReaper (conn_watch.h); idle keep-alive connections
 // close after keep_alive_timeout; write_timeout bounds a stall while receiving the answer.
 #pragma once
