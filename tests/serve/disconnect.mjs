@@ -42,13 +42,14 @@ async function waitMetrics(pred, ms) {
   for (const t0 = Date.now(); Date.now() - t0 < ms; await sleep(50)) if (pred((m = await metrics()))) break;
   return m;
 }
-async function embedHello() {
+// One /embed of "hello world": bitwise the CLI's when it rides alone, else within the tolerance.
+async function embedHello(alone = true) {
   const res = await fetch(BASE + "/embed", {
     method: "POST", headers: {"Content-Type": "application/json"},
     body: JSON.stringify({inputs: "hello world"}), signal: AbortSignal.timeout(30_000),
   });
   if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
-  same(await res.json(), e1);
+  (alone ? same : close)(await res.json(), e1);
 }
 
 // 32 sequences of ~4000 tokens: 8 forward batches of the default 16384-token budget, seconds of work.
@@ -70,7 +71,7 @@ await test("client aborts a long batch after 300 ms: its queued work is dropped"
   console.log(`# aborted request: ${ran} of 32 sequences ran before the cancel`);
 });
 
-await test("an answer right after the abort is correct", embedHello);
+await test("an answer right after the abort is correct", () => embedHello());
 
 function rawSocket(payload, {closeAfterMs = 50} = {}) {
   return new Promise((resolve, reject) => {
@@ -145,7 +146,8 @@ await test("afterwards: healthy, queue empty, correct answers", async () => {
   if (h.status !== 200) throw new Error(`/health ${h.status}`);
   const m = await waitMetrics((x) => x.queue === 0, 10_000);
   if (m.queue !== 0) throw new Error(`te_queue_size ${m.queue}`);
-  await Promise.all(Array.from({length: 8}, embedHello));
+  await embedHello();
+  await Promise.all(Array.from({length: 8}, () => embedHello(false)));
 });
 
 process.exit(failures ? 1 : 0);
