@@ -121,11 +121,21 @@ expect "metrics count failures by type" 200 '/te_request_failure\{err="validatio
   /te_request_failure\{err="empty"\} [1-9]/.test(text)'
 
 # ---- unsupported routes of a bare encoder; 429 with --max-concurrent-requests 1
+# (the flags from the environment this time, as in a container: MODERNBERT_<FLAG>)
 AUTH_ARGS=()
-start_server "$WORK/bare" --max-concurrent-requests 1
+MODERNBERT_MAX_CONCURRENT_REQUESTS=1 start_server "$WORK/bare"
+check "/health before the model was ready: only 'not listening' or 503 (seen: ${HEALTH_SEEN[*]})" \
+  test -z "$(printf '%s\n' "${HEALTH_SEEN[@]}" | grep -vE '^(000|503|200)$')"
+if [[ -f $WORK/health.503 ]]; then
+  STATUS=503
+  cp "$WORK/health.503" "$BODY_FILE"
+  expect "503 from /health while loading" 503 'teiError(b, "unhealthy")'
+fi
 req GET /info
-expect "/info of a bare encoder: no /predict, /rerank, /fill-mask" 200 '!/"\/predict"|"\/rerank"|"\/fill-mask"/.test(JSON.stringify(b)) &&
-  JSON.stringify(b).includes("/embed")'
+expect "MODERNBERT_MAX_CONCURRENT_REQUESTS=1 was read" 200 'b.max_concurrent_requests === 1'
+req GET /info
+expect "/info of a bare encoder: no /predict, /rerank, /fill-mask" 200 'b.routes.includes("/embed") &&
+  !["/predict", "/rerank", "/v1/rerank", "/fill-mask"].some(r => b.routes.includes(r))'
 req POST /predict '{"inputs": "x"}'
 expect "400 /predict without a classifier" 400 'teiError(b, "unsupported") && /classif/.test(b.error)'
 req POST /rerank '{"query": "q", "texts": ["a"]}'

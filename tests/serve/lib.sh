@@ -39,11 +39,14 @@ free_port() {
 }
 
 # start_server MODEL_DIR [serve flags...]: starts `modernbert serve` on a free port and waits (at most
-# 60 s) for GET /health to answer 200. Sets PORT, SERVER_PID, SERVER_LOG, BASE. A start that loses the
+# 60 s) for GET /health to answer 200. Sets PORT, SERVER_PID, SERVER_LOG, BASE, and HEALTH_SEEN (the
+# /health statuses before the 200: 000 = not listening yet; the last 503 body is $WORK/health.503). A start that loses the
 # port to another process (the port was free a moment ago) is retried with a new port, 3 tries.
 start_server() {
   local model=$1 try i code
   shift
+  HEALTH_SEEN=()
+  rm -f "$WORK/health.503"
   for try in 1 2 3; do
     PORT=$(free_port)
     BASE="http://127.0.0.1:$PORT"
@@ -53,7 +56,9 @@ start_server() {
     SERVER_PIDS+=("$SERVER_PID")
     for i in $(seq 1 600); do
       if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
-      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/health" "${AUTH_ARGS[@]}") || code=000
+      code=$(curl -s -o "$WORK/health.body" -w '%{http_code}' --max-time 2 "$BASE/health" "${AUTH_ARGS[@]}") || code=000
+      HEALTH_SEEN+=("$code")
+      [[ $code == 503 ]] && cp "$WORK/health.body" "$WORK/health.503"
       [[ $code == 200 ]] && return 0
       sleep 0.1
     done
