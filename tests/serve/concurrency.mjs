@@ -2,11 +2,12 @@
 // must get exactly its own result: the CLI's answer for its input alone, within the batch-neighbour
 // tolerance of helpers.mjs (the scheduler packs them into shared batches). Two rounds: fresh
 // connections, then the kept-alive ones with the inputs dealt to other clients.
-// Env: BASE, WORK, TEXTS (JSON list; reference e = embed --normalize, c = classify, in that order).
+// Env: BASE, WORK, BUDGET, TEXTS (JSON list; reference e = embed --normalize, c = classify, in that order).
 import fs from "node:fs";
 import {ref, close, maxdiff} from "./helpers.mjs";
 
 const {BASE} = process.env;
+const BUDGET = Number(process.env.BUDGET);  // the server's --max-batch-tokens (a power of two: a bucket bound)
 const texts = JSON.parse(fs.readFileSync(process.env.TEXTS, "utf8"));
 const emb = ref("e").map((r) => r.embedding);
 const cls = ref("c").map((r) => r.scores);
@@ -51,7 +52,9 @@ async function batchCounts() {
   const m = await (await fetch(BASE + "/metrics", {signal: AbortSignal.timeout(10_000)})).text();
   const num = (re) => Number((m.match(re) || [, "NaN"])[1]);
   return {batches: num(/^te_batch_inference_success(?:\{[^}]*\})? (\S+)$/m),
-          seqs: num(/^te_batch_next_size_sum(?:\{[^}]*\})? (\S+)$/m)};
+          seqs: num(/^te_batch_next_size_sum(?:\{[^}]*\})? (\S+)$/m),
+          tokenBatches: num(/^te_batch_next_tokens_count (\S+)$/m),
+          withinBudget: num(new RegExp(`^te_batch_next_tokens_bucket\\{le="${BUDGET}"\\} (\\S+)$`, "m"))};
 }
 const before = await batchCounts();
 let failures = 0, worst = 0;
@@ -75,5 +78,12 @@ if (seqs === 2 * N && batches < seqs) {
 } else {
   ++failures;
   console.log(`not ok - dynamic batching: ${seqs} sequences (expected ${2 * N}) in ${batches} batches (/metrics)`);
+}
+const nb = after.tokenBatches - before.tokenBatches, inb = after.withinBudget - before.withinBudget;
+if (nb === batches && inb === nb) {
+  console.log(`ok - every one of the ${nb} batches held <= ${BUDGET} tokens (--max-batch-tokens)`);
+} else {
+  ++failures;
+  console.log(`not ok - --max-batch-tokens ${BUDGET}: ${inb} of ${nb} batches within the budget (/metrics)`);
 }
 process.exit(failures ? 1 : 0);

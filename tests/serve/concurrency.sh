@@ -16,6 +16,8 @@ node -e 'for (const t of JSON.parse(require("fs").readFileSync(process.argv[1], 
 ref e "$WORK/m" embed --normalize <"$WORK/texts.jsonl"
 ref c "$WORK/m" classify <"$WORK/texts.jsonl"
 
-start_server "$WORK/m"
-BASE=$BASE TEXTS="$WORK/texts.json" timeout 120 node "$HERE/concurrency.mjs" ||
+# A budget of 8192 tokens (the model's length limit, the least allowed): the ~40000 tokens of a round
+# need several batches.
+start_server "$WORK/m" --max-batch-tokens 8192
+BASE=$BASE BUDGET=8192 TEXTS="$WORK/texts.json" timeout 120 node "$HERE/concurrency.mjs" ||
   { echo "---- server log (tail):"; tail -20 "$SERVER_LOG"; exit 1; }

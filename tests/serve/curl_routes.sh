@@ -29,6 +29,7 @@ jsonl_texts "hello world" "I like you." | "$CLI" encode --model "$WORK/m" --max-
 for d in "$D0" "$D1" "$D2"; do
   node -e 'console.log(JSON.stringify({text: process.argv[1], text_pair: process.argv[2]}))' "$Q" "$d"
 done | ref rr "$WORK/r" classify
+jsonl_texts "hello world" "$LONG" | ref rpool "$WORK/r" embed --normalize --truncate --pooling cls
 jsonl_texts "The capital of France is [MASK]." | ref fm "$WORK/m" fill-mask --top-k 3
 jsonl_texts "hello world" "Tokenize me, please." | ref tok "$WORK/m" tokenize
 head -1 "$WORK/ref/tok.jsonl" | "$CLI" detokenize --model "$WORK/m" >"$WORK/ref/dec.jsonl"
@@ -36,7 +37,8 @@ head -1 "$WORK/ref/tok.jsonl" | "$CLI" detokenize --model "$WORK/m" --skip-speci
 IDS=$(head -1 "$WORK/ref/tok.jsonl" | sed -E 's/.*"input_ids": (\[[^]]*\]).*/\1/')
 export WORK D0 D1 D2 IDS
 
-start_server "$WORK/r"
+# The cross-encoder's server also tries two flags: --pooling and --auto-truncate.
+start_server "$WORK/r" --pooling cls --auto-truncate
 BASE_R=$BASE
 start_server "$WORK/m" --served-model-name tiny
 BASE_M=$BASE
@@ -64,6 +66,7 @@ req POST /embed '{"inputs": "hello world", "dimensions": 16}'
 expect "/embed dimensions 16 = embed --dim 16" 200 'same(b, ref("e1dim").map(r => r.embedding))'
 req POST /embed "$(node -e 'console.log(JSON.stringify({inputs: [JSON.parse(process.argv[1])]}))' "$IDS")"
 expect "/embed token ids = the text" 200 'same(b, ref("e2").slice(0, 1).map(r => r.embedding))'
+node -e 'console.log(JSON.stringify({inputs: process.argv[1]}))' "$LONG" >"$WORK/long.json"
 node -e 'console.log(JSON.stringify({inputs: process.argv[1], truncate: true}))' "$LONG" >"$WORK/long_right.json"
 req POST /embed "@$WORK/long_right.json"
 expect "/embed truncate (right) = embed --truncate" 200 'same(b, ref("elong").slice(0, 1).map(r => r.embedding))'
@@ -151,6 +154,22 @@ expect "GET /metrics: TEI's families, counting the requests" 200 'text.includes(
   /te_request_count\{method="embed"\} [1-9]/.test(text) && /te_request_success/.test(text) &&
   /te_request_inference_duration_bucket/.test(text) && /te_batch_next_size_bucket/.test(text) &&
   /te_queue_size 0/.test(text)'
+expect "GET /metrics: Prometheus histograms (cumulative buckets, +Inf = _count)" 200 '(() => {
+  const buckets = {}, counts = {};
+  for (const line of text.split("\n")) {
+    let m = line.match(/^(\w+)_bucket\{(?:(.*),)?le="([^"]+)"\} (\S+)$/);
+    if (m) (buckets[m[1] + "{" + (m[2] || "") + "}"] ||= []).push([m[3], Number(m[4])]);
+    m = line.match(/^(\w+)_count(?:\{(.*)\})? (\S+)$/);
+    if (m) counts[m[1] + "{" + (m[2] || "") + "}"] = Number(m[3]);
+  }
+  assert(Object.keys(buckets).length >= 8, "histograms: " + Object.keys(buckets));
+  for (const [k, bs] of Object.entries(buckets)) {
+    bs.forEach(([, v], i) => assert(i === 0 || v >= bs[i - 1][1], k + ": buckets decrease"));
+    assert(bs[bs.length - 1][0] === "+Inf", k + ": no +Inf bucket");
+    assert(counts[k] === bs[bs.length - 1][1], k + ": +Inf bucket " + bs[bs.length - 1][1] + " != _count " + counts[k]);
+  }
+  return true;
+})()'
 
 # ---- the cross-encoder: /rerank, /v1/rerank
 BASE=$BASE_R
@@ -167,6 +186,15 @@ req POST /rerank "${RR%\}}, \"raw_scores\": true, \"return_text\": true}"
 expect "/rerank raw_scores, return_text" 200 "b.length === 3 &&
   close(b.map(x => x.score), b.map(x => ref('rr')[x.index].value)) &&
   b.every(x => x.text === [process.env.D0, process.env.D1, process.env.D2][x.index])"
+req POST /embed '{"inputs": "hello world"}'
+expect "--pooling cls: /embed = embed --pooling cls" 200 'same(b, ref("rpool").slice(0, 1).map(r => r.embedding))'
+req POST /embed "@$WORK/long.json"
+expect "--auto-truncate: a long input without \"truncate\" = embed --truncate" 200 'same(b, ref("rpool").slice(1).map(r => r.embedding))'
+node -e 'console.log(JSON.stringify({inputs: process.argv[1], truncate: false}))' "$LONG" >"$WORK/long_nt.json"
+req POST /embed "@$WORK/long_nt.json"
+expect "--auto-truncate: \"truncate\": false still refuses it (422)" 422 'teiError(b, "validation")'
+req GET /info
+expect "/info shows auto_truncate" 200 'b.auto_truncate === true'
 V1=$(node -e 'console.log(JSON.stringify({model: "tiny", query: process.argv[1], documents: process.argv.slice(2), top_n: 2}))' \
   "$Q" "$D0" "$D1" "$D2")
 req POST /v1/rerank "$V1"
