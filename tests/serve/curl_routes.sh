@@ -6,6 +6,30 @@ source "$(dirname "$0")/lib.sh"
 
 make_model "$WORK/m" mlm,cls:3  # embeddings, 3-label classifier, MLM
 make_model "$WORK/r" cls:1      # a cross-encoder (1-label classifier): /rerank
+# A sentence-transformers model (the layout of tests/test_serve_engine.cpp): mean pooling, a Dense
+# module 64 -> 8 (also the ColBERT projection of /embed_all), Normalize, two prompts.
+make_model "$WORK/st" mlm
+mkdir -p "$WORK/st/1_Pooling" "$WORK/st/2_Dense"
+cat >"$WORK/st/modules.json" <<'JSON'
+[{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+ {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+ {"idx": 2, "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+ {"idx": 3, "path": "3_Normalize", "type": "sentence_transformers.models.Normalize"}]
+JSON
+echo '{"pooling_mode_mean_tokens": true}' >"$WORK/st/1_Pooling/config.json"
+echo '{"in_features": 64, "out_features": 8, "bias": true, "activation_function": "torch.nn.modules.linear.Identity"}' \
+  >"$WORK/st/2_Dense/config.json"
+echo '{"prompts": {"query": "search_query: ", "doc": "search_document: "}, "default_prompt_name": null}' \
+  >"$WORK/st/config_sentence_transformers.json"
+node -e '  // 2_Dense/model.safetensors: linear.weight F32 [8, 64] = sin(0.1 i), linear.bias F32 [8] = 0.01 i
+  const w = Float32Array.from({length: 512}, (_, i) => Math.sin(0.1 * i)), b = Float32Array.from({length: 8}, (_, i) => 0.01 * i);
+  let h = JSON.stringify({"linear.weight": {dtype: "F32", shape: [8, 64], data_offsets: [0, 2048]},
+                          "linear.bias": {dtype: "F32", shape: [8], data_offsets: [2048, 2080]}});
+  h += " ".repeat((8 - (h.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  require("fs").writeFileSync(process.argv[1], Buffer.concat([len, Buffer.from(h), Buffer.from(w.buffer), Buffer.from(b.buffer)]));
+' "$WORK/st/2_Dense/model.safetensors"
 
 # ---- references (each input alone: lib.sh's ref runs the CLI with --max-batch-tokens 1)
 Q="What is ModernBERT?"
@@ -30,6 +54,10 @@ for d in "$D0" "$D1" "$D2"; do
   node -e 'console.log(JSON.stringify({text: process.argv[1], text_pair: process.argv[2]}))' "$Q" "$d"
 done | ref rr "$WORK/r" classify
 jsonl_texts "hello world" "$LONG" | ref rpool "$WORK/r" embed --normalize --truncate --pooling cls
+jsonl_texts "hello world" | ref stq "$WORK/st" embed --prompt query
+jsonl_texts "hello world" | ref std "$WORK/st" embed --prompt doc
+jsonl_texts "hello world" | ref stcb "$WORK/st" embed --prompt query --colbert
+jsonl_texts "search_query: hello world" | ref sttok "$WORK/st" tokenize
 jsonl_texts "The capital of France is [MASK]." | ref fm "$WORK/m" fill-mask --top-k 3
 jsonl_texts "hello world" "Tokenize me, please." | ref tok "$WORK/m" tokenize
 head -1 "$WORK/ref/tok.jsonl" | "$CLI" detokenize --model "$WORK/m" >"$WORK/ref/dec.jsonl"
@@ -203,5 +231,21 @@ expect "/v1/rerank: results top_n 2, by relevance" 200 "Array.isArray(b.results)
   (() => { const all = ref('rr').map(r => r.value); const top = [...all].sort((x, y) => y - x);
     return close(b.results.map(x => x.relevance_score), b.results.map(x => sigmoid(all[x.index]))) &&
       close(b.results.map(x => sigmoid(all[x.index])), top.slice(0, 2).map(sigmoid)); })()"
+
+# ---- the sentence-transformers model, with --default-prompt-name query
+start_server "$WORK/st" --default-prompt-name query
+req GET /info
+expect "/info of a sentence-transformers model" 200 'b.embedding_dim === 8 && b.has_colbert_projection === true &&
+  b.normalize_by_default === true && b.prompts.query === "search_query: " && b.default_prompt_name === "query"'
+req POST /embed '{"inputs": "hello world"}'
+expect "/embed: default prompt, Dense, Normalize = embed --prompt query" 200 'same(b, ref("stq").map(r => r.embedding))'
+req POST /embed '{"inputs": "hello world", "prompt_name": "doc"}'
+expect "/embed prompt_name doc = embed --prompt doc" 200 'same(b, ref("std").map(r => r.embedding))'
+req POST /v1/embeddings '{"input": "hello world"}'
+expect "/v1/embeddings with the default prompt" 200 'same([b.data[0].embedding], ref("stq").map(r => r.embedding))'
+req POST /embed_all '{"inputs": "hello world"}'
+expect "/embed_all: ColBERT vectors = embed --colbert --prompt query" 200 'same(b, ref("stcb").map(r => r.vectors))'
+req POST /tokenize '{"inputs": "hello world"}'
+expect "/tokenize with the default prompt" 200 'JSON.stringify(b[0].map(t => t.id)) === JSON.stringify(ref("sttok")[0].input_ids)'
 
 finish
