@@ -113,6 +113,27 @@ req GET /embed
 expect "405 GET /embed" 405 'teiError(b)'
 check "405 names the method in Allow" grep -qi '^Allow: POST' <(curl -sS -i --max-time 10 "${AUTH_ARGS[@]}" "$BASE/embed")
 
+# ---- hostile bodies, headers and URLs
+node -e 'const n = 45000; console.log("{\"inputs\": " + "[".repeat(n) + "]".repeat(n) + "}")' >"$WORK/deep.json"
+req POST /embed "@$WORK/deep.json"
+expect "422 inputs nested 45000 deep" 422 'teiError(b, "validation")'
+node -e 'const n = 12000; console.log("{\"inputs\": \"x\", \"extra\": " + "{\"a\":".repeat(n) + "1" + "}".repeat(n) + "}")' \
+  >"$WORK/deep2.json"
+req POST /embed "@$WORK/deep2.json"
+check "an unknown field nested 12000 deep: answered without a server error (HTTP $STATUS)" test "$STATUS" -ge 200 -a "$STATUS" -lt 500
+req POST /embed '{"inputs": "x", "dimensions": 1e400}'
+expect "422 a number too large for a double" 422 'teiError(b, "validation")'
+req POST /embed '{"inputs": "a\u0000b \ud83d\ude00"}'
+expect "200 a NUL and an emoji (escaped) in the text" 200 'b.length === 1 && b[0].length === 64'
+req POST /embed '{"inputs": "\ud83d lone surrogate"}'
+expect "400 a lone surrogate escape (not valid JSON text)" 400 'teiError(b)'
+req POST /embed '{"inputs": "x"}' -H "X-Big: $(head -c 100000 /dev/zero | tr '\0' a)"
+expect "400 a 100 kB header" 400 'teiError(b)'
+req POST "/embed?$(head -c 100000 /dev/zero | tr '\0' a)" '{"inputs": "x"}'
+expect "414 a 100 kB URL" 414 'teiError(b)'
+req POST /embed '{"inputs": "hello world"}' -H 'Transfer-Encoding: chunked'
+expect "a chunked body is read" 200 'same(b, ref("e1").map(r => r.embedding))'
+
 # ---- the server is unharmed: a good request right after
 req POST /embed '{"inputs": "hello world"}'
 expect "after the errors: /embed still bitwise = embed --normalize" 200 'same(b, ref("e1").map(r => r.embedding))'
