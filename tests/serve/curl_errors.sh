@@ -60,10 +60,10 @@ req POST /v1/embeddings '{"input": "x", "encoding_format": "hex"}'
 expect "422 encoding_format hex (OpenAI)" 422 'openaiError(b, "invalid_request_error") && b.error.code === 422'
 req POST /predict '{"inputs": ["a", "b", "c"]}'
 expect "422 /predict three strings (neither pair nor batch)" 422 'teiError(b, "validation")'
-node -e 'console.log(JSON.stringify({inputs: process.argv[1]}))' "$LONG" >"$WORK/long.json"
+printf '{"inputs": "%s"}' "$LONG" >"$WORK/long.json"
 req POST /embed "@$WORK/long.json"
 expect "422 text longer than the model, truncate off (TEI)" 422 'teiError(b, "validation") && /8192/.test(b.error)'
-node -e 'console.log(JSON.stringify({input: process.argv[1]}))' "$LONG" >"$WORK/long_oa.json"
+printf '{"input": "%s"}' "$LONG" >"$WORK/long_oa.json"
 req POST /v1/embeddings "@$WORK/long_oa.json"
 expect "422 text longer than the model (OpenAI)" 422 'openaiError(b, "invalid_request_error")'
 node -e 'console.log(JSON.stringify({input: Array(8193).fill(100)}))' >"$WORK/long_ids.json"

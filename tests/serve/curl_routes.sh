@@ -43,17 +43,16 @@ LEFT="$(printf ' hello%.0s' $(seq 1 8189)) "
 jsonl_texts "hello world" "The quick brown fox jumps over the lazy dog." | ref e2 "$WORK/m" embed --normalize
 jsonl_texts "hello world" | ref e1raw "$WORK/m" embed
 jsonl_texts "hello world" | ref e1dim "$WORK/m" embed --normalize --dim 16
-jsonl_texts "$LONG" "$LEFT" | ref elong "$WORK/m" embed --normalize --truncate
 jsonl_texts "hello world" "I like you." | "$CLI" encode --model "$WORK/m" --max-batch-tokens 1 \
   --outputs last_hidden_state,logits --output "$WORK/ref/encode.safetensors" >/dev/null 2>&1 || die "encode failed"
 {
   jsonl_texts "I like you."
-  node -e 'console.log(JSON.stringify({text: process.argv[1], text_pair: process.argv[2]}))' "I like you." "I hate pineapples"
+  jsonl_pair "I like you." "I hate pineapples"
 } | ref c "$WORK/m" classify
 for d in "$D0" "$D1" "$D2"; do
-  node -e 'console.log(JSON.stringify({text: process.argv[1], text_pair: process.argv[2]}))' "$Q" "$d"
+  jsonl_pair "$Q" "$d"
 done | ref rr "$WORK/r" classify
-jsonl_texts "hello world" "$LONG" | ref rpool "$WORK/r" embed --normalize --truncate --pooling cls
+jsonl_texts "hello world" "$LONG" "$LEFT" | ref rpool "$WORK/r" embed --normalize --truncate --pooling cls
 jsonl_texts "hello world" | ref stq "$WORK/st" embed --prompt query
 jsonl_texts "hello world" | ref std "$WORK/st" embed --prompt doc
 jsonl_texts "hello world" | ref stcb "$WORK/st" embed --prompt query --colbert
@@ -92,16 +91,9 @@ req POST /embed '{"inputs": "hello world", "normalize": false}'
 expect "/embed normalize false = embed" 200 'same(b, ref("e1raw").map(r => r.embedding))'
 req POST /embed '{"inputs": "hello world", "dimensions": 16}'
 expect "/embed dimensions 16 = embed --dim 16" 200 'same(b, ref("e1dim").map(r => r.embedding))'
-req POST /embed "$(node -e 'console.log(JSON.stringify({inputs: [JSON.parse(process.argv[1])]}))' "$IDS")"
+req POST /embed "{\"inputs\": [$IDS]}"
 expect "/embed token ids = the text" 200 'same(b, ref("e2").slice(0, 1).map(r => r.embedding))'
-node -e 'console.log(JSON.stringify({inputs: process.argv[1]}))' "$LONG" >"$WORK/long.json"
-node -e 'console.log(JSON.stringify({inputs: process.argv[1], truncate: true}))' "$LONG" >"$WORK/long_right.json"
-req POST /embed "@$WORK/long_right.json"
-expect "/embed truncate (right) = embed --truncate" 200 'same(b, ref("elong").slice(0, 1).map(r => r.embedding))'
-node -e 'console.log(JSON.stringify({inputs: process.argv[1], truncate: true, truncation_direction: "Left"}))' \
-  "$LONG" >"$WORK/long_left.json"
-req POST /embed "@$WORK/long_left.json"
-expect "/embed truncation_direction Left keeps the end" 200 'same(b, ref("elong").slice(1).map(r => r.embedding))'
+printf '{"inputs": "%s"}' "$LONG" >"$WORK/long.json"
 
 # ---- /embed_all: final hidden states per token (no ColBERT projection in this model)
 req POST /embed_all '{"inputs": "hello world"}'
@@ -204,7 +196,7 @@ BASE=$BASE_R
 req GET /info
 expect "GET /info of a cross-encoder names /rerank, not /fill-mask" 200 'b.routes.includes("/rerank") &&
   b.routes.includes("/v1/rerank") && !b.routes.includes("/fill-mask")'
-RR=$(node -e 'console.log(JSON.stringify({query: process.argv[1], texts: process.argv.slice(2)}))' "$Q" "$D0" "$D1" "$D2")
+RR="{\"query\": $(json_str "$Q"), \"texts\": [$(json_str "$D0"), $(json_str "$D1"), $(json_str "$D2")]}"
 req POST /rerank "$RR"
 expect "/rerank: sigmoid of classify, sorted by score" 200 "b.length === 3 &&
   b.every((x, i) => i === 0 || b[i - 1].score >= x.score) &&
@@ -217,14 +209,16 @@ expect "/rerank raw_scores, return_text" 200 "b.length === 3 &&
 req POST /embed '{"inputs": "hello world"}'
 expect "--pooling cls: /embed = embed --pooling cls" 200 'same(b, ref("rpool").slice(0, 1).map(r => r.embedding))'
 req POST /embed "@$WORK/long.json"
-expect "--auto-truncate: a long input without \"truncate\" = embed --truncate" 200 'same(b, ref("rpool").slice(1).map(r => r.embedding))'
-node -e 'console.log(JSON.stringify({inputs: process.argv[1], truncate: false}))' "$LONG" >"$WORK/long_nt.json"
+expect "--auto-truncate: a long input without \"truncate\" = embed --truncate" 200 'same(b, ref("rpool").slice(1, 2).map(r => r.embedding))'
+printf '{"inputs": "%s", "truncate": true, "truncation_direction": "Left"}' "$LONG" >"$WORK/long_left.json"
+req POST /embed "@$WORK/long_left.json"
+expect "/embed truncation_direction Left keeps the end" 200 'same(b, ref("rpool").slice(2).map(r => r.embedding))'
+printf '{"inputs": "%s", "truncate": false}' "$LONG" >"$WORK/long_nt.json"
 req POST /embed "@$WORK/long_nt.json"
 expect "--auto-truncate: \"truncate\": false still refuses it (422)" 422 'teiError(b, "validation")'
 req GET /info
 expect "/info shows auto_truncate" 200 'b.auto_truncate === true'
-V1=$(node -e 'console.log(JSON.stringify({model: "tiny", query: process.argv[1], documents: process.argv.slice(2), top_n: 2}))' \
-  "$Q" "$D0" "$D1" "$D2")
+V1="{\"model\": \"tiny\", \"query\": $(json_str "$Q"), \"documents\": [$(json_str "$D0"), $(json_str "$D1"), $(json_str "$D2")], \"top_n\": 2}"
 req POST /v1/rerank "$V1"
 expect "/v1/rerank: results top_n 2, by relevance" 200 "Array.isArray(b.results) && b.results.length === 2 &&
   b.results[0].relevance_score >= b.results[1].relevance_score &&

@@ -168,6 +168,17 @@ ref() {
 }
 
 # jsonl_texts TEXT...: one {"text": ...} line per argument (for ref's stdin).
+# json_str TEXT: TEXT as a JSON string (pure bash: the tests' texts have no control characters).
+json_str() {
+  local t=${1//\\/\\\\}
+  t=${t//\"/\\\"}
+  printf '"%s"' "$t"
+}
 jsonl_texts() {
-  node -e 'for (const t of process.argv.slice(1)) console.log(JSON.stringify({text: t}))' -- "$@"
+  local t
+  for t in "$@"; do printf '{"text": %s}\n' "$(json_str "$t")"; done
+}
+# jsonl_pair TEXT PAIR: one {"text", "text_pair"} line.
+jsonl_pair() {
+  printf '{"text": %s, "text_pair": %s}\n' "$(json_str "$1")" "$(json_str "$2")"
 }
