@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # serve.concurrency: 64 concurrent clients with mixed lengths and routes each get exactly their own
 # result (concurrency.mjs), compared with `modernbert embed --normalize` / `classify` of each input alone.
+# shellcheck source=tests/serve/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 make_model "$WORK/m" mlm,cls:3

@@ -3,6 +3,7 @@
 # curl: status, and the body shape of the route's family (TEI {"error", "error_type"}; OpenAI
 # {"error": {"message", "type", "code"}} under /v1). After the bad requests the server still answers
 # a good one correctly (bad input never affects other requests).
+# shellcheck source=tests/serve/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 make_model "$WORK/m" mlm,cls:3
@@ -19,7 +20,7 @@ export WORK
 KEY="key-$RANDOM$RANDOM"
 AUTH_ARGS=(-H "Authorization: Bearer $KEY")
 start_server "$WORK/m" --api-key "$KEY" --max-client-batch-size 4 --payload-limit 100000
-BASE_M=$BASE
+
 
 # ---- 400: not JSON, empty input
 req POST /embed '{"inputs": '
@@ -171,7 +172,7 @@ curl -sS -o "$WORK/q.big" -w '%{http_code}' --max-time 60 -H 'Content-Type: appl
   --data-binary "@$WORK/big.json" "$BASE/embed" >"$WORK/q.big.status" 2>/dev/null &
 big_pid=$!
 # Wait (at most 10 s) until the long request holds the queue slot.
-for i in $(seq 1 200); do
+for _ in $(seq 1 200); do
   curl -s --max-time 2 "$BASE/metrics" | grep -q '^te_queue_size 1' && break
   sleep 0.05
 done
@@ -210,7 +211,7 @@ t0=$(date +%s%N)
 req POST /embed "@$WORK/slow.json"
 ms=$((($(date +%s%N) - t0) / 1000000))
 expect "504 past --request-timeout 1 (after $ms ms)" 504 'teiError(b, "timeout")'
-for i in $(seq 1 100); do  # at most 10 s
+for _ in $(seq 1 100); do  # at most 10 s
   curl -s --max-time 2 "$BASE/metrics" | grep -q '^te_queue_size 0' && break
   sleep 0.1
 done

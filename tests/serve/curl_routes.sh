@@ -2,6 +2,7 @@
 # serve.curl_routes: curl against every route of `modernbert serve`, checking the status, the
 # response shape (TEI's and OpenAI's) and the values against the CLI (embed, encode, classify,
 # fill-mask, tokenize, detokenize) run on the same inputs alone. Float rules: helpers.mjs.
+# shellcheck source=tests/serve/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 make_model "$WORK/m" mlm,cls:3  # embeddings, 3-label classifier, MLM
@@ -68,7 +69,7 @@ export WORK D0 D1 D2 IDS
 start_server "$WORK/r" --pooling cls --auto-truncate
 BASE_R=$BASE
 start_server "$WORK/m" --served-model-name tiny
-BASE_M=$BASE
+
 
 # ---- GET routes
 req GET /health

@@ -2,6 +2,7 @@
 # serve.disconnect: clients that disconnect mid-request (curl --max-time, fetch + AbortController,
 # raw sockets with half a request) or stall (slow headers, a stall past --read-timeout) leave the
 # server healthy and correct (disconnect.mjs has the node part).
+# shellcheck source=tests/serve/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 make_model "$WORK/m" mlm,cls:3
@@ -19,7 +20,7 @@ rc=0
 curl -sS -o /dev/null --max-time 0.3 -H 'Content-Type: application/json' --data-binary "@$WORK/long.json" \
   "$BASE/embed" 2>/dev/null || rc=$?
 check "curl --max-time 0.3 gave up (curl exit 28: $rc)" test "$rc" -eq 28
-for i in $(seq 1 300); do  # at most 30 s for the queue to drain
+for _ in $(seq 1 300); do  # at most 30 s for the queue to drain
   [[ $(metric te_queue_size) == 0 ]] && break
   sleep 0.1
 done

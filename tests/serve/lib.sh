@@ -43,18 +43,18 @@ free_port() {
 # /health statuses before the 200: 000 = not listening yet; the last 503 body is $WORK/health.503). A start that loses the
 # port to another process (the port was free a moment ago) is retried with a new port, 3 tries.
 start_server() {
-  local model=$1 try i code
+  local model=$1 code
   shift
   HEALTH_SEEN=()
   rm -f "$WORK/health.503"
-  for try in 1 2 3; do
+  for _ in 1 2 3; do
     PORT=$(free_port)
     BASE="http://127.0.0.1:$PORT"
     SERVER_LOG="$WORK/server.$PORT.log"
     "$CLI" serve --model "$model" --host 127.0.0.1 --port "$PORT" "$@" >"$SERVER_LOG" 2>&1 &
     SERVER_PID=$!
     SERVER_PIDS+=("$SERVER_PID")
-    for i in $(seq 1 600); do
+    for _ in $(seq 1 600); do
       if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
       code=$(curl -s -o "$WORK/health.body" -w '%{http_code}' --max-time 2 "$BASE/health" "${AUTH_ARGS[@]}") || code=000
       HEALTH_SEEN+=("$code")
@@ -77,8 +77,8 @@ AUTH_ARGS=()
 # wait_exit PID: at most 30 s for the server to exit; returns its exit status (124: still running,
 # then killed).
 wait_exit() {
-  local pid=$1 i rc=0
-  for i in $(seq 1 300); do
+  local pid=$1 rc=0
+  for _ in $(seq 1 300); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # serve.openai_client: the official openai npm client (tests/serve/package.json) against
 # `modernbert serve --api-key`, compared with `modernbert embed --normalize` (see openai_client.mjs).
+# shellcheck source=tests/serve/lib.sh
 source "$(dirname "$0")/lib.sh"
 [[ -f $HERE/node_modules/openai/package.json ]] || die "run 'npm ci' in tests/serve (scripts/run_tests.sh does)"
 
 make_model "$WORK/m" mlm,cls:3
 # Token ids of "hello world" and of two texts, as the model's tokenizer gives them (special tokens in).
-ids_of() { jsonl_texts "$@" | "$CLI" tokenize --model "$WORK/m" | node -e '
-  const l = require("fs").readFileSync(0, "utf8").trim().split("\n").map((x) => JSON.parse(x).input_ids);
-  console.log(JSON.stringify(process.argv[1] === "one" ? l[0] : l));' "$MODE"; }
-IDS_SHORT=$(MODE=one ids_of "hello world")
-IDS_LIST=$(MODE=all ids_of "Token ids are sent as they are." "ColBERT")
+# ids_of one|all TEXT...: the token ids of the first text, or of every text.
+ids_of() {
+  local mode=$1
+  shift
+  jsonl_texts "$@" | "$CLI" tokenize --model "$WORK/m" | node -e '
+    const l = require("fs").readFileSync(0, "utf8").trim().split("\n").map((x) => JSON.parse(x).input_ids);
+    console.log(JSON.stringify(process.argv[1] === "one" ? l[0] : l));' "$mode"
+}
+IDS_SHORT=$(ids_of one "hello world")
+IDS_LIST=$(ids_of all "Token ids are sent as they are." "ColBERT")
 ids_jsonl() { node -e 'for (const x of JSON.parse(process.argv[1])) console.log(JSON.stringify({input_ids: x}))' "$1"; }
 
 jsonl_texts "hello world" | ref one "$WORK/m" embed --normalize

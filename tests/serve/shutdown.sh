@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # serve.shutdown: SIGTERM while requests are in flight. The server stops accepting (new connections
 # are refused), answers every request it had read with 200 and the right vectors, and exits 0.
+# shellcheck source=tests/serve/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 make_model "$WORK/m" mlm,cls:3
@@ -18,7 +19,7 @@ BASE=$BASE N=$N TEXTS=$TEXTS timeout 90 node "$HERE/shutdown.mjs" >"$WORK/result
 node_pid=$!
 # Wait (at most 20 s) until every request is in the engine's queue.
 q=0
-for i in $(seq 1 400); do
+for _ in $(seq 1 400); do
   q=$(metric te_queue_size)
   [[ ${q:-0} -ge $N ]] && break
   sleep 0.05
@@ -28,7 +29,7 @@ kill -TERM "$SERVER_PID"
 t0=$(date +%s%N)
 # New connections are refused while the server drains (within 3 s of the signal).
 refused=no
-for i in $(seq 1 60); do
+for _ in $(seq 1 60); do
   rc=0
   curl -s -o /dev/null --max-time 1 "$BASE/health" || rc=$?
   if ((rc == 7)); then refused=yes; break; fi
