@@ -1,7 +1,9 @@
 // serve.concurrency: 64 clients at once (fetch, one connection each), mixed lengths and routes, each
 // must get exactly its own result: the CLI's answer for its input alone, within the batch-neighbour
-// tolerance of helpers.mjs (the scheduler packs them into shared batches). Two rounds: fresh
-// connections, then the kept-alive ones with the inputs dealt to other clients.
+// tolerance of helpers.mjs (the scheduler packs them into shared batches). Round 1: fresh
+// connections; round 2: the kept-alive ones, inputs dealt to other clients (both also check from
+// /metrics that they were batched, within --max-batch-tokens); round 3: every 8th client sends a
+// bad request and must get its own error while the others get their own results.
 // Env: BASE, WORK, BUDGET, TEXTS (JSON list; reference e = embed --normalize, c = classify, in that order).
 import fs from "node:fs";
 import {ref, close, maxdiff} from "./helpers.mjs";
@@ -72,6 +74,36 @@ console.log(`# max |server - CLI alone| over all answers: ${worst}`);
 
 // The clients were batched together: fewer forward batches than sequences.
 const after = await batchCounts();
+
+// Round 3: every 8th client sends a bad request among the good ones; each bad one gets its own error,
+// every good one its own result.
+const BAD = [
+  ["/embed", "{\"inputs\": ", 400],
+  ["/embed", JSON.stringify({inputs: [[50281, 50368, 50282]]}), 422],
+  ["/v1/embeddings", JSON.stringify({input: "hello ".repeat(9000)}), 422],
+  ["/embed", JSON.stringify({inputs: ""}), 400],
+  ["/predict", JSON.stringify({inputs: ["a", "b", "c"]}), 422],
+  ["/embed", JSON.stringify({inputs: "x", dimensions: 100000}), 422],
+];
+{
+  const out = await Promise.allSettled(Array.from({length: N}, async (_, k) => {
+    if (k % 8 !== 7) return client(k, (k * 13 + 5) % N);
+    const [path, body, want] = BAD[(k >> 3) % BAD.length];
+    const res = await fetch(BASE + path, {method: "POST", headers: {"Content-Type": "application/json"}, body,
+                                          signal: AbortSignal.timeout(90_000)});
+    const text = await res.text();
+    if (res.status !== want) throw new Error(`bad request to ${path}: HTTP ${res.status}, expected ${want}: ${text.slice(0, 200)}`);
+    const b = JSON.parse(text);
+    if (path.startsWith("/v1") ? typeof b.error?.message !== "string" : typeof b.error !== "string")
+      throw new Error(`error body ${text.slice(0, 200)}`);
+    return 0;
+  }));
+  const bad = out.map((r, k) => [r, k]).filter(([r]) => r.status === "rejected");
+  for (const [r, k] of bad) console.log(`not ok - round 3 client ${k}: ${r.reason.message}`);
+  failures += bad.length;
+  console.log(`${bad.length ? "not ok" : "ok"} - round 3: ${N / 8} bad requests among ${N - N / 8} good ones: ` +
+              `${N - bad.length}/${N} got their own answer`);
+}
 const seqs = after.seqs - before.seqs, batches = after.batches - before.batches;
 if (seqs === 2 * N && batches < seqs) {
   console.log(`ok - dynamic batching: ${seqs} sequences in ${batches} forward batches`);
