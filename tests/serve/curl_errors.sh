@@ -10,7 +10,7 @@ make_model "$WORK/m" mlm,cls:3
 make_model "$WORK/bare" ""  # no head: /predict, /rerank and /fill-mask are unsupported
 LONG=$(printf 'hello %.0s' $(seq 1 9000))  # 9002 tokens > 8192 positions
 jsonl_texts "hello world" | ref e1 "$WORK/m" embed --normalize
-# The queue-full test: one long request (16 copies of a ~2000-token text) holds the only queue slot
+# The queue-full test: one long request (32 copies of a ~2000-token text) holds the only queue slot
 # (--max-concurrent-requests 1) while short ones arrive.
 BIG=$(printf 'blocker%.0s ' $(seq 1 1000))
 jsonl_texts "$BIG" | ref big "$WORK/bare" embed --normalize
@@ -167,7 +167,7 @@ expect "400 /fill-mask without an MLM head" 400 'teiError(b, "unsupported") && /
 req POST /v1/rerank '{"query": "q", "documents": ["a"]}'
 expect "400 /v1/rerank without a classifier (OpenAI)" 400 'openaiError(b, "not_supported_error")'
 
-node -e 'console.log(JSON.stringify({inputs: Array(16).fill(process.argv[1])}))' "$BIG" >"$WORK/big.json"
+node -e 'console.log(JSON.stringify({inputs: Array(32).fill(process.argv[1])}))' "$BIG" >"$WORK/big.json"
 curl -sS -o "$WORK/q.big" -w '%{http_code}' --max-time 60 -H 'Content-Type: application/json' \
   --data-binary "@$WORK/big.json" "$BASE/embed" >"$WORK/q.big.status" 2>/dev/null &
 big_pid=$!
@@ -192,7 +192,7 @@ for k in big 1 2 3 4 5 6; do
     n429=$((n429 + 1))
     expect "429 body of request $k" 429 'teiError(b, "overloaded")'
   elif [[ $k == big ]]; then
-    expect "the long request under load: 200 and its own vectors" 200 'b.length === 16 && b.every(v => close([v], ref("big").map(r => r.embedding)))'
+    expect "the long request under load: 200 and its own vectors" 200 'b.length === 32 && b.every(v => close([v], ref("big").map(r => r.embedding)))'
   else
     expect "short request $k under load: 200 and its own vector" 200 "close(b, [ref('small')[$k - 1].embedding])"
   fi

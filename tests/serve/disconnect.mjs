@@ -52,8 +52,9 @@ async function embedHello(alone = true) {
   (alone ? same : close)(await res.json(), e1);
 }
 
-// 32 sequences of ~4000 tokens: 8 forward batches of the default 16384-token budget, seconds of work.
-const LONG = {inputs: Array.from({length: 32}, (_, i) => `sequence ${i} ` + "tokens ".repeat(4000))};
+// 32 sequences of ~8000 tokens: 16 forward batches of the default 16384-token budget, seconds of work
+// even on a fast machine.
+const LONG = {inputs: Array.from({length: 32}, (_, i) => `sequence ${i} ` + "a ".repeat(8000))};
 
 await test("client aborts a long batch after 300 ms: its queued work is dropped", async () => {
   const before = await metrics();

@@ -12,8 +12,8 @@ start_server "$WORK/m" --read-timeout "$READ_TIMEOUT"
 
 metric() { curl -s --max-time 5 "$BASE/metrics" | sed -nE "s/^$1 ([0-9.e+]+)$/\1/p" | head -1; }
 
-# curl gives up after 0.3 s on seconds of work (32 sequences of ~4000 tokens).
-node -e 'console.log(JSON.stringify({inputs: Array.from({length: 32}, (_, i) => `curl ${i} ` + "tokens ".repeat(4000))}))' \
+# curl gives up after 0.3 s on seconds of work (32 sequences of ~8000 tokens).
+node -e 'console.log(JSON.stringify({inputs: Array.from({length: 32}, (_, i) => `curl ${i} ` + "a ".repeat(8000))}))' \
   >"$WORK/long.json"
 seqs_before=$(metric te_batch_next_size_sum)
 rc=0
