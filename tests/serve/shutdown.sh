@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # serve.shutdown: SIGTERM while requests are in flight. The server stops accepting (new connections
 # are refused), answers every request it had read with 200 and the right vectors, and exits 0.
+# Then SIGINT on a second server: exit 0.
 # shellcheck source=tests/serve/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -50,4 +51,13 @@ echo "# refusal seen while still draining: $draining"
 rc=0
 curl -s -o /dev/null --max-time 2 "$BASE/health" || rc=$?
 check "after exit: connection refused (curl exit $rc)" test $rc -eq 7
+
+# SIGINT (Ctrl-C) is a graceful stop too.
+start_server "$WORK/m"
+req POST /embed '{"inputs": "hello world"}'
+expect "a second server answers" 200 'b.length === 1'
+kill -INT "$SERVER_PID"
+rc=0
+wait_exit "$SERVER_PID" || rc=$?
+check "SIGINT: exit 0 (exit $rc)" test $rc -eq 0
 finish
