@@ -89,6 +89,8 @@ req POST /embed "@$WORK/huge.json"
 expect "413 150 kB body > --payload-limit 100000" 413 'teiError(b, "validation")'
 req POST /v1/embeddings "@$WORK/huge.json"
 expect "413 oversize body (OpenAI)" 413 'openaiError(b)'
+req POST /embed "@$WORK/huge.json" -H 'Transfer-Encoding: chunked'
+expect "413 oversize chunked body" 413 'teiError(b, "validation")'
 
 # ---- 401: API key
 AUTH_ARGS=()

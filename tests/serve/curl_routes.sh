@@ -96,6 +96,13 @@ req POST /embed "{\"inputs\": [$IDS]}"
 expect "/embed token ids = the text" 200 'same(b, ref("e2").slice(0, 1).map(r => r.embedding))'
 printf '{"inputs": "%s"}' "$LONG" >"$WORK/long.json"
 
+# Plain `curl -d` (no Content-Type: curl says application/x-www-form-urlencoded), also over 8 kB.
+STATUS=$(curl -sS -o "$BODY_FILE" -w '%{http_code}' --max-time 60 -d '{"inputs": "hello world"}' "$BASE/embed") || STATUS=000
+expect "plain curl -d (form content type) is read as JSON" 200 'same(b, ref("e2").slice(0, 1).map(r => r.embedding))'
+printf '{"inputs": "hello world", "pad": "%s"}' "$(head -c 20000 /dev/zero | tr '\0' p)" >"$WORK/form.json"
+STATUS=$(curl -sS -o "$BODY_FILE" -w '%{http_code}' --max-time 60 -d "@$WORK/form.json" "$BASE/embed") || STATUS=000
+expect "plain curl -d of a 20 kB body" 200 'same(b, ref("e2").slice(0, 1).map(r => r.embedding))'
+
 # ---- /embed_all: final hidden states per token (no ColBERT projection in this model)
 req POST /embed_all '{"inputs": "hello world"}'
 expect "/embed_all = encode last_hidden_state" 200 '(() => {
