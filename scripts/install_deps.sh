@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git nlohmann-json3-dev libicu-dev libopenblas-dev libdnnl-dev libcpp-httplib-dev
       python3 python3-matplotlib)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(libgtest-dev python3-numpy python3-torch)
+  pkgs+=(libgtest-dev python3-numpy python3-torch curl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -13,6 +13,13 @@ if [[ ! -f scripts/tokenizer_reference/node_modules/tokenizers/package.json ]]; 
     exit 1
   fi
 fi
+# The serve tests' clients (the official openai npm package, tests/serve/package.json).
+if [[ ! -f tests/serve/node_modules/openai/package.json ]]; then
+  if ! (cd tests/serve && npm ci --no-audit --no-fund); then
+    echo "run_tests: FAILED: 'npm ci' in tests/serve failed; the serve.* tests need it" >&2
+    exit 1
+  fi
+fi
 log=build/ctest.log
 status=0
 ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 1500 2>&1 | tee "$log" || status=$?
@@ -26,7 +33,8 @@ for bin in build/modernbert_tests build/modernbert_san_tests; do
   defined=$((defined + n))
 done
 # CTest tests that are not GoogleTest cases (label "script": layering.<layer>, which prove that a
-# wrong-way include between the library's layers fails to compile) count too, and must pass.
+# wrong-way include between the library's layers fails to compile, and serve.*, `modernbert serve`
+# with real HTTP clients) count too, and must pass.
 n=$(ctest --test-dir build -N -L '^script$' | sed -nE 's/^Total Tests: ([0-9]+)$/\1/p')
 defined=$((defined + ${n:-0}))
 ran=$(sed -nE 's/.*tests passed, [0-9]+ tests failed out of ([0-9]+).*/\1/p' "$log" | tail -1)
