@@ -11,12 +11,24 @@ namespace modernbert::serve {
 
 static_assert(std::endian::native == std::endian::little, "base64 embeddings are little-endian float32 bytes");
 
+std::string json_error_text(const std::exception& e) {
+  // nlohmann's what() starts with "[json.exception.<kind>.<id>] ": an internal name, not for clients.
+  std::string m = e.what();
+  if (m.rfind("[json.exception.", 0) == 0) {
+    const size_t end = m.find("] ");
+    if (end != std::string::npos) m.erase(0, end + 2);
+  }
+  return m;
+}
+
 json parse_body(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
   } catch (const json::parse_error& e) {
-    throw bad_json(std::string("request body is not valid JSON: ") + e.what());
+    throw bad_json("request body is not valid JSON: " + json_error_text(e));
+  } catch (const json::exception& e) {  // valid syntax the parser cannot hold, e.g. 1e400 (out_of_range)
+    throw invalid("request body: " + json_error_text(e));
   }
   if (!j.is_object()) throw invalid("request body must be a JSON object");
   return j;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,7 +14,11 @@ namespace modernbert::serve {
 
 using nlohmann::json;
 
-// Body -> JSON object. Syntax error: 400; valid JSON that is not an object: 422.
+// A JSON library exception's message without nlohmann's "[json.exception.kind.id] " prefix.
+std::string json_error_text(const std::exception& e);
+
+// Body -> JSON object. Syntax error: 400; valid JSON the parser cannot represent (a number beyond
+// double, 1e400) or that is not an object: 422.
 json parse_body(const std::string& body);
 
 // One input: a text or client-given token ids.

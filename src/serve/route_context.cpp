@@ -77,7 +77,7 @@ void handle(ServerState& st, const RouteSpec& spec, const RouteFn& fn, const htt
     if (spec.counted) st.metrics.inc("te_request_failure", "err=disconnected");
     log_line(c, 499);
   } catch (const json::exception& e) {  // a JSON access the route did not type-check first
-    fail(422, "validation", std::string("invalid request: ") + e.what());
+    fail(422, "validation", "invalid request: " + json_error_text(e));
   } catch (const std::exception& e) {
     fail(500, "backend", std::string("inference failed: ") + e.what());
   }

@@ -125,7 +125,7 @@ node -e 'const n = 12000; console.log("{\"inputs\": \"x\", \"extra\": " + "{\"a\
 req POST /embed "@$WORK/deep2.json"
 check "an unknown field nested 12000 deep: answered without a server error (HTTP $STATUS)" test "$STATUS" -ge 200 -a "$STATUS" -lt 500
 req POST /embed '{"inputs": "x", "dimensions": 1e400}'
-expect "422 a number too large for a double" 422 'teiError(b, "validation")'
+expect "422 a number too large for a double" 422 'teiError(b, "validation") && !b.error.includes("json.exception")'
 req POST /embed '{"inputs": "a\u0000b \ud83d\ude00"}'
 expect "200 a NUL and an emoji (escaped) in the text" 200 'b.length === 1 && b[0].length === 64'
 req POST /embed '{"inputs": "\ud83d lone surrogate"}'
