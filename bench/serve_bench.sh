@@ -5,7 +5,7 @@
 #   bench/serve_bench.sh [--out out/serve] [--build build] [--threads 2] [--connections 64]
 #                        [--rounds 2] [--peer-rounds 1] [--alternations 2] [--open-seconds 90]
 #                        [--open-warmup 10] [--short-requests 200] [--systems "ours ort"]
-#                        [--steps "sat lat short"] [--serve-flags "..."]
+#                        [--steps "sat lat short"] [--wrk-seconds 120] [--serve-flags "..."]
 #
 # Prepares (once, when missing) the base-shaped model with random weights + the real tokenizer, the
 # mixed-length request texts (bench/make_serve_texts.py: 64 texts, 24..513 tokens) and the ONNX
@@ -20,6 +20,8 @@
 #   short  added latency of one short request (9 tokens): `modernbert bench` of that one input
 #          (--repeat --short-requests, median = the bare forward) vs sequential HTTP round trips
 #          (median of --short-requests), twice, alternating (goal: ours - bare <= 2 ms).
+#   wrk    cross-check of `sat` with wrk (Debian) and bench/serve_wrk.lua: each server, --connections
+#          connections for --wrk-seconds (a time window: it cuts batches' bursts, so make it long).
 # Every result is one JSON line in OUT/raw/ with the load average before/after; the machine (lscpu
 # model name + flags, uptime) in OUT/raw/machine.json; bench/summarize_serve.py writes
 # OUT/results.json and OUT/results.md. Only meaningful on an otherwise idle machine: read the loads.
@@ -27,7 +29,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/out/serve BUILD=$ROOT/build THREADS=2 SERVE_FLAGS=""
-CONNECTIONS=64 ROUNDS=2 PEER_ROUNDS=1 ALTERNATIONS=2 OPEN_S=90 OPEN_WARMUP=10 SHORT_N=200
+CONNECTIONS=64 ROUNDS=2 PEER_ROUNDS=1 ALTERNATIONS=2 OPEN_S=90 OPEN_WARMUP=10 SHORT_N=200 WRK_S=120
 SYSTEMS="ours ort" STEPS="sat lat short"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,10 +43,11 @@ while [ $# -gt 0 ]; do
     --open-seconds) OPEN_S=$2; shift 2 ;;
     --open-warmup) OPEN_WARMUP=$2; shift 2 ;;
     --short-requests) SHORT_N=$2; shift 2 ;;
+    --wrk-seconds) WRK_S=$2; shift 2 ;;
     --systems) SYSTEMS=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --serve-flags) SERVE_FLAGS=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "serve_bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -108,6 +111,13 @@ for step in $STEPS; do
         for s in $SYSTEMS; do
           load "short_${s}_$a" "$s" --texts "$SHORT" --mode seq --requests "$SHORT_N" --warmup-requests 20
         done
+      done
+      ;;
+    wrk)
+      for s in $SYSTEMS; do
+        L0=$(loadavg)
+        record "wrk_$s" "$(TEXTS=$TEXTS wrk -t1 -c"$CONNECTIONS" -d"${WRK_S}s" --timeout 600s -s "$ROOT/bench/serve_wrk.lua" \
+                           "${URL[$s]}" | grep '^{"generator"')" "${PID[$s]}"
       done
       ;;
     *) log "unknown step $step"; exit 2 ;;
