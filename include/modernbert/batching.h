@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "modernbert/error.h"
 #include "modernbert/model.h"
 #include "modernbert/tokenizer.h"
 
@@ -35,6 +36,17 @@ struct SequenceOptions {
   bool lossy_utf8 = false;    // invalid UTF-8 in a text becomes U+FFFD instead of an error
   std::string prefix;         // prepended to every text (the first text of a pair), not to ids
   std::string too_long_hint;  // appended as " (HINT)" to the too-long error, e.g. "use --truncate"
+  unsigned tokenizer_threads = 0;  // encode_batch threads: 0 = every core, 1 = the calling thread only
+};
+
+// Why inputs_to_ids refused an input, for callers that map it to a status (the server). Thrown as
+// SequenceInputError, a BatchItemError with the same index and message.
+enum class SequenceIssue { kTokenizer, kIdOutOfRange, kTooLong, kEmpty };
+class SequenceInputError : public BatchItemError {
+ public:
+  SequenceInputError(SequenceIssue k, std::size_t index, const std::string& detail)
+      : BatchItemError(index, detail), kind(k) {}
+  SequenceIssue kind;
 };
 
 // Token ids for every input, in input order. Texts are tokenized on every core (Tokenizer::
@@ -44,6 +56,7 @@ struct SequenceOptions {
 //   then, checking inputs in order: an id outside the vocabulary ("field input_ids: id X outside
 //   the vocabulary [0, V)"), more than max_position tokens ("N tokens exceed max_position_embeddings
 //   M (HINT)"), no tokens ("no tokens").
+// Each of these is a SequenceInputError (kTokenizer, kIdOutOfRange, kTooLong, kEmpty).
 // A failure of the tokenizer as a whole (not of one text) propagates unchanged. `tok` may be null
 // when every input has ids; a text input without a tokenizer is BatchItemError(i, "no tokenizer").
 std::vector<std::vector<int32_t>> inputs_to_ids(const Tokenizer* tok, const std::vector<SequenceInput>& inputs,

@@ -37,7 +37,7 @@ std::vector<std::vector<int32_t>> inputs_to_ids(const Tokenizer* tok, const std:
       encs = call();
     } catch (const BatchItemError& e) {
       // The index is into this call's texts: name the input instead.
-      if (e.index() < idx.size()) throw BatchItemError(idx[e.index()], e.detail());
+      if (e.index() < idx.size()) throw SequenceInputError(SequenceIssue::kTokenizer, idx[e.index()], e.detail());
       throw;
     }
     for (size_t k = 0; k < idx.size(); ++k) {
@@ -45,8 +45,8 @@ std::vector<std::vector<int32_t>> inputs_to_ids(const Tokenizer* tok, const std:
       if (encodings) (*encodings)[idx[k]] = std::move(encs[k]);
     }
   };
-  if (!singles.empty()) encode([&] { return tok->encode_batch(singles, eo); }, single_idx);
-  if (!pairs.empty()) encode([&] { return tok->encode_batch_pairs(pairs, eo); }, pair_idx);
+  if (!singles.empty()) encode([&] { return tok->encode_batch(singles, eo, o.tokenizer_threads); }, single_idx);
+  if (!pairs.empty()) encode([&] { return tok->encode_batch_pairs(pairs, eo, o.tokenizer_threads); }, pair_idx);
 
   for (size_t i = 0; i < inputs.size(); ++i) {
     const SequenceInput& in = inputs[i];
@@ -55,16 +55,18 @@ std::vector<std::vector<int32_t>> inputs_to_ids(const Tokenizer* tok, const std:
       if (o.vocab_size > 0)
         for (int32_t id : out[i])
           if (id < 0 || id >= o.vocab_size)
-            throw BatchItemError(i, "field input_ids: id " + std::to_string(id) + " outside the vocabulary [0, " +
-                                        std::to_string(o.vocab_size) + ")");
+            throw SequenceInputError(SequenceIssue::kIdOutOfRange, i,
+                                     "field input_ids: id " + std::to_string(id) + " outside the vocabulary [0, " +
+                                         std::to_string(o.vocab_size) + ")");
       if (o.truncate_to > 0 && static_cast<int64_t>(out[i].size()) > o.truncate_to)
         out[i].resize(static_cast<size_t>(o.truncate_to));
     }
     if (o.max_position > 0 && static_cast<int64_t>(out[i].size()) > o.max_position)
-      throw BatchItemError(i, std::to_string(out[i].size()) + " tokens exceed max_position_embeddings " +
-                                  std::to_string(o.max_position) +
-                                  (o.too_long_hint.empty() ? "" : " (" + o.too_long_hint + ")"));
-    if (out[i].empty()) throw BatchItemError(i, "no tokens");
+      throw SequenceInputError(SequenceIssue::kTooLong, i,
+                               std::to_string(out[i].size()) + " tokens exceed max_position_embeddings " +
+                                   std::to_string(o.max_position) +
+                                   (o.too_long_hint.empty() ? "" : " (" + o.too_long_hint + ")"));
+    if (out[i].empty()) throw SequenceInputError(SequenceIssue::kEmpty, i, "no tokens");
   }
   return out;
 }
