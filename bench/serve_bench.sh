@@ -3,7 +3,8 @@
 # a peer server (ONNX Runtime via onnxruntime-node, bench/peers/ort_server.mjs), in one run.
 #
 #   bench/serve_bench.sh [--out out/serve] [--build build] [--threads 2] [--connections 64]
-#                        [--rounds 2] [--peer-rounds 1] [--alternations 2] [--open-seconds 90]
+#                        [--rounds 2] [--peer-rounds 1] [--alternations 2] [--peer-alternations 1]
+#                        [--open-seconds 90]
 #                        [--open-warmup 10] [--short-requests 200] [--systems "ours ort"]
 #                        [--steps "sat lat short"] [--wrk-seconds 120] [--serve-flags "..."]
 #
@@ -11,10 +12,11 @@
 # mixed-length request texts (bench/make_serve_texts.py: 64 texts, 24..513 tokens) and the ONNX
 # export, starts both servers on free loopback ports with --threads threads each (one idles while
 # the other is measured), then:
-#   sat    throughput at saturation, alternating: bench, ours, peer, (ours, peer, bench)...: `modernbert
-#          bench` over the texts (--warmup 1 --repeat 1), and each server closed-loop with
-#          --connections clients x --rounds requests each (bench/serve_load.mjs --mode closed).
-#          Ratio = server tokens/s / bench tokens/s (goal >= 0.9).
+#   sat    throughput at saturation, alternating --alternations times: `modernbert bench` over the
+#          texts (--warmup 1 --repeat 1), ours, the peer (in the first --peer-alternations only): each
+#          server closed-loop with --connections clients x --rounds requests each
+#          (bench/serve_load.mjs --mode closed). Ratio = server tokens/s / bench tokens/s (medians;
+#          goal >= 0.9), also per alternation (ours_a / bare_a, run back to back).
 #   lat    p50/p99 latency at half of each server's saturation rate (median of its `sat` runs):
 #          open loop, fixed intervals, --open-seconds (the first --open-warmup seconds not counted).
 #   short  added latency of one short request (9 tokens): `modernbert bench` of that one input
@@ -22,14 +24,16 @@
 #          (median of --short-requests), twice, alternating (goal: ours - bare <= 2 ms).
 #   wrk    cross-check of `sat` with wrk (Debian) and bench/serve_wrk.lua: each server, --connections
 #          connections for --wrk-seconds (a time window: it cuts batches' bursts, so make it long).
+# Our server runs with --request-timeout 0 (default --serve-flags): at saturation a request waits
+# for up to two 16k-token batches, longer than the default 60 s on a slow or loaded machine.
 # Every result is one JSON line in OUT/raw/ with the load average before/after; the machine (lscpu
 # model name + flags, uptime) in OUT/raw/machine.json; bench/summarize_serve.py writes
 # OUT/results.json and OUT/results.md. Only meaningful on an otherwise idle machine: read the loads.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT=$ROOT/out/serve BUILD=$ROOT/build THREADS=2 SERVE_FLAGS=""
-CONNECTIONS=64 ROUNDS=2 PEER_ROUNDS=1 ALTERNATIONS=2 OPEN_S=90 OPEN_WARMUP=10 SHORT_N=200 WRK_S=120
+OUT=$ROOT/out/serve BUILD=$ROOT/build THREADS=2 SERVE_FLAGS="--request-timeout 0"
+CONNECTIONS=64 ROUNDS=2 PEER_ROUNDS=1 ALTERNATIONS=2 PEER_ALTS=1 OPEN_S=90 OPEN_WARMUP=10 SHORT_N=200 WRK_S=120
 SYSTEMS="ours ort" STEPS="sat lat short"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -40,6 +44,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --peer-rounds) PEER_ROUNDS=$2; shift 2 ;;
     --alternations) ALTERNATIONS=$2; shift 2 ;;
+    --peer-alternations) PEER_ALTS=$2; shift 2 ;;
     --open-seconds) OPEN_S=$2; shift 2 ;;
     --open-warmup) OPEN_WARMUP=$2; shift 2 ;;
     --short-requests) SHORT_N=$2; shift 2 ;;
@@ -47,7 +52,7 @@ while [ $# -gt 0 ]; do
     --systems) SYSTEMS=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --serve-flags) SERVE_FLAGS=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "serve_bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -95,6 +100,7 @@ for step in $STEPS; do
         bare "sat_bare_$a" "$TEXTS" 1 1
         for s in $SYSTEMS; do
           r=$ROUNDS; [ "$s" = ours ] || r=$PEER_ROUNDS
+          [ "$s" = ours ] || [ "$a" -le "$PEER_ALTS" ] || continue
           load "sat_${s}_$a" "$s" --texts "$TEXTS" --mode closed --connections "$CONNECTIONS" --rounds "$r"
         done
       done
