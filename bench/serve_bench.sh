@@ -21,7 +21,8 @@
 #          open loop, fixed intervals, --open-seconds (the first --open-warmup seconds not counted).
 #   short  added latency of one short request (9 tokens): `modernbert bench` of that one input
 #          (--repeat --short-requests, median = the bare forward) vs sequential HTTP round trips
-#          (median of --short-requests), twice, alternating (goal: ours - bare <= 2 ms).
+#          (median of --short-requests), twice, alternating (goal: ours - bare <= 2 ms); for ours
+#          also the server's own mean batch time of the same requests (/metrics before and after).
 #   wrk    cross-check of `sat` with wrk (Debian) and bench/serve_wrk.lua: each server, --connections
 #          connections for --wrk-seconds (a time window: it cuts batches' bursts, so make it long).
 # Our server runs with --request-timeout 0 (default --serve-flags): at saturation a request waits
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
     --systems) SYSTEMS=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --serve-flags) SERVE_FLAGS=$2; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "serve_bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -61,7 +62,7 @@ MB=$BUILD/modernbert MODEL=$OUT/base ONNX=$OUT/base.onnx
 case " $SYSTEMS " in *" ort "*) NEED_PEER=1 ;; *) NEED_PEER=0 ;; esac
 prepare
 RAW=$OUT/raw
-rm -f "$RAW"/*.json "$RAW"/*_requests.jsonl
+rm -f "$RAW"/*.json "$RAW"/*_requests.jsonl "$RAW"/m_*.txt
 machine_json > "$RAW/machine.json"
 log "machine: $(cat "$RAW/machine.json" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(d["cpu_model"], "|", d["uptime"])')"
 
@@ -115,7 +116,15 @@ for step in $STEPS; do
       for a in 1 2; do
         bare "short_bare_$a" "$SHORT" 20 "$SHORT_N"
         for s in $SYSTEMS; do
+          # Ours: /metrics before and after pair the round trips with the server's own batch times of
+          # the same requests (bench/metrics_delta.py), robust to a machine whose speed drifts.
+          [ "$s" = ours ] && curl -s "${URL[$s]}/metrics" > "$RAW/m_before.txt"
           load "short_${s}_$a" "$s" --texts "$SHORT" --mode seq --requests "$SHORT_N" --warmup-requests 20
+          if [ "$s" = ours ]; then
+            curl -s "${URL[$s]}/metrics" > "$RAW/m_after.txt"
+            "$PY" "$ROOT/bench/metrics_delta.py" "$RAW/m_before.txt" "$RAW/m_after.txt" > "$RAW/short_${s}_${a}_server.json"
+            log "server side: $(cat "$RAW/short_${s}_${a}_server.json")"
+          fi
         done
       done
       ;;

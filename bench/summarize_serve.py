@@ -64,6 +64,11 @@ def main():
                           "p99_ms": med([s["latency_ms"]["p99"] for s in short]),
                           "added_ms": short_p50 - bare_short_ms if short_p50 and bare_short_ms else None,
                           "errors": sum(s["errors"] for s in short)}
+        paired = load(raw, f"short_{sys_}_*_server.json")
+        if short and paired:
+            # Mean round trip minus the server's mean batch time (forward + pooling) of the same requests.
+            r["short"]["paired_added_ms"] = [s["latency_ms"]["mean"] - p["batch_mean_ms"] for s, p in zip(short, paired)]
+            r["short"]["server_side"] = paired
         soak = os.path.join(out, f"soak_{sys_}_summary.json")
         if os.path.exists(soak):
             r["soak"] = json.load(open(soak))
@@ -87,6 +92,14 @@ def main():
         lines.append(f"\n{name}: saturation runs " + ", ".join(
             f"{x['tokens_per_s']:.1f} tok/s ({x['requests']} req, {x['errors']} errors, load {x['load_before']} -> {x['load_after']})"
             for x in r["sat_runs"]) + "; per-alternation ratio " + ", ".join(f"{x:.3f}" for x in r["ratio_per_alternation"]))
+    for name, r in res["systems"].items():
+        if "paired_added_ms" in r.get("short", {}):
+            sh = r["short"]
+            lines.append(f"\n{name}: short request, paired with the server's own batch times of the same requests: "
+                         "mean round trip - mean batch = " + ", ".join(f"{x:.2f} ms" for x in sh["paired_added_ms"]) +
+                         " (batch mean " + ", ".join(f"{p['batch_mean_ms']:.2f}" for p in sh["server_side"]) +
+                         " ms; tokenization mean " + ", ".join(f"{p['tokenization_mean_ms']:.3f}" for p in sh["server_side"]) +
+                         " ms; queue mean " + ", ".join(f"{p['queue_mean_ms']:.3f}" for p in sh["server_side"]) + " ms)")
     open(os.path.join(out, "results.md"), "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
