@@ -151,8 +151,11 @@ const server = http.createServer((req, res) => {
         { error: e.message, error_type: e instanceof InputError ? 'Validation' : 'Backend' }));
   });
 });
-server.keepAliveTimeout = 120000;
-server.headersTimeout = 121000;
+// ORT's run holds the event loop for the whole forward (tens of seconds for a 16k-token batch on two
+// cores), so a request that arrived meanwhile is read only afterwards: Node's default header timeout
+// (60 s) would answer it 408. Bench load only; no timeouts.
+server.keepAliveTimeout = 600000;
+server.headersTimeout = 3600000;
 server.requestTimeout = 0;
 
 // Warm up (first run allocates the session's arenas), then listen.
