@@ -1,215 +1,11 @@
-// The serving engine (src/serve/engine.h): results equal to running each input alone through the
-// inference commands' path, concurrent submitters each get their own results, the token budget,
-// cancel / queue limit / shutdown, and the input errors.
+// The serving engine (src/serve/engine.h): its capabilities, and results equal to running each input
+// alone through the inference commands' path (the library functions and the CLI itself). The
+// queue, the scheduler and the input errors: test_serve_engine_queue.cpp.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <condition_variable>
-#include <cstring>
-#include <fstream>
-#include <mutex>
-#include <sstream>
-#include <thread>
+#include "serve_engine_test_util.h"
 
-#include "modernbert/error.h"
-#include "modernbert/model_dir.h"
-#include "modernbert/safetensors.h"
-#include "modernbert/tasks.h"
-#include "serve/engine.h"
-#include "test_util.h"
-
-using namespace modernbert;
-using namespace modernbert::serve;
-using nlohmann::json;
-
-namespace {
-
-// A sequence's result packed with others is NOT bitwise the result of the same sequence alone:
-// ServeEngine.ForwardIsBatchCompositionIndependent measures it. The hidden states differ in the
-// last bits (max |diff| 4.8e-7 on the tiny model, values O(1)) with oneDNN and with OpenBLAS, with
-// 1 thread and with 2: the GEMMs' results for a row depend on the row count M of the call (the
-// libraries pick kernels and blockings by M, so a row's dot products are summed in a different
-// order). Everything else in the forward (norms, RoPE, attention, pooling) works per row or per
-// sequence. So the engine guarantees equality to running the input alone within this bound,
-// 20x the measured worst case, the same as Forward.SequenceAloneEqualsInBatch's 1e-5:
-constexpr bool kBitwise = false;
-constexpr double kAtol = 1e-5, kRtol = 1e-5;
-
-std::string write(const std::string& path, const std::string& content) {
-  std::ofstream(path) << content;
-  return path;
-}
-
-std::string make_model(const mbtest::TempDir& tmp, const std::string& name, const std::string& heads) {
-  std::string dir = tmp / name;
-  auto r = mbtest::run_command(mbtest::cli() + " init --preset tiny --seed 21 --heads " + heads + " --out " + dir);
-  EXPECT_EQ(r.status, 0) << r.output;
-  mbtest::run_command("cp " + mbtest::tokenizer_json() + " " + dir + "/");
-  return dir;
-}
-
-// The sentence-transformers layout of tests/test_inference_cli.cpp: mean pooling, Dense 64 -> 8,
-// Normalize, a "query" prompt.
-void add_sentence_transformers(const std::string& dir) {
-  write(dir + "/modules.json",
-        json::array({{{"idx", 0}, {"path", ""}, {"type", "sentence_transformers.models.Transformer"}},
-                     {{"idx", 1}, {"path", "1_Pooling"}, {"type", "sentence_transformers.models.Pooling"}},
-                     {{"idx", 2}, {"path", "2_Dense"}, {"type", "sentence_transformers.models.Dense"}},
-                     {{"idx", 3}, {"path", "3_Normalize"}, {"type", "sentence_transformers.models.Normalize"}}})
-            .dump());
-  mbtest::run_command("mkdir -p " + dir + "/1_Pooling " + dir + "/2_Dense");
-  write(dir + "/1_Pooling/config.json", R"({"pooling_mode_mean_tokens": true})");
-  write(
-      dir + "/2_Dense/config.json",
-      R"({"in_features": 64, "out_features": 8, "bias": true, "activation_function": "torch.nn.modules.linear.Identity"})");
-  std::vector<float> W(8 * 64), bias(8);
-  for (size_t i = 0; i < W.size(); ++i) W[i] = std::sin(0.1f * static_cast<float>(i));
-  for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.01f * static_cast<float>(i);
-  SafeTensorsWriter d;
-  d.add_f32("linear.weight", {8, 64}, W.data());
-  d.add_f32("linear.bias", {8}, bias.data());
-  d.write(dir + "/2_Dense/model.safetensors");
-  write(dir + "/config_sentence_transformers.json",
-        R"({"prompts": {"query": "search_query: ", "doc": "search_document: "}, "default_prompt_name": null})");
-}
-
-// Models made once for the whole suite: mlm + cls:3; mlm + sentence-transformers files; cls:3 only.
-struct Models {
-  mbtest::TempDir tmp{"serve_engine"};
-  std::string mlm_cls, st, cls_only;
-  Models() {
-    mlm_cls = make_model(tmp, "mlm_cls", "mlm,cls:3");
-    st = make_model(tmp, "st", "mlm");
-    add_sentence_transformers(st);
-    cls_only = make_model(tmp, "cls_only", "cls:3");
-  }
-};
-const Models& models() {
-  static Models m;
-  return m;
-}
-
-// The inference commands' path for ONE input alone: the library functions on a batch of that one
-// input, as cmd_embed / cmd_classify / cmd_fill_mask call them.
-struct Reference {
-  LoadedModel model;
-  Encoder enc;
-  explicit Reference(const std::string& dir) : model(load_model_dir(dir)), enc(model.weights) {}
-  const SentenceTransformersInfo* dense() const {
-    return model.sentence_transformers.dense_out > 0 ? &model.sentence_transformers : nullptr;
-  }
-  std::vector<float> embed(const std::vector<int32_t>& ids, bool normalize, int64_t dim = 0) {
-    Batch b = Batch::from_sequences({ids});
-    auto h = enc.forward(b);
-    EmbedOptions o;
-    o.pooling = EmbedPooling::kMean;  // the tiny preset's classifier_pooling and 1_Pooling's mode
-    o.normalize = normalize;
-    o.dim = dim;
-    o.dense = dense();
-    int64_t D = 0;
-    return sentence_embeddings(b, h.data(), model.config.hidden_size, o, &D);
-  }
-  std::vector<float> embed_all(const std::vector<int32_t>& ids) {
-    auto h = enc.forward(Batch::from_sequences({ids}));
-    if (!dense()) return h;
-    int64_t D = 0;
-    return colbert_vectors(h.data(), static_cast<int64_t>(ids.size()), model.config.hidden_size, dense(), &D);
-  }
-  std::vector<float> classify(const std::vector<int32_t>& ids) {
-    Batch b = Batch::from_sequences({ids});
-    auto h = enc.forward(b);
-    return enc.classify(b, h.data());
-  }
-  std::vector<std::vector<MaskPrediction>> fill(const std::vector<int32_t>& ids, int32_t mask, int64_t top_k) {
-    Batch b = Batch::from_sequences({ids});
-    auto h = enc.forward(b);
-    std::vector<int64_t> rows;
-    for (int64_t t = 0; t < b.num_tokens(); ++t)
-      if (ids[static_cast<size_t>(t)] == mask) rows.push_back(t);
-    return fill_mask(enc, h.data(), b.num_tokens(), rows, top_k);
-  }
-};
-
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  double m = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
-    m = std::max(m, std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
-  return m;
-}
-
-::testing::AssertionResult same(const std::vector<float>& got, const std::vector<float>& want) {
-  if (got.size() != want.size())
-    return ::testing::AssertionFailure() << "sizes differ: " << got.size() << " vs " << want.size();
-  if (kBitwise) {
-    if (got.empty() || std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0)
-      return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "not bitwise equal; max |diff| " << max_abs_diff(got, want);
-  }
-  return mbtest::allclose(got, want, kAtol, kRtol);
-}
-
-// `want` holds top_k + 2 predictions per mask (the reference alone): within the bound a near tie
-// may swap neighbours or bring in the next token, so each prediction must be the reference's at
-// that rank, or one of its candidates with a score within the bound; the k-th score itself moves
-// by at most the bound either way.
-void expect_same_fills(const SequenceResult& got, const std::vector<std::vector<MaskPrediction>>& want, size_t top_k) {
-  ASSERT_EQ(got.masks.size(), want.size());
-  for (size_t m = 0; m < want.size(); ++m) {
-    ASSERT_EQ(got.masks[m].size(), top_k);
-    for (size_t k = 0; k < top_k; ++k) {
-      const MaskPrediction& g = got.masks[m][k];
-      const double tol = kAtol + kRtol * std::fabs(want[m][k].score);
-      if (kBitwise) {
-        EXPECT_EQ(g.token, want[m][k].token) << m << "," << k;
-        EXPECT_EQ(g.score, want[m][k].score) << m << "," << k;
-        continue;
-      }
-      EXPECT_NEAR(g.score, want[m][k].score, tol) << m << "," << k;
-      bool found = false;
-      for (const MaskPrediction& w : want[m])
-        found = found || (w.token == g.token && std::fabs(w.score - g.score) <= tol);
-      EXPECT_TRUE(found) << "mask " << m << " rank " << k << ": token " << g.token;
-    }
-  }
-}
-
-std::shared_ptr<Job> run(Engine& e, Request r) {
-  auto job = e.submit(std::move(r));
-  EXPECT_TRUE(job->wait_for(std::chrono::seconds(120)));
-  return job;
-}
-
-Request embed_request(std::vector<std::vector<int32_t>> seqs, bool normalize = false, int64_t dims = 0) {
-  Request r;
-  r.task = Task::kEmbed;
-  r.seqs = std::move(seqs);
-  r.normalize = normalize;
-  r.dims = dims;
-  return r;
-}
-
-// A text of about n words, different for each seed.
-std::string words(int n, int seed) {
-  static const char* kWords[] = {"alpha", "river", "stone", "quiet", "engine", "blue", "token", "seven",
-                                 "light", "paper", "cloud", "north", "glass",  "tree", "music", "salt"};
-  std::string s;
-  for (int i = 0; i < n; ++i) {
-    if (i) s += ' ';
-    s += kWords[static_cast<size_t>((i * 7 + seed * 13 + i * seed) % 16)];
-  }
-  return s;
-}
-
-std::vector<json> jsonl(const std::string& text) {
-  std::vector<json> out;
-  std::stringstream ss(text);
-  std::string line;
-  while (std::getline(ss, line))
-    if (!line.empty() && line[0] == '{') out.push_back(json::parse(line));
-  return out;
-}
-
-}  // namespace
+using namespace serve_test;
 
 TEST(ServeEngine, LoadsCapabilitiesLikeTheCommands) {
   EngineOptions o;
@@ -226,7 +22,7 @@ TEST(ServeEngine, LoadsCapabilitiesLikeTheCommands) {
   EXPECT_TRUE(c.has_mlm);
   EXPECT_TRUE(c.has_classifier);
   EXPECT_EQ(c.num_labels, 3);
-  EXPECT_EQ(c.problem_type, ProblemType::kSingleLabel);
+  EXPECT_EQ(c.problem_type, ProblemType::kUnset);  // config.json's: the HTTP layer applies TEI's rule
   ASSERT_EQ(c.labels.size(), 3u);
   EXPECT_EQ(c.max_input_length, 8192);
   EXPECT_EQ(c.mask_token_id, *e.tokenizer()->token_to_id("[MASK]"));
@@ -343,7 +139,7 @@ TEST(ServeEngine, ResultsEqualTheInputAloneAndTheCli) {
   ASSERT_EQ(cl.status, 0) << cl.output;
   const json scores = jsonl(cl.output).at(0)["scores"];
   const auto& logits = cls->results()[4].values;
-  auto probs = logits_to_scores(logits.data(), 3, e.capabilities().problem_type);
+  auto probs = logits_to_scores(logits.data(), 3, ProblemType::kSingleLabel);  // `classify`'s for 3 labels
   std::vector<float> cli_probs;
   for (const auto& label : e.capabilities().labels) cli_probs.push_back(scores.at(label).get<float>());
   EXPECT_TRUE(same(probs, cli_probs));

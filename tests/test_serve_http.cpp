@@ -252,6 +252,12 @@ TEST_F(ServeHttp, EmbedShapes) {
   auto dims = srv().post("/embed", json{{"inputs", "Hello world"}, {"dimensions", 8}, {"normalize", false}});
   ASSERT_EQ(dims.status, 200) << dims.body;
   EXPECT_EQ(dims.j[0].size(), 8u);
+  // `curl -d` sends application/x-www-form-urlencoded: bodies over cpp-httplib's 8 KB form limit
+  // are still read as JSON.
+  auto form = srv().client()->Post("/embed", json{{"inputs", std::string(20000, 'a')}, {"truncate", true}}.dump(),
+                                   "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 200) << form->body;
   auto all = srv().post("/embed_all", json{{"inputs", {"Hello world", "x"}}});
   ASSERT_EQ(all.status, 200) << all.body;
   ASSERT_EQ(all.j.size(), 2u);
@@ -390,6 +396,19 @@ TEST_F(ServeHttp, ErrorTable) {
   expect_tei_error(srv().post("/embed", json{{"inputs", std::string(300000, 'a')}}), 413, "validation");
   expect_openai_error(srv().post("/v1/embeddings", json{{"input", std::string(300000, 'a')}}), 413,
                       "invalid_request_error");
+  // A chunked body (no Content-Length) over the limit too.
+  int sent = 0;
+  auto chunked = srv().client()->Post(
+      "/embed",
+      [&](size_t, httplib::DataSink& sink) {
+        const std::string piece(50000, 'a');
+        if (sent++ < 6) return sink.write(piece.data(), piece.size());
+        sink.done();
+        return true;
+      },
+      "application/json");
+  ASSERT_TRUE(chunked);
+  EXPECT_EQ(chunked->status, 413) << chunked->body;
   // Unknown route 404, wrong method 405 (with Allow).
   expect_tei_error(srv().get("/nope"), 404, "not_found");
   expect_openai_error(srv().get("/v1/nope"), 404, "not_found_error");
@@ -509,4 +528,36 @@ TEST_F(ServeHttp, GracefulStop) {
   httplib::Client c("127.0.0.1", port);
   c.set_connection_timeout(1, 0);
   EXPECT_FALSE(c.Get("/health"));
+}
+
+// A client that disconnects mid-request: its job is cancelled (te_request_failure{err="disconnected"})
+// and the server stays healthy with an empty queue.
+TEST_F(ServeHttp, ClientDisconnectCancelsItsWork) {
+  ServerOptions so;  // the default payload limit (the suite's server has a small one)
+  EngineOptions eo;
+  eo.model_dir = dir_;
+  eo.threads = 1;
+  TestServer srv(so, eo);
+  std::string long_text;
+  for (int i = 0; i < 3000; ++i) long_text += " w" + std::to_string(i % 97);
+  const std::string body = json{{"inputs", std::vector<std::string>(32, long_text)}, {"truncate", true}}.dump();
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(srv.port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string req = "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(send(s, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  close(s);
+  bool seen = false;
+  for (int i = 0; i < 500 && !seen; ++i) {
+    seen = srv.get("/metrics").body.find("te_request_failure{err=\"disconnected\"}") != std::string::npos;
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(seen);
+  EXPECT_EQ(srv.get("/health").status, 200);
+  EXPECT_EQ(srv.post("/embed", json{{"inputs", "still fine"}}).status, 200);
 }

@@ -112,9 +112,9 @@ void resolve(Engine::Impl& m, const EngineOptions& o) {
   c.has_classifier = heads.classifier == HeadSet::Classifier::kSequence;
   if (c.has_classifier) {
     c.num_labels = m.enc->num_labels();
+    // As config.json says: when it is unset, `classify` takes 1 label as regression while TEI takes
+    // it as a sigmoid score (cross-encoders), so the HTTP layer decides.
     c.problem_type = cfg.problem_type;
-    if (c.problem_type == ProblemType::kUnset)
-      c.problem_type = c.num_labels == 1 ? ProblemType::kRegression : ProblemType::kSingleLabel;
     for (int64_t i = 0; i < c.num_labels; ++i) c.labels.push_back(label_name(cfg, i));
   }
   c.prompts = st.prompts;
@@ -132,6 +132,8 @@ void resolve(Engine::Impl& m, const EngineOptions& o) {
   if (m.tok)
     if (auto id = m.tok->token_to_id("[MASK]"); id && *id >= 0 && *id < cfg.vocab_size) c.mask_token_id = *id;
 }
+
+std::shared_ptr<Job> enqueue(Engine::Impl& m, Request r, bool warmup);  // below
 
 // A short sequence ([CLS], 14 ids, [SEP]) that the warm-up runs through the whole path.
 std::vector<int32_t> warmup_ids(const ModelConfig& cfg) {
@@ -195,7 +197,7 @@ Engine::Engine(const EngineOptions& o) {
       Request r;
       r.task = Task::kEmbed;
       r.seqs.push_back(warmup_ids(m.model.config));
-      auto job = submit(std::move(r));
+      auto job = enqueue(m, std::move(r), /*warmup=*/true);
       job->wait_for(std::chrono::hours(24 * 365));
       (void)job->results();
     } catch (const std::exception& e) {
@@ -316,13 +318,12 @@ void validate(const Capabilities& c, const Request& r) {
   }
 }
 
-}  // namespace
-
-std::shared_ptr<Job> Engine::submit(Request r) {
-  Impl& m = *impl_;
+// submit() and the constructor's warm-up.
+std::shared_ptr<Job> enqueue(Engine::Impl& m, Request r, bool warmup) {
   validate(m.caps, r);
   auto st = std::make_shared<Job::State>();
   st->q = m.q;
+  st->warmup = warmup;
   st->results.resize(r.seqs.size());
   for (const auto& s : r.seqs) st->tokens += s.size();
   st->req = std::move(r);
@@ -339,6 +340,10 @@ std::shared_ptr<Job> Engine::submit(Request r) {
   m.q->wake.notify_one();
   return std::make_shared<Job>(st);
 }
+
+}  // namespace
+
+std::shared_ptr<Job> Engine::submit(Request r) { return enqueue(*impl_, std::move(r), false); }
 
 void Engine::shutdown() {
   Impl& m = *impl_;

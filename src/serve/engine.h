@@ -68,12 +68,13 @@ class ShuttingDown : public std::runtime_error {
 
 struct EngineOptions {
   std::string model_dir;
-  int threads = 0;                   // kernels' pool and BLAS (0 = all cores)
-  int64_t max_batch_tokens = 16384;  // token budget of one forward (>= max_input_length)
+  int threads = 0;                   // kernels' pool and BLAS (0 = all cores); process-wide
+  int64_t max_batch_tokens = 16384;  // token budget of one forward (>= max_input_length; longer: alone)
   size_t max_queued_requests = 512;  // requests waiting or running (TEI --max-concurrent-requests)
   std::string pooling;               // "" = the model's (sentence-transformers, else config.json), else cls|mean|max
   std::string default_prompt_name;   // "" = the model's default_prompt_name, if any
-  bool warmup = true;                // run one short forward before ready() turns true
+  bool warmup = true;                // run one short embedding before ready() turns true (its failure
+                                     // makes the constructor throw; its batch is not observed)
 };
 
 // What the loaded model can do (for /info and for refusing routes it cannot serve).
@@ -88,7 +89,7 @@ struct Capabilities {
   bool has_mlm = false;
   bool has_classifier = false;
   int64_t num_labels = 0;
-  ProblemType problem_type = ProblemType::kUnset;
+  ProblemType problem_type = ProblemType::kUnset;  // config.json's (kUnset when it names none)
   std::vector<std::string> labels;   // id2label in id order ("LABEL_i" where absent)
   std::map<std::string, std::string> prompts;
   std::string default_prompt_name;
@@ -120,11 +121,13 @@ class Job {
   // Blocks until the job is done (true) or `timeout` passed (false).
   bool wait_for(std::chrono::milliseconds timeout);
   bool done() const;
-  // Drops the job's sequences that are not yet in a batch (a batch already running finishes).
+  // Drops the job's sequences that are not yet in a batch (a batch already running finishes). The
+  // job is done at once when none of it is running, else after that batch; results() then throws.
   void cancel();
   bool cancelled() const;
   // Valid once done(): one result per Request::seqs entry, in order. Throws the engine's error when
-  // the forward failed.
+  // the forward (or this job's post-processing) failed, std::runtime_error when cancelled, and
+  // std::logic_error before done().
   const std::vector<SequenceResult>& results() const;
   // Timings (seconds) for metrics: enqueue -> first sequence in a batch; first batch start -> done.
   double queue_seconds() const;
@@ -161,7 +164,8 @@ class Engine {
   // Text -> ids with special tokens, on the calling thread (single-threaded tokenizer). `prefix`
   // (a prompt) is prepended to `text`. When `truncate` is on, an over-long input is cut to
   // max_input_length keeping [CLS] and the final [SEP]; `truncate_left` keeps the end of the text
-  // instead of the start (TEI truncation_direction "Left"; single texts only). Throws InputError.
+  // instead of the start (TEI truncation_direction "Left"; single texts only: with `pair` and
+  // `truncate` it is InputError kValidation). No tokenizer.json: kValidation. Throws InputError.
   std::vector<int32_t> tokenize(const std::string& text, const std::string* pair, const std::string& prefix,
                                 bool truncate, bool truncate_left = false) const;
   // Client-given ids: checked against the vocabulary and the length limit (truncated when
@@ -171,8 +175,9 @@ class Engine {
   // (kValidation) for an unknown name.
   std::string prompt_text(const std::string& prompt_name) const;
 
-  // Queues a request. Throws InputError (task unsupported by the model, empty, dims out of range),
-  // QueueFull, ShuttingDown. Never blocks on the forward.
+  // Queues a request. Throws InputError (task unsupported by the model, empty, dims out of range,
+  // top_k < 1, a kFillMask sequence without [MASK]; every id and length is checked again: kTooLong,
+  // kIdOutOfRange), then ShuttingDown, then QueueFull. Never blocks on the forward.
   std::shared_ptr<Job> submit(Request r);
 
   // Stop accepting, finish every queued job, stop the scheduler. Idempotent; returns when drained.

@@ -53,6 +53,7 @@ struct Job::State {
   std::condition_variable done_cv;
   Clock::time_point enqueued, started, finished;
   bool has_started = false;
+  bool warmup = false;  // the constructor's warm-up: its batch is not reported to the observer
 
   // Marks the job done and wakes its waiters. Caller holds q->mu.
   void finish_locked();

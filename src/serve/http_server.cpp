@@ -1,5 +1,6 @@
 #include "serve/http_server.h"
 
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <condition_variable>
@@ -231,6 +232,11 @@ void HttpServer::Impl::load() {
 }
 
 HttpServer::HttpServer(const ServerOptions& so, const EngineOptions& eo) : impl_(std::make_unique<Impl>()) {
+  // cpp-httplib 0.11 writes with send(..., 0): answering a client that already left raises SIGPIPE,
+  // whose default action kills the process. A server must survive that, so ignore it unless the
+  // program installed its own handler.
+  struct sigaction old {};
+  if (sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   impl_->st.opt = so;
   impl_->st.eopt = eo;
   impl_->st.model_name = so.served_model_name.empty() ? basename_of(eo.model_dir) : so.served_model_name;

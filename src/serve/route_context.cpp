@@ -32,53 +32,94 @@ std::string ServerState::not_ready_message() const {
   return "the model is loading";
 }
 
-httplib::Server::Handler make_handler(ServerState& st, RouteSpec spec, RouteFn fn) {
-  return [&st, spec = std::move(spec), fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
-    Call c{st, req, res, family_of(req.path), spec.route, Clock::now(), nullptr, json(), 0, 0, false};
-    if (spec.counted) st.metrics.inc("te_request_count", "method=" + spec.route);
-    auto fail = [&](int status, const std::string& type, const std::string& msg) {
-      res.status = status;
-      if (status == 405) res.set_header("Allow", spec.post ? "POST" : "GET");
-      res.set_content(error_body(c.family, status, type, msg), "application/json");
-      if (spec.counted) st.metrics.inc("te_request_failure", "err=" + type);
-      log_line(c, status);
-    };
-    try {
-      if (spec.needs_engine) {
-        c.engine = st.ready_engine();
-        if (!c.engine) throw ApiError(503, "unhealthy", st.not_ready_message());
-      }
-      if (spec.post) c.body = parse_body(req.body);
-      json out = fn(c);
-      res.status = 200;
-      if (!c.text_response) res.set_content(dump(out), "application/json");
-      if (spec.counted) {
-        st.metrics.inc("te_request_success", "method=" + spec.route);
-        st.metrics.observe("te_request_duration", seconds_since(c.start));
-        if (c.tokenize_seconds > 0) st.metrics.observe("te_request_tokenization_duration", c.tokenize_seconds);
-      }
-      log_line(c, 200);
-    } catch (const ApiError& e) {
-      fail(e.status, e.type, e.what());
-    } catch (const InputError& e) {
-      ApiError a = from_input_error(e);
-      fail(a.status, a.type, a.what());
-    } catch (const QueueFull& e) {
-      fail(429, "overloaded", std::string("the model is overloaded: ") + e.what());
-    } catch (const ShuttingDown& e) {
-      fail(503, "unhealthy", std::string("the server is shutting down: ") + e.what());
-    } catch (const ClientGone&) {
-      // Nobody to answer: cpp-httplib's write fails on the closed socket and drops the connection.
-      res.status = 503;
-      res.set_content(error_body(c.family, 503, "disconnected", "client disconnected"), "application/json");
-      if (spec.counted) st.metrics.inc("te_request_failure", "err=disconnected");
-      log_line(c, 499);
-    } catch (const json::exception& e) {  // a JSON access the route did not type-check first
-      fail(422, "validation", std::string("invalid request: ") + e.what());
-    } catch (const std::exception& e) {
-      fail(500, "backend", std::string("inference failed: ") + e.what());
-    }
+namespace {
+
+// One request through a route: readiness, JSON body, the route, error mapping, request metrics.
+// `body` is null for GET routes.
+void handle(ServerState& st, const RouteSpec& spec, const RouteFn& fn, const httplib::Request& req,
+            httplib::Response& res, const std::string* body) {
+  Call c{st, req, res, family_of(req.path), spec.route, Clock::now(), nullptr, json(), 0, 0, false};
+  if (spec.counted) st.metrics.inc("te_request_count", "method=" + spec.route);
+  auto fail = [&](int status, const std::string& type, const std::string& msg) {
+    res.status = status;
+    res.set_content(error_body(c.family, status, type, msg), "application/json");
+    if (spec.counted) st.metrics.inc("te_request_failure", "err=" + type);
+    log_line(c, status);
   };
+  try {
+    if (spec.needs_engine) {
+      c.engine = st.ready_engine();
+      if (!c.engine) throw ApiError(503, "unhealthy", st.not_ready_message());
+    }
+    if (body) c.body = parse_body(*body);
+    json out = fn(c);
+    res.status = 200;
+    if (!c.text_response) res.set_content(dump(out), "application/json");
+    if (spec.counted) {
+      st.metrics.inc("te_request_success", "method=" + spec.route);
+      st.metrics.observe("te_request_duration", seconds_since(c.start));
+      if (c.tokenize_seconds > 0) st.metrics.observe("te_request_tokenization_duration", c.tokenize_seconds);
+    }
+    log_line(c, 200);
+  } catch (const ApiError& e) {
+    fail(e.status, e.type, e.what());
+  } catch (const InputError& e) {
+    ApiError a = from_input_error(e);
+    fail(a.status, a.type, a.what());
+  } catch (const QueueFull& e) {
+    fail(429, "overloaded", std::string("the model is overloaded: ") + e.what());
+  } catch (const ShuttingDown& e) {
+    fail(503, "unhealthy", std::string("the server is shutting down: ") + e.what());
+  } catch (const ClientGone&) {
+    // Nobody to answer: cpp-httplib's write fails on the closed socket and drops the connection.
+    res.status = 503;
+    res.set_content(error_body(c.family, 503, "disconnected", "client disconnected"), "application/json");
+    if (spec.counted) st.metrics.inc("te_request_failure", "err=disconnected");
+    log_line(c, 499);
+  } catch (const json::exception& e) {  // a JSON access the route did not type-check first
+    fail(422, "validation", std::string("invalid request: ") + e.what());
+  } catch (const std::exception& e) {
+    fail(500, "backend", std::string("inference failed: ") + e.what());
+  }
+}
+
+}  // namespace
+
+void add_route(httplib::Server& s, ServerState& st, const std::string& path, RouteSpec spec, RouteFn fn) {
+  if (!spec.post) {
+    s.Get(path, httplib::Server::Handler([&st, spec, fn](const httplib::Request& req, httplib::Response& res) {
+            handle(st, spec, fn, req, res, nullptr);
+          }));
+    return;
+  }
+  // POST bodies through a content reader: cpp-httplib then skips its own body handling, which
+  // would refuse an application/x-www-form-urlencoded body over 8 KB with 413 (what `curl -d`
+  // sends without -H 'Content-Type: application/json'), and --payload-limit still applies.
+  s.Post(path,
+         httplib::Server::HandlerWithContentReader([&st, spec, fn](const httplib::Request& req, httplib::Response& res,
+                                                                   const httplib::ContentReader& reader) {
+           std::string body;
+           bool over = false;  // cpp-httplib 0.11 enforces the limit on Content-Length bodies, not on chunked ones
+           const bool ok = reader([&](const char* data, size_t n) {
+             if (body.size() + n > st.opt.payload_limit) return !(over = true);
+             body.append(data, n);
+             return true;
+           });
+           if (!ok || over) {
+             const bool too_large = over || res.status == 413;
+             res.status = too_large ? 413 : 400;
+             res.set_content(
+                 error_body(family_of(req.path), res.status, "validation",
+                            too_large ? "request body larger than --payload-limit" : "cannot read the request body"),
+                 "application/json");
+             if (spec.counted) {
+               st.metrics.inc("te_request_count", "method=" + spec.route);
+               st.metrics.inc("te_request_failure", "err=validation");
+             }
+             return;
+           }
+           handle(st, spec, fn, req, res, &body);
+         }));
 }
 
 std::vector<std::string> supported_routes(const Engine& e) {

@@ -70,7 +70,8 @@ struct RouteSpec {
   bool post = true;     // parse the body as a JSON object
   bool counted = true;  // te_request_* metrics
 };
-httplib::Server::Handler make_handler(ServerState& st, RouteSpec spec, RouteFn fn);
+// Registers `fn` at `path` (POST with a JSON-object body, or GET).
+void add_route(httplib::Server& s, ServerState& st, const std::string& path, RouteSpec spec, RouteFn fn);
 
 // Inputs -> token ids (timed into Call::tokenize_seconds). `prefix` is the prompt text.
 std::vector<int32_t> tokenize_text(Call& c, const std::string& text, const std::string* pair, const std::string& prefix,

@@ -115,9 +115,9 @@ json rerank(Call& c) {
 }  // namespace
 
 void register_openai_routes(httplib::Server& s, ServerState& st) {
-  s.Post("/v1/embeddings", make_handler(st, {"openai_embed"}, embeddings));
-  s.Get("/v1/models", make_handler(st, {"models", false, false, false}, models));
-  s.Post("/v1/rerank", make_handler(st, {"openai_rerank"}, rerank));
+  add_route(s, st, "/v1/embeddings", {"openai_embed"}, embeddings);
+  add_route(s, st, "/v1/models", {"models", false, false, false}, models);
+  add_route(s, st, "/v1/rerank", {"openai_rerank"}, rerank);
 }
 
 }  // namespace modernbert::serve

@@ -323,14 +323,14 @@ json fill_mask(Call& c) {
 }  // namespace
 
 void register_tei_routes(httplib::Server& s, ServerState& st) {
-  s.Post("/embed", make_handler(st, {"embed"}, embed));
-  s.Post("/embed_all", make_handler(st, {"embed_all"}, embed_all));
-  s.Post("/predict", make_handler(st, {"predict"}, predict));
-  s.Post("/rerank", make_handler(st, {"rerank"}, rerank));
-  s.Post("/tokenize", make_handler(st, {"tokenize"}, tokenize));
-  s.Post("/decode", make_handler(st, {"decode"}, decode));
-  s.Post("/fill-mask", make_handler(st, {"fill_mask"}, fill_mask));
-  s.Get("/info", make_handler(st, {"info", true, false, false}, info));
+  add_route(s, st, "/embed", {"embed"}, embed);
+  add_route(s, st, "/embed_all", {"embed_all"}, embed_all);
+  add_route(s, st, "/predict", {"predict"}, predict);
+  add_route(s, st, "/rerank", {"rerank"}, rerank);
+  add_route(s, st, "/tokenize", {"tokenize"}, tokenize);
+  add_route(s, st, "/decode", {"decode"}, decode);
+  add_route(s, st, "/fill-mask", {"fill_mask"}, fill_mask);
+  add_route(s, st, "/info", {"info", true, false, false}, info);
 }
 
 }  // namespace modernbert::serve

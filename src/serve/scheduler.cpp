@@ -148,6 +148,7 @@ void Engine::Impl::run_scheduler() {
     const Clock::time_point t0 = Clock::now();
     const std::exception_ptr forward_error = run_batch();
     BatchStats stats;
+    const bool observe = !entries.front().job->warmup;
     stats.seqs = batch.num_seqs();
     stats.tokens = batch.num_tokens();
     stats.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -157,7 +158,7 @@ void Engine::Impl::run_scheduler() {
     l.unlock();
     {
       std::lock_guard<std::mutex> ol(observer_mu);
-      if (observer) {
+      if (observer && observe) {
         try {
           observer(stats);
         } catch (...) {
