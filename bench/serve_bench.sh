@@ -118,8 +118,10 @@ for step in $STEPS; do
         for s in $SYSTEMS; do
           # Ours: /metrics before and after pair the round trips with the server's own batch times of
           # the same requests (bench/metrics_delta.py), robust to a machine whose speed drifts.
+          node "$ROOT/bench/serve_load.mjs" --url "${URL[$s]}" --texts "$SHORT" --mode seq --requests 20 \
+            --warmup-requests 0 > /dev/null  # warm-up, outside the /metrics window
           [ "$s" = ours ] && curl -s "${URL[$s]}/metrics" > "$RAW/m_before.txt"
-          load "short_${s}_$a" "$s" --texts "$SHORT" --mode seq --requests "$SHORT_N" --warmup-requests 20
+          load "short_${s}_$a" "$s" --texts "$SHORT" --mode seq --requests "$SHORT_N" --warmup-requests 0
           if [ "$s" = ours ]; then
             curl -s "${URL[$s]}/metrics" > "$RAW/m_after.txt"
             "$PY" "$ROOT/bench/metrics_delta.py" "$RAW/m_before.txt" "$RAW/m_after.txt" > "$RAW/short_${s}_${a}_server.json"
@@ -138,5 +140,6 @@ for step in $STEPS; do
     *) log "unknown step $step"; exit 2 ;;
   esac
 done
-for s in $SYSTEMS; do curl -s "${URL[$s]}/metrics" > "$OUT/metrics_$s.txt" || true; done
+# Ours only: the peer has no /metrics (and may still be computing requests wrk dropped).
+[ -n "${URL[ours]:-}" ] && curl -s "${URL[ours]}/metrics" > "$OUT/metrics_ours.txt"
 "$PY" "$ROOT/bench/summarize_serve.py" "$OUT"

@@ -29,21 +29,21 @@ def main():
     raw = os.path.join(out, "raw")
     machine = json.load(open(os.path.join(raw, "machine.json")))
     res = {"machine": machine, "systems": {}}
-    bare = load(raw, "sat_bare_*.json")
+    bare = load(raw, "sat_bare_[0-9].json")
     bare_tps = med([b["tokens_per_s"] for b in bare])
     res["bare"] = {"tokens_per_s": bare_tps, "runs": [b["tokens_per_s"] for b in bare],
                    "loads": [(b["load_before"], b["load_after"]) for b in bare]}
-    sb = load(raw, "short_bare_*.json")
+    sb = load(raw, "short_bare_[0-9].json")
     bare_short_ms = med([b["seconds_median"] * 1000 for b in sb])
     res["bare"]["short_forward_ms"] = bare_short_ms
     res["bare"]["short_forward_ms_runs"] = [b["seconds_median"] * 1000 for b in sb]
     for sys_ in ("ours", "ort"):
-        sat = load(raw, f"sat_{sys_}_*.json")
+        sat = load(raw, f"sat_{sys_}_[0-9].json")
         if not sat:
             continue
         tps = med([s["tokens_per_s"] for s in sat])
         lat = load(raw, f"lat_{sys_}.json")
-        short = load(raw, f"short_{sys_}_*.json")
+        short = load(raw, f"short_{sys_}_[0-9].json")
         short_p50 = med([s["latency_ms"]["p50"] for s in short])
         r = {
             "sat_tokens_per_s": tps, "sat_requests_per_s": med([s["requests_per_s"] for s in sat]),
@@ -64,7 +64,7 @@ def main():
                           "p99_ms": med([s["latency_ms"]["p99"] for s in short]),
                           "added_ms": short_p50 - bare_short_ms if short_p50 and bare_short_ms else None,
                           "errors": sum(s["errors"] for s in short)}
-        paired = load(raw, f"short_{sys_}_*_server.json")
+        paired = load(raw, f"short_{sys_}_[0-9]_server.json")
         if short and paired:
             # Mean round trip minus the server's mean batch time (forward + pooling) of the same requests.
             r["short"]["paired_added_ms"] = [s["latency_ms"]["mean"] - p["batch_mean_ms"] for s, p in zip(short, paired)]
