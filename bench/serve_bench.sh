@@ -6,14 +6,15 @@
 #                        [--rounds 2] [--peer-rounds 1] [--alternations 2] [--peer-alternations 1]
 #                        [--open-seconds 90]
 #                        [--open-warmup 10] [--short-requests 200] [--systems "ours ort"]
-#                        [--steps "sat lat short"] [--wrk-seconds 120] [--serve-flags "..."]
+#                        [--steps "sat lat short"] [--wrk-seconds 120] [--bare-repeat 2]
+#                        [--serve-flags "..."]
 #
 # Prepares (once, when missing) the base-shaped model with random weights + the real tokenizer, the
 # mixed-length request texts (bench/make_serve_texts.py: 64 texts, 24..513 tokens) and the ONNX
 # export, starts both servers on free loopback ports with --threads threads each (one idles while
 # the other is measured), then:
 #   sat    throughput at saturation, alternating --alternations times: `modernbert bench` over the
-#          texts (--warmup 1 --repeat 1), ours, the peer (in the first --peer-alternations only): each
+#          texts (--warmup 1 --repeat --bare-repeat, default 2), ours, the peer (in the first --peer-alternations only): each
 #          server closed-loop with --connections clients x --rounds requests each
 #          (bench/serve_load.mjs --mode closed). Ratio = server tokens/s / bench tokens/s (medians;
 #          goal >= 0.9), also per alternation (ours_a / bare_a, run back to back).
@@ -35,7 +36,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/out/serve BUILD=$ROOT/build THREADS=2 SERVE_FLAGS="--request-timeout 0"
 CONNECTIONS=64 ROUNDS=2 PEER_ROUNDS=1 ALTERNATIONS=2 PEER_ALTS=1 OPEN_S=90 OPEN_WARMUP=10 SHORT_N=200 WRK_S=120
-SYSTEMS="ours ort" STEPS="sat lat short"
+SYSTEMS="ours ort" STEPS="sat lat short" BARE_REPEAT=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
@@ -50,10 +51,11 @@ while [ $# -gt 0 ]; do
     --open-warmup) OPEN_WARMUP=$2; shift 2 ;;
     --short-requests) SHORT_N=$2; shift 2 ;;
     --wrk-seconds) WRK_S=$2; shift 2 ;;
+    --bare-repeat) BARE_REPEAT=$2; shift 2 ;;
     --systems) SYSTEMS=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --serve-flags) SERVE_FLAGS=$2; shift 2 ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "serve_bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -98,7 +100,7 @@ for step in $STEPS; do
   case "$step" in
     sat)
       for a in $(seq 1 "$ALTERNATIONS"); do
-        bare "sat_bare_$a" "$TEXTS" 1 1
+        bare "sat_bare_$a" "$TEXTS" 1 "$BARE_REPEAT"
         for s in $SYSTEMS; do
           r=$ROUNDS; [ "$s" = ours ] || r=$PEER_ROUNDS
           [ "$s" = ours ] || [ "$a" -le "$PEER_ALTS" ] || continue
