@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -48,7 +50,7 @@ const FlagSpec kFlags[] = {
     {"served-model-name", "NAME", nullptr, "model name in /v1 responses and /info (default: the directory's name)"},
     {"request-timeout", "SECONDS", "60", "answer 504 and cancel the work of a request not done by then (0: never)"},
     {"http-threads", "N", "0", "connections served at once (0 = max-concurrent-requests + 32)"},
-    {"read-timeout", "SECONDS", "30", "close a connection whose request stalls this long (slow clients)"},
+    {"read-timeout", "SECONDS", "30", "slow clients: a request must arrive within about this long (a late body: 408)"},
     {"write-timeout", "SECONDS", "30", "close a connection that stalls reading the answer this long"},
     {"keep-alive-timeout", "SECONDS", "5", "close an idle keep-alive connection after this long"},
     {"log-requests", nullptr, nullptr, "log one line per request on stderr"},

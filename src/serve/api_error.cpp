@@ -35,6 +35,7 @@ const char* openai_error_type(int status, const std::string& tei_type) {
       return "rate_limit_error";
     case 503:
       return "unavailable_error";
+    case 408:
     case 504:
       return "timeout_error";
     default:

@@ -22,6 +22,8 @@
 //   known route, wrong method (Allow header set)       405     method_not_allowed invalid_request_error
 //   queue full (--max-concurrent-requests)             429     overloaded      rate_limit_error
 //   model still loading / server shutting down         503     unhealthy       unavailable_error
+//   request body stalled past --read-timeout (slow     408     timeout         timeout_error
+//     client; a stall in the headers just closes)
 //   request not answered within --request-timeout      504     timeout         timeout_error
 //     (its work is cancelled)
 //   the forward failed (a bug or out of memory)        500     backend         server_error

@@ -4,11 +4,13 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <map>
 
 namespace modernbert::serve {
 
@@ -85,6 +87,105 @@ bool ConnectionWatch::socket_alive(int fd) {
 bool ConnectionWatch::alive() {
   if (fd_ == -2) fd_ = find_socket(local_addr_, local_port_, remote_addr_, remote_port_);
   return fd_ < 0 || socket_alive(fd_);
+}
+
+ConnectionReaper::ConnectionReaper(int port, double limit_seconds)
+    : port_(port),
+      limit_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(limit_seconds))),
+      thread_([this] { run(); }) {}
+
+ConnectionReaper::~ConnectionReaper() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void ConnectionReaper::enter(const std::string& client) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ++active_[client];
+}
+
+void ConnectionReaper::leave(const std::string& client) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (--active_[client] <= 0) active_.erase(client);
+  outside_[client] = Clock::now();  // the connection's clock restarts after each request
+}
+
+void ConnectionReaper::stopping() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+}
+
+size_t ConnectionReaper::cut_count() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return cut_;
+}
+
+void ConnectionReaper::run() {
+  std::unique_lock<std::mutex> lk(mu_);
+  while (!quit_) {
+    // Stopping: sweep often, so that shutdown is not held up by idle or dribbling connections.
+    cv_.wait_for(lk, stopping_ ? std::chrono::milliseconds(100) : std::chrono::milliseconds(1000));
+    if (quit_) break;
+    lk.unlock();
+    sweep();
+    lk.lock();
+  }
+}
+
+// outside_ value of a connection seen waiting for a thread (unread bytes): its clock starts when it
+// is next seen without them, i.e. once a thread took it.
+static constexpr auto kWaiting = std::chrono::steady_clock::time_point::max();
+
+void ConnectionReaper::sweep() {
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return;
+  const auto now = Clock::now();
+  std::map<std::string, Clock::time_point> seen;
+  while (dirent* e = readdir(d)) {
+    char* end = nullptr;
+    const long lfd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end || lfd < 0 || lfd == dirfd(d)) continue;
+    const int fd = static_cast<int>(lfd);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    sockaddr_storage self{}, peer{};
+    socklen_t sl = sizeof self, pl = sizeof peer;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &sl) != 0 || port_of(self) != port_) continue;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) continue;  // the listening socket
+    std::string host;
+    int port = 0;
+    if (!host_port(peer, pl, &host, &port)) continue;
+    const std::string client = host + ":" + std::to_string(port);
+    std::lock_guard<std::mutex> lk(mu_);
+    if (active_.count(client)) {
+      seen[client] = now;
+      continue;
+    }
+    // Unread bytes: the connection waits for a free thread (its request not read yet), so it holds
+    // none; its clock starts when a thread takes it (and reads what is there at once).
+    int pending = 0;
+    if (ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) {
+      seen[client] = kWaiting;
+      continue;
+    }
+    auto it = outside_.find(client);
+    const auto since = it == outside_.end() || it->second == kWaiting ? now : it->second;
+    seen[client] = since;
+    if (stopping_ || now - since > limit_) {
+      shutdown(fd, SHUT_RDWR);
+      ++cut_;
+    }
+  }
+  closedir(d);
+  std::lock_guard<std::mutex> lk(mu_);
+  outside_ = std::move(seen);  // forget connections that are gone
 }
 
 }  // namespace modernbert::serve

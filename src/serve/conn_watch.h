@@ -15,7 +15,13 @@
 // pending; POLLHUP/POLLERR a reset; then recv(MSG_PEEK | MSG_DONTWAIT) returning 0 is a FIN too.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
 
 namespace modernbert::serve {
 
@@ -39,6 +45,51 @@ class ConnectionWatch {
   std::string local_addr_, remote_addr_;
   int local_port_, remote_port_;
   int fd_ = -2;  // -2: not searched yet; -1: not found
+};
+
+// Cuts connections that hold a server thread without a request in progress.
+//
+// cpp-httplib 0.11 applies its read timeout to each recv(), so a client that sends one header byte
+// every second keeps its connection thread forever (slowloris), and keeps the server from exiting.
+// The reaper scans the process's sockets once a second (as ConnectionWatch finds one) and shuts
+// down (shutdown(2); the owning thread then sees EOF and closes it) every connection to our port
+// that has been outside a route handler for longer than `limit`: such a connection is either idle
+// in keep-alive (cpp-httplib closes those itself after the keep-alive timeout) or still sending its
+// request line and headers. A connection with unread bytes is waiting for a free thread (a thread
+// reading headers consumes each byte as it arrives): it holds no thread, and its clock starts
+// only when it is next seen without them. The handlers register themselves (enter/leave), and a request body is
+// read inside the handler under its own deadline (route_context.cpp). After stop() every connection
+// outside a handler is cut at once, so that shutdown waits only for the requests in progress.
+// (The fd is matched by its four-tuple just before shutdown(); a connection that closes and whose
+// fd number is reused within that instant could be cut instead: it would see a reset.)
+class ConnectionReaper {
+ public:
+  ConnectionReaper(int port, double limit_seconds);
+  ~ConnectionReaper();
+  ConnectionReaper(const ConnectionReaper&) = delete;
+  ConnectionReaper& operator=(const ConnectionReaper&) = delete;
+
+  // A handler for the client remote_addr:remote_port starts / ends.
+  void enter(const std::string& client);
+  void leave(const std::string& client);
+  // From now on cut every connection outside a handler (shutdown).
+  void stopping();
+  size_t cut_count() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  void run();
+  void sweep();
+
+  const int port_;
+  const Clock::duration limit_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool quit_ = false, stopping_ = false;
+  std::map<std::string, int> active_;                 // client -> handlers running
+  std::map<std::string, Clock::time_point> outside_;  // client -> outside a handler since
+  size_t cut_ = 0;
+  std::thread thread_;
 };
 
 }  // namespace modernbert::serve

@@ -259,6 +259,11 @@ int HttpServer::bind() {
                 " (address in use, or not an address of this machine)");
   ::listen(impl_->svr.listen_fd(), 4096);  // raise the backlog (see Listener); the kernel caps it at somaxconn
   port_ = port;
+  // A connection outside a handler longer than this is dribbling its request (an idle one is
+  // closed by cpp-httplib after the keep-alive timeout; +1 s: one that just read its request may be
+  // a moment from entering its handler).
+  const ServerOptions& o = impl_->st.opt;
+  impl_->st.reaper = std::make_unique<ConnectionReaper>(port, std::max(o.read_timeout, o.keep_alive_timeout) + 1.0);
   return port;
 }
 
@@ -287,6 +292,9 @@ void HttpServer::Impl::stop() {
   for (int i = 0; i < 2000 && serving && !svr.is_running(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   svr.stop();
+  // Idle keep-alive connections and clients still sending a request would hold their threads (and
+  // so the exit) for up to the keep-alive / read timeout: cut them; requests in progress finish.
+  if (st.reaper) st.reaper->stopping();
 }
 
 void HttpServer::stop() { impl_->stop(); }

@@ -16,8 +16,11 @@
 // life, so the pool bounds how many clients are served at once. Ours grows on demand up to
 // http_threads (default: max_concurrent_requests + 32, so the engine's queue, not the pool, is
 // what refuses work with 429, and /health and /metrics still answer at full load) and its threads
-// stay for reuse. Slow clients: read/write timeouts close a connection that stalls mid-request;
-// idle keep-alive connections close after keep_alive_timeout.
+// stay for reuse. Slow clients: a stall of read_timeout while sending closes the connection (a
+// stalled body answers 408); a request body must arrive within read_timeout in total; a connection
+// that spends more than max(read_timeout, keep_alive_timeout) + 1 s outside a handler (dribbling its
+// headers: slowloris) is cut by the ConnectionReaper (conn_watch.h); idle keep-alive connections
+// close after keep_alive_timeout; write_timeout bounds a stall while receiving the answer.
 #pragma once
 
 #include <cstddef>
@@ -39,7 +42,7 @@ struct ServerOptions {
   bool auto_truncate = false;          // truncate over-long inputs when the request does not say
   std::string served_model_name;       // "" = the model directory's name
   double request_timeout = 60;         // seconds from request read to answer (504 + cancel); 0 = none
-  int read_timeout = 30;               // seconds a client may stall while sending a request
+  int read_timeout = 30;               // seconds to send a request (per stall; a body in total)
   int write_timeout = 30;              // seconds a client may stall while receiving the answer
   int keep_alive_timeout = 5;          // seconds an idle keep-alive connection is kept
   size_t keep_alive_max_count = 1000;  // requests per connection before it is closed

@@ -1,6 +1,7 @@
 #include "serve/json_io.h"
 
 #include <bit>
+#include <cctype>
 #include <cmath>
 #include <limits>
 

@@ -83,43 +83,73 @@ void handle(ServerState& st, const RouteSpec& spec, const RouteFn& fn, const htt
   }
 }
 
+// POST: the body through a content reader. cpp-httplib then skips its own body handling, which
+// would refuse an application/x-www-form-urlencoded body over 8 KB with 413 (what `curl -d` sends
+// without -H 'Content-Type: application/json'); --payload-limit is enforced here for chunked bodies
+// (cpp-httplib 0.11 checks it for Content-Length bodies only).
+void read_and_handle(ServerState& st, const RouteSpec& spec, const RouteFn& fn, const httplib::Request& req,
+                     httplib::Response& res, const httplib::ContentReader& reader) {
+  std::string body;
+  bool over = false, late = false;
+  // The whole body within --read-timeout: cpp-httplib's timeout is per recv(), which a client
+  // sending a byte a second never hits.
+  const auto deadline = Clock::now() + std::chrono::seconds(st.opt.read_timeout);
+  const bool ok = reader([&](const char* data, size_t n) {
+    if (body.size() + n > st.opt.payload_limit) return !(over = true);
+    if (Clock::now() > deadline) return !(late = true);
+    body.append(data, n);
+    return true;
+  });
+  if (ok && !over && !late) return handle(st, spec, fn, req, res, &body);
+  // Not over the limit: the client stalled or dribbled past --read-timeout (or sent broken chunks).
+  const bool too_large = over || res.status == 413;
+  const int status = too_large ? 413 : 408;
+  const std::string type = too_large ? "validation" : "timeout";
+  res.status = status;
+  res.set_content(error_body(family_of(req.path), status, type,
+                             too_large ? "request body larger than --payload-limit"
+                                       : "the request body did not arrive within --read-timeout"),
+                  "application/json");
+  if (spec.counted) {
+    st.metrics.inc("te_request_count", "method=" + spec.route);
+    st.metrics.inc("te_request_failure", "err=" + type);
+  }
+}
+
 }  // namespace
 
+// Marks the connection as inside a handler for the reaper (conn_watch.h) while it lives.
+class InHandler {
+ public:
+  InHandler(ServerState& st, const httplib::Request& req)
+      : reaper_(st.reaper.get()), client_(req.remote_addr + ":" + std::to_string(req.remote_port)) {
+    if (reaper_) reaper_->enter(client_);
+  }
+  ~InHandler() {
+    if (reaper_) reaper_->leave(client_);
+  }
+  InHandler(const InHandler&) = delete;
+  InHandler& operator=(const InHandler&) = delete;
+
+ private:
+  ConnectionReaper* reaper_;
+  std::string client_;
+};
+
 void add_route(httplib::Server& s, ServerState& st, const std::string& path, RouteSpec spec, RouteFn fn) {
-  if (!spec.post) {
+  if (spec.post) {
+    s.Post(path, httplib::Server::HandlerWithContentReader([&st, spec, fn](const httplib::Request& req,
+                                                                           httplib::Response& res,
+                                                                           const httplib::ContentReader& reader) {
+             InHandler in(st, req);
+             read_and_handle(st, spec, fn, req, res, reader);
+           }));
+  } else {
     s.Get(path, httplib::Server::Handler([&st, spec, fn](const httplib::Request& req, httplib::Response& res) {
+            InHandler in(st, req);
             handle(st, spec, fn, req, res, nullptr);
           }));
-    return;
   }
-  // POST bodies through a content reader: cpp-httplib then skips its own body handling, which
-  // would refuse an application/x-www-form-urlencoded body over 8 KB with 413 (what `curl -d`
-  // sends without -H 'Content-Type: application/json'), and --payload-limit still applies.
-  s.Post(path,
-         httplib::Server::HandlerWithContentReader([&st, spec, fn](const httplib::Request& req, httplib::Response& res,
-                                                                   const httplib::ContentReader& reader) {
-           std::string body;
-           bool over = false;  // cpp-httplib 0.11 enforces the limit on Content-Length bodies, not on chunked ones
-           const bool ok = reader([&](const char* data, size_t n) {
-             if (body.size() + n > st.opt.payload_limit) return !(over = true);
-             body.append(data, n);
-             return true;
-           });
-           if (!ok || over) {
-             const bool too_large = over || res.status == 413;
-             res.status = too_large ? 413 : 400;
-             res.set_content(
-                 error_body(family_of(req.path), res.status, "validation",
-                            too_large ? "request body larger than --payload-limit" : "cannot read the request body"),
-                 "application/json");
-             if (spec.counted) {
-               st.metrics.inc("te_request_count", "method=" + spec.route);
-               st.metrics.inc("te_request_failure", "err=validation");
-             }
-             return;
-           }
-           handle(st, spec, fn, req, res, &body);
-         }));
 }
 
 std::vector<std::string> supported_routes(const Engine& e) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "serve/api_error.h"
+#include "serve/conn_watch.h"
 #include "serve/engine.h"
 #include "serve/http_server.h"
 #include "serve/httplib_inc.h"
@@ -34,6 +35,9 @@ struct ServerState {
   mutable std::mutex mu;
   std::shared_ptr<Engine> engine;  // set once loaded
   std::string load_error;
+
+  // Cuts connections stuck outside a handler (slowloris); made by HttpServer::bind().
+  std::unique_ptr<ConnectionReaper> reaper;
 
   // fill-mask decoding: transformers' clean_up_tokenization when tokenizer_config.json asks for it.
   std::once_flag cleanup_once;

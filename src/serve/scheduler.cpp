@@ -31,12 +31,12 @@ void Engine::Impl::fill_batch_locked() {
       const auto n = static_cast<int64_t>(s.size());
       // Whole sequences only; a sequence longer than the budget goes alone.
       if (!entries.empty() && tokens + n > opts.max_batch_tokens) return;
+      batch.add(s);  // before the entry: an entry always has its rows (if add throws, see run_scheduler)
+      entries.push_back({job, j.next, tokens});
       if (!j.has_started) {
         j.started = now;
         j.has_started = true;
       }
-      entries.push_back({job, j.next, tokens});
-      batch.add(s);
       tokens += n;
       ++j.next;
       ++j.in_flight;
@@ -143,7 +143,19 @@ void Engine::Impl::run_scheduler() {
   for (;;) {
     q->wake.wait(l, [&] { return !q->jobs.empty() || q->stopping; });
     if (q->jobs.empty()) return;  // stopping and drained
-    fill_batch_locked();
+    try {
+      fill_batch_locked();
+    } catch (...) {
+      // Out of memory copying ids: fail what was taken, or the job that could not be taken.
+      if (entries.empty()) {
+        std::shared_ptr<Job::State> j = q->jobs.front();
+        q->jobs.pop_front();
+        j->queued = false;
+        j->error = std::current_exception();
+        if (j->in_flight == 0) j->finish_locked();
+        continue;
+      }
+    }
     l.unlock();
     const Clock::time_point t0 = Clock::now();
     const std::exception_ptr forward_error = run_batch();
