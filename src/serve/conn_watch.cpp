@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <map>
@@ -178,7 +179,12 @@ void ConnectionReaper::sweep() {
     auto it = outside_.find(client);
     const auto since = it == outside_.end() || it->second == kWaiting ? now : it->second;
     seen[client] = since;
-    if (stopping_ || now - since > limit_) {
+    // Stopping: cut sooner, but not at once. A connection that left its handler a moment ago may
+    // still be writing that handler's response (cpp-httplib writes it after the handler returns),
+    // and one just taken by a thread may be about to enter its handler: cutting either would reset
+    // an answer the shutdown promises to deliver. Idle and dribbling ones go within a second.
+    const bool past_grace = now - since > std::min<Clock::duration>(limit_, std::chrono::seconds(1));
+    if ((stopping_ && past_grace) || now - since > limit_) {
       shutdown(fd, SHUT_RDWR);
       ++cut_;
     }

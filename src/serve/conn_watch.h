@@ -59,7 +59,9 @@ class ConnectionWatch {
 // reading headers consumes each byte as it arrives): it holds no thread, and its clock starts
 // only when it is next seen without them. The handlers register themselves (enter/leave), and a request body is
 // read inside the handler under its own deadline (route_context.cpp). After stop() every connection
-// outside a handler is cut at once, so that shutdown waits only for the requests in progress.
+// outside a handler for more than a second is cut (a shorter grace than `limit`, not zero: a
+// connection that just left its handler may still be writing the response), so that shutdown waits
+// only for the requests in progress.
 // (The fd is matched by its four-tuple just before shutdown(); a connection that closes and whose
 // fd number is reused within that instant could be cut instead: it would see a reset.)
 class ConnectionReaper {
