@@ -129,4 +129,9 @@ class Tokenizer {
   std::shared_ptr<const Impl> impl_;
 };
 
+// transformers' clean_up_tokenization (" ." -> ".", " n't" -> "n't", ...), which
+// PreTrainedTokenizer.decode applies when tokenizer_config.json sets clean_up_tokenization_spaces
+// (ModernBERT's does); fill-mask's decoded sequences use it.
+std::string clean_up_tokenization(std::string s);
+
 }  // namespace modernbert

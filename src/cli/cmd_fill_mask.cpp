@@ -12,25 +12,6 @@ namespace {
 
 using nlohmann::json;
 
-// transformers' clean_up_tokenization, applied by PreTrainedTokenizer.decode when the model's
-// tokenizer_config.json sets clean_up_tokenization_spaces (ModernBERT's does).
-std::string clean_up_tokenization(std::string s) {
-  static const std::pair<const char*, const char*> kRules[] = {
-      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
-      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-  for (const auto& [from, to] : kRules) {
-    std::string f = from, t = to, r;
-    size_t pos = 0, hit;
-    while ((hit = s.find(f, pos)) != std::string::npos) {
-      r.append(s, pos, hit - pos);
-      r += t;
-      pos = hit + f.size();
-    }
-    r.append(s, pos, std::string::npos);
-    s = std::move(r);
-  }
-  return s;
-}
 
 bool wants_cleanup(const std::string& dir) {
   try {

@@ -196,4 +196,23 @@ std::size_t Tokenizer::num_special_tokens_to_add(bool pair) const {
   return n;
 }
 
+std::string clean_up_tokenization(std::string s) {
+  static const std::pair<const char*, const char*> kRules[] = {
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : kRules) {
+    const std::string f = from, t = to;
+    std::string r;
+    size_t pos = 0, hit;
+    while ((hit = s.find(f, pos)) != std::string::npos) {
+      r.append(s, pos, hit - pos);
+      r += t;
+      pos = hit + f.size();
+    }
+    r.append(s, pos, std::string::npos);
+    s = std::move(r);
+  }
+  return s;
+}
+
 }  // namespace modernbert
