@@ -40,7 +40,7 @@ set(MB_LAYER_DEPS_serve tasks train model kernels tokenizer io core)
 # include/modernbert/*.h by layer. A header listed here but absent is skipped (renames in flight).
 set(MB_PUBLIC_HEADERS_core error.h)
 set(MB_PUBLIC_HEADERS_io config.h file_io.h safetensors.h token_ids.h)
-set(MB_PUBLIC_HEADERS_kernels "")
+set(MB_PUBLIC_HEADERS_kernels precision.h)
 set(MB_PUBLIC_HEADERS_tokenizer tokenizer.h)
 set(MB_PUBLIC_HEADERS_model model.h model_dir.h weights.h)
 set(MB_PUBLIC_HEADERS_train contrastive.h mlm_data.h optimizer.h pretrain.h schedule.h tiling.h train_model.h train_options.h training_loop.h)

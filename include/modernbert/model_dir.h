@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "modernbert/config.h"
+#include "modernbert/precision.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/weights.h"
 
@@ -35,6 +36,15 @@ struct SentenceTransformersInfo {
 struct LoadOptions {
   bool zero_copy = true;        // point at mmapped F32 tensors instead of copying
   bool allow_missing_heads = false;  // load encoder only even if config says otherwise
+  // What the linear weights and the embedding table are held in (#15, modernbert/precision.h).
+  // nullopt ("auto"): f32 for a float checkpoint (F32/BF16/F16/F64 tensors are widened, today's
+  // behaviour), the checkpoint's own type for one written by `modernbert quantize`. A float
+  // checkpoint is converted at load to bf16 / f16 / int8 (no fp32 copy kept); a quantized one
+  // loads only as its own type (anything else is an Error naming both).
+  std::optional<Precision> precision;
+  // False for fp32-only users (training, fine-tuning, export): a quantized checkpoint is then an
+  // Error saying it was written by `modernbert quantize` and which tools can load it.
+  bool allow_quantized = true;
 };
 
 struct LoadedModel {
@@ -44,6 +54,8 @@ struct LoadedModel {
   std::string dir;
   std::string stored_dtype;  // dtype of the encoder weights in the file(s): "F32", "BF16", ...
   bool has_prefix = true;    // tensor names carried "model."
+  Precision precision = Precision::kF32;  // what the linear weights / embeddings are held in
+  bool quantized_checkpoint = false;      // the files were written by `modernbert quantize`
 };
 
 // Reads config.json + weights. Heads are detected from the tensors present. Throws an error that

@@ -39,6 +39,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <string>
+
 #include "kernels/types.h"
 
 namespace modernbert::kernels {
@@ -65,6 +67,36 @@ struct Backend {
   // null).
   void (*linear_backward)(const float* X, const float* W, const float* dY, float* dX, bool accumulate_dx, float* dW,
                           float* db, int64_t M, int64_t N, int64_t K);
+
+  // ---- Reduced-precision inference (#15; contracts of the types in modernbert/precision.h) -------
+  // Y[M,N] = X[M,K] · W[N,K]^T (+ bias[N]), W in any Precision, Y overwritten (no accumulate):
+  //   kF32: exactly gemm(X, W, bias, Y, M, N, K, false, ldx, ldy) (same bits).
+  //   kBF16: fp32 accumulation; X rounded to bf16 (RNE) first iff linear_rounds_x_bf16() (native
+  //          bf16 dot products), otherwise X stays fp32 and W is widened exactly.
+  //   kF16: W widened exactly to fp32, X fp32, fp32 accumulation.
+  //   kInt8: X quantized per row as quantize_rows_i8, integer products summed exactly in int32
+  //          (gemm_i8), then y = float(acc) * (s_x[m] * W.scale[n]) + bias[n]. A row of X holding a
+  //          non-finite value gives a row of NaN.
+  // ldx / ldy are row strides (0 = K / N). Y may not alias X. Inference only (no backward).
+  void (*linear)(const float* X, const WeightMatrix& W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
+                 int64_t ldx, int64_t ldy);
+  // x[t, :] = E[ids[t], :] widened to fp32 (kInt8: q * scale[row]), E [V, H] in any Precision. As
+  // embedding() for kF32 (same bits).
+  void (*embedding_typed)(const int32_t* ids, const WeightMatrix& E, float* x, int64_t T, int64_t H);
+  // Per-row symmetric int8 quantization (precision.h): for each row m of x [rows, K] (row stride
+  // ldx, 0 = K): a = max |x|, scale[m] = a / 127, q[m, k] = nearbyint(x * (127 / a)) (float ops,
+  // round half to even), q [rows, K] dense. a == 0 gives scale 0 and q 0; a non-finite a gives
+  // scale NaN and q 0. Bit-exact with ref.
+  void (*quantize_rows_i8)(const float* x, int64_t ldx, int64_t rows, int64_t K, int8_t* q, float* scale);
+  // C[M,N] = A[M,K] · B[N,K]^T in int32, exact (|A|, |B| <= 127 and K < 2^17, so no overflow).
+  // Dense row-major. Bit-exact with ref.
+  void (*gemm_i8)(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int64_t N, int64_t K);
+  // attention() (no lse, inference) with the two products in bf16: Q (pre-scaled by 1/sqrt(d)
+  // and RoPE'd in fp32), K and V rounded to bf16 (RNE), S = Q·Kᵀ accumulated in fp32, softmax in
+  // fp32, P rounded to bf16, O = P·V accumulated in fp32, then divided by the fp32 row sum. Where
+  // the CPU has no native bf16 it computes the same rounding in fp32.
+  void (*attention_bf16)(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
+                         int64_t head_dim, int64_t half_window, float* workspace, const RopeTable* rope);
 
   // ---- LayerNorm (biased variance) -------------------------------------------------------------
   // y = (x - mean) * rstd * gamma + beta over the last dim; gamma / beta may be nullptr (1 / 0).
@@ -262,6 +294,14 @@ struct AttentionTiles {
 };
 void set_attention_tiles(AttentionTiles t);
 
+// ---- Reduced precision: which path each weight type takes on this CPU (cpu backend) ------------
+// True when kBF16 linears round X to bf16 and use native bf16 dot products (AVX512-BF16 / AMX via
+// oneDNN); false when bf16 weights are widened to fp32 inside the GEMM.
+bool linear_rounds_x_bf16();
+// One line naming the ISA and GEMM implementation `p` runs on here, e.g.
+// "oneDNN matmul brg:avx512_core_bf16 (bf16 x bf16 -> f32)" (for `info --system` and bench JSON).
+std::string linear_path(Precision p);
+
 // ---- The ops, as callers write them (forward to backend()) --------------------------------------
 inline void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
                  bool accumulate = false, int64_t ldx = 0, int64_t ldy = 0) {
@@ -279,6 +319,24 @@ inline void bias_grad_acc(const float* dY, float* db, int64_t M, int64_t N) { ba
 inline void linear_backward(const float* X, const float* W, const float* dY, float* dX, bool accumulate_dx, float* dW,
                             float* db, int64_t M, int64_t N, int64_t K) {
   backend().linear_backward(X, W, dY, dX, accumulate_dx, dW, db, M, N, K);
+}
+inline void linear(const float* X, const WeightMatrix& W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
+                   int64_t ldx = 0, int64_t ldy = 0) {
+  backend().linear(X, W, bias, Y, M, N, K, ldx, ldy);
+}
+inline void embedding(const int32_t* ids, const WeightMatrix& E, float* x, int64_t T, int64_t H) {
+  backend().embedding_typed(ids, E, x, T, H);
+}
+inline void quantize_rows_i8(const float* x, int64_t ldx, int64_t rows, int64_t K, int8_t* q, float* scale) {
+  backend().quantize_rows_i8(x, ldx, rows, K, q, scale);
+}
+inline void gemm_i8(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int64_t N, int64_t K) {
+  backend().gemm_i8(A, B, C, M, N, K);
+}
+inline void attention_bf16(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
+                           int64_t head_dim, int64_t half_window, float* workspace = nullptr,
+                           const RopeTable* rope = nullptr) {
+  backend().attention_bf16(qkv, out, cu_seqlens, num_seqs, n_heads, head_dim, half_window, workspace, rope);
 }
 inline void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
                       float eps, float* mean = nullptr, float* rstd = nullptr) {

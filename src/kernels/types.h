@@ -5,7 +5,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "modernbert/precision.h"
+
 namespace modernbert::kernels {
+
+using modernbert::Precision;
+using modernbert::WeightMatrix;
 
 enum class Act { kGelu, kGeluTanh, kRelu, kSilu };
 

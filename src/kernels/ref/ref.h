@@ -20,6 +20,13 @@ void matmul_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t 
 void bias_grad_acc(const float* dY, float* db, int64_t M, int64_t N);
 void linear_backward(const float* X, const float* W, const float* dY, float* dX, bool accumulate_dx, float* dW,
                      float* db, int64_t M, int64_t N, int64_t K);
+void linear(const float* X, const WeightMatrix& W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
+            int64_t ldx = 0, int64_t ldy = 0);
+void embedding_typed(const int32_t* ids, const WeightMatrix& E, float* x, int64_t T, int64_t H);
+void quantize_rows_i8(const float* x, int64_t ldx, int64_t rows, int64_t K, int8_t* q, float* scale);
+void gemm_i8(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int64_t N, int64_t K);
+void attention_bf16(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
+                    int64_t head_dim, int64_t half_window, float* workspace = nullptr, const RopeTable* rope = nullptr);
 void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,
                float* mean = nullptr, float* rstd = nullptr);
 void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
