@@ -1,7 +1,7 @@
 // Reduced-precision inference ops of the reference backend (#15): plain loops, double
 // accumulation, the int8 integer core exact. Linear over bf16 / f16 / int8 weights, the typed
 // embedding gather, per-row int8 quantization, the exact int8 GEMM and bf16 attention.
-// int8 GEMM and bf16 attention. STUBS: the f32 cases forward to the fp32 ops; the others are being written.
+// STUBS: the f32 cases forward to the fp32 ops; the others are being written.
 #include <string>
 
 #include "kernels/ref/ref.h"
