@@ -1,5 +1,5 @@
 // Reduced-precision inference ops of the cpu backend (#15): linear over bf16 / f16 / int8 weights,
-// the typed embedding gather, per-row int8 quantization, the exact int8 GEMM and bf16 attention.
+// the typed embedding gather, per-row int8 quantization and the exact int8 GEMM.
 // STUBS: the f32 cases forward to the fp32 ops; the others are being written.
 #include <string>
 
@@ -32,10 +32,6 @@ void gemm_i8(const int8_t*, const int8_t*, int32_t*, int64_t, int64_t, int64_t) 
   throw Error("cpu gemm_i8: not implemented yet");
 }
 
-void attention_bf16(const float*, float*, const int64_t*, int64_t, int64_t, int64_t, int64_t, float*,
-                    const RopeTable*) {
-  throw Error("cpu attention_bf16: not implemented yet");
-}
 
 }  // namespace cpu
 }  // namespace modernbert::kernels

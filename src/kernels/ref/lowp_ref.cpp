@@ -1,6 +1,6 @@
 // Reduced-precision inference ops of the reference backend (#15): plain loops, double
 // accumulation, the int8 integer core exact. Linear over bf16 / f16 / int8 weights, the typed
-// embedding gather, per-row int8 quantization, the exact int8 GEMM and bf16 attention.
+// embedding gather, per-row int8 quantization and the exact int8 GEMM.
 // STUBS: the f32 cases forward to the fp32 ops; the others are being written.
 #include <string>
 
@@ -30,10 +30,6 @@ void gemm_i8(const int8_t*, const int8_t*, int32_t*, int64_t, int64_t, int64_t) 
   throw Error("ref gemm_i8: not implemented yet");
 }
 
-void attention_bf16(const float*, float*, const int64_t*, int64_t, int64_t, int64_t, int64_t, float*,
-                    const RopeTable*) {
-  throw Error("ref attention_bf16: not implemented yet");
-}
 
 }  // namespace ref
 }  // namespace modernbert::kernels
