@@ -5,8 +5,9 @@
 // AVX2 only (the portable baseline): both operands widened to int16 and multiplied with vpmaddwd,
 // whose pair sums (<= 2 * 128^2) fit int32 exactly. B is packed per block of 16 columns as
 // [K/2][16][2] int16 (a k-pair of 16 columns = two registers), A as int16 rows, so one broadcast
-// 32-bit load gives a row's k-pair. Micro-tile 6 rows x 16 columns: 12 int32 accumulators + 2 B + 1 A registers of the
-// 16 (2.8x the speed of 4 x 16 here: 170 vs 60 GFLOP/s single-thread at 512 x 768 x 768, Zen 5).
+// 32-bit load gives a row's k-pair. Micro-tile 6 rows x 16 columns: 12 int32 accumulators + 2 B +
+// 1 A of the 16 registers (2.8x the speed of 4 x 16 here: 170 vs 60 GFLOP/s single-thread at
+// 512 x 768 x 768 on Zen 5).
 #include <immintrin.h>
 
 #include <algorithm>
