@@ -89,10 +89,12 @@ void for_each_path(F&& body) {
 struct Shape {
   int64_t M, N, K;
 };
-// M in {1, 7, 64, 300} (serial, column split, row split on 2 threads) x base-like N, K, plus odd.
+// M in {1, 7, 64, 300} (serial, column split, row split on 2 threads) x base-like N, K, plus odd
+// shapes and M <= 4 (the in-register small-M kernel of 16-bit weights).
 const std::vector<Shape>& linear_shapes() {
   static const std::vector<Shape> s = {{1, 160, 768}, {7, 160, 768},  {64, 160, 768}, {300, 160, 768},
-                                       {1, 72, 1152}, {64, 72, 1152}, {300, 33, 67},  {5, 17, 3}};
+                                       {1, 72, 1152}, {64, 72, 1152}, {300, 33, 67},  {5, 17, 3},
+                                       {2, 37, 77},   {3, 66, 768},   {4, 9, 1}};
   return s;
 }
 

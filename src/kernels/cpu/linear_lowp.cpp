@@ -64,6 +64,8 @@ int64_t panel_rows(int64_t K) { return std::clamp<int64_t>((131072 / std::max<in
 // (X and Y point at the slice's first row).
 void widened_slice(const float* X, int64_t ldx, Precision type, const uint16_t* W, const float* bias, float* Y,
                    int64_t ldy, int64_t rows, int64_t n0, int64_t n1, int64_t K) {
+  if (rows <= cpu::lowp::kGemvMaxRows)
+    return cpu::lowp::gemv_widened(X, ldx, type == Precision::kF16, W, bias, Y, ldy, rows, n0, n1, K);
   thread_local std::vector<float> panel_buf;
   const int64_t pr = panel_rows(K);
   float* panel = grow(panel_buf, pr * K);
