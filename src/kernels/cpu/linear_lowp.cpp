@@ -143,13 +143,16 @@ std::string linear_path(Precision p) {
       return sgemm;
     case Precision::kBF16:
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kBf16, &impl))
-        return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16)";
-      return sgemm + " on widened bf16 panels (" + cpu::lowp::convert_isa() + "); oneDNN's bf16 not used: " + impl;
+        return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16 with " + cpu::lowp::convert_isa() +
+               ")";
+      return sgemm + " on widened bf16 panels (avx2); oneDNN's bf16 not used: " + impl;
     case Precision::kF16:
       return sgemm + " on widened f16 panels (f16c)";
     case Precision::kInt8:
-      if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8, &impl)) return "oneDNN matmul " + impl + " (s8 x s8 -> s32)";
-      return std::string(cpu::lowp::gemm_i8_own_name()) + "; oneDNN's not used: " + impl;
+      if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8, &impl))
+        return "oneDNN matmul " + impl + " (s8 x s8 -> s32, x quantized with " + cpu::lowp::convert_isa() + ")";
+      return std::string(cpu::lowp::gemm_i8_own_name()) + " (x quantized with " + cpu::lowp::convert_isa() +
+             "); oneDNN's not used: " + impl;
   }
   return "?";
 }

@@ -51,9 +51,9 @@ bool onednn_matmul(MatmulKind kind, const void* A, const void* W, const float* b
                    int64_t N, int64_t K);
 
 // ---- Test hook -----------------------------------------------------------------------------------
-// true: behave as a CPU without usable oneDNN low-precision matmuls (bf16 widened into the fp32
-// sgemm, int8 through gemm_i8_own). Tests use it to cover both paths in one process; not while
-// ops run.
+// true: behave as a CPU without usable oneDNN low-precision matmuls nor AVX-512 (bf16 widened into
+// the fp32 sgemm, int8 through gemm_i8_own, AVX2 conversions). Tests use it to cover both paths in
+// one process; not while ops run.
 void set_force_portable(bool on);
 bool force_portable();
 
