@@ -61,6 +61,7 @@ int run_eval(int argc, char** argv) {
   a.option("depth", "K", "retrieval: ranking depth kept per query (at least 100)", "100");
   a.option("max-batch-tokens", "N", "token budget of one unpadded batch", "16384");
   a.option("threads", "N", "compute threads (default: all cores)");
+  a.option("dtype", "TYPE", "weights and compute: f32 | bf16 | f16 | int8 (docs/precision.md)");
   a.flag("lossy-utf8", "replace invalid UTF-8 in the data with U+FFFD instead of failing");
   a.flag("quiet", "nothing on stderr (no progress lines, no table)");
   if (!a.parse(argc, argv)) return 0;
@@ -107,7 +108,7 @@ int run_eval(int argc, char** argv) {
   o.lossy_utf8 = a.has("lossy-utf8");
   if (a.has("pooling")) o.pooling = parse_embed_pooling(a.get("pooling"));
 
-  InferenceContext ctx = load_inference(a.require("model"));
+  InferenceContext ctx = load_inference(a.require("model"), dtype_option(a));
   if (!ctx.tokenizer) throw Error(ctx.model.dir + ": eval needs tokenizer.json in the model directory");
   const auto& st = ctx.model.sentence_transformers;
   auto prompt = [&](const char* flag, std::initializer_list<const char*> defaults) -> std::string {
