@@ -32,8 +32,8 @@ int print_system(bool json) {
   kernels::IsaRequirement reqs[kernels::kMaxIsaRequirements];
   const int n = kernels::isa_requirements(reqs);
   // The extensions that decide the reduced-precision paths (docs/precision.md).
-  const char* relevant[] = {"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-                            "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8"};
+  const char* relevant[] = {"avx2",     "fma",         "f16c",        "avx512f",  "avx512bw", "avx512vl", "avx512_vnni",
+                            "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8"};
   nlohmann::json isa = nlohmann::json::object();
   std::string present;
   for (const char* name : relevant)
