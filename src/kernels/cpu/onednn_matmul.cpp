@@ -18,6 +18,7 @@
 // ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA, we raise it to avx512_core_amx (a cap: no effect on a
 // CPU without AMX). This must precede oneDNN's first dispatch, hence a static initialiser.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -36,11 +37,11 @@
 namespace modernbert::kernels::cpu::lowp {
 
 namespace {
-bool g_force_portable = false;
+std::atomic<bool> g_force_portable{false};  // read by pool threads
 }  // namespace
 
-void set_force_portable(bool on) { g_force_portable = on; }
-bool force_portable() { return g_force_portable; }
+void set_force_portable(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
+bool force_portable() { return g_force_portable.load(std::memory_order_relaxed); }
 
 #ifndef MODERNBERT_HAVE_ONEDNN
 
@@ -288,8 +289,8 @@ bool onednn_matmul_usable(MatmulKind kind, std::string* impl) {
       probes[i] = Probe{false, std::string("oneDNN error: ") + ex.what()};
     }
   });
-  if (impl) *impl = g_force_portable ? std::string("disabled by the test hook") : probes[i].impl;
-  return probes[i].usable && !g_force_portable;
+  if (impl) *impl = force_portable() ? std::string("disabled by the test hook") : probes[i].impl;
+  return probes[i].usable && !force_portable();
 }
 
 bool onednn_matmul(MatmulKind kind, const void* A, const void* W, const float* bias, void* C, int64_t ldc, int64_t M,
