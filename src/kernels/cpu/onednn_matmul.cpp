@@ -260,17 +260,21 @@ Probe probe_s8() {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k)
       w[n * K + k] = static_cast<int8_t>(n < 8 ? (n % 2 ? -127 : 127) : ((n * 53 + k * 29) % 255) - 127);
-  std::vector<int32_t> c(M * N);
-  if (!run(e, key, M, a.data(), w.data(), nullptr, c.data())) return p;
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      int64_t s = 0;
-      for (int64_t k = 0; k < K; ++k) s += static_cast<int64_t>(a[m * K + k]) * w[n * K + k];
-      if (c[m * N + n] != s) {
-        p.impl += " (inexact: saturating int16 pair sums)";
-        return p;
+  // All M rows, then the first row alone (oneDNN has separate gemv kernels for M = 1).
+  for (const int64_t rows : {M, int64_t{1}}) {
+    if (!runtime_m() && rows != M) break;  // a fixed-M primitive only runs its M
+    std::vector<int32_t> c(rows * N);
+    if (!run(e, key, rows, a.data(), w.data(), nullptr, c.data())) return p;
+    for (int64_t m = 0; m < rows; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        int64_t s = 0;
+        for (int64_t k = 0; k < K; ++k) s += static_cast<int64_t>(a[m * K + k]) * w[n * K + k];
+        if (c[m * N + n] != s) {
+          p.impl += " (inexact: saturating int16 pair sums)";
+          return p;
+        }
       }
-    }
+  }
   p.usable = true;
   return p;
 }
