@@ -1,16 +1,21 @@
 // Accuracy of the reduced-precision inference paths against the f32 forward of the same model
-// (#15 item 4): the goals asserted on small models written by the library's init, through
-// the same measurement as bench/bench_precision.cpp (bench/precision_compare.h):
-//   bf16 / f16: sentence-embedding cosine (mean and CLS pooling) mean >= 0.9999
+// (#15 item 4): the goals asserted on small models, through the same measurement as
+// bench/bench_precision.cpp (bench/precision_compare.h):
+//   bf16 / f16: cosine (sentence embeddings with mean and CLS pooling, last_hidden_state per token)
+//               mean >= 0.9999 (and min >= 0.999)
 //   int8:       mean >= 0.999 and min >= 0.99
-//   every dtype: MLM top-1 agreement >= 97% at [MASK]ed positions, sequence-classification label
-//                agreement high.
-// The model: hidden 256, 4 layers (global + local attention), intermediate 384, vocabulary 4096,
-// MLM head and a 3-label classifier; texts are random token ids (Zipf-like, lengths 12..100).
-// docs/precision.md has the same statistics on a base-shaped model and on the spam classifier.
+//   every dtype: MLM top-1 agreement >= 97% at [MASK]ed positions and at every position, top-5
+//               overlap >= 0.9, sequence-classification labels all agree
+// (top-1 agreements counted where the f32 top-1 leads by >= 0.1: see MeetsTheGoals). The models:
+// hidden 256, 4 layers (global + sliding-window attention), intermediate 384, vocabulary 4096,
+// MLM head and a 3-label classifier, once with the library's init (init_weights, what `modernbert
+// init` writes) and once with larger random weights (scale_up); texts are random token ids
+// (Zipf-like, 12..100 tokens). docs/precision.md has the same statistics on a base-shaped model
+// and on the project's spam classifier.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -80,93 +85,128 @@ mbprec::TextSet make_texts() {
   return ts;
 }
 
-// One checkpoint for the whole suite, written by the library's init (as `modernbert init` does),
-// and the f32 reference outputs.
-class PrecisionAccuracy : public ::testing::Test {
+enum class Init { kLibrary, kScaled };
+
+// Overwrites every parameter with U(-1, 1) draws scaled like test_forward.cpp's models: matrices
+// * 1.5 / sqrt(in), embeddings as drawn, norm weights 1 +- 0.3, biases * 0.2. With the library's
+// init (std 0.02) each layer adds little to the residual stream, so the hidden state is mostly the
+// embedding and every cosine is close to 1 whatever the GEMMs do; here each layer changes it
+// substantially and the MLM logits have real margins (a harder test of the same bounds).
+void scale_up(Weights& w, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (const auto& s : w.specs()) {
+    float* p = w.mutable_param(s.name);
+    const bool bias = s.name.size() > 5 && s.name.compare(s.name.size() - 5, 5, ".bias") == 0;
+    const bool norm = s.name.find("norm") != std::string::npos;
+    const bool emb = s.name.find("tok_embeddings") != std::string::npos;
+    for (int64_t i = 0; i < s.numel(); ++i) {
+      float v = u(rng);
+      if (bias)
+        v *= 0.2f;
+      else if (norm)
+        v = 1.0f + 0.3f * v;
+      else if (!emb && s.shape.size() == 2)
+        v *= 1.5f / std::sqrt(static_cast<float>(s.shape[1]));
+      p[i] = v;
+    }
+  }
+}
+
+// One checkpoint per kind for the whole suite (written once, like `modernbert init` writes it)
+// and its f32 reference outputs.
+struct Reference {
+  std::string dir;
+  mbprec::Outputs out;
+};
+
+class PrecisionAccuracy : public ::testing::TestWithParam<std::tuple<Init, Precision>> {
  protected:
-  static void SetUpTestSuite() {
-    tmp_ = std::make_unique<mbtest::TempDir>("precision");
-    dir_ = *tmp_ / "m";
+  static void TearDownTestSuite() {
+    refs_.clear();
+    tmp_.reset();
+  }
+
+  static const Reference& reference(Init kind) {
+    auto it = refs_.find(kind);
+    if (it != refs_.end()) return it->second;
+    if (!tmp_) tmp_ = std::make_unique<mbtest::TempDir>("precision");
+    if (texts_.seqs.empty()) texts_ = make_texts();
+    Reference r;
+    r.dir = *tmp_ / (kind == Init::kLibrary ? "init" : "scaled");
     const ModelConfig cfg = small_config();
     Weights w(cfg, HeadSet::parse("mlm,cls:3"));
     modernbert::init_weights(w, 5);
-    modernbert::save_model_dir(dir_, cfg, w);
-    texts_ = make_texts();
-    LoadedModel lm = modernbert::load_model_dir(dir_);
+    if (kind == Init::kScaled) scale_up(w, 3);
+    modernbert::save_model_dir(r.dir, cfg, w);
+    LoadedModel lm = modernbert::load_model_dir(r.dir);
     Encoder enc(lm.weights);
-    ref_ = mbprec::run_outputs(enc, texts_, true, true, 2048);
+    r.out = mbprec::run_outputs(enc, texts_, true, true, 2048);
+    return refs_.emplace(kind, std::move(r)).first->second;
   }
-  static void TearDownTestSuite() { tmp_.reset(); }
 
   // The comparison of `p` against f32; the loader must really hold the weights in `p`.
-  static mbprec::Comparison measure(Precision p, double mlm_margin = 0, double cls_margin = 0) {
+  static mbprec::Comparison measure(Init kind, Precision p, double mlm_margin, double cls_margin) {
+    const Reference& ref = reference(kind);
     LoadOptions lo;
     lo.precision = p;
-    LoadedModel lm = modernbert::load_model_dir(dir_, lo);
+    LoadedModel lm = modernbert::load_model_dir(ref.dir, lo);
     EXPECT_EQ(lm.precision, p) << "the loader did not convert to " << modernbert::precision_name(p);
     Encoder enc(lm.weights);
     auto got = mbprec::run_outputs(enc, texts_, true, true, 2048);
-    auto c = mbprec::compare(ref_, got, mlm_margin, cls_margin);
-    std::printf("  [precision] %s: %s\n", modernbert::precision_name(p), c.to_json().dump().c_str());
+    auto c = mbprec::compare(ref.out, got, mlm_margin, cls_margin);
+    std::printf("  [precision] %s %s: %s\n", kind == Init::kLibrary ? "init" : "scaled", modernbert::precision_name(p),
+                c.to_json().dump().c_str());
     return c;
   }
 
   static std::unique_ptr<mbtest::TempDir> tmp_;
-  static std::string dir_;
   static mbprec::TextSet texts_;
-  static mbprec::Outputs ref_;
+  static std::map<Init, Reference> refs_;
 };
 std::unique_ptr<mbtest::TempDir> PrecisionAccuracy::tmp_;
-std::string PrecisionAccuracy::dir_;
 mbprec::TextSet PrecisionAccuracy::texts_;
-mbprec::Outputs PrecisionAccuracy::ref_;
-
-void expect_mlm_and_classes(const mbprec::Comparison& c) {
-  EXPECT_GT(c.mlm_masked.n, 300);
-  EXPECT_GE(c.mlm_masked.top1, 0.97) << "MLM top-1 agreement at [MASK]";
-  EXPECT_GE(c.mlm_all.top1, 0.97) << "MLM top-1 agreement at every position";
-  EXPECT_GE(c.mlm_masked.top5_overlap, 0.9);
-  EXPECT_EQ(c.cls.n, 48);
-  EXPECT_GE(c.cls.agreement, 0.97) << "classification label agreement";
-}
+std::map<Init, Reference> PrecisionAccuracy::refs_;
 
 }  // namespace
 
-TEST_F(PrecisionAccuracy, F32AgainstItselfIsExact) {
-  // The measurement itself: a second f32 load gives cosine 1 and full agreement.
-  auto c = measure(Precision::kF32);
-  EXPECT_EQ(c.emb_mean.min, 1.0);
-  EXPECT_EQ(c.token.min, 1.0);
-  EXPECT_EQ(c.mlm_masked.top1, 1.0);
-  EXPECT_EQ(c.mlm_all.top5_overlap, 1.0);
-  EXPECT_EQ(c.cls.agreement, 1.0);
-  EXPECT_EQ(c.cls.max_abs_dlogit, 0.0);
-}
-
-TEST_F(PrecisionAccuracy, BF16) {
-  auto c = measure(Precision::kBF16);
-  EXPECT_GE(c.emb_mean.mean, 0.9999);
-  EXPECT_GE(c.emb_cls.mean, 0.9999);
-  EXPECT_GE(c.token.mean, 0.9999);
-  expect_mlm_and_classes(c);
-}
-
-TEST_F(PrecisionAccuracy, F16) {
-  auto c = measure(Precision::kF16);
-  EXPECT_GE(c.emb_mean.mean, 0.9999);
-  EXPECT_GE(c.emb_cls.mean, 0.9999);
-  EXPECT_GE(c.token.mean, 0.9999);
-  expect_mlm_and_classes(c);
-}
-
-TEST_F(PrecisionAccuracy, Int8) {
-  auto c = measure(Precision::kInt8);
-  for (const auto* s : {&c.emb_mean, &c.emb_cls, &c.token}) {
-    EXPECT_GE(s->mean, 0.999);
-    EXPECT_GE(s->min, 0.99);
+TEST_P(PrecisionAccuracy, MeetsTheGoals) {
+  const auto [kind, p] = GetParam();
+  // A position whose f32 top-1 leads the runner-up by less than this is a near-tie that any
+  // rounding may flip; the agreement among the others is the bound that must hold.
+  const double kMlmMargin = 0.1, kClsMargin = 0.1;
+  const auto c = measure(kind, p, kMlmMargin, kClsMargin);
+  if (p == Precision::kF32) {  // the measurement itself: a second f32 load is bit-identical
+    EXPECT_EQ(c.emb_mean.min, 1.0);
+    EXPECT_EQ(c.token.min, 1.0);
+    EXPECT_EQ(c.mlm_masked.top1, 1.0);
+    EXPECT_EQ(c.mlm_all.top5_overlap, 1.0);
+    EXPECT_EQ(c.cls.max_abs_dlogit, 0.0);
+    return;
   }
-  expect_mlm_and_classes(c);
+  const bool int8 = p == Precision::kInt8;
+  for (const auto* s : {&c.emb_mean, &c.emb_cls, &c.token}) {
+    EXPECT_GE(s->mean, int8 ? 0.999 : 0.9999);
+    EXPECT_GE(s->min, int8 ? 0.99 : 0.999);
+  }
+  EXPECT_GT(c.mlm_masked.n, 300);
+  EXPECT_GE(c.mlm_masked.top1_margin, 0.97) << "MLM top-1 agreement at [MASK] (f32 margin >= " << kMlmMargin << ")";
+  EXPECT_GE(c.mlm_all.top1_margin, 0.97) << "MLM top-1 agreement at every position (f32 margin >= " << kMlmMargin
+                                         << ")";
+  EXPECT_GE(c.mlm_masked.top5_overlap, 0.9);
+  EXPECT_EQ(c.cls.n, 48);
+  EXPECT_GE(c.cls.n_margin, 40);
+  EXPECT_GE(c.cls.agreement_margin, 1.0) << "classification label agreement (f32 margin >= " << kClsMargin << ")";
 }
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, PrecisionAccuracy,
+                         ::testing::Combine(::testing::Values(Init::kLibrary, Init::kScaled),
+                                            ::testing::Values(Precision::kF32, Precision::kBF16, Precision::kF16,
+                                                              Precision::kInt8)),
+                         [](const ::testing::TestParamInfo<std::tuple<Init, Precision>>& pi) {
+                           return std::string(std::get<0>(pi.param) == Init::kLibrary ? "Init" : "Scaled") + "_" +
+                                  modernbert::precision_name(std::get<1>(pi.param));
+                         });
 
 TEST(PrecisionMeasure, Top5AndMasks) {
   // top5_of: best first, margin top1 - top2, ties keep the lower id first.
