@@ -5,16 +5,19 @@
 #                             [--spam-model DIR] [--spam-data FILE] [--no-spam]
 #
 # 1. builds `modernbert` and `bench_precision` in --build (default build/, MODERNBERT_BENCH=ON);
-# 2. random base-shaped model: `modernbert init --preset base --seed 0 --heads mlm,cls:2` + the
-#    ModernBERT tokenizer (tests/data), texts: the first --texts (64) documents of the corpus held-out
-#    split (/work/shared/data/corpus/heldout.jsonl when present, else the committed
+# 2. random base-shaped models: `modernbert init --preset base --seed 0 --heads mlm,cls:2` + the
+#    ModernBERT tokenizer (tests/data) ("base_random"), and the same file with larger random weights
+#    ("base_scaled": U(-1, 1), matrices * 1.5 / sqrt(in), as tests/test_precision.cpp's scale_up; with
+#    init's std 0.02 the layers add little to the embeddings and every cosine is near 1);
+#    texts: the first --texts (64) documents of the corpus held-out split
+#    (/work/shared/data/corpus/heldout.jsonl when present, else the committed
 #    tests/data/corpus/heldout.jsonl), truncated to --max-length (128) tokens;
 # 3. the spam classifier (--spam-model, default out/spam_full, else out/demo/spam_model from
 #    `scripts/demo.sh --quick`) on its test set (--spam-data, default the full spam_assassin
 #    test.jsonl of /work/shared/data, else the demo's spam_test.jsonl), truncated to 256 tokens as
 #    `modernbert eval` was run for docs/results.md; plus `modernbert eval` in f32 as a cross-check
 #    of the accuracy the tool computes;
-# 4. writes DIR/base_random.jsonl, DIR/spam.jsonl (one JSON line per dtype, bench_precision's
+# 4. writes DIR/base_random.jsonl, DIR/base_scaled.jsonl, DIR/spam.jsonl (one JSON line per dtype, bench_precision's
 #    format), DIR/machine.txt and DIR/report.md (the tables).
 set -euo pipefail
 
@@ -35,7 +38,7 @@ while [ $# -gt 0 ]; do
     --spam-model) SPAM_MODEL=$(realpath -m "$2"); shift 2 ;;
     --spam-data) SPAM_DATA=$(realpath -m "$2"); shift 2 ;;
     --no-spam) SPAM=0; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "precision_report.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -63,10 +66,44 @@ if [ ! -f "$BASE/model.safetensors" ]; then
   "$MB" init --preset base --seed 0 --heads mlm,cls:2 --out "$BASE"
   cp tests/data/modernbert-tokenizer/tokenizer.json "$BASE/"
 fi
+SCALED=$OUT/base_scaled
+if [ ! -f "$SCALED/model.safetensors" ]; then
+  mkdir -p "$SCALED"
+  cp "$BASE/config.json" "$BASE/tokenizer.json" "$SCALED/"
+  "$PY" - "$BASE/model.safetensors" "$SCALED/model.safetensors" 3 <<'PY'
+# Same tensors, new values: U(-1, 1) draws; matrices * 1.5 / sqrt(in), embeddings as drawn, norm
+# weights 1 +- 0.3, biases * 0.2 (tests/test_precision.cpp's scale_up).
+import json, struct, sys
+import numpy as np
+src, dst, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+raw = open(src, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+body = bytearray(raw[8 + n:])
+rng = np.random.default_rng(seed)
+for name, t in hdr.items():
+    if name == "__metadata__":
+        continue
+    assert t["dtype"] == "F32", name
+    a, b = t["data_offsets"]
+    shape = t["shape"]
+    v = rng.uniform(-1, 1, size=int(np.prod(shape))).astype(np.float32)
+    if name.endswith(".bias"):
+        v *= 0.2
+    elif "norm" in name:
+        v = 1 + 0.3 * v
+    elif "tok_embeddings" not in name and len(shape) == 2:
+        v *= 1.5 / np.sqrt(shape[1])
+    body[a:b] = v.tobytes()
+open(dst, "wb").write(raw[:8 + n] + bytes(body))
+PY
+fi
 TEXTS_FILE=$SHARED/corpus/heldout.jsonl
 [ -f "$TEXTS_FILE" ] || TEXTS_FILE=$ROOT/tests/data/corpus/heldout.jsonl
-"$BP" --model "$BASE" --input "$TEXTS_FILE" --max-texts "$TEXTS" --max-length "$MAXLEN" --threads "$THREADS" \
-  | tee "$OUT/base_random.jsonl"
+for m in base_random base_scaled; do
+  "$BP" --model "$OUT/$m" --input "$TEXTS_FILE" --max-texts "$TEXTS" --max-length "$MAXLEN" --threads "$THREADS" \
+    | tee "$OUT/$m.jsonl"
+done
 
 if ((SPAM)); then
   echo "== spam classifier"
@@ -97,25 +134,31 @@ def rows(name):
     p = os.path.join(out, name)
     return [json.loads(l) for l in open(p)] if os.path.exists(p) else []
 md = ["machine: " + open(os.path.join(out, "machine.txt")).read().replace("\n", "; ").strip("; "), ""]
-base = rows("base_random.jsonl")
-if base:
+def cos(s):
+    return f"{s['mean']:.8f} / {s['min']:.8f}"
+for name, what in [("base_random.jsonl", "random base-shaped model, init weights"),
+                   ("base_scaled.jsonl", "random base-shaped model, larger random weights")]:
+    base = rows(name)
+    if not base:
+        continue
     r0 = base[0]
-    md += [f"random base-shaped model ({r0['layers']} layers, hidden {r0['hidden_size']}, heads {r0['heads']}), "
+    md += [f"{what} ({r0['layers']} layers, hidden {r0['hidden_size']}, heads {r0['heads']}), "
            f"{r0['texts']} texts, {r0['tokens']} tokens", "",
            "| dtype | emb mean-pool cos mean / min | emb CLS cos mean / min | token cos mean / min | "
-           "MLM top-1 [MASK] | MLM top-5 [MASK] | MLM top-1 all | MLM top-5 all | MLM top-1 all, margin | "
-           "cls agreement | max abs dlogit | GEMM |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "MLM top-1 [MASK] (margin) | MLM top-5 [MASK] | MLM top-1 all (margin) | MLM top-5 all | "
+           "cls agreement | max abs dlogit |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in base[1:]:
-        e, c, t = r["embedding_mean_pool_cos"], r["embedding_cls_cos"], r["last_hidden_state_token_cos"]
         m = r.get("mlm", {}); k = r.get("classification", {})
         mm, ma = m.get("masked", {}), m.get("all_positions", {})
-        md.append(f"| {r['dtype']} | {e['mean']:.6f} / {e['min']:.6f} | {c['mean']:.6f} / {c['min']:.6f} | "
-                  f"{t['mean']:.6f} / {t['min']:.6f} | {100*mm.get('top1_agreement',0):.2f}% | "
-                  f"{mm.get('top5_overlap',0):.4f} | {100*ma.get('top1_agreement',0):.2f}% | {ma.get('top5_overlap',0):.4f} | "
-                  f"{100*ma.get('top1_agreement_above_margin',0):.2f}% (n {ma.get('n_above_margin',0)} of {ma.get('n',0)}, >= {ma.get('margin',0)}) | "
-                  f"{100*k.get('label_agreement',0):.2f}% | {k.get('max_abs_dlogit',0):.3g} | {r['gemm']} |")
-    md.append("")
+        def agree(a):
+            return (f"{100*a.get('top1_agreement',0):.2f}% ({100*a.get('top1_agreement_above_margin',0):.2f}% "
+                    f"of {a.get('n_above_margin',0)}/{a.get('n',0)})")
+        md.append(f"| {r['dtype']} | {cos(r['embedding_mean_pool_cos'])} | {cos(r['embedding_cls_cos'])} | "
+                  f"{cos(r['last_hidden_state_token_cos'])} | {agree(mm)} | {mm.get('top5_overlap',0):.4f} | "
+                  f"{agree(ma)} | {ma.get('top5_overlap',0):.4f} | {100*k.get('label_agreement',0):.2f}% | "
+                  f"{k.get('max_abs_dlogit',0):.3g} |")
+    md += ["", "GEMM paths: " + "; ".join(f"{r['dtype']}: {r['gemm']}" for r in base), ""]
 spam = rows("spam.jsonl")
 if spam:
     r0 = spam[0]
@@ -127,8 +170,7 @@ if spam:
     for r in spam[1:]:
         e, t, k = r["embedding_mean_pool_cos"], r["last_hidden_state_token_cos"], r["classification"]
         md.append(f"| {r['dtype']} | {100*r['accuracy']:.2f}% | {r['accuracy_delta_points']:+.2f} | "
-                  f"{100*k['label_agreement']:.2f}% | {k['max_abs_dlogit']:.3g} | {e['mean']:.6f} / {e['min']:.6f} | "
-                  f"{t['mean']:.6f} / {t['min']:.6f} |")
+                  f"{100*k['label_agreement']:.2f}% | {k['max_abs_dlogit']:.3g} | {cos(e)} | {cos(t)} |")
     ev = os.path.join(out, "spam_eval_f32.json")
     if os.path.exists(ev):
         md.append("")
