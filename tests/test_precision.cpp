@@ -197,8 +197,9 @@ TEST_P(PrecisionAccuracy, MeetsTheGoals) {
   // gaps are often a few tenths, and int8 moves the hidden state by ~1.6% (cosine 0.99987), i.e.
   // the logits by ~0.15: about 1 position in 20 flips. With the f32 head on the int8 hidden states
   // it is still 96.9% above the margin, so the encoder's int8 error causes most of it. For that
-  // case the bound below is a regression guard, not the goal. (On the init model the masked
-  // positions mostly predict [MASK] itself: the all-positions figure is the informative one.)
+  // case the bound below is a regression guard, not the goal. (On the init model every masked
+  // position has nearly the [MASK] embedding as its hidden state and predicts the same token: the
+  // all-positions figure is the informative one there.)
   const double mlm_bound = int8 && kind == Init::kScaled ? 0.93 : 0.97;
   EXPECT_GT(c.mlm_masked.n, 300);
   EXPECT_GE(c.mlm_masked.top1_margin, mlm_bound)
