@@ -167,7 +167,7 @@ std::vector<Record> read_records(const std::string& path, int64_t max_texts) {
 // The texts as token ids (tokenizer from the model dir, special tokens, truncated to max_length)
 // with the gold labels resolved in the model's label space (-1 where absent).
 mbprec::TextSet make_text_set(const mb::LoadedModel& lm, const mb::Tokenizer& tok, const std::vector<Record>& recs,
-                              const Args& a, bool has_cls, int64_t num_labels) {
+                              const Args& a, bool has_mlm, bool has_cls, int64_t num_labels) {
   std::vector<mb::SequenceInput> inputs(recs.size());
   for (size_t i = 0; i < recs.size(); ++i) inputs[i].text = recs[i].text;
   mb::SequenceOptions so;
@@ -189,9 +189,11 @@ mbprec::TextSet make_text_set(const mb::LoadedModel& lm, const mb::Tokenizer& to
       ts.labels.push_back(
           recs[i].label ? mb::resolve_label(*recs[i].label, ls, a.input + " text " + std::to_string(i + 1)) : -1);
   }
-  auto mask = tok.token_to_id("[MASK]");
-  if (!mask) throw mb::Error(lm.dir + "/tokenizer.json: no [MASK] token");
-  mbprec::add_masks(ts, *mask, a.mask_rate, a.seed);
+  if (has_mlm) {  // the masked copy is only read by the MLM head
+    auto mask = tok.token_to_id("[MASK]");
+    if (!mask) throw mb::Error(lm.dir + "/tokenizer.json: no [MASK] token (needed to measure the MLM head)");
+    mbprec::add_masks(ts, *mask, a.mask_rate, a.seed);
+  }
   return ts;
 }
 
@@ -223,7 +225,7 @@ int run(const Args& a) {
     has_mlm = heads.mlm;
     has_cls = heads.classifier == mb::HeadSet::Classifier::kSequence;
     mb::Encoder enc(lm.weights);
-    ts = make_text_set(lm, tok, recs, a, has_cls, enc.num_labels());
+    ts = make_text_set(lm, tok, recs, a, has_mlm, has_cls, enc.num_labels());
     std::fprintf(stderr, "bench_precision: %s: %zu texts, %lld tokens, heads %s; f32 reference...\n", a.model.c_str(),
                  ts.seqs.size(), static_cast<long long>(ts.num_tokens()), heads.describe().c_str());
     ref = mbprec::run_outputs(enc, ts, has_mlm, has_cls, a.max_batch_tokens);
