@@ -18,6 +18,7 @@
 // ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA, we raise it to avx512_core_amx (a cap: no effect on a
 // CPU without AMX). This must precede oneDNN's first dispatch, hence a static initialiser.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -36,11 +37,11 @@
 namespace modernbert::kernels::cpu::lowp {
 
 namespace {
-bool g_force_portable = false;
+std::atomic<bool> g_force_portable{false};  // read by pool threads
 }  // namespace
 
-void set_force_portable(bool on) { g_force_portable = on; }
-bool force_portable() { return g_force_portable; }
+void set_force_portable(bool on) { g_force_portable.store(on, std::memory_order_relaxed); }
+bool force_portable() { return g_force_portable.load(std::memory_order_relaxed); }
 
 #ifndef MODERNBERT_HAVE_ONEDNN
 
@@ -259,17 +260,21 @@ Probe probe_s8() {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k)
       w[n * K + k] = static_cast<int8_t>(n < 8 ? (n % 2 ? -127 : 127) : ((n * 53 + k * 29) % 255) - 127);
-  std::vector<int32_t> c(M * N);
-  if (!run(e, key, M, a.data(), w.data(), nullptr, c.data())) return p;
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < N; ++n) {
-      int64_t s = 0;
-      for (int64_t k = 0; k < K; ++k) s += static_cast<int64_t>(a[m * K + k]) * w[n * K + k];
-      if (c[m * N + n] != s) {
-        p.impl += " (inexact: saturating int16 pair sums)";
-        return p;
+  // All M rows, then the first row alone (oneDNN has separate gemv kernels for M = 1).
+  for (const int64_t rows : {M, int64_t{1}}) {
+    if (!runtime_m() && rows != M) break;  // a fixed-M primitive only runs its M
+    std::vector<int32_t> c(rows * N);
+    if (!run(e, key, rows, a.data(), w.data(), nullptr, c.data())) return p;
+    for (int64_t m = 0; m < rows; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        int64_t s = 0;
+        for (int64_t k = 0; k < K; ++k) s += static_cast<int64_t>(a[m * K + k]) * w[n * K + k];
+        if (c[m * N + n] != s) {
+          p.impl += " (inexact: saturating int16 pair sums)";
+          return p;
+        }
       }
-    }
+  }
   p.usable = true;
   return p;
 }
@@ -288,8 +293,8 @@ bool onednn_matmul_usable(MatmulKind kind, std::string* impl) {
       probes[i] = Probe{false, std::string("oneDNN error: ") + ex.what()};
     }
   });
-  if (impl) *impl = g_force_portable ? std::string("disabled by the test hook") : probes[i].impl;
-  return probes[i].usable && !g_force_portable;
+  if (impl) *impl = force_portable() ? std::string("disabled by the test hook") : probes[i].impl;
+  return probes[i].usable && !force_portable();
 }
 
 bool onednn_matmul(MatmulKind kind, const void* A, const void* W, const float* bias, void* C, int64_t ldc, int64_t M,
