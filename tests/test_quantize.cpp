@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 
+#include "model/lowp_weights.h"
 #include "modernbert/error.h"
 #include "modernbert/file_io.h"
 #include "modernbert/model_dir.h"
@@ -223,6 +224,50 @@ TEST(TypedWeights, F32ModelUnchanged) {
 }
 
 // ---- conversion at load and the quantized format, per dtype ----
+
+TEST(QuantizeConvert, VectorisedRoundingEqualsIoConversions) {
+  // Every 61st float bit pattern (70 M values: all exponents, subnormals, both signs, Inf), NaN
+  // skipped (the loader refuses it before converting).
+  std::vector<float> x;
+  std::vector<uint16_t> h(1 << 20), b(1 << 20);
+  x.reserve(1 << 20);
+  int64_t bad16 = 0, badb = 0;
+  auto flush = [&] {
+    lowp::to_f16(x.data(), h.data(), static_cast<int64_t>(x.size()));
+    lowp::to_bf16(x.data(), b.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+      bad16 += h[i] != f32_to_f16(x[i]);
+      badb += b[i] != f32_to_bf16(x[i]);
+    }
+    x.clear();
+  };
+  for (uint64_t u = 0; u <= 0xffffffffull; u += 61) {
+    uint32_t bits = static_cast<uint32_t>(u);
+    float f;
+    std::memcpy(&f, &bits, 4);
+    if (std::isnan(f)) continue;
+    x.push_back(f);
+    if (x.size() == (1u << 20)) flush();
+  }
+  for (float f : {0.0f, -0.0f, 65504.0f, 65520.0f, -65519.99f, 5.96e-8f, 2.98e-8f, 2.9802326e-8f, 1e-45f, 3.4028235e38f,
+                  -INFINITY, INFINITY})
+    x.push_back(f);
+  flush();
+  EXPECT_EQ(bad16, 0);
+  EXPECT_EQ(badb, 0);
+}
+
+TEST(QuantizeLoad, F16OverflowIsRefusedNotStoredAsInf) {
+  mbtest::TempDir tmp("quant");
+  ModelConfig cfg = small_config();
+  Weights w = make_model(cfg);
+  w.mutable_param("model.layers.0.attn.Wo.weight")[3] = 70000.0f;
+  save_model_dir(tmp.path(), cfg, w);
+  std::string msg = error_of([&] { load_model_dir(tmp.path(), as(Precision::kF16)); });
+  EXPECT_NE(msg.find("model.layers.0.attn.Wo.weight': element 3 (70000"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("load it as bf16 or f32"), std::string::npos) << msg;
+  EXPECT_EQ(load_model_dir(tmp.path(), as(Precision::kBF16)).precision, Precision::kBF16);
+}
 
 class QuantizeRoundTrip : public ::testing::TestWithParam<std::tuple<Precision, bool>> {};
 

@@ -43,6 +43,35 @@ bool aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % 
 
 }  // namespace
 
+void to_bf16(const float* x, uint16_t* h, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t b;
+    std::memcpy(&b, x + i, 4);
+    h[i] = static_cast<uint16_t>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+  }
+}
+
+void to_f16(const float* x, uint16_t* h, int64_t n) {
+  // Maratos' branch-free float -> half (FP16 library, fp16_ieee_from_fp32_value): the float
+  // additions do the round to nearest even, including into the subnormal range.
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t w;
+    std::memcpy(&w, x + i, 4);
+    const uint32_t shl1_w = w + w, sign = w & 0x80000000u;
+    uint32_t bias = shl1_w & 0xff000000u;
+    if (bias < 0x71000000u) bias = 0x71000000u;
+    float base = (std::fabs(x[i]) * 0x1.0p+112f) * 0x1.0p-110f;
+    const uint32_t bb = (bias >> 1) + 0x07800000u;
+    float bf;
+    std::memcpy(&bf, &bb, 4);
+    base = bf + base;
+    uint32_t bits;
+    std::memcpy(&bits, &base, 4);
+    const uint32_t nonsign = ((bits >> 13) & 0x00007c00u) + (bits & 0x00000fffu);
+    h[i] = static_cast<uint16_t>((sign >> 16) | (shl1_w > 0xff000000u ? 0x7e00u : nonsign));
+  }
+}
+
 Precision storage_precision(const std::string& n, Precision p) {
   if (p == Precision::kF32) return p;
   if (is_layer_linear(n) || n == "head.dense.weight") return p;
@@ -153,9 +182,14 @@ void load_from_float(Weights& w, const std::string& name, Precision t, const std
     } else {
       uint16_t* h = static_cast<uint16_t*>(dst) + r0 * K;
       if (t == Precision::kBF16)
-        for (int64_t i = 0; i < nr * K; ++i) h[i] = f32_to_bf16(buf[static_cast<size_t>(i)]);
+        to_bf16(buf.data(), h, nr * K);
       else
-        for (int64_t i = 0; i < nr * K; ++i) h[i] = f32_to_f16(buf[static_cast<size_t>(i)]);
+        to_f16(buf.data(), h, nr * K);
+      for (int64_t i = 0; i < nr * K; ++i)  // |w| > 65504 has no f16 value: refuse, do not store Inf
+        if (!is_16bit_finite(h[i], t))
+          throw Error(label + ": element " + std::to_string(r0 * K + i) + " (" +
+                      std::to_string(buf[static_cast<size_t>(i)]) + ") is outside the range of " + precision_name(t) +
+                      (t == Precision::kF16 ? " (|x| <= 65504): load it as bf16 or f32" : ""));
     }
     file->release(c);  // the source pages are not needed again: keep them out of the RSS
   }

@@ -42,6 +42,12 @@ std::string torch_dtype_for(Precision p);
 // clamped to [-127, 127]; an all-zero row gives scale 0 and q 0. w must be finite.
 void quantize_row_i8(const float* w, int64_t K, int8_t* q, float* scale);
 
+// float -> bf16 / IEEE half, round to nearest even, bit-equal to the io layer's f32_to_bf16 /
+// f32_to_f16 for every non-NaN input (NaN: callers refuse it first), as loops the compiler
+// vectorises (load-time conversion of a whole model).
+void to_bf16(const float* x, uint16_t* h, int64_t n);
+void to_f16(const float* x, uint16_t* h, int64_t n);
+
 // Fills parameter `name` (shape [N, K] in spec) of w, held in `t`, from the float tensor `info`
 // of `file` (F32 / F64 / F16 / BF16): zero copy when the file already stores it in t (and
 // zero_copy, and aligned), otherwise converted into the parameter's own storage, chunk by chunk,
