@@ -112,7 +112,7 @@ def main():
             sgemm["m"], sgemm["threads"], sgemm["gflops"], sgemm.get("openblas_gflops", sgemm["gflops"]),
             sgemm.get("onednn_gflops", "-"), json.dumps(sgemm["shapes"]))
     if guard:
-        md += "\nCorrectness guard (workload a, first 4 sequences, ours vs ORT): max-abs %.2e (tol %g)\n" % (
+        md += "\nCorrectness guard (workload a's first 4 and b's first 2 sequences, ours f32 vs ORT fp32): max-abs %.2e (tol %g)\n" % (
             guard["max_abs"], guard["tol"])
     if precision_rows:
         md += "\n" + precision_markdown(precision_rows, guards, machine)
