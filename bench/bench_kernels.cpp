@@ -2,20 +2,25 @@
 // attention (global and 128-window local), in GFLOP/s, against a single-thread sgemm "peak"
 // measured here (1024^3 OpenBLAS) times the thread count.
 //
-// usage: bench_kernels [tokens=8192] [reps=2]
+// usage: bench_kernels [tokens=8192] [reps=2] [linear]
 // Tokens are run both as one sequence of T and as T/128 sequences of 128 (for attention).
+// Also: linear() per weight dtype (f32 / bf16 / f16 / int8) at M = 1024 and the four base shapes,
+// dtypes interleaved within each repetition, median time (a third argument `linear`: only that).
 #include <cblas.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/ref/ref.h"
 #include "modernbert/model.h"
 #include "modernbert/weights.h"
 
@@ -42,6 +47,59 @@ double best_of(int reps, F&& f) {
   }
   return best;
 }
+
+// linear() GFLOP/s per weight dtype at M = 1024 (A/B in one process: the dtypes take turns within
+// each of `reps` rounds; the median time of each is reported, with its ratio to f32).
+void bench_linear_dtypes(int reps) {
+  using modernbert::Precision;
+  const int64_t M = 1024, H = 768, I = 1152;
+  struct G {
+    const char* name;
+    int64_t N, K;
+  };
+  const G shapes[] = {
+      {"Wqkv [2304x768]", 3 * H, H}, {"Wo [768x768]", H, H}, {"Wi [2304x768]", 2 * I, H}, {"Wo_mlp [768x1152]", H, I}};
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kF16, Precision::kInt8})
+    std::printf("linear path %-4s: %s\n", modernbert::precision_name(p), mk::linear_path(p).c_str());
+  auto X = rnd(static_cast<size_t>(M * I));
+  std::vector<float> Y(static_cast<size_t>(M * 3 * H)), b = rnd(static_cast<size_t>(3 * H));
+  double tot[4] = {0, 0, 0, 0};
+  for (const G& g : shapes) {
+    auto W = rnd(static_cast<size_t>(g.N * g.K), 0.05f);
+    std::vector<uint16_t> wb(W.size()), wh(W.size());
+    for (size_t i = 0; i < W.size(); ++i) wb[i] = mk::ref::bf16_from_float(W[i]), wh[i] = mk::ref::f16_from_float(W[i]);
+    std::vector<int8_t> wq(W.size());
+    std::vector<float> ws(static_cast<size_t>(g.N));
+    mk::quantize_rows_i8(W.data(), g.K, g.N, g.K, wq.data(), ws.data());
+    const modernbert::WeightMatrix wm[4] = {modernbert::WeightMatrix(W.data()),
+                                            {Precision::kBF16, wb.data()},
+                                            {Precision::kF16, wh.data()},
+                                            {Precision::kInt8, wq.data(), ws.data()}};
+    std::vector<double> times[4];
+    for (int r = 0; r < reps + 1; ++r)
+      for (int d = 0; d < 4; ++d) {
+        const double t0 = now();
+        mk::linear(X.data(), wm[d], b.data(), Y.data(), M, g.N, g.K);
+        if (r > 0) times[d].push_back(now() - t0);  // round 0 warms up (primitives, scratch)
+      }
+    const double fl = 2.0 * M * g.N * g.K;
+    double med[4], best[4];
+    for (int d = 0; d < 4; ++d) {
+      std::sort(times[d].begin(), times[d].end());
+      med[d] = times[d][times[d].size() / 2];
+      best[d] = times[d][0];
+      tot[d] += med[d];
+    }
+    for (const double* t : {med, best})
+      std::printf(
+          "linear M=%lld %-18s %-6s GFLOP/s  f32 %6.1f  bf16 %6.1f (x%.2f)  f16 %6.1f (x%.2f)  int8 %6.1f (x%.2f)\n",
+          static_cast<long long>(M), g.name, t == med ? "median" : "best", fl / t[0] * 1e-9, fl / t[1] * 1e-9,
+          t[0] / t[1], fl / t[2] * 1e-9, t[0] / t[2], fl / t[3] * 1e-9, t[0] / t[3]);
+  }
+  std::printf(
+      "linear M=1024 layer total (medians) ms: f32 %.2f  bf16 %.2f (x%.2f)  f16 %.2f (x%.2f)  int8 %.2f (x%.2f)\n",
+      tot[0] * 1e3, tot[1] * 1e3, tot[0] / tot[1], tot[2] * 1e3, tot[0] / tot[2], tot[3] * 1e3, tot[0] / tot[3]);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -50,6 +108,10 @@ int main(int argc, char** argv) {
   const int nt = mk::default_pool().size();
   const int64_t H = 768, I = 1152, heads = 12, d = 64;
   std::printf("threads: %d, tokens: %lld\n", nt, static_cast<long long>(T));
+  if (argc > 3 && std::string(argv[3]) == "linear") {
+    bench_linear_dtypes(std::max(reps, 1));
+    return 0;
+  }
 
   // Single-thread sgemm "peak": raw cblas_sgemm with OpenBLAS pinned to one thread (what the
   // kPool setting does), on the calling thread.
@@ -88,6 +150,7 @@ int main(int argc, char** argv) {
                 time_total * 1e3, flops_total / time_total * 1e-9);
   }
   mk::set_gemm_threading(mk::GemmThreading::kPool);
+  bench_linear_dtypes(std::max(reps, 3));
 
   auto qkv = rnd(static_cast<size_t>(T * 3 * H));
   std::vector<float> out(static_cast<size_t>(T * H));

@@ -86,7 +86,8 @@ struct Backend {
   // Per-row symmetric int8 quantization (precision.h): for each row m of x [rows, K] (row stride
   // ldx, 0 = K): a = max |x|, scale[m] = a / 127, q[m, k] = nearbyint(x * (127 / a)) (float ops,
   // round half to even), q [rows, K] dense. a == 0 gives scale 0 and q 0; a non-finite a gives
-  // scale NaN and q 0. Bit-exact with ref.
+  // scale NaN and q 0; an a so small that 127 / a overflows float gives q = nearbyint(x * 127.0 / a)
+  // in double. Bit-exact with ref.
   void (*quantize_rows_i8)(const float* x, int64_t ldx, int64_t rows, int64_t K, int8_t* q, float* scale);
   // C[M,N] = A[M,K] · B[N,K]^T in int32, exact (|A|, |B| <= 127 and K < 2^17, so no overflow).
   // Dense row-major. Bit-exact with ref.

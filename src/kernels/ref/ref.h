@@ -25,6 +25,16 @@ void linear(const float* X, const WeightMatrix& W, const float* bias, float* Y, 
 void embedding_typed(const int32_t* ids, const WeightMatrix& E, float* x, int64_t T, int64_t H);
 void quantize_rows_i8(const float* x, int64_t ldx, int64_t rows, int64_t K, int8_t* q, float* scale);
 void gemm_i8(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int64_t N, int64_t K);
+// kBF16 linear with the X rounding explicit (linear() passes the cpu backend's choice,
+// linear_rounds_x_bf16()): X rounded to bf16 first iff round_x, sums in double, one rounding.
+void linear_bf16(const float* X, const uint16_t* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
+                 int64_t ldx, int64_t ldy, bool round_x);
+// Scalar conversions: bf16 / f16 bits from a float (round to nearest even; NaN stays NaN, f16
+// overflows to inf) and back (exact).
+uint16_t bf16_from_float(float f);
+float bf16_to_float(uint16_t h);
+uint16_t f16_from_float(float f);
+float f16_to_float(uint16_t h);
 void attention_bf16(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
                     int64_t head_dim, int64_t half_window, float* workspace = nullptr, const RopeTable* rope = nullptr);
 void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,

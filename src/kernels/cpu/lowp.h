@@ -1,0 +1,54 @@
+// Internal building blocks of the cpu backend's reduced-precision ops (#15): element conversions
+// (bf16 rounding, bf16 / f16 widening, per-row int8 quantization) with run-time ISA dispatch, the
+// exact int8 GEMM kernel of our own, and the per-thread oneDNN matmul wrapper. Contracts of the
+// public ops are in kernels/backend.h and modernbert/precision.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace modernbert::kernels::cpu::lowp {
+
+// ---- Conversions (single thread; dispatch AVX-512 / AVX2 at run time) ------------------------------
+// y[i] = bits of x[i] rounded to bf16, round to nearest even (NaN stays a quiet NaN).
+void round_bf16(const float* x, uint16_t* y, int64_t n);
+// y[i] = float(bf16 x[i]) (exact).
+void widen_bf16(const uint16_t* x, float* y, int64_t n);
+// y[i] = float(f16 x[i]) (exact, subnormals included).
+void widen_f16(const uint16_t* x, float* y, int64_t n);
+// One row of quantize_rows_i8 (contract in backend.h): q[0..K), *scale.
+void quantize_row_i8(const float* x, int64_t K, int8_t* q, float* scale);
+// y[m, n] = float(acc[m, n]) * (sx[m] * sw[n]) + bias[n] (one fma; no bias: the product), rows of a
+// non-finite sx[m] NaN. acc may be y's own storage reinterpreted (in place): both have stride ldy.
+void int8_epilogue(const int32_t* acc, const float* sx, const float* sw, const float* bias, float* y, int64_t M,
+                   int64_t N, int64_t ldy);
+// Name of the conversion ISA in use ("avx512" | "avx2").
+const char* convert_isa();
+
+// ---- Exact int8 GEMM of our own: C[M,N] (ldc) = A[M,K] (lda) · B[N,K]^T (ldb) in int32 -------------
+// int16 products (vpmaddwd), exact for |A|, |B| <= 128 and K < 2^17. Single thread.
+void gemm_i8_own(const int8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, int64_t M,
+                 int64_t N, int64_t K);
+const char* gemm_i8_own_name();
+
+// ---- oneDNN matmul (per-thread cached primitives; single-threaded on the calling thread) -----------
+enum class MatmulKind { kBf16, kS8 };
+// Whether oneDNN can run `kind` natively and exactly here (probed once: a native implementation,
+// not a reference one; for kS8 integer sums checked exact on saturating worst-case data). `impl`
+// gets the implementation name (impl_info_str) when available.
+bool onednn_matmul_usable(MatmulKind kind, std::string* impl = nullptr);
+// C[M, N] (ldc) = A[M, K] (dense, bf16 bits | int8) · W[N, K]^T (W row-major [N,K] with row stride
+// K, read in place as oneDNN's {K, N} `ba` weights) (+ bias[N], kBf16 only). C is float (kBf16) or
+// int32 (kS8). Returns false when the primitive cannot be created (the caller falls back).
+bool onednn_matmul(MatmulKind kind, const void* A, const void* W, const float* bias, void* C, int64_t ldc, int64_t M,
+                   int64_t N, int64_t K);
+
+// ---- Test hook -----------------------------------------------------------------------------------
+// true: behave as a CPU without usable oneDNN low-precision matmuls (bf16 widened into the fp32
+// sgemm, int8 through gemm_i8_own). Tests use it to cover both paths in one process; not while
+// ops run.
+void set_force_portable(bool on);
+bool force_portable();
+
+}  // namespace modernbert::kernels::cpu::lowp

@@ -1,0 +1,155 @@
+// Element conversions of the reduced-precision ops (lowp.h): bf16 rounding, bf16 / f16 widening,
+// per-row int8 quantization and the int8 epilogue. AVX2 / F16C / FMA (the portable build's
+// x86-64-v3 baseline), scalar tails doing the same float operations, so the results are identical
+// to the scalar formulas (and to ref) bit for bit.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels/cpu/lowp.h"
+
+namespace modernbert::kernels::cpu::lowp {
+
+namespace {
+
+inline uint32_t bits_of(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+
+inline uint16_t round_bf16_scalar(float f) {
+  const uint32_t b = bits_of(f);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((b >> 16) | 0x40u);  // quiet NaN
+  return static_cast<uint16_t>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+// 8 floats -> 8 bf16 in the low 16 bits of each int32 lane.
+inline __m256i round_bf16_8(__m256 x) {
+  const __m256i b = _mm256_castps_si256(x);
+  const __m256i mag = _mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff));
+  const __m256i nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7f800000));
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
+  const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), lsb), 16);
+  const __m256i q = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
+  return _mm256_blendv_epi8(r, q, nan);
+}
+
+}  // namespace
+
+const char* convert_isa() { return "avx2"; }
+
+void round_bf16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i a = round_bf16_8(_mm256_loadu_ps(x + i));
+    const __m256i b = round_bf16_8(_mm256_loadu_ps(x + i + 8));
+    // packus interleaves the 128-bit lanes: [a0-3 b0-3 a4-7 b4-7] -> reorder the 64-bit quarters.
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), p);
+  }
+  for (; i < n; ++i) y[i] = round_bf16_scalar(x[i]);
+}
+
+void widen_bf16(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    _mm256_storeu_ps(y + i, _mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+  }
+  for (; i < n; ++i) {
+    const uint32_t b = static_cast<uint32_t>(x[i]) << 16;
+    std::memcpy(y + i, &b, 4);
+  }
+}
+
+void widen_f16(const uint16_t* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  for (; i < n; ++i) y[i] = _cvtsh_ss(x[i]);
+}
+
+void quantize_row_i8(const float* x, int64_t K, int8_t* q, float* scale) {
+  // max |x| as the integer maximum of the magnitude bits: for non-negative floats the integer order
+  // is the float order, and inf / NaN bit patterns sort above every finite value.
+  __m256i vmax = _mm256_setzero_si256();
+  const __m256i absmask = _mm256_set1_epi32(0x7fffffff);
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8)
+    vmax = _mm256_max_epi32(vmax, _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(x + k)), absmask));
+  alignas(32) uint32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), vmax);
+  uint32_t m = 0;
+  for (uint32_t l : lanes) m = l > m ? l : m;
+  for (; k < K; ++k) {
+    const uint32_t b = bits_of(x[k]) & 0x7fffffffu;
+    m = b > m ? b : m;
+  }
+  if (m >= 0x7f800000u || m == 0) {
+    *scale = m == 0 ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+    std::memset(q, 0, static_cast<size_t>(K));
+    return;
+  }
+  float a;
+  std::memcpy(&a, &m, 4);
+  *scale = a / 127.0f;
+  const float inv = 127.0f / a;
+  if (!std::isfinite(inv)) {  // a < 127 / FLT_MAX (subnormal rows): the same formula in double
+    for (k = 0; k < K; ++k) q[k] = static_cast<int8_t>(std::nearbyint(static_cast<double>(x[k]) * 127.0 / a));
+    return;
+  }
+  const __m256 vinv = _mm256_set1_ps(inv);
+  // Products are within [-127, 127] (|x| <= a), so the saturating packs never saturate; cvtps
+  // rounds with MXCSR's mode, round to nearest even as nearbyint under the default mode.
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  k = 0;
+  for (; k + 32 <= K; k += 32) {
+    const __m256i v0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv));
+    const __m256i v1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8), vinv));
+    const __m256i v2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 16), vinv));
+    const __m256i v3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 24), vinv));
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(v0, v1), _mm256_packs_epi32(v2, v3));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k), _mm256_permutevar8x32_epi32(p, order));
+  }
+  for (; k < K; ++k) q[k] = static_cast<int8_t>(std::nearbyint(x[k] * inv));
+}
+
+void int8_epilogue(const int32_t* acc, const float* sx, const float* sw, const float* bias, float* y, int64_t M,
+                   int64_t N, int64_t ldy) {
+  for (int64_t m = 0; m < M; ++m) {
+    const int32_t* a = acc + m * ldy;
+    float* out = y + m * ldy;
+    const float s = sx[m];
+    if (!std::isfinite(s)) {
+      for (int64_t n = 0; n < N; ++n) out[n] = std::numeric_limits<float>::quiet_NaN();
+      continue;
+    }
+    const __m256 vs = _mm256_set1_ps(s);
+    int64_t n = 0;
+    if (bias) {
+      for (; n + 8 <= N; n += 8) {
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + n)));
+        _mm256_storeu_ps(out + n,
+                         _mm256_fmadd_ps(v, _mm256_mul_ps(vs, _mm256_loadu_ps(sw + n)), _mm256_loadu_ps(bias + n)));
+      }
+      for (; n < N; ++n) {
+        const int32_t v = a[n];  // read before the store: a and out may be the same bytes
+        out[n] = std::fma(static_cast<float>(v), s * sw[n], bias[n]);
+      }
+    } else {
+      for (; n + 8 <= N; n += 8) {
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + n)));
+        _mm256_storeu_ps(out + n, _mm256_mul_ps(v, _mm256_mul_ps(vs, _mm256_loadu_ps(sw + n))));
+      }
+      for (; n < N; ++n) {
+        const int32_t v = a[n];
+        out[n] = static_cast<float>(v) * (s * sw[n]);
+      }
+    }
+  }
+}
+
+}  // namespace modernbert::kernels::cpu::lowp

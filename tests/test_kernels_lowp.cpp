@@ -1,0 +1,381 @@
+// The reduced-precision ops (#15; kernels/backend.h, modernbert/precision.h) of every backend vs the
+// reference backend: linear over bf16 / f16 / int8 weights, embedding_typed, quantize_rows_i8 and
+// gemm_i8, and the reference against float64 and hand-made cases.
+//
+// Exactness: quantize_rows_i8, gemm_i8, embedding_typed and the int8 linear (exact int32 sums, then
+// the same float epilogue) are compared bit for bit. The bf16 / f16 linears accumulate in fp32
+// (ref in double): |got - ref| <= atol + 1e-5 |ref|, atol stated at each check (~10x the need
+// measured with MB_ALLCLOSE_STATS=1 on AVX512-BF16 Zen 5). The cpu backend's two paths of each
+// type (native oneDNN bf16 / int8 matmuls, and the portable widening / own-int8 paths) are both
+// run, through the lowp test hook.
+#include <gtest/gtest.h>
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend_test_util.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/lowp.h"
+#include "kernels/ref/ref.h"
+#include "modernbert/error.h"
+#include "modernbert/precision.h"
+#include "test_util.h"
+
+namespace mk = modernbert::kernels;
+using modernbert::Precision;
+using modernbert::WeightMatrix;
+
+namespace {
+
+constexpr double kRtol = 1e-5;
+
+std::vector<float> rand_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+  std::vector<uint16_t> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = mk::ref::bf16_from_float(v[i]);
+  return o;
+}
+std::vector<uint16_t> to_f16(const std::vector<float>& v) {
+  std::vector<uint16_t> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = mk::ref::f16_from_float(v[i]);
+  return o;
+}
+
+// Symmetric per-row int8 weights (precision.h): q = nearbyint(w * 127 / max|w|), scale = max / 127.
+struct QuantW {
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+};
+QuantW quantize_w(const std::vector<float>& w, int64_t N, int64_t K) {
+  QuantW r{std::vector<int8_t>(static_cast<size_t>(N * K)), std::vector<float>(static_cast<size_t>(N))};
+  mk::ref::quantize_rows_i8(w.data(), K, N, K, r.q.data(), r.scale.data());
+  return r;
+}
+
+// Bit equality, NaN equal to NaN.
+::testing::AssertionResult same_bits(const std::vector<float>& got, const std::vector<float>& ref) {
+  if (got.size() != ref.size()) return ::testing::AssertionFailure() << "sizes differ";
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(got[i]) && std::isnan(ref[i])) continue;
+    if (std::memcmp(&got[i], &ref[i], 4) != 0)
+      return ::testing::AssertionFailure() << "element " << i << ": got " << got[i] << ", ref " << ref[i];
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Runs body once per cpu path: native (oneDNN where usable) and forced portable; restores native.
+template <class F>
+void for_each_path(F&& body) {
+  for (bool portable : {false, true}) {
+    mk::cpu::lowp::set_force_portable(portable);
+    SCOPED_TRACE(portable ? "portable path" : "native path");
+    body(portable);
+  }
+  mk::cpu::lowp::set_force_portable(false);
+}
+
+struct Shape {
+  int64_t M, N, K;
+};
+// M in {1, 7, 64, 300} (serial, column split, row split on 2 threads) x base-like N, K, plus odd.
+const std::vector<Shape>& linear_shapes() {
+  static const std::vector<Shape> s = {{1, 160, 768}, {7, 160, 768},  {64, 160, 768}, {300, 160, 768},
+                                       {1, 72, 1152}, {64, 72, 1152}, {300, 33, 67},  {5, 17, 3}};
+  return s;
+}
+
+}  // namespace
+
+MB_BACKEND_SUITE(LowpQuantize);
+MB_BACKEND_SUITE(LowpGemmI8);
+MB_BACKEND_SUITE(LowpLinear);
+MB_BACKEND_SUITE(LowpEmbedding);
+
+// ---- quantize_rows_i8 ------------------------------------------------------------------------------
+
+TEST_P(LowpQuantize, BitExactOddSizesAndEdgeRows) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t K : {1, 3, 15, 17, 31, 33, 63, 65, 130, 768, 1001}) {
+    const int64_t rows = 12, ldx = K + 5;
+    auto x = rand_vec(static_cast<size_t>(rows * ldx), static_cast<uint32_t>(K), -3.0f, 3.0f);
+    auto row = [&](int64_t r) { return x.data() + r * ldx; };
+    for (int64_t k = 0; k < K; ++k) row(0)[k] = 0.0f;                                    // zeros
+    for (int64_t k = 0; k < K; ++k) row(1)[k] = (k % 2) ? -0.0f : 0.0f;                  // signed zeros
+    row(2)[K / 2] = nan;                                                                 // NaN
+    row(3)[K - 1] = inf;                                                                 // inf
+    row(4)[0] = -inf;                                                                    // -inf
+    for (int64_t k = 0; k < K; ++k) row(5)[k] = (k % 3 == 0) ? 5.0f : -5.0f;             // +-127 extremes
+    for (int64_t k = 0; k < K; ++k) row(6)[k] = static_cast<float>(k % 254) - 126.5f;    // ties
+    row(6)[0] = 127.0f;                                                                  // a = 127, 127/a = 1
+    for (int64_t k = 0; k < K; ++k) row(7)[k] = 1e-40f * static_cast<float>(k % 5 - 2);  // subnormals
+    row(10)[K - 1] = 3e-38f;                                                             // tiny: 127 / a = inf
+    for (int64_t k = 0; k + 1 < K; ++k) row(10)[k] = 1e-38f * static_cast<float>(k % 3 - 1);
+    for (int64_t k = 0; k < K; ++k) row(11)[k] = (k % 2) ? 1e-45f : 0.0f;  // smallest subnormal
+    row(8)[K - 1] = 1e30f;                                                 // one huge value
+    for (int64_t k = 0; k < K; ++k) row(9)[k] = -1.0f;                     // all equal, negative
+    std::vector<int8_t> qg(static_cast<size_t>(rows * K), 99), qr(qg.size(), 98);
+    std::vector<float> sg(rows, -1), sr(rows, -2);
+    mk::quantize_rows_i8(x.data(), ldx, rows, K, qg.data(), sg.data());
+    mk::ref::quantize_rows_i8(x.data(), ldx, rows, K, qr.data(), sr.data());
+    EXPECT_EQ(qg, qr) << "K=" << K;
+    EXPECT_TRUE(same_bits(sg, sr)) << "K=" << K;
+    // The contract itself on the edge rows.
+    EXPECT_EQ(sr[0], 0.0f);
+    EXPECT_EQ(sr[1], 0.0f);
+    for (int r : {2, 3, 4}) {
+      EXPECT_TRUE(std::isnan(sr[static_cast<size_t>(r)])) << r;
+      for (int64_t k = 0; k < K; ++k) EXPECT_EQ(qr[static_cast<size_t>(r * K + k)], 0);
+    }
+    for (int64_t k = 0; k < K; ++k) EXPECT_EQ(qr[static_cast<size_t>(5 * K + k)], (k % 3 == 0) ? 127 : -127);
+    EXPECT_EQ(sr[5], 5.0f / 127.0f);
+    if (K > 2) {
+      EXPECT_EQ(qr[static_cast<size_t>(6 * K + 1)], -126);  // -125.5 -> -126 (half to even)
+    }
+    if (K > 3) {
+      EXPECT_EQ(qr[static_cast<size_t>(6 * K + 2)], -124);  // -124.5 -> -124
+    }
+    for (int64_t k = 0; k < K; ++k) EXPECT_EQ(qr[static_cast<size_t>(9 * K + k)], -127);
+  }
+}
+
+TEST_P(LowpQuantize, DenseDefaultStride) {
+  const int64_t rows = 37, K = 100;
+  auto x = rand_vec(static_cast<size_t>(rows * K), 9, -50.0f, 50.0f);
+  std::vector<int8_t> qg(static_cast<size_t>(rows * K)), qr(qg.size());
+  std::vector<float> sg(rows), sr(rows);
+  mk::quantize_rows_i8(x.data(), 0, rows, K, qg.data(), sg.data());
+  mk::ref::quantize_rows_i8(x.data(), 0, rows, K, qr.data(), sr.data());
+  EXPECT_EQ(qg, qr);
+  EXPECT_TRUE(same_bits(sg, sr));
+}
+
+// ---- gemm_i8 -----------------------------------------------------------------------------------------
+
+TEST_P(LowpGemmI8, BitExactShapesAndExtremes) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> u(-127, 127);
+  for (Shape s : {Shape{1, 1, 1}, Shape{1, 300, 768}, Shape{3, 5, 7}, Shape{17, 33, 65}, Shape{64, 48, 200},
+                  Shape{130, 70, 129}, Shape{300, 40, 1152}}) {
+    for (int fill : {0, 1, 2}) {  // random, all +127, alternating +-127 against +127 (worst saturation)
+      std::vector<int8_t> A(static_cast<size_t>(s.M * s.K)), B(static_cast<size_t>(s.N * s.K));
+      for (size_t i = 0; i < A.size(); ++i)
+        A[i] = static_cast<int8_t>(fill == 0 ? u(rng) : (fill == 1 || i % 2 == 0) ? 127 : -127);
+      for (size_t i = 0; i < B.size(); ++i) B[i] = static_cast<int8_t>(fill == 0 ? u(rng) : 127);
+      std::vector<int32_t> Cr(static_cast<size_t>(s.M * s.N));
+      mk::ref::gemm_i8(A.data(), B.data(), Cr.data(), s.M, s.N, s.K);
+      for_each_path([&](bool) {
+        std::vector<int32_t> Cg(Cr.size(), 12345);
+        mk::gemm_i8(A.data(), B.data(), Cg.data(), s.M, s.N, s.K);
+        EXPECT_EQ(Cg, Cr) << s.M << "x" << s.N << "x" << s.K << " fill " << fill;
+      });
+    }
+  }
+}
+
+// ---- linear ------------------------------------------------------------------------------------------
+
+TEST_P(LowpLinear, F32IsTheGemm) {
+  const int64_t M = 9, N = 20, K = 31;
+  auto X = rand_vec(M * K, 1), W = rand_vec(N * K, 2), b = rand_vec(N, 3);
+  std::vector<float> Yl(M * N), Yg(M * N);
+  mk::linear(X.data(), WeightMatrix(W.data()), b.data(), Yl.data(), M, N, K);
+  mk::gemm(X.data(), W.data(), b.data(), Yg.data(), M, N, K);
+  EXPECT_TRUE(same_bits(Yl, Yg));
+}
+
+TEST_P(LowpLinear, Bf16MatchesReference) {
+  for_each_path([&](bool portable) {
+    if (portable) {
+      EXPECT_FALSE(mk::linear_rounds_x_bf16());
+    }
+    for (Shape s : linear_shapes())
+      for (bool bias : {false, true}) {
+        auto X = rand_vec(s.M * s.K, 11), b = rand_vec(s.N, 13);
+        auto W = to_bf16(rand_vec(s.N * s.K, 12));
+        std::vector<float> Yg(s.M * s.N), Yr(s.M * s.N);
+        const WeightMatrix wm(Precision::kBF16, W.data());
+        mk::linear(X.data(), wm, bias ? b.data() : nullptr, Yg.data(), s.M, s.N, s.K);
+        mk::ref::linear(X.data(), wm, bias ? b.data() : nullptr, Yr.data(), s.M, s.N, s.K);
+        // fp32 accumulation of K products in [-1, 1] (measured need <= 1.8e-5 at K = 768, 1152).
+        mbtest::expect_allclose(Yg, Yr, 1e-4, kRtol, mbtest::str("bf16 ", s.M, "x", s.N, "x", s.K, " bias=", bias));
+      }
+  });
+}
+
+TEST_P(LowpLinear, F16MatchesReference) {
+  for (Shape s : linear_shapes())
+    for (bool bias : {false, true}) {
+      auto X = rand_vec(s.M * s.K, 21), b = rand_vec(s.N, 23);
+      auto W = to_f16(rand_vec(s.N * s.K, 22));
+      std::vector<float> Yg(s.M * s.N), Yr(s.M * s.N);
+      const WeightMatrix wm(Precision::kF16, W.data());
+      mk::linear(X.data(), wm, bias ? b.data() : nullptr, Yg.data(), s.M, s.N, s.K);
+      mk::ref::linear(X.data(), wm, bias ? b.data() : nullptr, Yr.data(), s.M, s.N, s.K);
+      mbtest::expect_allclose(Yg, Yr, 1e-4, kRtol, mbtest::str("f16 ", s.M, "x", s.N, "x", s.K, " bias=", bias));
+    }
+}
+
+TEST_P(LowpLinear, Int8BitExactWithReference) {
+  for_each_path([&](bool) {
+    for (Shape s : linear_shapes())
+      for (bool bias : {false, true}) {
+        auto X = rand_vec(s.M * s.K, 31, -4.0f, 4.0f), b = rand_vec(s.N, 33);
+        const QuantW w = quantize_w(rand_vec(s.N * s.K, 32, -0.2f, 0.2f), s.N, s.K);
+        std::vector<float> Yg(s.M * s.N), Yr(s.M * s.N);
+        const WeightMatrix wm(Precision::kInt8, w.q.data(), w.scale.data());
+        mk::linear(X.data(), wm, bias ? b.data() : nullptr, Yg.data(), s.M, s.N, s.K);
+        mk::ref::linear(X.data(), wm, bias ? b.data() : nullptr, Yr.data(), s.M, s.N, s.K);
+        EXPECT_TRUE(same_bits(Yg, Yr)) << "int8 " << s.M << "x" << s.N << "x" << s.K << " bias=" << bias;
+      }
+  });
+}
+
+TEST_P(LowpLinear, Int8EdgeRowsAndStrides) {
+  const int64_t M = 70, N = 40, K = 33, ldx = 50, ldy = 61;
+  auto X = rand_vec(M * ldx, 41, -2.0f, 2.0f), b = rand_vec(N, 43);
+  for (int64_t k = 0; k < K; ++k) X[static_cast<size_t>(3 * ldx + k)] = 0.0f;  // zeros -> bias
+  X[static_cast<size_t>(5 * ldx + 7)] = std::numeric_limits<float>::quiet_NaN();
+  X[static_cast<size_t>(6 * ldx + 0)] = -std::numeric_limits<float>::infinity();
+  const QuantW w = quantize_w(rand_vec(N * K, 42), N, K);
+  const WeightMatrix wm(Precision::kInt8, w.q.data(), w.scale.data());
+  for_each_path([&](bool) {
+    std::vector<float> Yg(M * ldy, 7.0f), Yr = Yg;
+    mk::linear(X.data(), wm, b.data(), Yg.data(), M, N, K, ldx, ldy);
+    mk::ref::linear(X.data(), wm, b.data(), Yr.data(), M, N, K, ldx, ldy);
+    EXPECT_TRUE(same_bits(Yg, Yr));
+    for (int64_t j = 0; j < N; ++j) {
+      EXPECT_EQ(Yg[static_cast<size_t>(3 * ldy + j)], b[static_cast<size_t>(j)]);
+      EXPECT_TRUE(std::isnan(Yg[static_cast<size_t>(5 * ldy + j)]));
+      EXPECT_TRUE(std::isnan(Yg[static_cast<size_t>(6 * ldy + j)]));
+    }
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = N; j < ldy; ++j) ASSERT_EQ(Yg[static_cast<size_t>(i * ldy + j)], 7.0f);  // untouched
+  });
+}
+
+TEST_P(LowpLinear, Bf16F16Strides) {
+  const int64_t M = 150, N = 40, K = 33, ldx = 50, ldy = 61;
+  auto X = rand_vec(M * ldx, 51), b = rand_vec(N, 53), Wf = rand_vec(N * K, 52);
+  const auto wb = to_bf16(Wf), wh = to_f16(Wf);
+  for_each_path([&](bool) {
+    for (const WeightMatrix wm :
+         {WeightMatrix(Precision::kBF16, wb.data()), WeightMatrix(Precision::kF16, wh.data())}) {
+      std::vector<float> Yg(M * ldy, 7.0f), Yr = Yg;
+      mk::linear(X.data(), wm, b.data(), Yg.data(), M, N, K, ldx, ldy);
+      mk::ref::linear(X.data(), wm, b.data(), Yr.data(), M, N, K, ldx, ldy);
+      mbtest::expect_allclose(Yg, Yr, 1e-5, kRtol, modernbert::precision_name(wm.type));
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = N; j < ldy; ++j) ASSERT_EQ(Yg[static_cast<size_t>(i * ldy + j)], 7.0f);
+    }
+  });
+}
+
+TEST_P(LowpLinear, EmptyReductionAndMissingScale) {
+  const int64_t M = 3, N = 4;
+  std::vector<float> X(1), b = {1, 2, 3, 4}, Y(M * N, 9.0f);
+  std::vector<uint16_t> w(1);
+  mk::linear(X.data(), WeightMatrix(Precision::kBF16, w.data()), b.data(), Y.data(), M, N, 0);
+  for (int64_t i = 0; i < M * N; ++i) EXPECT_EQ(Y[static_cast<size_t>(i)], b[static_cast<size_t>(i % N)]);
+  std::vector<int8_t> q(N * 8);
+  std::vector<float> X8(M * 8, 1.0f);
+  EXPECT_THROW(mk::linear(X8.data(), WeightMatrix(Precision::kInt8, q.data()), nullptr, Y.data(), M, N, 8),
+               modernbert::Error);
+}
+
+// The bf16 numerics against float64 on well-conditioned data (the reference backend and every
+// backend): with u = 2^-9 (bf16 unit roundoff) and e = 2^-24, each element satisfies
+//   |y - y64| <= (u_w + u_x + u_w u_x + K e) · Σ_k |x_k w_k|,
+// u_w = u (W stored in bf16), u_x = u iff X is rounded, y64 the float64 product of the fp32 X and W.
+TEST(LowpNumerics, Bf16LinearWithinBf16BoundOfFloat64) {
+  const int64_t M = 64, N = 96, K = 768;
+  auto X = rand_vec(M * K, 61), Wf = rand_vec(N * K, 62);
+  const auto wb = to_bf16(Wf);
+  const WeightMatrix wm(Precision::kBF16, wb.data());
+  const double u = std::ldexp(1.0, -9), e = std::ldexp(1.0, -24);
+  for (const mk::Backend* be : mbtest::test_backends_and_ref())
+    for_each_path([&](bool) {
+      const double ux = mk::linear_rounds_x_bf16() ? u : 0.0;
+      std::vector<float> Y(M * N);
+      be->linear(X.data(), wm, nullptr, Y.data(), M, N, K, 0, 0);
+      double worst = 0;
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double exact = 0, mag = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double p = static_cast<double>(X[i * K + k]) * Wf[j * K + k];
+            exact += p;
+            mag += std::fabs(p);
+          }
+          const double bound = (u + ux + u * ux + static_cast<double>(K) * e) * mag;
+          const double err = std::fabs(Y[static_cast<size_t>(i * N + j)] - exact);
+          worst = std::max(worst, err / bound);
+          ASSERT_LE(err, bound) << be->name << " [" << i << "," << j << "]";
+        }
+      // Random rounding errors add up like a random walk: far inside the worst-case bound.
+      EXPECT_LT(worst, 0.25) << be->name;
+    });
+}
+
+TEST(LowpNumerics, ConversionsOfTheReference) {
+  // bf16: round half to even on the dropped 16 bits, NaN stays NaN, overflow to inf.
+  EXPECT_EQ(mk::ref::bf16_from_float(1.0f), 0x3f80);
+  EXPECT_EQ(mk::ref::bf16_from_float(1.0f + std::ldexp(1.0f, -8)), 0x3f80);      // tie -> even
+  EXPECT_EQ(mk::ref::bf16_from_float(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3f82);  // tie -> even (up)
+  EXPECT_EQ(mk::ref::bf16_from_float(std::numeric_limits<float>::max()), 0x7f80);
+  EXPECT_TRUE(std::isnan(mk::ref::bf16_to_float(mk::ref::bf16_from_float(std::nanf("")))));
+  // f16 against the hardware conversion (F16C), over a sweep of magnitudes and the edges.
+  std::vector<float> v = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.0f, 65520.0f, 1e-8f, 6e-8f, 3e-8f, 6.1e-5f, -2.5e-6f};
+  for (int i = -30; i <= 17; ++i)
+    for (float f : {1.0f, 1.3f, 1.0009765625f, 1.00048828125f, 1.00146484375f})
+      v.push_back(std::ldexp(f, i)), v.push_back(-std::ldexp(f, i));
+  for (float f : v) {
+    EXPECT_EQ(mk::ref::f16_from_float(f), _cvtss_sh(f, 0)) << f;
+    const uint16_t h = _cvtss_sh(f, 0);
+    EXPECT_EQ(mk::ref::f16_to_float(h), _cvtsh_ss(h)) << f;
+  }
+}
+
+TEST(LowpNumerics, PathNamesAndRoundingFlagAgree) {
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kF16, Precision::kInt8})
+    EXPECT_FALSE(mk::linear_path(p).empty());
+  const std::string bf = mk::linear_path(Precision::kBF16);
+  EXPECT_EQ(mk::linear_rounds_x_bf16(), bf.find("oneDNN matmul") != std::string::npos) << bf;
+  std::printf("  linear paths: bf16: %s | f16: %s | int8: %s\n", bf.c_str(), mk::linear_path(Precision::kF16).c_str(),
+              mk::linear_path(Precision::kInt8).c_str());
+}
+
+// ---- embedding_typed ---------------------------------------------------------------------------------
+
+TEST_P(LowpEmbedding, BitExactAllTypes) {
+  const int64_t V = 50, H = 77, T = 300;
+  auto Ef = rand_vec(V * H, 71, -3.0f, 3.0f);
+  const auto eb = to_bf16(Ef), eh = to_f16(Ef);
+  const QuantW eq = quantize_w(Ef, V, H);
+  std::vector<int32_t> ids(T);
+  for (int64_t t = 0; t < T; ++t) ids[static_cast<size_t>(t)] = static_cast<int32_t>((t * 7 + 3) % V);
+  for (const WeightMatrix wm :
+       {WeightMatrix(Ef.data()), WeightMatrix(Precision::kBF16, eb.data()), WeightMatrix(Precision::kF16, eh.data()),
+        WeightMatrix(Precision::kInt8, eq.q.data(), eq.scale.data())}) {
+    std::vector<float> xg(T * H, -1), xr(T * H, -2);
+    mk::embedding(ids.data(), wm, xg.data(), T, H);
+    mk::ref::embedding_typed(ids.data(), wm, xr.data(), T, H);
+    EXPECT_TRUE(same_bits(xg, xr)) << modernbert::precision_name(wm.type);
+  }
+  // The widened values are the stored ones, exactly.
+  std::vector<float> x(H);
+  const int32_t id = 4;
+  mk::embedding(&id, WeightMatrix(Precision::kBF16, eb.data()), x.data(), 1, H);
+  for (int64_t c = 0; c < H; ++c) EXPECT_EQ(x[static_cast<size_t>(c)], mk::ref::bf16_to_float(eb[4 * H + c]));
+}
