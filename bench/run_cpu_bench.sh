@@ -205,8 +205,14 @@ run_one() {  # system workload [dtype]
                   --warmup "$WARMUP" --repeat "$REPEAT") ;;
     *) echo "unknown system $sys" >&2; return 1 ;;
   esac
-  line=$("$PY" -c "import json,sys; d=json.loads(sys.argv[1]); d.update(workload=sys.argv[2], bench_system=sys.argv[3], load_before=float(sys.argv[4]), load_after=float(sys.argv[5])); print(json.dumps(d))" \
-         "$line" "$w" "$sys" "$l0" "$(loadavg)")
+  # A reduced-precision run that came back in another dtype (a loader ignoring --dtype) is an error.
+  line=$("$PY" -c "
+import json, sys
+d = json.loads(sys.argv[1]); want = sys.argv[6].split('-')[0]
+if want and d.get('dtype', want) != want:
+    sys.exit('asked for dtype %s, bench ran %s' % (want, d.get('dtype')))
+d.update(workload=sys.argv[2], bench_system=sys.argv[3], load_before=float(sys.argv[4]), load_after=float(sys.argv[5]))
+print(json.dumps(d))" "$line" "$w" "$sys" "$l0" "$(loadavg)" "$dt") || return 1
   echo "$line" > "$OUT/raw/${sys}_${w}.json"
   log "$sys $w: $(echo "$line" | "$PY" -c "import json,sys; d=json.load(sys.stdin); print('%.1f tok/s, median %.2fs, rss %.0f MiB, load %.1f->%.1f' % (d['tokens_per_s'], d['seconds_median'], d['peak_rss_mib'], d['load_before'], d['load_after']))")"
 }
