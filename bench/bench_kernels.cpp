@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/attention_bf16.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/ref/ref.h"
 #include "modernbert/model.h"
@@ -174,6 +175,33 @@ int main(int argc, char** argv) {
       });
       std::printf("attention %2lld x %5lld %-7s: %8.1f ms %6.1f GFLOP/s (useful flops)\n", static_cast<long long>(B),
                   static_cast<long long>(seqlen), hw < 0 ? "global" : "w=128", t * 1e3, fl / t * 1e-9);
+    }
+  }
+  // attention_bf16 (#15) against fp32 attention, both with RoPE on the fly, alternating in one run:
+  // medians of max(reps, 5) calls each, on T/128 x 128 (workload a at T = 8192) and T/1024 x 1024 (d).
+  {
+    const auto rope = mk::make_rope_table(160000.0, d, 8192);
+    std::printf("attention_bf16 path: %s\n", mk::cpu::attention_bf16_path());
+    for (int64_t seqlen : {int64_t{128}, int64_t{1024}}) {
+      std::vector<int64_t> cu{0};
+      while (cu.back() + seqlen <= T) cu.push_back(cu.back() + seqlen);
+      const int64_t B = static_cast<int64_t>(cu.size()) - 1;
+      if (B == 0) continue;
+      for (int64_t hw : {int64_t{-1}, int64_t{64}}) {
+        std::vector<double> t32, t16;
+        for (int r = 0; r < std::max(reps, 5); ++r) {
+          t32.push_back(
+              best_of(1, [&] { mk::attention(qkv.data(), out.data(), cu.data(), B, heads, d, hw, ws.data(), &rope); }));
+          t16.push_back(best_of(1, [&] {
+            mk::cpu::attention_bf16(qkv.data(), out.data(), cu.data(), B, heads, d, hw, ws.data(), &rope);
+          }));
+        }
+        std::sort(t32.begin(), t32.end());
+        std::sort(t16.begin(), t16.end());
+        const double m32 = t32[t32.size() / 2], m16 = t16[t16.size() / 2];
+        std::printf("attention %2lld x %5lld %-7s: fp32 %8.2f ms, bf16 %8.2f ms, x%.2f\n", static_cast<long long>(B),
+                    static_cast<long long>(seqlen), hw < 0 ? "global" : "w=128", m32 * 1e3, m16 * 1e3, m32 / m16);
+      }
     }
   }
   // Whole encoder: 3 base-shaped layers (global, local, local), tokens as 128-token sequences

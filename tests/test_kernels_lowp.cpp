@@ -89,10 +89,12 @@ void for_each_path(F&& body) {
 struct Shape {
   int64_t M, N, K;
 };
-// M in {1, 7, 64, 300} (serial, column split, row split on 2 threads) x base-like N, K, plus odd.
+// M in {1, 7, 64, 300} (serial, column split, row split on 2 threads) x base-like N, K, plus odd
+// shapes and M <= 4 (the in-register small-M kernel of 16-bit weights).
 const std::vector<Shape>& linear_shapes() {
   static const std::vector<Shape> s = {{1, 160, 768}, {7, 160, 768},  {64, 160, 768}, {300, 160, 768},
-                                       {1, 72, 1152}, {64, 72, 1152}, {300, 33, 67},  {5, 17, 3}};
+                                       {1, 72, 1152}, {64, 72, 1152}, {300, 33, 67},  {5, 17, 3},
+                                       {2, 37, 77},   {3, 66, 768},   {4, 9, 1}};
   return s;
 }
 
@@ -106,48 +108,50 @@ MB_BACKEND_SUITE(LowpEmbedding);
 // ---- quantize_rows_i8 ------------------------------------------------------------------------------
 
 TEST_P(LowpQuantize, BitExactOddSizesAndEdgeRows) {
-  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
-  for (int64_t K : {1, 3, 15, 17, 31, 33, 63, 65, 130, 768, 1001}) {
-    const int64_t rows = 12, ldx = K + 5;
-    auto x = rand_vec(static_cast<size_t>(rows * ldx), static_cast<uint32_t>(K), -3.0f, 3.0f);
-    auto row = [&](int64_t r) { return x.data() + r * ldx; };
-    for (int64_t k = 0; k < K; ++k) row(0)[k] = 0.0f;                                    // zeros
-    for (int64_t k = 0; k < K; ++k) row(1)[k] = (k % 2) ? -0.0f : 0.0f;                  // signed zeros
-    row(2)[K / 2] = nan;                                                                 // NaN
-    row(3)[K - 1] = inf;                                                                 // inf
-    row(4)[0] = -inf;                                                                    // -inf
-    for (int64_t k = 0; k < K; ++k) row(5)[k] = (k % 3 == 0) ? 5.0f : -5.0f;             // +-127 extremes
-    for (int64_t k = 0; k < K; ++k) row(6)[k] = static_cast<float>(k % 254) - 126.5f;    // ties
-    row(6)[0] = 127.0f;                                                                  // a = 127, 127/a = 1
-    for (int64_t k = 0; k < K; ++k) row(7)[k] = 1e-40f * static_cast<float>(k % 5 - 2);  // subnormals
-    row(10)[K - 1] = 3e-38f;                                                             // tiny: 127 / a = inf
-    for (int64_t k = 0; k + 1 < K; ++k) row(10)[k] = 1e-38f * static_cast<float>(k % 3 - 1);
-    for (int64_t k = 0; k < K; ++k) row(11)[k] = (k % 2) ? 1e-45f : 0.0f;  // smallest subnormal
-    row(8)[K - 1] = 1e30f;                                                 // one huge value
-    for (int64_t k = 0; k < K; ++k) row(9)[k] = -1.0f;                     // all equal, negative
-    std::vector<int8_t> qg(static_cast<size_t>(rows * K), 99), qr(qg.size(), 98);
-    std::vector<float> sg(rows, -1), sr(rows, -2);
-    mk::quantize_rows_i8(x.data(), ldx, rows, K, qg.data(), sg.data());
-    mk::ref::quantize_rows_i8(x.data(), ldx, rows, K, qr.data(), sr.data());
-    EXPECT_EQ(qg, qr) << "K=" << K;
-    EXPECT_TRUE(same_bits(sg, sr)) << "K=" << K;
-    // The contract itself on the edge rows.
-    EXPECT_EQ(sr[0], 0.0f);
-    EXPECT_EQ(sr[1], 0.0f);
-    for (int r : {2, 3, 4}) {
-      EXPECT_TRUE(std::isnan(sr[static_cast<size_t>(r)])) << r;
-      for (int64_t k = 0; k < K; ++k) EXPECT_EQ(qr[static_cast<size_t>(r * K + k)], 0);
+  for_each_path([&](bool) {
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+    for (int64_t K : {1, 3, 15, 17, 31, 33, 63, 65, 130, 768, 1001}) {
+      const int64_t rows = 12, ldx = K + 5;
+      auto x = rand_vec(static_cast<size_t>(rows * ldx), static_cast<uint32_t>(K), -3.0f, 3.0f);
+      auto row = [&](int64_t r) { return x.data() + r * ldx; };
+      for (int64_t k = 0; k < K; ++k) row(0)[k] = 0.0f;                                    // zeros
+      for (int64_t k = 0; k < K; ++k) row(1)[k] = (k % 2) ? -0.0f : 0.0f;                  // signed zeros
+      row(2)[K / 2] = nan;                                                                 // NaN
+      row(3)[K - 1] = inf;                                                                 // inf
+      row(4)[0] = -inf;                                                                    // -inf
+      for (int64_t k = 0; k < K; ++k) row(5)[k] = (k % 3 == 0) ? 5.0f : -5.0f;             // +-127 extremes
+      for (int64_t k = 0; k < K; ++k) row(6)[k] = static_cast<float>(k % 254) - 126.5f;    // ties
+      row(6)[0] = 127.0f;                                                                  // a = 127, 127/a = 1
+      for (int64_t k = 0; k < K; ++k) row(7)[k] = 1e-40f * static_cast<float>(k % 5 - 2);  // subnormals
+      row(10)[K - 1] = 3e-38f;                                                             // tiny: 127 / a = inf
+      for (int64_t k = 0; k + 1 < K; ++k) row(10)[k] = 1e-38f * static_cast<float>(k % 3 - 1);
+      for (int64_t k = 0; k < K; ++k) row(11)[k] = (k % 2) ? 1e-45f : 0.0f;  // smallest subnormal
+      row(8)[K - 1] = 1e30f;                                                 // one huge value
+      for (int64_t k = 0; k < K; ++k) row(9)[k] = -1.0f;                     // all equal, negative
+      std::vector<int8_t> qg(static_cast<size_t>(rows * K), 99), qr(qg.size(), 98);
+      std::vector<float> sg(rows, -1), sr(rows, -2);
+      mk::quantize_rows_i8(x.data(), ldx, rows, K, qg.data(), sg.data());
+      mk::ref::quantize_rows_i8(x.data(), ldx, rows, K, qr.data(), sr.data());
+      EXPECT_EQ(qg, qr) << "K=" << K;
+      EXPECT_TRUE(same_bits(sg, sr)) << "K=" << K;
+      // The contract itself on the edge rows.
+      EXPECT_EQ(sr[0], 0.0f);
+      EXPECT_EQ(sr[1], 0.0f);
+      for (int r : {2, 3, 4}) {
+        EXPECT_TRUE(std::isnan(sr[static_cast<size_t>(r)])) << r;
+        for (int64_t k = 0; k < K; ++k) EXPECT_EQ(qr[static_cast<size_t>(r * K + k)], 0);
+      }
+      for (int64_t k = 0; k < K; ++k) EXPECT_EQ(qr[static_cast<size_t>(5 * K + k)], (k % 3 == 0) ? 127 : -127);
+      EXPECT_EQ(sr[5], 5.0f / 127.0f);
+      if (K > 2) {
+        EXPECT_EQ(qr[static_cast<size_t>(6 * K + 1)], -126);  // -125.5 -> -126 (half to even)
+      }
+      if (K > 3) {
+        EXPECT_EQ(qr[static_cast<size_t>(6 * K + 2)], -124);  // -124.5 -> -124
+      }
+      for (int64_t k = 0; k < K; ++k) EXPECT_EQ(qr[static_cast<size_t>(9 * K + k)], -127);
     }
-    for (int64_t k = 0; k < K; ++k) EXPECT_EQ(qr[static_cast<size_t>(5 * K + k)], (k % 3 == 0) ? 127 : -127);
-    EXPECT_EQ(sr[5], 5.0f / 127.0f);
-    if (K > 2) {
-      EXPECT_EQ(qr[static_cast<size_t>(6 * K + 1)], -126);  // -125.5 -> -126 (half to even)
-    }
-    if (K > 3) {
-      EXPECT_EQ(qr[static_cast<size_t>(6 * K + 2)], -124);  // -124.5 -> -124
-    }
-    for (int64_t k = 0; k < K; ++k) EXPECT_EQ(qr[static_cast<size_t>(9 * K + k)], -127);
-  }
+  });
 }
 
 TEST_P(LowpQuantize, DenseDefaultStride) {
@@ -155,10 +159,12 @@ TEST_P(LowpQuantize, DenseDefaultStride) {
   auto x = rand_vec(static_cast<size_t>(rows * K), 9, -50.0f, 50.0f);
   std::vector<int8_t> qg(static_cast<size_t>(rows * K)), qr(qg.size());
   std::vector<float> sg(rows), sr(rows);
-  mk::quantize_rows_i8(x.data(), 0, rows, K, qg.data(), sg.data());
   mk::ref::quantize_rows_i8(x.data(), 0, rows, K, qr.data(), sr.data());
-  EXPECT_EQ(qg, qr);
-  EXPECT_TRUE(same_bits(sg, sr));
+  for_each_path([&](bool) {
+    mk::quantize_rows_i8(x.data(), 0, rows, K, qg.data(), sg.data());
+    EXPECT_EQ(qg, qr);
+    EXPECT_TRUE(same_bits(sg, sr));
+  });
 }
 
 // ---- gemm_i8 -----------------------------------------------------------------------------------------
@@ -166,8 +172,8 @@ TEST_P(LowpQuantize, DenseDefaultStride) {
 TEST_P(LowpGemmI8, BitExactShapesAndExtremes) {
   std::mt19937 rng(5);
   std::uniform_int_distribution<int> u(-127, 127);
-  for (Shape s : {Shape{1, 1, 1}, Shape{1, 300, 768}, Shape{3, 5, 7}, Shape{17, 33, 65}, Shape{64, 48, 200},
-                  Shape{130, 70, 129}, Shape{300, 40, 1152}}) {
+  for (Shape s : {Shape{1, 1, 1}, Shape{1, 300, 768}, Shape{3, 5, 7}, Shape{2, 33, 47}, Shape{4, 21, 40},
+                  Shape{17, 33, 65}, Shape{64, 48, 200}, Shape{130, 70, 129}, Shape{300, 40, 1152}}) {
     for (int fill : {0, 1, 2}) {  // random, all +127, alternating +-127 against +127 (worst saturation)
       std::vector<int8_t> A(static_cast<size_t>(s.M * s.K)), B(static_cast<size_t>(s.N * s.K));
       for (size_t i = 0; i < A.size(); ++i)

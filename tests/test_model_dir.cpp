@@ -108,7 +108,7 @@ TEST(ModelDir, BareNamesShardsAndAllHeads) {
   EXPECT_EQ(m.weights.heads().classifier, HeadSet::Classifier::kSequence);
   EXPECT_EQ(m.weights.heads().num_labels, 3);
   WeightViews v = m.weights.views();
-  EXPECT_NE(v.decoder_w, v.tok_embeddings);  // untied
+  EXPECT_NE(v.decoder_w.data, v.tok_embeddings.data);  // untied
   EXPECT_NE(v.head_dense_b, nullptr);
   EXPECT_NE(v.layers[1].attn_norm_b, nullptr);
   EXPECT_EQ(v.layers[0].attn_norm_w, nullptr);  // layer 0 has no attn_norm

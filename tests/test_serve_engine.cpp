@@ -213,3 +213,26 @@ TEST(ServeEngine, FillMaskEqualsTheCliFunction) {
   EXPECT_EQ(job->results()[1].masks.size(), 2u);
   EXPECT_EQ(job->results()[0].mask_positions, std::vector<int64_t>{6});  // [CLS] The capital of France is [MASK]
 }
+
+// --dtype reaches the server (#15): the engine loads the weights in the requested precision, says
+// so in its capabilities, and a request alone is bitwise what `embed --dtype` prints.
+TEST(ServeEngine, RunsInTheRequestedPrecisionLikeTheCli) {
+  const std::string dir = models().mlm_cls;
+  EngineOptions o;
+  o.model_dir = dir;
+  o.precision = Precision::kInt8;
+  Engine e(o);
+  EXPECT_EQ(e.capabilities().precision, "int8");
+  const std::string text = words(23, 3);
+  auto job = run(e, embed_request({e.tokenize(text, nullptr, "", false)}));
+  std::string in = write(models().tmp / "one_int8.jsonl", json({{"text", text}}).dump() + "\n");
+  auto q = mbtest::run_command(mbtest::cli() + " embed --dtype int8 --model " + dir + " --input " + in + " 2>/dev/null");
+  ASSERT_EQ(q.status, 0) << q.output;
+  EXPECT_EQ(job->results()[0].values, jsonl(q.output).at(0)["embedding"].get<std::vector<float>>());
+  auto f = mbtest::run_command(mbtest::cli() + " embed --model " + dir + " --input " + in + " 2>/dev/null");
+  ASSERT_EQ(f.status, 0) << f.output;
+  EXPECT_NE(job->results()[0].values, jsonl(f.output).at(0)["embedding"].get<std::vector<float>>());
+  EngineOptions d = o;
+  d.precision.reset();
+  EXPECT_EQ(Engine(d).capabilities().precision, "f32");
+}

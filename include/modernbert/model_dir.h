@@ -66,6 +66,13 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts = {})
 void save_model_dir(const std::string& dir, const ModelConfig& cfg, const Weights& w,
                     DType dtype = DType::kF32);
 
+// Writes config.json + model.safetensors (atomically each) of a model held in reduced precision
+// (loaded with LoadOptions::precision = p, p != f32) in the quantized-checkpoint format of
+// docs/quantized-checkpoints.md: the weights in their storage types (int8 as I8 `<name>` + F32
+// `<name>_scale`), __metadata__ "modernbert.precision" / "modernbert.quantization", and
+// config.json's "torch_dtype" and "quantization_config". load_model_dir reads it back as p.
+void save_quantized_model_dir(const std::string& dir, const ModelConfig& cfg, const Weights& w, Precision p);
+
 // Deterministic Megatron-style initialisation of every parameter (spec §6.6): truncated normal
 // (cutoff initializer_cutoff_factor * std), std by rule; norms 1, biases 0. Same seed -> same values.
 void init_weights(Weights& w, uint64_t seed);

@@ -65,6 +65,11 @@ class SafeTensorsFile {
   std::vector<float> to_f32(const std::string& name) const;
   // Integer tensors (I64/I32/...) as int64.
   std::vector<int64_t> to_i64(const std::string& name) const;
+  // Drops the pages holding t's bytes (rounded out to whole pages) from this process's memory
+  // (madvise MADV_DONTNEED on the read-only file mapping: touched again, they are re-read from the
+  // file). A loader that has converted a tensor calls it so the source pages do not stay resident.
+  // No-op for from_memory files.
+  void release(const TensorInfo& t) const;
 
  private:
   SafeTensorsFile() = default;

@@ -2,6 +2,12 @@
 // into ONE contiguous float buffer (so an optimizer or all-reduce sees a flat array), or, for
 // inference from an F32 checkpoint, a zero-copy pointer into the mmapped safetensors file.
 //
+// Reduced precision (#15, modernbert/precision.h): for inference a parameter may instead be held
+// as bf16 / f16 / int8 (+ a float scale per row), either zero-copy inside a mapping (a checkpoint
+// already in that type) or in a byte buffer owned by the parameter (converted at load). Only the
+// linear weights and the embedding table are ever held so; the rest stays float32. param() and
+// mutable_param() are float-only and throw for such a parameter; matrix() gives the typed view.
+//
 // Names are the Hugging Face names of ModernBertForMaskedLM / ...ForSequenceClassification
 // (spec §3): "model.embeddings.tok_embeddings.weight", "model.layers.3.attn.Wqkv.weight",
 // "head.dense.weight", "decoder.bias", "classifier.weight", ...
@@ -13,6 +19,7 @@
 #include <vector>
 
 #include "modernbert/config.h"
+#include "modernbert/precision.h"
 
 namespace modernbert {
 
@@ -45,26 +52,27 @@ struct ParamSpec {
 std::vector<ParamSpec> parameter_specs(const ModelConfig& cfg, const HeadSet& heads);
 
 // Typed views into the parameters. Pointers are nullptr for absent parameters (biases that are
-// off, layer 0's attn_norm, heads not present).
+// off, layer 0's attn_norm, heads not present). The linear weights and the embedding table are
+// WeightMatrix (any Precision; `.f32()` where float32 is required); norms and biases are float32.
 struct LayerWeights {
   const float* attn_norm_w = nullptr; const float* attn_norm_b = nullptr;  // [H] (nullptr in layer 0)
-  const float* wqkv = nullptr;        const float* bqkv = nullptr;         // [3H, H], [3H]
-  const float* wo = nullptr;          const float* bo = nullptr;           // [H, H], [H]
+  WeightMatrix wqkv;                  const float* bqkv = nullptr;         // [3H, H], [3H]
+  WeightMatrix wo;                    const float* bo = nullptr;           // [H, H], [H]
   const float* mlp_norm_w = nullptr;  const float* mlp_norm_b = nullptr;   // [H]
-  const float* wi = nullptr;          const float* bi = nullptr;           // [2I, H], [2I]
-  const float* wo_mlp = nullptr;      const float* bo_mlp = nullptr;       // [H, I], [H]
+  WeightMatrix wi;                    const float* bi = nullptr;           // [2I, H], [2I]
+  WeightMatrix wo_mlp;                const float* bo_mlp = nullptr;       // [H, I], [H]
 };
 
 struct WeightViews {
-  const float* tok_embeddings = nullptr;                                   // [V, H]
+  WeightMatrix tok_embeddings;                                             // [V, H]
   const float* emb_norm_w = nullptr;  const float* emb_norm_b = nullptr;   // [H]
   std::vector<LayerWeights> layers;
   const float* final_norm_w = nullptr; const float* final_norm_b = nullptr;
-  const float* head_dense_w = nullptr; const float* head_dense_b = nullptr;  // [H, H], [H]
+  WeightMatrix head_dense_w;           const float* head_dense_b = nullptr;  // [H, H], [H]
   const float* head_norm_w = nullptr;  const float* head_norm_b = nullptr;   // [H]
-  const float* decoder_w = nullptr;    // [V, H]; == tok_embeddings when tied
+  WeightMatrix decoder_w;              // [V, H]; == tok_embeddings when tied
   const float* decoder_b = nullptr;    // [V]
-  const float* classifier_w = nullptr; const float* classifier_b = nullptr;  // [L, H], [L]
+  WeightMatrix classifier_w;           const float* classifier_b = nullptr;  // [L, H], [L]
 };
 
 class Weights {
@@ -86,12 +94,21 @@ class Weights {
   float* data() { return buffer_.data(); }
   const float* data() const { return buffer_.data(); }
   bool is_contiguous() const;
-  // Copies mmapped parameters into the contiguous buffer (needed before training).
+  // Copies mmapped / separately held float32 parameters into the contiguous buffer (needed before
+  // training). Throws when a parameter is held in reduced precision (training is fp32-only).
   void make_contiguous();
 
-  // Pointer to the parameter's values (in the buffer or in the mapping); throws if unknown.
+  // Pointer to the parameter's float32 values (in the buffer, the mapping or its own storage);
+  // throws if unknown, or (naming the type) if the parameter is held as bf16 / f16 / int8.
   float* mutable_param(const std::string& name);
   const float* param(const std::string& name) const;
+  // The typed view of any parameter (float32 ones too). Shape: spec(name).shape.
+  WeightMatrix matrix(const std::string& name) const;
+  Precision param_type(const std::string& name) const;
+  // True when every parameter is float32 (the state of every model but a reduced-precision load).
+  bool all_f32() const;
+  // Bytes the parameters occupy in their storage types (scales included), wherever they live.
+  size_t storage_bytes() const;
   const ParamSpec& spec(const std::string& name) const;
   size_t offset(const std::string& name) const;  // offset in the contiguous layout
   bool has(const std::string& name) const;
@@ -100,18 +117,35 @@ class Weights {
 
   // Keeps a safetensors mapping alive and points `name` at data inside it (zero copy).
   void bind_external(const std::string& name, const float* ptr, std::shared_ptr<const void> keep_alive);
+  // The same for a parameter of any type: `m.data` (and `m.scale` for kInt8, [rows]) point into
+  // memory `keep_alive` keeps valid. kInt8 needs a scale; the other types take none.
+  void bind_external(const std::string& name, const WeightMatrix& m, std::shared_ptr<const void> keep_alive);
+  // Gives `name` its own storage of type `t` (numel * precision_bytes(t) bytes, zero-filled) and
+  // returns it for the caller to fill; for kInt8 *scale (if given) receives the [rows] float scale
+  // to fill. The contiguous buffer is not used (nor allocated) for such a parameter.
+  void* hold(const std::string& name, Precision t, float** scale = nullptr);
 
  private:
+  // Where a parameter lives when not in buffer_: a mapping (kept alive by keep_alive_) or its own
+  // `owned` bytes. data == nullptr: in buffer_ at offsets_[i] (always float32).
+  struct Slot {
+    Precision type = Precision::kF32;
+    const void* data = nullptr;
+    const float* scale = nullptr;
+    std::vector<uint8_t> owned;
+    std::vector<float> owned_scale;
+  };
   ModelConfig cfg_;
   HeadSet heads_;
   std::vector<ParamSpec> specs_;
   std::vector<size_t> offsets_;
-  std::vector<const float*> external_;  // per spec; nullptr when in buffer_
+  std::vector<Slot> slots_;  // per spec
   std::vector<std::shared_ptr<const void>> keep_alive_;
   std::vector<float> buffer_;
   size_t total_ = 0;
   size_t index_of(const std::string& name) const;
   void ensure_buffer();
+  void drop_buffer_if_unused();
 };
 
 }  // namespace modernbert

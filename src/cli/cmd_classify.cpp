@@ -24,7 +24,7 @@ int run_classify(int argc, char** argv) {
   a.flag("tokens", "token classification (the model must have a token-classification head)");
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
-  InferenceContext ctx = load_inference(a.require("model"));
+  InferenceContext ctx = load_inference(a.require("model"), dtype_option(a));
   const HeadSet& heads = ctx.model.weights.heads();
   const bool tokens = a.has("tokens");
   if (tokens && heads.classifier != HeadSet::Classifier::kToken)

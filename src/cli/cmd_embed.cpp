@@ -47,7 +47,7 @@ int run_embed(int argc, char** argv) {
   a.option("format", "FMT", "jsonl | npy", "jsonl");
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
-  InferenceContext ctx = load_inference(a.require("model"));
+  InferenceContext ctx = load_inference(a.require("model"), dtype_option(a));
   const auto& st = ctx.model.sentence_transformers;
   std::string prefix = a.get_or("prefix", "");
   if (a.has("prompt")) {

@@ -59,7 +59,7 @@ int run_encode(int argc, char** argv) {
     else
       throw Error("--pooling must be cls or mean, got '" + p + "'");
   }
-  InferenceContext ctx = load_inference(a.require("model"));
+  InferenceContext ctx = load_inference(a.require("model"), dtype_option(a));
   const HeadSet& heads = ctx.model.weights.heads();
   if (want.count("mlm_logits") && !heads.mlm)
     throw Error("--outputs mlm_logits: " + ctx.model.dir + " has no MLM head");

@@ -61,10 +61,12 @@ int run_eval(int argc, char** argv) {
   a.option("depth", "K", "retrieval: ranking depth kept per query (at least 100)", "100");
   a.option("max-batch-tokens", "N", "token budget of one unpadded batch", "16384");
   a.option("threads", "N", "compute threads (default: all cores)");
+  a.option("dtype", "TYPE", "weights and compute: f32 | bf16 | f16 | int8 (docs/precision.md)");
   a.flag("lossy-utf8", "replace invalid UTF-8 in the data with U+FFFD instead of failing");
   a.flag("quiet", "nothing on stderr (no progress lines, no table)");
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
+  const std::optional<Precision> dtype = dtype_option(a);  // checked before the data is read
   const std::string fmt = a.get("format");
   if (fmt != "json" && fmt != "table") throw Error("--format must be json or table");
 
@@ -107,7 +109,7 @@ int run_eval(int argc, char** argv) {
   o.lossy_utf8 = a.has("lossy-utf8");
   if (a.has("pooling")) o.pooling = parse_embed_pooling(a.get("pooling"));
 
-  InferenceContext ctx = load_inference(a.require("model"));
+  InferenceContext ctx = load_inference(a.require("model"), dtype);
   if (!ctx.tokenizer) throw Error(ctx.model.dir + ": eval needs tokenizer.json in the model directory");
   const auto& st = ctx.model.sentence_transformers;
   auto prompt = [&](const char* flag, std::initializer_list<const char*> defaults) -> std::string {

@@ -33,7 +33,7 @@ int run_fill_mask(int argc, char** argv) {
   a.positional("TEXT", "texts to fill (instead of --input)");
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
-  InferenceContext ctx = load_inference(a.require("model"));
+  InferenceContext ctx = load_inference(a.require("model"), dtype_option(a));
   if (!ctx.tokenizer) throw Error(ctx.model.dir + ": fill-mask needs tokenizer.json");
   if (!ctx.model.weights.heads().mlm) throw Error(ctx.model.dir + ": fill-mask needs a checkpoint with the MLM head");
   auto mask_id = ctx.tokenizer->token_to_id("[MASK]");

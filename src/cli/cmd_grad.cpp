@@ -111,6 +111,7 @@ int run_grad(int argc, char** argv) {
   if (!a.parse(argc, argv)) return 0;
   LoadOptions lo;
   lo.zero_copy = false;
+  lo.allow_quantized = false;  // fp32 only: a quantized checkpoint is an Error
   LoadedModel m = load_model_dir(a.require("model"), lo);
   m.weights.make_contiguous();
   const std::vector<Row> rows = read_rows(a.require("input"), m.config.vocab_size);

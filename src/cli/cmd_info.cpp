@@ -1,21 +1,87 @@
 // modernbert info: validate a model directory and print its architecture.
 #include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "core/thread_pool.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/isa.h"
 #include "modernbert/error.h"
 #include "modernbert/model_dir.h"
 
 namespace modernbert::cli {
 namespace {
 
+std::string cpu_model_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t c = line.find(':');
+      return c == std::string::npos ? line : line.substr(line.find_first_not_of(" \t", c + 1));
+    }
+  return "unknown";
+}
+
+// `info --system`: the CPU, the instruction-set extensions the kernels may use, and the path each
+// --dtype takes on this machine (chosen at run time: kernels::linear_path).
+int print_system(bool json) {
+  kernels::IsaRequirement reqs[kernels::kMaxIsaRequirements];
+  const int n = kernels::isa_requirements(reqs);
+  // The extensions that decide the reduced-precision paths (docs/precision.md).
+  const char* relevant[] = {"avx2",     "fma",         "f16c",        "avx512f",  "avx512bw", "avx512vl", "avx512_vnni",
+                            "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8"};
+  nlohmann::json isa = nlohmann::json::object();
+  std::string present;
+  for (const char* name : relevant)
+    for (int i = 0; i < n; ++i)
+      if (std::string(reqs[i].name) == name) {
+        isa[name] = reqs[i].present;
+        if (reqs[i].present) present += std::string(present.empty() ? "" : " ") + name;
+      }
+  char compiled[512];
+  kernels::compiled_isa_names(compiled, sizeof compiled);
+  nlohmann::json paths = nlohmann::json::object();
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kF16, Precision::kInt8})
+    paths[precision_name(p)] = kernels::linear_path(p);
+  if (json) {
+    nlohmann::json j = {{"cpu", cpu_model_name()},
+                        {"hardware_threads", std::thread::hardware_concurrency()},
+                        {"compute_threads", default_pool().size()},
+                        {"isa", isa},
+                        {"compiled_for", compiled},
+                        {"sgemm", kernels::gemm_backend_name()},
+                        {"bf16_rounds_activations", kernels::linear_rounds_x_bf16()},
+                        {"linear_path", paths}};
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("cpu          %s (%u hardware threads, %d compute threads)\n", cpu_model_name().c_str(),
+              std::thread::hardware_concurrency(), default_pool().size());
+  std::printf("isa          %s\n", present.c_str());
+  std::printf("compiled for %s\n", compiled);
+  std::printf("sgemm        %s\n", kernels::gemm_backend_name());
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kF16, Precision::kInt8})
+    std::printf("--dtype %-5s%s\n", precision_name(p), kernels::linear_path(p).c_str());
+  return 0;
+}
+
 int run_info(int argc, char** argv) {
-  ArgParser a("info", "DIR [--json]",
+  ArgParser a("info", "DIR [--json] | --system [--json]",
               "Validate a model directory (config.json, weights, heads, sentence-transformers files)\n"
-              "and print its architecture: parameters, layers with type, RoPE theta and window, heads, dtype.");
+              "and print its architecture: parameters, layers with type, RoPE theta and window, heads, dtype.\n"
+              "With --system: the CPU, its instruction-set extensions and the GEMM path of each --dtype.");
   a.positional("DIR", "model directory");
   a.flag("json", "print one JSON object instead of text");
+  a.flag("system", "describe this machine instead of a model");
   if (!a.parse(argc, argv)) return 0;
+  if (a.has("system")) {
+    if (!a.positionals().empty()) throw Error("info --system takes no model directory");
+    return print_system(a.has("json"));
+  }
   if (a.positionals().size() != 1) throw Error("info: expected exactly one model directory");
   LoadedModel m = load_model_dir(a.positionals()[0]);
   const ModelConfig& c = m.config;

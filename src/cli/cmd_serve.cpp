@@ -40,6 +40,8 @@ const FlagSpec kFlags[] = {
     {"api-key", "KEY", nullptr,
      "require 'Authorization: Bearer KEY' on every route but /health and /metrics (compared in constant time)"},
     {"threads", "N", "0", "threads for the forward (0 = all cores)"},
+    {"dtype", "TYPE", nullptr,
+     "weights and compute: f32 | bf16 | f16 | int8 (default: f32, or a quantized checkpoint's type)"},
     {"max-batch-tokens", "N", "16384", "token budget of one forward batch (>= the model's max input length)"},
     {"max-concurrent-requests", "N", "512", "requests queued or running at once; more answer 429"},
     {"max-client-batch-size", "N", "32", "inputs per request; more answer 413"},
@@ -117,6 +119,12 @@ void parse_options(const Resolved& r, serve::ServerOptions* so, serve::EngineOpt
   so->port = static_cast<int>(r.integer("port", 0, 65535));
   so->api_key = r.str("api-key");
   eo->threads = static_cast<int>(r.integer("threads", 0, 4096));
+  if (auto d = r.get("dtype")) {
+    Precision p;
+    if (!parse_precision(*d, &p))
+      throw Error("--dtype (or MODERNBERT_DTYPE): expected f32, bf16, f16 or int8, got '" + *d + "'");
+    eo->precision = p;
+  }
   eo->max_batch_tokens = r.integer("max-batch-tokens", 1, 1LL << 30);
   eo->max_queued_requests = static_cast<size_t>(r.integer("max-concurrent-requests", 1, 1000000));
   so->max_client_batch_size = static_cast<size_t>(r.integer("max-client-batch-size", 1, 1000000));

@@ -93,6 +93,17 @@ void add_common_flags(ArgParser& a, bool with_output) {
   a.flag("lossy-utf8", "replace invalid UTF-8 in the input with U+FFFD instead of failing");
   a.option("max-batch-tokens", "N", "token budget of one unpadded batch", "16384");
   a.option("threads", "N", "compute threads (default: all cores)");
+  a.option("dtype", "TYPE",
+           "weights and compute: f32 | bf16 | f16 | int8 (default: f32, or the type of a checkpoint written by "
+           "'modernbert quantize'; docs/precision.md)");
+}
+
+std::optional<Precision> dtype_option(const ArgParser& a) {
+  if (!a.has("dtype")) return std::nullopt;
+  Precision p;
+  const std::string v = a.get("dtype");
+  if (!parse_precision(v, &p)) throw Error("--dtype: expected f32, bf16, f16 or int8, got '" + v + "'");
+  return p;
 }
 
 void apply_threads(const ArgParser& a) {
@@ -102,8 +113,10 @@ void apply_threads(const ArgParser& a) {
   kernels::set_num_threads(static_cast<int>(n));
 }
 
-InferenceContext load_inference(const std::string& dir) {
-  InferenceContext ctx{load_model_dir(dir), std::nullopt, nullptr};
+InferenceContext load_inference(const std::string& dir, std::optional<Precision> precision) {
+  LoadOptions lo;
+  lo.precision = precision;
+  InferenceContext ctx{load_model_dir(dir, lo), std::nullopt, nullptr};
   struct stat st {};
   std::string tk = dir + "/tokenizer.json";
   if (::stat(tk.c_str(), &st) == 0) ctx.tokenizer = Tokenizer::from_file(tk);

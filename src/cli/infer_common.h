@@ -16,6 +16,7 @@
 #include "modernbert/file_io.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
+#include "modernbert/precision.h"
 #include "modernbert/tokenizer.h"
 
 namespace modernbert::cli {
@@ -45,8 +46,12 @@ std::vector<InputRecord> read_inputs_from(const std::string& path, int64_t vocab
 // naming the input: "<where_of(K)>: ...".
 [[noreturn]] void rethrow_tokenizer_error(const std::exception& e, const std::function<std::string(size_t)>& where_of);
 
-// Common flags: --model, --input, --output, --truncate, --lossy-utf8, --max-batch-tokens, --threads.
+// Common flags: --model, --input, --output, --truncate, --lossy-utf8, --max-batch-tokens, --threads,
+// --dtype.
 void add_common_flags(ArgParser& a, bool with_output = true);
+// --dtype as given (nullopt when absent: the loader's "auto", LoadOptions::precision). Throws
+// Error for a value other than f32 | bf16 | f16 | int8.
+std::optional<Precision> dtype_option(const ArgParser& a);
 // Applies --threads (kernels' pool and BLAS) before any compute.
 void apply_threads(const ArgParser& a);
 
@@ -55,7 +60,9 @@ struct InferenceContext {
   std::optional<Tokenizer> tokenizer;  // from DIR/tokenizer.json when present
   std::unique_ptr<Encoder> encoder;
 };
-InferenceContext load_inference(const std::string& dir);
+// Loads DIR with its weights held in `precision` (nullopt: f32, or the type of a quantized
+// checkpoint; see LoadOptions::precision) and the tokenizer when DIR has one.
+InferenceContext load_inference(const std::string& dir, std::optional<Precision> precision = std::nullopt);
 
 // Token ids for each record (inputs_to_ids, batching.h): text is tokenized with special tokens
 // (prefix prepended to text), ids are taken as given. Lengths above max_position_embeddings are an

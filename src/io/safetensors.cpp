@@ -391,6 +391,16 @@ std::vector<int64_t> SafeTensorsFile::to_i64(const std::string& name) const {
   return out;
 }
 
+void SafeTensorsFile::release(const TensorInfo& t) const {
+  if (!map_ || t.end <= t.begin) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(data(t)) & ~(page - 1);
+  const uintptr_t map_end = reinterpret_cast<uintptr_t>(map_) + map_size_;
+  const uintptr_t hi =
+      std::min(map_end, (reinterpret_cast<uintptr_t>(data(t)) + (t.end - t.begin) + page - 1) & ~(page - 1));
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // a hint: failure is harmless
+}
+
 // ---------------------------------------------------------------------------------------------
 SafeTensorsWriter::Entry& SafeTensorsWriter::new_entry(const std::string& name, DType dtype,
                                                        const std::vector<int64_t>& shape) {

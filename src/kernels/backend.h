@@ -92,10 +92,10 @@ struct Backend {
   // C[M,N] = A[M,K] · B[N,K]^T in int32, exact (|A|, |B| <= 127 and K < 2^17, so no overflow).
   // Dense row-major. Bit-exact with ref.
   void (*gemm_i8)(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int64_t N, int64_t K);
-  // attention() (no lse, inference) with the two products in bf16: Q (pre-scaled by 1/sqrt(d)
-  // and RoPE'd in fp32), K and V rounded to bf16 (RNE), S = Q·Kᵀ accumulated in fp32, softmax in
-  // fp32, P rounded to bf16, O = P·V accumulated in fp32, then divided by the fp32 row sum. Where
-  // the CPU has no native bf16 it computes the same rounding in fp32.
+  // attention() (no lse, inference) in bf16: Q = bf16(rot(q) * (1/sqrt(d))), K = bf16(rot(k)), V = bf16(v) (RNE;
+  // rot = RoPE in fp32 as rope_qkv), S = Q·Kᵀ in fp32, softmax in fp32 against the row max, P = bf16(p), O = P·V in
+  // fp32, out = O / Σp (unrounded p). Dot products add per bf16 pair the odd product first (vdpbf16ps; the exact
+  // order in ref/attention_bf16_ref.cpp). Without native bf16 the same operations run in fp32 (same roundings).
   void (*attention_bf16)(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
                          int64_t head_dim, int64_t half_window, float* workspace, const RopeTable* rope);
 

@@ -45,6 +45,10 @@ namespace {
 void require(const float* p, const std::string& name) {
   if (!p) throw Error("encoder: missing weight " + name);
 }
+void require(const WeightMatrix& m, const std::string& name) {
+  if (!m) throw Error("encoder: missing weight " + name);
+  if (m.type == Precision::kInt8 && !m.scale) throw Error("encoder: int8 weight " + name + " has no scale");
+}
 
 }  // namespace
 
@@ -193,6 +197,9 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationSto
   emb_scope.reset();
 
   const k::Act act = to_kernel_act(cfg_.hidden_activation);
+  // bf16 weights on a CPU with native bf16 dot products: the attention products run in bf16 too
+  // (inference only; training keeps fp32 attention and saves its lse).
+  const bool bf16_attention = !save && L > 0 && w_.layers[0].wqkv.type == Precision::kBF16 && k::linear_rounds_x_bf16();
   if (L == 0) {
     k::layernorm(h, w_.final_norm_w, w_.final_norm_b, a, T, H, eps, save ? stats(save->f_mean) : nullptr,
                  save ? stats(save->f_rstd) : nullptr);
@@ -214,17 +221,20 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationSto
     float* qkv = A ? grown(A->qkv, T * 3 * H) : big;
     float* o = A ? grown(A->o, T * H) : mid;
     const int64_t hw = cfg_.half_window(l);
-    { kp::Scope s("gemm Wqkv"); k::gemm(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H); }
+    { kp::Scope s("gemm Wqkv"); k::linear(x, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H); }
     {  // RoPE is applied inside attention's Q/K repack (no separate pass over qkv)
       const k::RopeTable& rope = rope_table(cfg_.rope_theta(l), max_len);
       kp::Scope s(hw < 0 ? "attention global" : "attention local");
-      k::attention(qkv, o, cu, B, nh, d, hw, attn_ws, &rope, A ? grown(A->lse, T * nh) : nullptr);
+      if (bf16_attention)
+        k::attention_bf16(qkv, o, cu, B, nh, d, hw, attn_ws, &rope);
+      else
+        k::attention(qkv, o, cu, B, nh, d, hw, attn_ws, &rope, A ? grown(A->lse, T * nh) : nullptr);
       if (A) {  // the backward reads the rotated Q and K
         k::rope_qkv(qkv, cu, B, nh, rope);
         A->rope = &rope;
       }
     }
-    { kp::Scope s("gemm Wo"); k::gemm(o, lw.wo, lw.bo, p, T, H, H); }
+    { kp::Scope s("gemm Wo"); k::linear(o, lw.wo, lw.bo, p, T, H, H); }
     if (save && save->attn_dropout > 0) k::dropout(p, p, T * H, save->attn_dropout, save->dropout_seed, l, /*accumulate=*/false);
     {
       kp::Scope s("add+LN");
@@ -236,9 +246,9 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationSto
       copy_rows(grown(A->m, T * H), a, T * H);
     }
     float* u = A ? grown(A->u, T * 2 * I) : big;
-    { kp::Scope s("gemm Wi"); k::gemm(a, lw.wi, lw.bi, u, T, 2 * I, H); }
+    { kp::Scope s("gemm Wi"); k::linear(a, lw.wi, lw.bi, u, T, 2 * I, H); }
     { kp::Scope s("GeGLU"); k::glu(act, u, mid, T, I); }
-    { kp::Scope s("gemm Wo_mlp"); k::gemm(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I); }
+    { kp::Scope s("gemm Wo_mlp"); k::linear(mid, lw.wo_mlp, lw.bo_mlp, p, T, H, I); }
     const bool last = l + 1 == L;
     const float* gw = last ? w_.final_norm_w : w_.layers[static_cast<size_t>(l + 1)].attn_norm_w;
     const float* gb = last ? w_.final_norm_b : w_.layers[static_cast<size_t>(l + 1)].attn_norm_b;

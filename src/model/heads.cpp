@@ -43,7 +43,7 @@ void Encoder::head_transform(const float* x, int64_t R, float* z, HeadActivation
     y = scratch.data();
   }
   k::prof::Scope s("heads");
-  k::gemm(x, w_.head_dense_w, w_.head_dense_b, y, R, H, H);
+  k::linear(x, w_.head_dense_w, w_.head_dense_b, y, R, H, H);
   k::act_layernorm(to_kernel_act(cfg_.classifier_activation), y, w_.head_norm_w, w_.head_norm_b, z, R, H,
                    static_cast<float>(cfg_.norm_eps), save ? save->mean.data() : nullptr,
                    save ? save->rstd.data() : nullptr);
@@ -62,7 +62,7 @@ std::vector<float> Encoder::mlm_logits(const float* hidden, int64_t T, const std
   k::embedding(rows32.data(), hidden, z.data(), R, H);  // row gather: z[r] = hidden[rows[r]]
   head_transform(z.data(), R, z.data());
   std::vector<float> logits(static_cast<size_t>(R * V));
-  k::gemm(z.data(), w_.decoder_w, w_.decoder_b, logits.data(), R, V, H);
+  k::linear(z.data(), w_.decoder_w, w_.decoder_b, logits.data(), R, V, H);
   return logits;
 }
 
@@ -84,7 +84,7 @@ std::vector<float> Encoder::classify(const Batch& batch, const float* hidden, st
   std::vector<float> z = pool(batch, hidden, pooling);
   head_transform(z.data(), B, z.data());
   std::vector<float> logits(static_cast<size_t>(B * num_labels_));
-  k::gemm(z.data(), w_.classifier_w, w_.classifier_b, logits.data(), B, num_labels_, H);
+  k::linear(z.data(), w_.classifier_w, w_.classifier_b, logits.data(), B, num_labels_, H);
   return logits;
 }
 
@@ -95,7 +95,7 @@ std::vector<float> Encoder::classify_tokens(const float* hidden, int64_t T) cons
   std::vector<float> z(static_cast<size_t>(T * H));
   head_transform(hidden, T, z.data());
   std::vector<float> logits(static_cast<size_t>(T * num_labels_));
-  k::gemm(z.data(), w_.classifier_w, w_.classifier_b, logits.data(), T, num_labels_, H);
+  k::linear(z.data(), w_.classifier_w, w_.classifier_b, logits.data(), T, num_labels_, H);
   return logits;
 }
 

@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <set>
 
+#include "model/lowp_weights.h"
 #include "modernbert/error.h"
 #include "modernbert/file_io.h"
 
@@ -141,38 +143,103 @@ void open_weight_files(const std::string& dir, std::vector<std::shared_ptr<SafeT
     }
 }
 
-}  // namespace
+// Whether the checkpoint was written by `modernbert quantize` (docs/quantized-checkpoints.md), and
+// in which precision: the "modernbert.precision" metadata of the weight file(s), which config.json's
+// "quantization_config" must repeat. Anything half-there (I8 tensors without the metadata, metadata
+// without the config entry or the other way round, files that disagree) is an Error.
+struct QuantState {
+  bool quantized = false;
+  Precision precision = Precision::kF32;
+  std::string file;  // the file that declared it (for messages)
+};
 
-LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
-  std::string cfg_path = dir + "/config.json";
-  if (!file_exists(cfg_path)) throw Error(dir + ": not a model directory (no config.json)");
-  ModelConfig cfg = ModelConfig::from_file(cfg_path);
-
-  // Open the weight file(s) and map every tensor name to its file.
-  std::vector<std::shared_ptr<SafeTensorsFile>> files;
-  TensorMap where;
-  open_weight_files(dir, files, where);
-
-  // "model." prefix (ModernBertFor* saves) or bare names (ModernBertModel saves); not both.
-  bool any_prefixed = false, any_bare = false;
-  for (const auto& [name, _] : where) {
-    if (name.rfind("model.", 0) == 0) any_prefixed = true;
-    if (is_encoder_name(name)) any_bare = true;
+QuantState detect_quantized(const std::string& dir, const std::vector<std::shared_ptr<SafeTensorsFile>>& files,
+                            const json& config_raw) {
+  QuantState q;
+  for (const auto& f : files) {
+    auto it = f->metadata().find(lowp::kPrecisionKey);
+    if (it == f->metadata().end()) {
+      for (const auto& t : f->tensors())
+        if (t.dtype == DType::kI8)
+          throw Error(f->path() + ": tensor '" + t.name + "' is I8, but the file has no '" + lowp::kPrecisionKey +
+                      "' metadata: it was not written by `modernbert quantize`, and int8 tensors are only read "
+                      "with that format (docs/quantized-checkpoints.md)");
+      if (q.quantized)
+        throw Error(f->path() + ": has no '" + std::string(lowp::kPrecisionKey) + "' metadata, but " + q.file +
+                    " has: all shards of a quantized checkpoint must carry it");
+      continue;
+    }
+    Precision p;
+    if (!parse_precision(it->second, &p) || p == Precision::kF32)
+      throw Error(f->path() + ": metadata '" + lowp::kPrecisionKey + "' is '" + it->second +
+                  "', expected int8, bf16 or f16");
+    if (q.quantized && p != q.precision)
+      throw Error(f->path() + ": metadata '" + lowp::kPrecisionKey + "' is '" + it->second + "' but " + q.file +
+                  " says '" + precision_name(q.precision) + "'");
+    if (&f != &files.front() && !q.quantized)
+      throw Error(f->path() + ": carries '" + std::string(lowp::kPrecisionKey) + "' metadata but " +
+                  files.front()->path() + " does not: all shards of a quantized checkpoint must carry it");
+    auto scheme = f->metadata().find(lowp::kSchemeKey);
+    if (scheme == f->metadata().end() || scheme->second.empty())
+      throw Error(f->path() + ": metadata '" + lowp::kPrecisionKey + "' is present but '" + lowp::kSchemeKey +
+                  "' is missing (a file written by `modernbert quantize` carries both)");
+    q.quantized = true;
+    q.precision = p;
+    q.file = f->path();
   }
-  if (any_prefixed && any_bare) throw Error(dir + ": tensor names mix the 'model.' prefix and bare encoder names");
-  bool prefixed = !any_bare;
-  auto file_name = [&](const std::string& hf) {
-    if (!prefixed && hf.rfind("model.", 0) == 0) return hf.substr(6);
-    return hf;
-  };
+  const std::string cfg_path = dir + "/config.json";
+  auto qc = config_raw.find("quantization_config");
+  if (qc == config_raw.end() || qc->is_null()) {
+    if (q.quantized)
+      throw Error(cfg_path + ": has no \"quantization_config\", but " + q.file + " is a " +
+                  precision_name(q.precision) +
+                  " checkpoint written by `modernbert quantize` (its config.json declares it; was the file "
+                  "replaced?)");
+    return q;
+  }
+  if (!qc->is_object()) throw Error(cfg_path + ": \"quantization_config\" must be an object");
+  const std::string method = qc->value("quant_method", std::string());
+  if (method != lowp::kQuantMethod)
+    throw Error(cfg_path + ": quantization_config.quant_method is '" + method +
+                "': only checkpoints written by "
+                "`modernbert quantize` (quant_method \"modernbert\") are supported; load the float checkpoint instead");
+  const std::string prec = qc->contains("precision") && (*qc)["precision"].is_string()
+                               ? (*qc)["precision"].get<std::string>()
+                               : std::string();
+  if (!q.quantized)
+    throw Error(cfg_path + ": declares a modernbert quantization_config (precision '" + prec + "'), but " +
+                files.front()->path() + " has no '" + lowp::kPrecisionKey + "' metadata");
+  if (prec != precision_name(q.precision))
+    throw Error(cfg_path + ": quantization_config.precision is '" + prec + "' but " + q.file + " is " +
+                precision_name(q.precision));
+  return q;
+}
 
-  // Heads present in the files.
+// The Error for a quantized checkpoint asked for as something it is not.
+[[noreturn]] void quantized_mismatch(const QuantState& q, const LoadOptions& opts) {
+  const std::string what =
+      q.file + " is a " + std::string(precision_name(q.precision)) + " checkpoint written by `modernbert quantize` (" +
+      (q.precision == Precision::kInt8 ? "I8 weights with per-channel F32 scales"
+                                       : std::string(dtype_name(lowp::storage_dtype(q.precision))) + " weights") +
+      ")";
+  if (!opts.allow_quantized)
+    throw Error(what +
+                ". This command needs a float checkpoint (training, fine-tuning, gradients, export and "
+                "quantize read float weights): give it the original float checkpoint the quantized one was made from.");
+  throw Error(what + "; it loads only as " + precision_name(q.precision) + ", not as " +
+              precision_name(*opts.precision) + ". Use --dtype " + precision_name(q.precision) +
+              " (or leave --dtype out), or run `modernbert quantize --dtype " + precision_name(*opts.precision) +
+              "` (or use the float checkpoint for f32) on the original float checkpoint.");
+}
+
+// Heads present in the files (see load_model_dir).
+HeadSet detect_heads(const std::string& dir, const ModelConfig& cfg, const TensorMap& where, const LoadOptions& opts) {
   HeadSet heads;
   bool has_head = where.count("head.dense.weight") > 0;
   bool has_cls = where.count("classifier.weight") > 0;
   bool has_decoder = where.count("decoder.bias") || where.count("decoder.weight");
   if (has_cls) {
-    const TensorInfo* t = where["classifier.weight"].second;
+    const TensorInfo* t = where.at("classifier.weight").second;
     if (t->shape.size() != 2) throw Error(dir + ": classifier.weight must be 2-D, has shape " + shape_str(t->shape));
     bool token = false;
     for (const auto& a : cfg.architectures) token = token || a.find("TokenClassification") != std::string::npos;
@@ -203,11 +270,21 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
   }
   heads.mlm = has_decoder || (has_head && !has_cls);
   if (opts.allow_missing_heads) heads = HeadSet{};
+  return heads;
+}
 
-  Weights w(cfg, heads, /*allocate=*/!opts.zero_copy);
+// Every spec's tensor present with its shape and a dtype the load can take (float; in a quantized
+// checkpoint exactly the stored type, plus an int8 tensor's scale), and nothing else in the files.
+// Throws one Error listing every problem. Returns the stored dtype of the encoder weights.
+std::string check_tensors(const std::string& dir, const ModelConfig& cfg, const Weights& w, const TensorMap& where,
+                          const QuantState& q, const LoadOptions& opts,
+                          const std::function<std::string(const std::string&)>& file_name) {
   std::vector<std::string> problems;
   std::set<std::string> used;
   std::string stored_dtype;
+  auto float_dtype = [](DType d) {
+    return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16 || d == DType::kF64;
+  };
   for (const auto& spec : w.specs()) {
     std::string fname = file_name(spec.name);
     auto it = where.find(fname);
@@ -222,11 +299,37 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
                          shape_str(spec.shape));
       continue;
     }
-    if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16 && t.dtype != DType::kF64) {
+    const Precision sp = q.quantized ? lowp::storage_precision(spec.name, q.precision) : Precision::kF32;
+    if (sp != Precision::kF32) {
+      const DType want = lowp::storage_dtype(sp);
+      if (t.dtype != want) {
+        problems.push_back("tensor '" + fname + "' has dtype " + dtype_name(t.dtype) + ", expected " +
+                           dtype_name(want) + " (a " + precision_name(q.precision) + " checkpoint stores it so)");
+        continue;
+      }
+      if (sp == Precision::kInt8) {
+        const std::string sname = fname + lowp::kScaleSuffix;
+        auto s = where.find(sname);
+        if (s == where.end()) {
+          problems.push_back("missing tensor '" + sname + "' (F32 [" + std::to_string(spec.shape[0]) +
+                             "], the per-output-channel scale of the I8 tensor '" + fname + "')");
+          continue;
+        }
+        used.insert(sname);
+        const TensorInfo& st = *s->second.second;
+        if (st.dtype != DType::kF32)
+          problems.push_back("tensor '" + sname + "' has dtype " + dtype_name(st.dtype) + ", expected F32");
+        else if (st.shape != std::vector<int64_t>{spec.shape[0]})
+          problems.push_back("tensor '" + sname + "' has shape " + shape_str(st.shape) + ", expected [" +
+                             std::to_string(spec.shape[0]) + "] (one scale per row of '" + fname + "')");
+      }
+    } else if (!float_dtype(t.dtype)) {
       problems.push_back("tensor '" + fname + "' has dtype " + dtype_name(t.dtype) + ", expected a float type");
       continue;
     }
-    if (spec.name == "model.embeddings.tok_embeddings.weight") stored_dtype = dtype_name(t.dtype);
+    if (spec.name == "model.embeddings.tok_embeddings.weight" && stored_dtype.empty())
+      stored_dtype = dtype_name(t.dtype);
+    if (spec.name == "model.layers.0.attn.Wqkv.weight" && sp == Precision::kInt8) stored_dtype = "I8";
   }
   for (const auto& [name, _] : where) {
     if (used.count(name)) continue;
@@ -235,7 +338,9 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
     if (opts.allow_missing_heads &&
         (name.rfind("head.", 0) == 0 || name.rfind("decoder.", 0) == 0 || name.rfind("classifier.", 0) == 0))
       continue;
-    problems.push_back("unexpected tensor '" + name + "'");
+    const bool scale = name.size() > 6 && name.compare(name.size() - 6, 6, lowp::kScaleSuffix) == 0;
+    problems.push_back("unexpected tensor '" + name + "'" +
+                       (scale ? " (a scale tensor belongs to an I8 weight of an int8 checkpoint)" : ""));
   }
   if (!problems.empty()) {
     std::string msg = dir + ": checkpoint does not match config.json (" + std::to_string(problems.size()) + " problem" +
@@ -243,20 +348,75 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
     for (const auto& p : problems) msg += "\n  - " + p;
     throw Error(msg);
   }
+  return stored_dtype;
+}
 
+}  // namespace
+
+LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
+  std::string cfg_path = dir + "/config.json";
+  if (!file_exists(cfg_path)) throw Error(dir + ": not a model directory (no config.json)");
+  ModelConfig cfg = ModelConfig::from_file(cfg_path);
+
+  // Open the weight file(s) and map every tensor name to its file.
+  std::vector<std::shared_ptr<SafeTensorsFile>> files;
+  TensorMap where;
+  open_weight_files(dir, files, where);
+
+  // A checkpoint written by `modernbert quantize` loads only as its own precision, and only where
+  // reduced precision is allowed; a float checkpoint is converted to the precision asked for.
+  const QuantState quant = detect_quantized(dir, files, cfg.raw);
+  if (quant.quantized && (!opts.allow_quantized || (opts.precision && *opts.precision != quant.precision)))
+    quantized_mismatch(quant, opts);
+  const Precision prec = quant.quantized ? quant.precision : opts.precision.value_or(Precision::kF32);
+
+  // "model." prefix (ModernBertFor* saves) or bare names (ModernBertModel saves); not both.
+  bool any_prefixed = false, any_bare = false;
+  for (const auto& [name, _] : where) {
+    if (name.rfind("model.", 0) == 0) any_prefixed = true;
+    if (is_encoder_name(name)) any_bare = true;
+  }
+  if (any_prefixed && any_bare) throw Error(dir + ": tensor names mix the 'model.' prefix and bare encoder names");
+  bool prefixed = !any_bare;
+  auto file_name = [&](const std::string& hf) {
+    if (!prefixed && hf.rfind("model.", 0) == 0) return hf.substr(6);
+    return hf;
+  };
+
+  HeadSet heads = detect_heads(dir, cfg, where, opts);
+  // A reduced-precision model never uses the contiguous float buffer (each parameter has its own
+  // storage or lives in the mapping), so it is not allocated.
+  Weights w(cfg, heads, /*allocate=*/!opts.zero_copy && prec == Precision::kF32);
+  std::string stored_dtype = check_tensors(dir, cfg, w, where, quant, opts, file_name);
+
+  std::map<const SafeTensorsFile*, std::shared_ptr<SafeTensorsFile>> owners;
+  for (const auto& f : files) owners[f.get()] = f;
   for (const auto& spec : w.specs()) {
-    auto [file, info] = where[file_name(spec.name)];
-    const float* in_place = opts.zero_copy ? file->f32_in_place(*info) : nullptr;
-    std::shared_ptr<SafeTensorsFile> owner;
-    for (const auto& f : files)
-      if (f.get() == file) owner = f;
-    if (in_place) {
-      w.bind_external(spec.name, in_place, owner);
+    const std::string fname = file_name(spec.name);
+    auto [file, info] = where[fname];
+    const std::shared_ptr<SafeTensorsFile>& owner = owners[file];
+    if (prec == Precision::kF32) {
+      const float* in_place = opts.zero_copy ? file->f32_in_place(*info) : nullptr;
+      if (in_place) {
+        w.bind_external(spec.name, in_place, owner);
+      } else {
+        file->to_f32(*info, w.mutable_param(spec.name));
+        file->release(*info);  // the converted source pages need not stay resident
+      }
+      continue;
+    }
+    const Precision t = lowp::storage_precision(spec.name, prec);
+    const std::string label = file->path() + ": tensor '" + fname + "'";
+    if (quant.quantized && t != Precision::kF32) {
+      auto s = where.find(fname + lowp::kScaleSuffix);
+      const TensorInfo* scale = t == Precision::kInt8 && s != where.end() ? s->second.second : nullptr;
+      lowp::load_stored(w, spec.name, t, owner, *info, scale, opts.zero_copy, label);
     } else {
-      file->to_f32(*info, w.mutable_param(spec.name));
+      lowp::load_from_float(w, spec.name, t, owner, *info, opts.zero_copy, label);
     }
   }
   for (const auto& spec : w.specs()) {
+    if (w.param_type(spec.name) != Precision::kF32) continue;  // checked as they were filled
     const float* p = w.param(spec.name);
     for (int64_t i = 0, n = spec.numel(); i < n; ++i)
       if (!std::isfinite(p[i]))
@@ -265,11 +425,17 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
   }
 
   LoadedModel m{cfg, std::move(w), {}, dir, stored_dtype, prefixed};
+  m.precision = prec;
+  m.quantized_checkpoint = quant.quantized;
   read_sentence_transformers(dir, &m.sentence_transformers);
   return m;
 }
 
-void save_model_dir(const std::string& dir, const ModelConfig& cfg_in, const Weights& w, DType dtype) {
+namespace {
+
+// The config as a checkpoint of w's heads is saved with: architectures and labels filled in when
+// the config has none. The output directory is created.
+ModelConfig prepare_save(const std::string& dir, const ModelConfig& cfg_in, const Weights& w) {
   ::mkdir(dir.c_str(), 0755);
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw Error(dir + ": cannot create directory");
@@ -287,6 +453,13 @@ void save_model_dir(const std::string& dir, const ModelConfig& cfg_in, const Wei
       cfg.id2label[i] = "LABEL_" + std::to_string(i);
       cfg.label2id["LABEL_" + std::to_string(i)] = i;
     }
+  return cfg;
+}
+
+}  // namespace
+
+void save_model_dir(const std::string& dir, const ModelConfig& cfg_in, const Weights& w, DType dtype) {
+  ModelConfig cfg = prepare_save(dir, cfg_in, w);
   cfg.torch_dtype = dtype == DType::kF32 ? "float32" : dtype == DType::kBF16 ? "bfloat16" : "float16";
   SafeTensorsWriter wr;
   wr.set_metadata("format", "pt");
@@ -298,6 +471,37 @@ void save_model_dir(const std::string& dir, const ModelConfig& cfg_in, const Wei
     else
       wr.add_f32(spec.name, spec.shape, w.param(spec.name), dtype);
   }
+  wr.write(dir + "/model.safetensors");
+  cfg.save(dir + "/config.json");
+}
+
+void save_quantized_model_dir(const std::string& dir, const ModelConfig& cfg_in, const Weights& w, Precision p) {
+  if (p == Precision::kF32) throw Error("save_quantized_model_dir: f32 is not a quantized format (use save_model_dir)");
+  for (const auto& spec : w.specs())
+    if (w.param_type(spec.name) != lowp::storage_precision(spec.name, p))
+      throw Error("save_quantized_model_dir: parameter '" + spec.name + "' is held as " +
+                  precision_name(w.param_type(spec.name)) + ", a " + precision_name(p) + " checkpoint stores it as " +
+                  precision_name(lowp::storage_precision(spec.name, p)) + " (load the model with that precision)");
+  ModelConfig cfg = prepare_save(dir, cfg_in, w);
+  cfg.torch_dtype = lowp::torch_dtype_for(p);
+  if (cfg.raw.contains("dtype")) cfg.raw["dtype"] = cfg.torch_dtype;  // newer configs name it so; keep both equal
+  cfg.raw["quantization_config"] = lowp::quantization_config(p);
+  SafeTensorsWriter wr;
+  wr.set_metadata("format", "pt");
+  wr.set_metadata(lowp::kPrecisionKey, precision_name(p));
+  wr.set_metadata(lowp::kSchemeKey, lowp::scheme_line(p));
+  // Streamed from the weights in place. Order by element size (F32 tensors and scales, then the
+  // 16-bit ones, then I8): the data area starts 8-byte aligned, so every F32 / 16-bit tensor is
+  // aligned for a zero-copy load.
+  for (int pass = 0; pass < 3; ++pass)
+    for (const auto& spec : w.specs()) {
+      const WeightMatrix m = w.matrix(spec.name);
+      const int group = m.type == Precision::kF32 ? 0 : m.type == Precision::kInt8 ? 2 : 1;
+      if (pass == 0 && m.type == Precision::kInt8)
+        wr.add_f32_view(spec.name + lowp::kScaleSuffix, {spec.shape[0]}, m.scale);
+      if (group != pass) continue;
+      wr.add_view(spec.name, lowp::storage_dtype(m.type), spec.shape, m.data);
+    }
   wr.write(dir + "/model.safetensors");
   cfg.save(dir + "/config.json");
 }

@@ -103,14 +103,14 @@ Weights::Weights(const ModelConfig& cfg, const HeadSet& heads, bool allocate)
     offsets_.push_back(total_);
     total_ += static_cast<size_t>(s.numel());
   }
-  external_.assign(specs_.size(), nullptr);
+  slots_.resize(specs_.size());
   if (allocate) buffer_.assign(total_, 0.0f);
 }
 
 bool Weights::is_contiguous() const {
   if (buffer_.size() != total_) return false;
-  for (auto* p : external_)
-    if (p) return false;
+  for (const auto& s : slots_)
+    if (s.data) return false;
   return true;
 }
 
@@ -137,36 +137,111 @@ bool Weights::has(const std::string& name) const {
 const ParamSpec& Weights::spec(const std::string& name) const { return specs_[index_of(name)]; }
 size_t Weights::offset(const std::string& name) const { return offsets_[index_of(name)]; }
 
+namespace {
+
+[[noreturn]] void throw_not_f32(const std::string& name, Precision t) {
+  throw Error("parameter '" + name + "' is held as " + precision_name(t) +
+              ", but this operation needs float32 weights (load the model with --dtype f32, from a float "
+              "checkpoint)");
+}
+
+}  // namespace
+
 float* Weights::mutable_param(const std::string& name) {
   size_t i = index_of(name);
-  if (external_[i]) make_contiguous();
+  if (slots_[i].type != Precision::kF32) throw_not_f32(name, slots_[i].type);
+  if (slots_[i].data) make_contiguous();
   ensure_buffer();
   return buffer_.data() + offsets_[i];
 }
 
 const float* Weights::param(const std::string& name) const {
   size_t i = index_of(name);
-  if (external_[i]) return external_[i];
+  const Slot& s = slots_[i];
+  if (s.type != Precision::kF32) throw_not_f32(name, s.type);
+  if (s.data) return static_cast<const float*>(s.data);
   if (buffer_.size() != total_) throw Error("parameter '" + name + "' has not been loaded");
   return buffer_.data() + offsets_[i];
 }
 
-void Weights::bind_external(const std::string& name, const float* ptr, std::shared_ptr<const void> keep_alive) {
+WeightMatrix Weights::matrix(const std::string& name) const {
   size_t i = index_of(name);
-  external_[i] = ptr;
+  const Slot& s = slots_[i];
+  if (s.type == Precision::kF32) return WeightMatrix(param(name));
+  return WeightMatrix(s.type, s.data, s.scale);
+}
+
+Precision Weights::param_type(const std::string& name) const { return slots_[index_of(name)].type; }
+
+bool Weights::all_f32() const {
+  for (const auto& s : slots_)
+    if (s.type != Precision::kF32) return false;
+  return true;
+}
+
+size_t Weights::storage_bytes() const {
+  size_t n = 0;
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    n += static_cast<size_t>(specs_[i].numel()) * precision_bytes(slots_[i].type);
+    if (slots_[i].type == Precision::kInt8) n += static_cast<size_t>(specs_[i].shape[0]) * sizeof(float);
+  }
+  return n;
+}
+
+void Weights::drop_buffer_if_unused() {
+  // Drop the buffer once every parameter lives elsewhere: no copy of the weights in memory.
+  for (const auto& s : slots_)
+    if (!s.data) return;
+  std::vector<float>().swap(buffer_);
+}
+
+void Weights::bind_external(const std::string& name, const float* ptr, std::shared_ptr<const void> keep_alive) {
+  bind_external(name, WeightMatrix(ptr), std::move(keep_alive));
+}
+
+void Weights::bind_external(const std::string& name, const WeightMatrix& m, std::shared_ptr<const void> keep_alive) {
+  size_t i = index_of(name);
+  if (!m.data) throw Error("bind_external: parameter '" + name + "' bound to null data");
+  if ((m.type == Precision::kInt8) != (m.scale != nullptr))
+    throw Error("bind_external: parameter '" + name + "': int8 needs a scale, other types take none");
+  if (m.type != Precision::kF32 && specs_[i].shape.size() != 2)
+    throw Error("bind_external: parameter '" + name + "' is not a matrix and must stay float32");
+  Slot& s = slots_[i];
+  s = Slot{};
+  s.type = m.type;
+  s.data = m.data;
+  s.scale = m.scale;
   keep_alive_.push_back(std::move(keep_alive));
-  // Drop the buffer once every parameter lives in the mapping: no copy of the weights in memory.
-  bool all_external = true;
-  for (auto* p : external_) all_external = all_external && p;
-  if (all_external) std::vector<float>().swap(buffer_);
+  drop_buffer_if_unused();
+}
+
+void* Weights::hold(const std::string& name, Precision t, float** scale) {
+  size_t i = index_of(name);
+  const ParamSpec& sp = specs_[i];
+  if (t != Precision::kF32 && sp.shape.size() != 2)
+    throw Error("parameter '" + name + "' is not a matrix and must stay float32");
+  Slot& s = slots_[i];
+  s = Slot{};
+  s.type = t;
+  s.owned.assign(static_cast<size_t>(sp.numel()) * precision_bytes(t), 0);
+  s.data = s.owned.data();
+  if (t == Precision::kInt8) {
+    s.owned_scale.assign(static_cast<size_t>(sp.shape[0]), 0.0f);
+    s.scale = s.owned_scale.data();
+    if (scale) *scale = s.owned_scale.data();
+  }
+  drop_buffer_if_unused();
+  return s.owned.data();
 }
 
 void Weights::make_contiguous() {
+  for (size_t i = 0; i < specs_.size(); ++i)
+    if (slots_[i].type != Precision::kF32) throw_not_f32(specs_[i].name, slots_[i].type);
   ensure_buffer();
   for (size_t i = 0; i < specs_.size(); ++i) {
-    if (external_[i]) {
-      std::memcpy(buffer_.data() + offsets_[i], external_[i], specs_[i].numel() * sizeof(float));
-      external_[i] = nullptr;
+    if (slots_[i].data) {
+      std::memcpy(buffer_.data() + offsets_[i], slots_[i].data, specs_[i].numel() * sizeof(float));
+      slots_[i] = Slot{};
     }
   }
   keep_alive_.clear();
@@ -175,7 +250,8 @@ void Weights::make_contiguous() {
 WeightViews Weights::views() const {
   WeightViews v;
   auto get = [&](const std::string& name) -> const float* { return has(name) ? param(name) : nullptr; };
-  v.tok_embeddings = get("model.embeddings.tok_embeddings.weight");
+  auto mat = [&](const std::string& name) -> WeightMatrix { return has(name) ? matrix(name) : WeightMatrix(); };
+  v.tok_embeddings = mat("model.embeddings.tok_embeddings.weight");
   v.emb_norm_w = get("model.embeddings.norm.weight");
   v.emb_norm_b = get("model.embeddings.norm.bias");
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
@@ -183,27 +259,27 @@ WeightViews Weights::views() const {
     LayerWeights lw;
     lw.attn_norm_w = get(p + "attn_norm.weight");
     lw.attn_norm_b = get(p + "attn_norm.bias");
-    lw.wqkv = get(p + "attn.Wqkv.weight");
+    lw.wqkv = mat(p + "attn.Wqkv.weight");
     lw.bqkv = get(p + "attn.Wqkv.bias");
-    lw.wo = get(p + "attn.Wo.weight");
+    lw.wo = mat(p + "attn.Wo.weight");
     lw.bo = get(p + "attn.Wo.bias");
     lw.mlp_norm_w = get(p + "mlp_norm.weight");
     lw.mlp_norm_b = get(p + "mlp_norm.bias");
-    lw.wi = get(p + "mlp.Wi.weight");
+    lw.wi = mat(p + "mlp.Wi.weight");
     lw.bi = get(p + "mlp.Wi.bias");
-    lw.wo_mlp = get(p + "mlp.Wo.weight");
+    lw.wo_mlp = mat(p + "mlp.Wo.weight");
     lw.bo_mlp = get(p + "mlp.Wo.bias");
     v.layers.push_back(lw);
   }
   v.final_norm_w = get("model.final_norm.weight");
   v.final_norm_b = get("model.final_norm.bias");
-  v.head_dense_w = get("head.dense.weight");
+  v.head_dense_w = mat("head.dense.weight");
   v.head_dense_b = get("head.dense.bias");
   v.head_norm_w = get("head.norm.weight");
   v.head_norm_b = get("head.norm.bias");
-  if (heads_.mlm) v.decoder_w = cfg_.tie_word_embeddings ? v.tok_embeddings : get("decoder.weight");
+  if (heads_.mlm) v.decoder_w = cfg_.tie_word_embeddings ? v.tok_embeddings : mat("decoder.weight");
   v.decoder_b = get("decoder.bias");
-  v.classifier_w = get("classifier.weight");
+  v.classifier_w = mat("classifier.weight");
   v.classifier_b = get("classifier.bias");
   return v;
 }

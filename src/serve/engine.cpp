@@ -98,6 +98,7 @@ void resolve(Engine::Impl& m, const EngineOptions& o) {
   c.vocab_size = cfg.vocab_size;
   c.max_input_length = cfg.max_position_embeddings;
   c.stored_dtype = m.model.stored_dtype;
+  c.precision = precision_name(m.model.precision);
   // Pooling: the sentence-transformers config, else config.json's classifier_pooling; the option wins.
   m.embed.pooling = cfg.classifier_pooling == Pooling::kCls ? EmbedPooling::kCls : EmbedPooling::kMean;
   if (st.present && !st.pooling_mode.empty()) m.embed.pooling = parse_embed_pooling(st.pooling_mode);
@@ -181,7 +182,9 @@ Engine::Engine(const EngineOptions& o) {
   if (o.max_batch_tokens <= 0) throw Error("max_batch_tokens must be positive");
   if (o.max_queued_requests == 0) throw Error("max_queued_requests must be positive");
   if (o.threads > 0) kernels::set_num_threads(o.threads);  // as the commands' --threads
-  impl_ = std::make_unique<Impl>(load_model_dir(o.model_dir));
+  LoadOptions lo;
+  lo.precision = o.precision;
+  impl_ = std::make_unique<Impl>(load_model_dir(o.model_dir, lo));
   Impl& m = *impl_;
   m.opts = o;
   struct stat sb {};

@@ -68,6 +68,7 @@ class ShuttingDown : public std::runtime_error {
 
 struct EngineOptions {
   std::string model_dir;
+  std::optional<Precision> precision;  // weights and compute (nullopt: f32, or a quantized checkpoint's type)
   int threads = 0;                   // kernels' pool and BLAS (0 = all cores); process-wide
   int64_t max_batch_tokens = 16384;  // token budget of one forward (>= max_input_length; longer: alone)
   size_t max_queued_requests = 512;  // requests waiting or running (TEI --max-concurrent-requests)
@@ -95,6 +96,7 @@ struct Capabilities {
   std::string default_prompt_name;
   int32_t mask_token_id = -1;        // -1: no [MASK] in the vocabulary
   std::string stored_dtype;
+  std::string precision;  // what the weights are held in and computed with: "f32", "bf16", ...
 };
 
 // A request: token ids per sequence (from tokenize() or from the client) and the task's knobs.

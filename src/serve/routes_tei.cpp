@@ -221,6 +221,7 @@ json info(Call& c) {
   return {{"model_id", c.st.model_name},
           {"model_sha", nullptr},
           {"model_dtype", caps.stored_dtype},
+          {"precision", caps.precision},  // ours: what the forward computes with (--dtype)
           {"model_type", model_type},
           {"max_concurrent_requests", c.st.eopt.max_queued_requests},
           {"max_input_length", caps.max_input_length},

@@ -535,6 +535,7 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   // ---- model ----
   LoadOptions lo;
   lo.zero_copy = false;
+  lo.allow_quantized = false;  // fp32 only: a quantized checkpoint is an Error
   LoadedModel src = load_model_dir(o.model_dir, lo);
   check_source_head(o, h, src.weights.heads(), ls.count);
   const std::string tok_path = o.model_dir + "/tokenizer.json";

@@ -428,6 +428,7 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
   // ---- model: the encoder of the checkpoint (heads dropped) ----
   LoadOptions lo;
   lo.zero_copy = false;
+  lo.allow_quantized = false;  // fp32 only: a quantized checkpoint is an Error
   LoadedModel src = load_model_dir(o.model_dir, lo);
   const std::string tok_path = o.model_dir + "/tokenizer.json";
   if (!fs::exists(tok_path)) throw Error(o.model_dir + ": finetune needs tokenizer.json in the model directory");

@@ -96,11 +96,11 @@ struct TrainModel::Impl {
     const int64_t H = cfg.hidden_size, I = cfg.intermediate_size;
     const Act act = to_kernel_act(cfg.hidden_activation);
     k::glu(act, A.u.data(), gbuf.data(), T, I);  // the GLU output is recomputed, not stored
-    k::linear_backward(gbuf.data(), lw.wo_mlp, dh.data(), dg.data(), false, G(lw.wo_mlp, grads),
-                           G(lw.bo_mlp, grads), T, H, I);
+    k::linear_backward(gbuf.data(), lw.wo_mlp.f32(), dh.data(), dg.data(), false, G(lw.wo_mlp.f32(), grads),
+                       G(lw.bo_mlp, grads), T, H, I);
     k::glu_backward(act, A.u.data(), dg.data(), du.data(), T, I);
-    k::linear_backward(A.m.data(), lw.wi, du.data(), dtmp.data(), false, G(lw.wi, grads), G(lw.bi, grads), T,
-                           2 * I, H);
+    k::linear_backward(A.m.data(), lw.wi.f32(), du.data(), dtmp.data(), false, G(lw.wi.f32(), grads), G(lw.bi, grads),
+                       T, 2 * I, H);
     // dh (= d hs[l+1]) flows through the residual to hmid, plus the mlp_norm branch.
     k::layernorm_backward(dtmp.data(), A.hmid.data(), lw.mlp_norm_w, A.m_mean.data(), A.m_rstd.data(), dh.data(),
                               true, G(lw.mlp_norm_w, grads), G(lw.mlp_norm_b, grads), T, H);
@@ -118,13 +118,14 @@ struct TrainModel::Impl {
       k::dropout(dh.data(), ybuf.data(), T * H, st.attn_dropout, st.dropout_seed, l, /*accumulate=*/false);
       dy = ybuf.data();
     }
-    k::linear_backward(A.o.data(), lw.wo, dy, dtmp.data(), false, G(lw.wo, grads), G(lw.bo, grads), T, H, H);
+    k::linear_backward(A.o.data(), lw.wo.f32(), dy, dtmp.data(), false, G(lw.wo.f32(), grads), G(lw.bo, grads), T, H,
+                       H);
     k::attention_backward(A.qkv.data(), A.o.data(), dtmp.data(), A.lse.data(), dqkv.data(), cu, B, nh, d,
                               cfg.half_window(l));
     k::rope_backward(dqkv.data(), cu, B, nh, *A.rope);
     const float* x = lw.attn_norm_w ? A.a.data() : A.hs.data();
-    k::linear_backward(x, lw.wqkv, dqkv.data(), dtmp2.data(), false, G(lw.wqkv, grads), G(lw.bqkv, grads), T,
-                           3 * H, H);
+    k::linear_backward(x, lw.wqkv.f32(), dqkv.data(), dtmp2.data(), false, G(lw.wqkv.f32(), grads), G(lw.bqkv, grads),
+                       T, 3 * H, H);
     if (lw.attn_norm_w) {
       k::layernorm_backward(dtmp2.data(), A.hs.data(), lw.attn_norm_w, A.a_mean.data(), A.a_rstd.data(), dh.data(),
                                 true, G(lw.attn_norm_w, grads), G(lw.attn_norm_b, grads), T, H);
@@ -152,7 +153,7 @@ struct TrainModel::Impl {
     // Embeddings: hs[0] = LN(E[ids]).
     k::layernorm_backward(dh.data(), st.emb_x.data(), v.emb_norm_w, st.emb_mean.data(), st.emb_rstd.data(),
                               dtmp.data(), false, G(v.emb_norm_w, grads), G(v.emb_norm_b, grads), T, H);
-    k::embedding_backward(batch.ids.data(), dtmp.data(), G(v.tok_embeddings, grads), T, H);
+    k::embedding_backward(batch.ids.data(), dtmp.data(), G(v.tok_embeddings.f32(), grads), T, H);
   }
 
   // ---- head: X [R,H] -> logits [R,C] with output layer (Wout [C,H], bout [C]) ----
@@ -179,8 +180,8 @@ struct TrainModel::Impl {
     k::layernorm_backward(dz.data(), gbuf.data(), v.head_norm_w, head.mean.data(), head.rstd.data(), dz2.data(),
                               false, G(v.head_norm_w, grads), G(v.head_norm_b, grads), R, H);
     k::act_backward(act, head.z1.data(), dz2.data(), dz2.data(), R * H);
-    k::linear_backward(X, v.head_dense_w, dz2.data(), dxo, false, G(v.head_dense_w, grads),
-                           G(v.head_dense_b, grads), R, H, H);
+    k::linear_backward(X, v.head_dense_w.f32(), dz2.data(), dxo, false, G(v.head_dense_w.f32(), grads),
+                       G(v.head_dense_b, grads), R, H, H);
   }
 
   struct Output {
@@ -191,10 +192,10 @@ struct TrainModel::Impl {
   Output output_layer(TaskType task) const {
     if (task == TaskType::kMlm) {
       if (!v.decoder_w) throw Error("training: task mlm needs an MLM head (decoder) in the weights");
-      return {v.decoder_w, v.decoder_b, cfg.vocab_size};
+      return {v.decoder_w.f32(), v.decoder_b, cfg.vocab_size};
     }
     if (!v.classifier_w) throw Error(std::string("training: task ") + to_string(task) + " needs a classifier head");
-    return {v.classifier_w, v.classifier_b, num_labels};
+    return {v.classifier_w.f32(), v.classifier_b, num_labels};
   }
 
   void check_labels(const TrainBatch& tb, TaskType task, int64_t C) const {

@@ -89,6 +89,7 @@ std::unique_ptr<Weights> initial_weights(const PretrainConfig& pc, const std::st
   auto load_into = [&](const std::string& dir, ModelConfig c) {
     LoadOptions lo;
     lo.zero_copy = false;
+    lo.allow_quantized = false;  // fp32 only: a quantized checkpoint is an Error
     LoadedModel lm = load_model_dir(dir, lo);
     lm.weights.make_contiguous();
     if (!lm.weights.heads().mlm) throw Error("pretrain: " + dir + " has no MLM head");
@@ -108,6 +109,7 @@ std::unique_ptr<Weights> initial_weights(const PretrainConfig& pc, const std::st
   if (!pc.tile_from.empty()) {
     LoadOptions lo;
     lo.zero_copy = false;
+    lo.allow_quantized = false;  // fp32 only: a quantized checkpoint is an Error
     LoadedModel src = load_model_dir(pc.tile_from, lo);
     src.weights.make_contiguous();
     tile_weights(src.weights, *w);

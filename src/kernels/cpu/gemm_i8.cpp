@@ -83,6 +83,72 @@ inline void micro(const int16_t* a16, int64_t kp, const int16_t* bp, int32_t* ti
   }
 }
 
+inline int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Small M (<= kGemvRows): no packing (it would cost as much as the products); each row of B is
+// widened in registers, R rows of A (int16, the first K / 16 * 16 columns) x J rows of B per step.
+constexpr int64_t kGemvRows = 4;
+template <int R, int J>
+void gemv_rows(const int16_t* a16, int64_t k16, const int8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int32_t* C,
+               int64_t ldc, int64_t N, int64_t K) {
+  auto finish = [&](__m256i acc, int r, int64_t n) {
+    int32_t s = hsum_epi32(acc);
+    for (int64_t k = k16; k < K; ++k) s += static_cast<int32_t>(A[r * lda + k]) * B[n * ldb + k];
+    C[r * ldc + n] = s;
+  };
+  int64_t n = 0;
+  for (; n + J <= N; n += J) {
+    __m256i acc[R][J];
+    for (auto& a : acc)
+      for (auto& v : a) v = _mm256_setzero_si256();
+    for (int64_t k = 0; k < k16; k += 16) {
+      __m256i w[J];
+      for (int j = 0; j < J; ++j)
+        w[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(B + (n + j) * ldb + k)));
+      for (int r = 0; r < R; ++r) {
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a16 + r * k16 + k));
+        for (int j = 0; j < J; ++j) acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(a, w[j]));
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < J; ++j) finish(acc[r][j], r, n + j);
+  }
+  for (; n < N; ++n)
+    for (int r = 0; r < R; ++r) {
+      __m256i acc = _mm256_setzero_si256();
+      for (int64_t k = 0; k < k16; k += 16) {
+        const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(B + n * ldb + k)));
+        acc = _mm256_add_epi32(
+            acc, _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a16 + r * k16 + k)), w));
+      }
+      finish(acc, r, n);
+    }
+}
+
+void gemv_i8(const int8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, int64_t M, int64_t N,
+             int64_t K) {
+  const int64_t k16 = K / 16 * 16;  // the vector part; the tail is summed in scalar
+  thread_local std::vector<int16_t> buf_v;
+  if (buf_v.size() < static_cast<size_t>(kGemvRows * k16)) buf_v.resize(static_cast<size_t>(kGemvRows * k16));
+  int16_t* buf = buf_v.data();
+  for (int64_t m = 0; m < M; ++m) widen_row(A + m * lda, k16, k16, buf + m * k16);
+  switch (M) {  // R rows x J columns <= 8 accumulators (AVX2 has 16 registers)
+    case 1:
+      return gemv_rows<1, 4>(buf, k16, A, lda, B, ldb, C, ldc, N, K);
+    case 2:
+      return gemv_rows<2, 4>(buf, k16, A, lda, B, ldb, C, ldc, N, K);
+    case 3:
+      return gemv_rows<3, 2>(buf, k16, A, lda, B, ldb, C, ldc, N, K);
+    default:
+      return gemv_rows<4, 2>(buf, k16, A, lda, B, ldb, C, ldc, N, K);
+  }
+}
+
 }  // namespace
 
 const char* gemm_i8_own_name() { return "own int8 kernel avx2 (vpmaddwd on int16, s8 x s8 -> s32)"; }
@@ -90,6 +156,7 @@ const char* gemm_i8_own_name() { return "own int8 kernel avx2 (vpmaddwd on int16
 void gemm_i8_own(const int8_t* A, int64_t lda, const int8_t* B, int64_t ldb, int32_t* C, int64_t ldc, int64_t M,
                  int64_t N, int64_t K) {
   if (M <= 0 || N <= 0) return;
+  if (M <= kGemvRows) return gemv_i8(A, lda, B, ldb, C, ldc, M, N, K);
   const int64_t kp = (K + 1) / 2 * 2;
   // Blocking: all of B packed once ([N/16][kp][16] int16), then row blocks of kMc rows of A (int16,
   // ~150 KB at K = 768: stays in L2) against every packed column block (24 KB: L1).

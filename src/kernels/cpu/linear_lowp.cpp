@@ -64,6 +64,8 @@ int64_t panel_rows(int64_t K) { return std::clamp<int64_t>((131072 / std::max<in
 // (X and Y point at the slice's first row).
 void widened_slice(const float* X, int64_t ldx, Precision type, const uint16_t* W, const float* bias, float* Y,
                    int64_t ldy, int64_t rows, int64_t n0, int64_t n1, int64_t K) {
+  if (rows <= cpu::lowp::kGemvMaxRows)
+    return cpu::lowp::gemv_widened(X, ldx, type == Precision::kF16, W, bias, Y, ldy, rows, n0, n1, K);
   thread_local std::vector<float> panel_buf;
   const int64_t pr = panel_rows(K);
   float* panel = grow(panel_buf, pr * K);
@@ -141,13 +143,16 @@ std::string linear_path(Precision p) {
       return sgemm;
     case Precision::kBF16:
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kBf16, &impl))
-        return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16)";
-      return sgemm + " on widened bf16 panels (" + cpu::lowp::convert_isa() + "); oneDNN's bf16 not used: " + impl;
+        return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16 with " + cpu::lowp::convert_isa() +
+               ")";
+      return sgemm + " on widened bf16 panels (avx2); oneDNN's bf16 not used: " + impl;
     case Precision::kF16:
       return sgemm + " on widened f16 panels (f16c)";
     case Precision::kInt8:
-      if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8, &impl)) return "oneDNN matmul " + impl + " (s8 x s8 -> s32)";
-      return std::string(cpu::lowp::gemm_i8_own_name()) + "; oneDNN's not used: " + impl;
+      if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8, &impl))
+        return "oneDNN matmul " + impl + " (s8 x s8 -> s32, x quantized with " + cpu::lowp::convert_isa() + ")";
+      return std::string(cpu::lowp::gemm_i8_own_name()) + " (x quantized with " + cpu::lowp::convert_isa() +
+             "); oneDNN's not used: " + impl;
   }
   return "?";
 }

@@ -23,6 +23,12 @@ void quantize_row_i8(const float* x, int64_t K, int8_t* q, float* scale);
 // non-finite sx[m] NaN. acc may be y's own storage reinterpreted (in place): both have stride ldy.
 void int8_epilogue(const int32_t* acc, const float* sx, const float* sw, const float* bias, float* y, int64_t M,
                    int64_t N, int64_t ldy);
+// Small-M linear over 16-bit weights, converted in registers: Y[m, n] (ldy) = X[m, :] (ldx) ·
+// float(W[n, :]) (+ bias[n]) for m < M, n in [n0, n1); W [N, K] bf16 or (f16) IEEE half bits. For
+// M <= kGemvMaxRows (beyond that the widened panels and the sgemm are faster).
+constexpr int64_t kGemvMaxRows = 4;
+void gemv_widened(const float* X, int64_t ldx, bool f16, const uint16_t* W, const float* bias, float* Y, int64_t ldy,
+                  int64_t M, int64_t n0, int64_t n1, int64_t K);
 // Name of the conversion ISA in use ("avx512" | "avx2").
 const char* convert_isa();
 
@@ -45,9 +51,9 @@ bool onednn_matmul(MatmulKind kind, const void* A, const void* W, const float* b
                    int64_t N, int64_t K);
 
 // ---- Test hook -----------------------------------------------------------------------------------
-// true: behave as a CPU without usable oneDNN low-precision matmuls (bf16 widened into the fp32
-// sgemm, int8 through gemm_i8_own). Tests use it to cover both paths in one process; not while
-// ops run.
+// true: behave as a CPU without usable oneDNN low-precision matmuls nor AVX-512 (bf16 widened into
+// the fp32 sgemm, int8 through gemm_i8_own, AVX2 conversions). Tests use it to cover both paths in
+// one process; not while ops run.
 void set_force_portable(bool on);
 bool force_portable();
 

@@ -1,7 +1,9 @@
 // Element conversions of the reduced-precision ops (lowp.h): bf16 rounding, bf16 / f16 widening,
 // per-row int8 quantization and the int8 epilogue. AVX2 / F16C / FMA (the portable build's
 // x86-64-v3 baseline), scalar tails doing the same float operations, so the results are identical
-// to the scalar formulas (and to ref) bit for bit.
+// to the scalar formulas (and to ref) bit for bit. The conversions of X (bf16 rounding, int8
+// quantization) also have AVX-512 versions, chosen at run time (target attributes + cpuid, so they
+// are built in the portable binary too).
 #include <immintrin.h>
 
 #include <cmath>
@@ -37,11 +39,7 @@ inline __m256i round_bf16_8(__m256 x) {
   return _mm256_blendv_epi8(r, q, nan);
 }
 
-}  // namespace
-
-const char* convert_isa() { return "avx2"; }
-
-void round_bf16(const float* x, uint16_t* y, int64_t n) {
+void round_bf16_avx2(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m256i a = round_bf16_8(_mm256_loadu_ps(x + i));
@@ -51,6 +49,76 @@ void round_bf16(const float* x, uint16_t* y, int64_t n) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), p);
   }
   for (; i < n; ++i) y[i] = round_bf16_scalar(x[i]);
+}
+
+#define MB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+// AVX-512 twins of round_bf16 and quantize_row_i8 (the per-call conversions of X): the same
+// integer / float operations on 16 lanes, masked tails, so the bits equal the AVX2 and scalar ones.
+// (The zero-masked forms with a full mask stand for the plain intrinsics, whose undefined pass-through
+// operand trips GCC 12's -Wmaybe-uninitialized inside target("avx512...") functions.)
+constexpr __mmask16 kAll = 0xffff;
+MB_AVX512 void round_bf16_avx512(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, x + i));
+    const __m512i mag = _mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff));
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(mag, _mm512_set1_epi32(0x7f800000));
+    const __m512i hi = _mm512_maskz_srli_epi32(kAll, b, 16);
+    const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+    __m512i r =
+        _mm512_maskz_srli_epi32(kAll, _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb), 16);
+    r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
+    _mm512_mask_cvtepi32_storeu_epi16(y + i, m, r);
+  }
+}
+
+MB_AVX512 void quantize_row_i8_avx512(const float* x, int64_t K, int8_t* q, float* scale) {
+  __m512i vmax = _mm512_setzero_si512();
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (K - k)) - 1);
+    const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, x + k));
+    vmax = _mm512_maskz_max_epu32(kAll, vmax, _mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff)));
+  }
+  alignas(64) uint32_t lanes[16];
+  _mm512_store_si512(lanes, vmax);
+  uint32_t mx = 0;
+  for (uint32_t l : lanes) mx = l > mx ? l : mx;
+  if (mx >= 0x7f800000u || mx == 0) {
+    *scale = mx == 0 ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+    std::memset(q, 0, static_cast<size_t>(K));
+    return;
+  }
+  float a;
+  std::memcpy(&a, &mx, 4);
+  *scale = a / 127.0f;
+  const float inv = 127.0f / a;
+  if (!std::isfinite(inv)) {  // a < 127 / FLT_MAX: the formula in double (as quantize_row_i8)
+    for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int8_t>(std::nearbyint(static_cast<double>(x[k]) * 127.0 / a));
+    return;
+  }
+  const __m512 vinv = _mm512_set1_ps(inv);
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (K - k)) - 1);
+    const __m512i v = _mm512_maskz_cvtps_epi32(kAll, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + k), vinv));
+    _mm512_mask_cvtsepi32_storeu_epi8(q + k, m, v);
+  }
+}
+
+// AVX-512 where the CPU (and OS) has it, unless the test hook asks for the portable code.
+bool use_avx512() {
+  static const bool b =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return b && !force_portable();
+}
+
+}  // namespace
+
+const char* convert_isa() { return use_avx512() ? "avx512" : "avx2"; }
+
+void round_bf16(const float* x, uint16_t* y, int64_t n) {
+  if (use_avx512()) return round_bf16_avx512(x, y, n);
+  round_bf16_avx2(x, y, n);
 }
 
 void widen_bf16(const uint16_t* x, float* y, int64_t n) {
@@ -73,6 +141,7 @@ void widen_f16(const uint16_t* x, float* y, int64_t n) {
 }
 
 void quantize_row_i8(const float* x, int64_t K, int8_t* q, float* scale) {
+  if (use_avx512()) return quantize_row_i8_avx512(x, K, q, scale);
   // max |x| as the integer maximum of the magnitude bits: for non-negative floats the integer order
   // is the float order, and inf / NaN bit patterns sort above every finite value.
   __m256i vmax = _mm256_setzero_si256();

@@ -77,9 +77,11 @@ class OmpSingle {
   int prev_;
 };
 
+// Never destroyed: pool threads' cached primitives and streams refer to it and may outlive the
+// function statics destroyed at exit.
 dnnl::engine& cpu_engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
+  static auto* eng = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *eng;
 }
 
 // Raise oneDNN's max ISA to AMX before anything dispatches (see the header comment).

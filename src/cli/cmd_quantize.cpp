@@ -1,0 +1,189 @@
+// modernbert quantize: a float checkpoint -> a bf16 / f16 / int8 checkpoint that loads directly
+// (docs/quantized-checkpoints.md), with every other file inference needs copied beside it.
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "cli/args.h"
+#include "cli/command.h"
+#include "modernbert/error.h"
+#include "modernbert/file_io.h"
+#include "modernbert/model_dir.h"
+
+namespace modernbert::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Top-level files of a model directory that are weights (rewritten or irrelevant to inference from
+// safetensors) and so are not copied: the float safetensors and their index, and the other
+// frameworks' weight formats.
+bool is_weight_file(const std::string& name, const std::set<std::string>& shards) {
+  auto ends = [&](const char* suf) {
+    const std::string s(suf);
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  return name == "model.safetensors" || name == "model.safetensors.index.json" || shards.count(name) ||
+         name == "config.json" || name.rfind("pytorch_model", 0) == 0 || ends(".bin") || ends(".h5") ||
+         ends(".msgpack") || ends(".onnx") || ends(".ckpt") || ends(".pt") || ends(".pth");
+}
+
+// The sub-directories of sentence-transformers modules (modules.json "path" entries: 1_Pooling,
+// 1_Dense, 2_Normalize, ...): the only directories inference reads.
+std::set<std::string> module_dirs(const std::string& dir) {
+  std::set<std::string> out;
+  const std::string path = dir + "/modules.json";
+  if (!fs::exists(path)) return out;
+  nlohmann::json m;
+  try {
+    m = nlohmann::json::parse(read_file(path));
+  } catch (const std::exception& e) {
+    throw Error(path + ": invalid JSON: " + e.what());
+  }
+  if (!m.is_array()) return out;
+  for (const auto& e : m)
+    if (e.is_object() && e.contains("path") && e["path"].is_string()) {
+      const std::string p = e["path"].get<std::string>();
+      if (!p.empty() && p.find("..") == std::string::npos && p[0] != '/') out.insert(p);
+    }
+  return out;
+}
+
+std::set<std::string> shard_files(const std::string& dir) {
+  std::set<std::string> out;
+  const std::string index = dir + "/model.safetensors.index.json";
+  if (!fs::exists(index)) return out;
+  try {
+    auto j = nlohmann::json::parse(read_file(index));
+    if (j.contains("weight_map") && j["weight_map"].is_object())
+      for (const auto& v : j["weight_map"])
+        if (v.is_string()) out.insert(v.get<std::string>());
+  } catch (const std::exception&) {
+    // load_model_dir has already read the index; nothing more to learn here
+  }
+  return out;
+}
+
+uint64_t weight_bytes(const std::string& dir, const std::set<std::string>& shards) {
+  uint64_t n = 0;
+  if (fs::exists(dir + "/model.safetensors")) n += fs::file_size(dir + "/model.safetensors");
+  for (const auto& s : shards)
+    if (fs::exists(dir + "/" + s)) n += fs::file_size(dir + "/" + s);
+  return n;
+}
+
+std::string mib(uint64_t b) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(b) / (1024.0 * 1024.0));
+  return buf;
+}
+
+// Removes the temporary output directory unless released (an error on the way leaves nothing).
+struct TempDir {
+  std::string path;
+  bool keep = false;
+  ~TempDir() {
+    if (!keep && !path.empty()) {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  }
+};
+
+int run_quantize(int argc, char** argv) {
+  ArgParser a("quantize", "--model DIR --out DIR --dtype int8|bf16|f16",
+              "Write a reduced-precision copy of a float checkpoint (F32 / BF16 / F16 safetensors) that the\n"
+              "inference commands load directly (docs/quantized-checkpoints.md):\n"
+              "  int8  linear weights int8, symmetric per output channel (I8 + F32 '<name>_scale'); embeddings\n"
+              "        bf16; activations are quantized per token at run time\n"
+              "  bf16  linear weights and embeddings bfloat16      f16  the same in IEEE half\n"
+              "Norms, biases and the classifier stay float32. tokenizer.json, sentence-transformers files\n"
+              "and module directories are copied. The output directory must not exist (or be empty); it\n"
+              "appears complete or not at all.");
+  a.option("model", "DIR", "float model directory (config.json + model.safetensors)");
+  a.option("out", "DIR", "output directory (must not exist, or be empty)");
+  a.option("dtype", "TYPE", "int8 | bf16 | f16");
+  if (!a.parse(argc, argv)) return 0;
+  const std::string model = a.require("model"), out_arg = a.require("out"), dt = a.require("dtype");
+  Precision p;
+  if (!parse_precision(dt, &p) || p == Precision::kF32)
+    throw Error("quantize: --dtype must be int8, bf16 or f16, got '" + dt + "'");
+  fs::path out = fs::path(out_arg).lexically_normal();
+  if (!out.has_filename()) out = out.parent_path();  // "dir/" -> "dir"
+  std::error_code ec;
+  if (fs::exists(out, ec)) {
+    if (!fs::is_directory(out, ec)) throw Error("quantize: --out " + out.string() + " exists and is not a directory");
+    if (!fs::is_empty(out, ec))
+      throw Error("quantize: --out " + out.string() + " exists and is not empty: give a new directory");
+  }
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  if (!fs::is_directory(parent, ec))
+    throw Error("quantize: the parent of --out (" + parent.string() + ") is not a directory");
+
+  // Write everything into a temporary sibling of --out, check that it loads, then rename it into place.
+  std::string base = ".";  // built step by step: GCC 12 warns (-Wrestrict, falsely) on "." + string&&
+  base += out.filename().string();
+  base += ".tmp-XXXXXX";
+  std::string tmpl = (parent / base).string();
+  if (!::mkdtemp(tmpl.data())) throw Error("quantize: cannot create a temporary directory next to " + out.string());
+  TempDir tmp{tmpl};
+  std::string stored_dtype;
+  {  // converted while loading (no fp32 copy), written, then released before the check below
+    LoadOptions lo;
+    lo.precision = p;
+    lo.allow_quantized = false;  // the input must be the float checkpoint
+    LoadedModel m = load_model_dir(model, lo);
+    stored_dtype = m.stored_dtype;
+    save_quantized_model_dir(tmp.path, m.config, m.weights, p);
+  }
+  const std::set<std::string> shards = shard_files(model);
+
+  const std::set<std::string> modules = module_dirs(model);
+  std::string copied, skipped;
+  for (const auto& e : fs::directory_iterator(model)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;
+    if (e.is_regular_file()) {
+      if (is_weight_file(name, shards)) continue;
+      fs::copy_file(e.path(), fs::path(tmp.path) / name);
+      copied += " " + name;
+    } else if (e.is_directory() && modules.count(name)) {
+      fs::copy(e.path(), fs::path(tmp.path) / name, fs::copy_options::recursive);
+      copied += " " + name + "/";
+    } else if (e.is_directory()) {
+      skipped += " " + name + "/";
+    }
+  }
+  {  // the result must load as what it says it is
+    LoadedModel check = load_model_dir(tmp.path);
+    if (check.precision != p || !check.quantized_checkpoint)
+      throw Error("quantize: internal error: the written checkpoint does not load as " +
+                  std::string(precision_name(p)));
+  }
+  const mode_t mask = ::umask(0);  // mkdtemp made it 0700: give it a normal directory's mode
+  ::umask(mask);
+  ::chmod(tmp.path.c_str(), 0777 & ~mask);
+  // rename(2) replaces an empty directory atomically, so a reader sees no directory or a whole one.
+  if (::rename(tmp.path.c_str(), out.c_str()) != 0)
+    throw Error("quantize: cannot rename " + tmp.path + " to " + out.string());
+  tmp.keep = true;
+
+  const uint64_t before = weight_bytes(model, shards), after = fs::file_size(out / "model.safetensors");
+  std::fprintf(stderr, "quantize: %s (%s weights, %s) -> %s (%s, %s, %.2fx)\n", model.c_str(), stored_dtype.c_str(),
+               mib(before).c_str(), out.c_str(), precision_name(p), mib(after).c_str(),
+               before ? static_cast<double>(after) / static_cast<double>(before) : 0.0);
+  std::fprintf(stderr, "quantize: copied%s\n", copied.empty() ? " nothing else" : copied.c_str());
+  if (!skipped.empty())
+    std::fprintf(stderr, "quantize: skipped directories (not sentence-transformers modules):%s\n", skipped.c_str());
+  return 0;
+}
+
+CommandRegistrar reg({"quantize", "write a bf16 / f16 / int8 copy of a float checkpoint", run_quantize});
+
+}  // namespace
+}  // namespace modernbert::cli
