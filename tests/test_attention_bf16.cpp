@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -119,6 +120,7 @@ TEST(AttentionBf16, LocalMatchesReference) {
   check_vs_ref({{300}, 1, 32, 3, true}, seed++);       // tiny window
   check_vs_ref({{130, 9}, 2, 16, 0, false}, seed++);   // only itself
   check_vs_ref({{5, 17}, 2, 16, 1000, true}, seed++);  // window wider than the sequences
+  check_vs_ref({{5, 17}, 1, 16, std::numeric_limits<int64_t>::max(), false}, seed++);
 }
 
 TEST(AttentionBf16, OddShapesAndEmptySequences) {

@@ -385,6 +385,7 @@ void attention_bf16(const float* qkv, float* out, const int64_t* cu, int64_t num
     if (cu[b + 1] < cu[b]) throw Error("attention_bf16: cu_seqlens must be non-decreasing");
   const int64_t T = cu[num_seqs];
   if (T == 0) return;
+  hw = std::min(hw, T);  // a wider window sees the same keys (and i + hw cannot overflow)
   if (rope) {
     if (rope->head_dim != d) throw Error("attention_bf16: RoPE table head_dim differs from the heads'");
     for (int64_t b = 0; b < num_seqs; ++b)

@@ -2,15 +2,17 @@
 // the typed embedding gather, per-row int8 quantization and the exact int8 GEMM. Contracts in
 // kernels/backend.h; the int8 scheme in modernbert/precision.h.
 //
-// Paths, chosen at run time (lowp.h probes oneDNN once):
-//   kBF16  native bf16 (oneDNN can create an AVX512-BF16 / AMX matmul): X rounded to bf16 (RNE)
+// Paths, chosen at run time (onednn_matmul.cpp probes oneDNN once; linear_path() names them):
+//   kBF16  native bf16 (oneDNN's effective ISA has AVX512-BF16 / AMX): X rounded to bf16 (RNE)
 //          into a scratch, one bf16 x bf16 -> f32 oneDNN matmul per pool slice, W read in place
-//          (oneDNN `ba` layout), bias by oneDNN. Otherwise: W widened to fp32 in panels of
-//          kPanelRows rows (per-thread scratch) and multiplied by the fp32 sgemm, X stays fp32.
+//          (oneDNN `ba` layout), bias by oneDNN. Otherwise the widening path: W widened to fp32 in
+//          panels of panel_rows() rows (per-thread scratch) for the fp32 sgemm, X stays fp32; at
+//          M <= 4 rows a kernel converting W in registers instead (gemv_lowp.cpp).
 //   kF16   always the widening path (oneDNN 2.6 has no f16 matmul).
 //   kInt8  X quantized per row into a scratch; int32 products by oneDNN's s8 x s8 -> s32 matmul
-//          where it is exact (VNNI / AMX), else by our own int16 kernel (gemm_i8.cpp); the int32
-//          tile is written into Y's own storage and the epilogue converts it in place.
+//          where a probe finds them exact (VNNI / AMX), else by our own int16 kernel (gemm_i8.cpp;
+//          pre-VNNI oneDNN saturates); the int32 tile is written into Y's own storage and the
+//          epilogue converts it in place.
 // Threading as the fp32 gemm: M split over default_pool() when M >= 64 per thread (slices of 16k
 // rows), else N; each slice is one single-threaded call. Scratch is thread-local, grown, never
 // shrunk.

@@ -67,6 +67,7 @@ void attention_bf16(const float* qkv, float* out, const int64_t* cu, int64_t num
       if (cu[b + 1] - cu[b] > rope->max_len) throw Error("attention_bf16: sequence longer than the rotary table");
   }
   const int64_t H = n_heads * d, half = d / 2;
+  hw = std::min(hw, cu[num_seqs]);  // a wider window sees the same keys (and i + hw cannot overflow)
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (int64_t b = 0; b < num_seqs; ++b) {
     const int64_t base = cu[b], n = cu[b + 1] - cu[b];
