@@ -156,7 +156,7 @@ def _goal(sysname, w, row, flags):
             if row.get(k) is not None:
                 parts.append(">1× " + name)
                 ok &= row[k] > 1.0
-    return ", ".join(parts), ok
+    return (", ".join(parts), ok) if parts else (None, None)
 
 
 def precision_table(raw, machine):
