@@ -13,7 +13,7 @@ Reduced precision (#15), when ours ran in more than f32 or an ORT int8 peer ran:
 workload, a row per system (ours per dtype, ORT fp32 / int8), with tokens/s, the ratio to our f32
 (to ours-f32-avx2 for the ONEDNN_MAX_CPU_ISA=AVX2 rows), to ORT fp32 and to each ORT int8 graph,
 peak RSS and its ratio to our f32, the GEMM path (bench JSON "linear_path") and the issue's goal
-for the row with a mark (✓ met in this run, ✗ not), judged on this run's medians only.
+for the row, each part marked (✓ met in this run, ✗ not), judged on this run's medians only.
 """
 import glob
 import json
@@ -129,34 +129,37 @@ def _dtype_of(sysname):
 
 
 def _goal(sysname, w, row, flags):
-    """(goal text, met?) of issue #15 item 5 for one row; (None, None) where it sets none."""
+    """(goal text with a ✓/✗ per part, all met?) of issue #15 item 5 for one row; (None, None)
+    where it sets none."""
     dt = _dtype_of(sysname)
     if dt in (None, "f32"):
         return None, None
     avx2 = sysname.endswith("-avx2")
     native_bf16 = not avx2 and ("avx512_bf16" in flags or "amx_bf16" in flags)
     vnni = not avx2 and any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-    parts, ok = [], True
+    parts = []  # (text, met)
+
+    def at_least(x, t):
+        return x is not None and x >= t
+
     x = row.get("x_f32")
     if dt == "int8" and w in ("a", "d"):
         t = 2.5 if vnni else 1.6
-        parts.append("≥%g× f32 (%s)" % (t, "VNNI" if vnni else "AVX2-only"))
-        ok &= x is not None and x >= t
+        parts.append(("≥%g× f32 (%s)" % (t, "VNNI" if vnni else "AVX2-only"), at_least(x, t)))
     elif dt == "bf16" and native_bf16 and w in ("a", "d"):
-        parts.append("≥2× f32 (native bf16)")
-        ok &= x is not None and x >= 2.0
+        parts.append(("≥2× f32 (native bf16)", at_least(x, 2.0)))
     elif dt in ("bf16", "f16"):
-        parts.append("≥1× f32")
-        ok &= x is not None and x >= 1.0
+        parts.append(("≥1× f32", at_least(x, 1.0)))
     if dt in ("bf16", "f16") and not avx2:
-        parts.append("RSS ≤0.55×")
-        ok &= row.get("rss_x_f32") is not None and row["rss_x_f32"] <= 0.55
+        r = row.get("rss_x_f32")
+        parts.append(("RSS ≤0.55×", r is not None and r <= 0.55))
     if not avx2:
         for k, name in (("x_ort", "ORT fp32"), ("x_ort-int8", "ORT int8"), ("x_ort-int8-tok", "ORT int8 per-token")):
             if row.get(k) is not None:
-                parts.append(">1× " + name)
-                ok &= row[k] > 1.0
-    return (", ".join(parts), ok) if parts else (None, None)
+                parts.append(("> " + name, row[k] > 1.0))
+    if not parts:
+        return None, None
+    return ", ".join("%s %s" % (t, "✓" if ok else "✗") for t, ok in parts), all(ok for _, ok in parts)
 
 
 def precision_table(raw, machine):
@@ -210,7 +213,7 @@ def precision_markdown(rows, guards, machine):
             if r["workload"] != w:
                 continue
             ld = [x for x in r["load"] if x is not None]
-            goal = "" if r["goal"] is None else "%s %s" % (r["goal"], "✓" if r["goal_met"] else "✗")
+            goal = r["goal"] or ""
             md += "| %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" % (
                 r["system"], r["dtype"], r["tokens_per_s"], f(r.get("x_f32")), f(r.get("x_ort")),
                 f(r.get("x_ort-int8")), f(r.get("x_ort-int8-tok")), f(r["peak_rss_mib"], "%.0f"),
