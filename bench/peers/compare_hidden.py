@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""Correctness guard of run_cpu_bench.sh: our last_hidden_state vs ONNX Runtime's, max-abs.
+"""Correctness guard of run_cpu_bench.sh: two last_hidden_states of the same tokens, max-abs or cosine.
 
-    compare_hidden.py OURS.safetensors ORT.bin [--tol 1e-3]
+    compare_hidden.py A B [--tol 1e-3] [--min-cosine C]
 
-OURS: `modernbert bench --dump-hidden` (last_hidden_state F32 [T, H], cu_seqlens I64 [B+1]).
-ORT:  `ort_bench.mjs --dump-hidden` (real tokens only, f32 [T, H], raw little-endian).
-Exits 1 (printing the worst token) when max |ours - ort| > tol or anything is not finite.
+A and B are each either `modernbert bench --dump-hidden` output (.safetensors: last_hidden_state
+F32 [T, H], cu_seqlens I64 [B+1]) or `ort_bench.mjs --dump-hidden` output (.bin: real tokens only,
+f32 [T, H], raw little-endian; its H is taken from the other file, or --hidden when both are .bin).
+Default: exits 1 (printing the worst token) when max |A - B| > tol or anything is not finite.
+With --min-cosine (reduced precision: int8 / bf16 against f32) the per-token cosine similarity is
+reported (mean, min) and the check is min >= C instead of the max-abs bound.
 Needs numpy only.
 """
 import argparse
@@ -31,28 +34,52 @@ def read_safetensors(path):
     return out
 
 
+def load(path, hidden):
+    """(hidden [T, H] float, cu_seqlens or None)."""
+    if path.endswith(".safetensors"):
+        t = read_safetensors(path)
+        return t["last_hidden_state"], t["cu_seqlens"]
+    x = np.fromfile(path, dtype="<f4")
+    if not hidden or x.size % hidden:
+        sys.exit("%s: %d floats, not a whole number of rows of H=%s" % (path, x.size, hidden))
+    return x.reshape(-1, hidden), None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ours")
     ap.add_argument("ort")
     ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--min-cosine", type=float, default=None)
+    ap.add_argument("--hidden", type=int, default=0, help="H, when both files are .bin")
     a = ap.parse_args()
-    t = read_safetensors(a.ours)
-    ours, cu = t["last_hidden_state"], t["cu_seqlens"]
-    ort = np.fromfile(a.ort, dtype="<f4")
-    if ort.size != ours.size:
-        sys.exit("size mismatch: ours %s (%d floats), ort %d floats" % (ours.shape, ours.size, ort.size))
-    ort = ort.reshape(ours.shape)
+    H = a.hidden
+    for p in (a.ours, a.ort):
+        if p.endswith(".safetensors"):
+            H = read_safetensors(p)["last_hidden_state"].shape[1]
+    ours, cu = load(a.ours, H)
+    ort, cu2 = load(a.ort, H)
+    cu = cu if cu is not None else cu2
+    if ort.shape != ours.shape:
+        sys.exit("size mismatch: %s %s, %s %s" % (a.ours, ours.shape, a.ort, ort.shape))
     if not (np.isfinite(ours).all() and np.isfinite(ort).all()):
         sys.exit("non-finite values in the hidden states")
     d = np.abs(ours.astype(np.float64) - ort)
     worst = np.unravel_index(np.argmax(d), d.shape)
-    seq = int(np.searchsorted(cu, worst[0], side="right") - 1)
+    seq = int(np.searchsorted(cu, worst[0], side="right") - 1) if cu is not None else None
     res = {"max_abs": float(d.max()), "mean_abs": float(d.mean()), "tokens": int(ours.shape[0]),
-           "sequences": int(len(cu) - 1), "hidden_abs_max": float(np.abs(ort).max()), "tol": a.tol,
-           "worst": {"token": int(worst[0]), "sequence": seq, "channel": int(worst[1])}}
+           "sequences": int(len(cu) - 1) if cu is not None else None, "hidden_abs_max": float(np.abs(ort).max()),
+           "tol": a.tol, "worst": {"token": int(worst[0]), "sequence": seq, "channel": int(worst[1])}}
+    if a.min_cosine is not None:
+        x, y = ours.astype(np.float64), ort.astype(np.float64)
+        cos = (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-300)
+        res.update(cosine_mean=float(cos.mean()), cosine_min=float(cos.min()), min_cosine=a.min_cosine)
+        del res["tol"]
     print(json.dumps(res))
-    if not d.max() <= a.tol:
+    if a.min_cosine is not None:
+        if not cos.min() >= a.min_cosine:
+            sys.exit("correctness guard FAILED: minimum per-token cosine %.6f < %g" % (cos.min(), a.min_cosine))
+    elif not d.max() <= a.tol:
         sys.exit("correctness guard FAILED: max-abs %g > %g" % (d.max(), a.tol))
 
 

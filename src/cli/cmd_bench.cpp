@@ -10,6 +10,10 @@
 // per layer: 2·(3H·H + H·H + 2I·H + I·H) for the four linears, plus attention 4·d·keys per head,
 // where keys = the sequence length for global layers and |{j : |i−j| <= w/2, 0 <= j < n}| for
 // local layers (QK^T and PV, 2 FLOPs per multiply-add each).
+//
+// --dtype (#15) picks what the linear weights and the embedding table are held in
+// (modernbert/precision.h); the JSON line names it ("dtype"), the GEMM path this CPU runs it on
+// ("linear_path", kernels::linear_path) and the bytes the weights occupy as held ("weights_mib").
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -31,6 +35,7 @@
 #include "modernbert/error.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
+#include "modernbert/precision.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/token_ids.h"
 #include "modernbert/tokenizer.h"
@@ -135,13 +140,17 @@ int run_bench(int argc, char** argv) {
               "order; a longer sequence goes alone). The whole input runs --warmup times, then --repeat\n"
               "times timed. Prints one JSON line: tokens, sequences, batches, threads, seconds_median,\n"
               "seconds_min, tokens_per_s (from the median), gflops (useful FLOPs: linears + attention\n"
-              "over the keys each query really attends, no padding, no head) and peak_rss_mib.");
+              "over the keys each query really attends, no padding, no head), dtype, linear_path (the\n"
+              "GEMM path the dtype runs on this CPU), weights_mib (weights as held) and peak_rss_mib.");
   a.option("model", "DIR", "model directory (config.json + model.safetensors)");
   a.option("input", "FILE", "JSONL workload");
   a.option("threads", "N", "compute threads (kernel thread pool; OpenBLAS runs single-threaded inside it)", "2");
   a.option("repeat", "N", "timed passes over the whole input", "5");
   a.option("warmup", "N", "untimed passes before timing", "1");
   a.option("max-batch-tokens", "N", "token budget of one unpadded batch", "16384");
+  a.option("dtype", "T",
+           "f32|bf16|f16|int8: what the linear weights and embeddings are held in (a float checkpoint is "
+           "converted at load); default: the checkpoint's own type (f32 for a float checkpoint)");
   a.flag("lossy-utf8", "replace invalid UTF-8 in the input with U+FFFD instead of failing");
   a.option("dump-hidden", "FILE",
            "debug: write the first pass's last_hidden_state F32 [T,H], cu_seqlens and input_ids I64 "
@@ -154,6 +163,13 @@ int run_bench(int argc, char** argv) {
   if (repeat < 1) throw Error("bench: --repeat must be >= 1");
   if (warmup < 0) throw Error("bench: --warmup must be >= 0");
   if (budget < 1) throw Error("bench: --max-batch-tokens must be >= 1");
+  LoadOptions lo;
+  if (a.has("dtype")) {
+    Precision p{};
+    if (!parse_precision(a.get("dtype"), &p))
+      throw Error("bench: --dtype must be f32, bf16, f16 or int8 (got \"" + a.get("dtype") + "\")");
+    lo.precision = p;
+  }
 
   // The kernels' pool gets exactly --threads threads; OpenBLAS is pinned to one thread per pool
   // worker (gemm.cpp, kPool).
@@ -162,7 +178,7 @@ int run_bench(int argc, char** argv) {
   if (pool_threads != threads)
     throw Error("bench: the kernel thread pool already has " + std::to_string(pool_threads) + " threads");
 
-  LoadedModel m = load_model_dir(model_dir);
+  LoadedModel m = load_model_dir(model_dir, lo);
   Encoder enc(m.weights);
   const ModelConfig& cfg = enc.config();
   const std::vector<std::vector<int32_t>> seqs = read_workload(input, model_dir, cfg.vocab_size, a.has("lossy-utf8"));
@@ -225,7 +241,11 @@ int run_bench(int argc, char** argv) {
   r["tokens_per_s"] = static_cast<double>(tokens) / median;
   r["gflop_per_pass"] = flops * 1e-9;
   r["gflops"] = flops / median * 1e-9;
-  r["weights_mib"] = static_cast<double>(m.weights.num_params()) * sizeof(float) / (1024.0 * 1024.0);
+  r["dtype"] = precision_name(m.precision);
+  r["quantized_checkpoint"] = m.quantized_checkpoint;
+  r["linear_path"] = kernels::linear_path(m.precision);
+  // The weights as held (bf16 / f16: 2 bytes, int8: 1 byte + a float scale per row), not as stored.
+  r["weights_mib"] = static_cast<double>(m.weights.storage_bytes()) / (1024.0 * 1024.0);
   r["arena_mib"] = static_cast<double>(enc.arena_floats()) * sizeof(float) / (1024.0 * 1024.0);
   r["peak_rss_mib"] = peak_rss_mib();
   std::printf("%s\n", r.dump().c_str());
