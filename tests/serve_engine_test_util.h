@@ -205,13 +205,6 @@ inline std::string words(int n, int seed) {
   return s;
 }
 
-inline std::vector<json> jsonl(const std::string& text) {
-  std::vector<json> out;
-  std::stringstream ss(text);
-  std::string line;
-  while (std::getline(ss, line))
-    if (!line.empty() && line[0] == '{') out.push_back(json::parse(line));
-  return out;
-}
+using mbtest::jsonl;
 
 }  // namespace serve_test

@@ -18,14 +18,7 @@ namespace {
 
 std::string tokenizer_json() { return mbtest::tokenizer_json(); }
 
-std::vector<json> jsonl(const std::string& text) {
-  std::vector<json> out;
-  std::stringstream ss(text);
-  std::string line;
-  while (std::getline(ss, line))
-    if (!line.empty() && line[0] == '{') out.push_back(json::parse(line));
-  return out;
-}
+using mbtest::jsonl;
 
 // A tiny model with the real vocabulary and tokenizer; heads as given.
 std::string make_model(const mbtest::TempDir& tmp, const std::string& name, const std::string& heads) {

@@ -18,14 +18,7 @@ using nlohmann::json;
 
 namespace {
 
-std::vector<json> jsonl(const std::string& text) {
-  std::vector<json> out;
-  std::stringstream ss(text);
-  std::string line;
-  while (std::getline(ss, line))
-    if (!line.empty() && line[0] == '{') out.push_back(json::parse(line));
-  return out;
-}
+using mbtest::jsonl;
 
 std::string write(const std::string& path, const std::string& content) {
   std::ofstream(path) << content;

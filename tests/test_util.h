@@ -14,6 +14,9 @@
 #include <source_location>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace mbtest {
 
@@ -54,6 +57,16 @@ inline RunResult run_command(const std::string& cmd) {
 }
 
 inline std::string cli() { return MB_CLI_PATH; }
+
+// The JSON objects of a command's output, one per line starting with '{' (other lines skipped).
+inline std::vector<nlohmann::json> jsonl(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::stringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line))
+    if (!line.empty() && line[0] == '{') out.push_back(nlohmann::json::parse(line));
+  return out;
+}
 
 // The PyTorch reference (tests/reference) runs under Debian's python3 with python3-torch.
 inline bool have_torch() {
