@@ -18,18 +18,7 @@ namespace {
 using mbtest::cli;
 using mbtest::run_command;
 
-nlohmann::json last_json_line(const std::string& out) {
-  nlohmann::json j;
-  size_t pos = 0;
-  while (pos < out.size()) {
-    size_t e = out.find('\n', pos);
-    if (e == std::string::npos) e = out.size();
-    std::string line = out.substr(pos, e - pos);
-    if (!line.empty() && line[0] == '{') j = nlohmann::json::parse(line);
-    pos = e + 1;
-  }
-  return j;
-}
+using mbtest::last_json_line;
 
 // Minimum over tokens of the cosine between two [T, H] hidden states.
 double min_token_cosine(const std::vector<float>& a, const std::vector<float>& b, size_t H) {

@@ -67,6 +67,11 @@ inline std::vector<nlohmann::json> jsonl(const std::string& text) {
     if (!line.empty() && line[0] == '{') out.push_back(nlohmann::json::parse(line));
   return out;
 }
+// The last of them (null when there is none): a command's final JSON line.
+inline nlohmann::json last_json_line(const std::string& text) {
+  auto all = jsonl(text);
+  return all.empty() ? nlohmann::json() : all.back();
+}
 
 // The PyTorch reference (tests/reference) runs under Debian's python3 with python3-torch.
 inline bool have_torch() {
