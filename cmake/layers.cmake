@@ -44,7 +44,7 @@ set(MB_PUBLIC_HEADERS_kernels precision.h)
 set(MB_PUBLIC_HEADERS_tokenizer tokenizer.h)
 set(MB_PUBLIC_HEADERS_model model.h model_dir.h weights.h)
 set(MB_PUBLIC_HEADERS_train contrastive.h mlm_data.h optimizer.h pretrain.h schedule.h tiling.h train_model.h train_options.h training_loop.h)
-set(MB_PUBLIC_HEADERS_tasks baselines.h batching.h eval_data.h evaluation.h finetune.h metrics.h search.h tasks.h)
+set(MB_PUBLIC_HEADERS_tasks baselines.h batching.h eval_data.h evaluation.h finetune.h inference.h metrics.h search.h tasks.h)
 set(MB_PUBLIC_HEADERS_serve "")
 
 # BLAS (OpenBLAS / oneDNN) is linked and included by the kernels layer only: no other layer can
