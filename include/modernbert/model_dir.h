@@ -20,6 +20,21 @@
 
 namespace modernbert {
 
+// PyLate ColBERT settings (pylate.models.ColBERT), from config_sentence_transformers.json of a PyLate
+// model, with PyLate's defaults for a key the file lacks. GTE-ModernColBERT-v1 sets the prefixes,
+// query_length 32, document_length 300, attend_to_expansion_tokens false and the punctuation skiplist.
+struct ColbertSettings {
+  bool present = false;  // the file carries query_prefix / document_prefix or model_type "ColBERT"
+  // Added tokens (e.g. "[Q] ", trailing space included) whose id goes right after [CLS]; "" = none.
+  std::string query_prefix = "[Q] ", document_prefix = "[D] ";
+  int64_t query_length = 32;     // queries: truncated to (and, with expansion, [MASK]-padded to) this
+  int64_t document_length = 180; // documents: truncated to this (prefix and specials included)
+  bool do_query_expansion = true;
+  bool attend_to_expansion_tokens = false;  // forced false without expansion, as PyLate does
+  // Tokens whose document vectors are dropped (PyLate: string.punctuation when absent).
+  std::vector<std::string> skiplist_words;
+};
+
 struct SentenceTransformersInfo {
   bool present = false;
   // From 1_Pooling/config.json: "cls", "mean", "max", "lasttoken", ...
@@ -31,6 +46,7 @@ struct SentenceTransformersInfo {
   std::vector<float> dense_weight, dense_bias;
   int64_t dense_in = 0, dense_out = 0;
   std::string dense_activation;  // e.g. "torch.nn.modules.linear.Identity"
+  ColbertSettings colbert;        // PyLate (config_sentence_transformers.json)
 };
 
 struct LoadOptions {

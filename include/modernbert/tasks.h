@@ -40,6 +40,43 @@ std::vector<float> sentence_embeddings(const Batch& batch, const float* hidden, 
 // else identity).
 std::vector<float> colbert_vectors(const float* hidden, int64_t T, int64_t H, const SentenceTransformersInfo* dense,
                                    int64_t* out_dim);
+// ---- PyLate ColBERT input treatment (pylate/models/colbert.py: preprocess() and encode()) ----
+// A query is tokenized truncated to query_length - 1 tokens ([CLS] ... [SEP]), its prefix token
+// ("[Q] ", an added token of the PyLate tokenizer) goes right after [CLS], and with query expansion
+// it is padded with [MASK] to query_length. A document is truncated to document_length - 1, gets
+// "[D] " after [CLS] and is never padded; the vectors of its skiplist tokens (punctuation) are
+// dropped after encoding. Every query vector is kept.
+//
+// Expansion tokens. PyLate pads with [MASK] under attention_mask 0 unless attend_to_expansion_tokens:
+// HF ModernBERT's eager/SDPA attention (CPU) then computes them as queries that attend to the real
+// tokens while no token attends to them, and its flash-attention-2 path unpads them and returns
+// them as zero vectors (zero after Dense without bias and L2 normalisation, so they add 0 to MaxSim;
+// pylate#109, #125: GTE-ModernColBERT-v1 was trained this way, and its CPU vectors for them are
+// untrained). Our unpadded encoder runs whole sequences only and cannot compute a token that is a
+// query but not a key, so, with attend_to_expansion_tokens false, the expansion tokens are not run
+// and not returned (`expansion_dropped` counts them): the real tokens' vectors equal PyLate's in
+// both attention paths (no token attends to the expansion tokens in either), and MaxSim scores
+// equal PyLate's on flash attention; PyLate on CPU adds the expansion tokens' contributions.
+// With attend_to_expansion_tokens true every token attends to every token and all are run, exactly.
+struct ColbertTokenIds {
+  int32_t query_prefix = -1, document_prefix = -1;  // -1: no prefix ("" in the settings)
+  int32_t mask = -1;
+  std::vector<int32_t> skiplist;  // ids of skiplist_words that are single tokens
+};
+// Looks the prefixes, [MASK] and the skiplist up in the tokenizer. Throws Error naming a prefix
+// the tokenizer lacks (a PyLate tokenizer.json carries "[Q] " / "[D] " as added tokens).
+ColbertTokenIds colbert_token_ids(const Tokenizer& tok, const ColbertSettings& s);
+
+struct ColbertInput {
+  std::vector<int32_t> ids;    // what the encoder runs: [CLS] prefix tokens... [SEP] ([MASK]...)
+  std::vector<uint8_t> keep;   // per id: 1 = its output vector is returned
+  int64_t expansion_dropped = 0;  // PyLate [MASK] expansion tokens not run (see above)
+};
+// The ColBERT input of one text (a query when is_query). Throws Error for invalid UTF-8 unless
+// lossy_utf8.
+ColbertInput colbert_input(const Tokenizer& tok, const ColbertSettings& s, const ColbertTokenIds& t,
+                           std::string_view text, bool is_query, bool lossy_utf8 = false);
+
 // MaxSim: sum over query tokens of the max dot product with any document token.
 float maxsim(const float* q, int64_t nq, const float* d, int64_t nd, int64_t dim);
 

@@ -29,13 +29,44 @@ std::string npy_header(int64_t rows, int64_t cols) {
   return out;
 }
 
+// PyLate ColBERT token ids of every record (colbert_input, tasks.h): texts get the query or document
+// treatment; records given as input_ids are used exactly as given, every vector kept.
+std::vector<std::vector<int32_t>> pylate_ids(const InferenceContext& ctx, const ColbertSettings& s,
+                                             const std::vector<InputRecord>& recs, bool is_query, bool lossy,
+                                             const std::string& prefix, std::vector<std::vector<uint8_t>>& keep) {
+  if (!ctx.tokenizer) throw Error(ctx.model.dir + ": a PyLate ColBERT model needs tokenizer.json");
+  const ColbertTokenIds t = colbert_token_ids(*ctx.tokenizer, s);
+  std::vector<std::vector<int32_t>> seqs;
+  for (const InputRecord& r : recs) {
+    if (r.has_pair) throw Error(r.where() + ": --colbert embeds single texts, not text pairs");
+    if (r.has_ids) {
+      seqs.push_back(r.ids);
+      keep.emplace_back(r.ids.size(), 1);
+      continue;
+    }
+    ColbertInput in;
+    try {
+      in = colbert_input(*ctx.tokenizer, s, t, prefix + r.text, is_query, lossy);
+    } catch (const Error& e) {
+      throw Error(r.where() + ": " + e.what());
+    }
+    if (static_cast<int64_t>(in.ids.size()) > ctx.model.config.max_position_embeddings)
+      throw Error(r.where() + ": " + std::to_string(in.ids.size()) + " tokens exceed max_position_embeddings " +
+                  std::to_string(ctx.model.config.max_position_embeddings) + " (lower --document-length)");
+    seqs.push_back(std::move(in.ids));
+    keep.push_back(std::move(in.keep));
+  }
+  return seqs;
+}
+
 int run_embed(int argc, char** argv) {
   ArgParser a("embed", "--model DIR [--input F] [--output F] [flags]",
               "Sentence embeddings: pooled final hidden states (pooling from the sentence-transformers\n"
               "config, else config.json classifier_pooling, else --pooling), then the model's Dense module\n"
               "if any, L2 normalisation (a Normalize module or --normalize) and Matryoshka truncation\n"
               "(--dim, re-normalised). With --colbert: per-token vectors (PyLate Dense projection if the\n"
-              "model has one), L2-normalised. Output: JSONL {\"embedding\": [...]} / {\"vectors\": [[...]]}\n"
+              "model has one), L2-normalised; a PyLate model's texts are documents ([D] prefix, document_length,\n"
+              "skiplist vectors dropped) or, with --query, queries ([Q] prefix, query_length, expansion). Output: JSONL {\"embedding\": [...]} / {\"vectors\": [[...]]}\n"
               "or, with --format npy, a float32 [N, D] .npy file.");
   add_common_flags(a);
   a.option("pooling", "MODE", "cls | mean | max (overrides the model's)");
@@ -44,6 +75,9 @@ int run_embed(int argc, char** argv) {
   a.option("prompt", "NAME", "prepend the sentence-transformers prompt NAME (config_sentence_transformers.json)");
   a.option("prefix", "STR", "prepend STR to every text");
   a.flag("colbert", "per-token ColBERT vectors instead of one vector per text");
+  a.flag("query", "--colbert on a PyLate model: the texts are queries ([Q] prefix, query_length, expansion)");
+  a.flag("document", "--colbert on a PyLate model: the texts are documents ([D] prefix, skiplist; the default)");
+  a.option("document-length", "N", "--colbert on a PyLate model: truncate documents to N tokens (default: the model's)");
   a.option("format", "FMT", "jsonl | npy", "jsonl");
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
@@ -69,22 +103,34 @@ int run_embed(int argc, char** argv) {
   if (fmt != "jsonl" && fmt != "npy") throw Error("--format must be jsonl or npy");
   const bool colbert = a.has("colbert");
   if (colbert && fmt == "npy") throw Error("--colbert writes JSONL (a ragged list of vectors per text)");
+  if ((a.has("query") || a.has("document") || a.has("document-length")) && !colbert)
+    throw Error("--query, --document and --document-length go with --colbert");
+  if (a.has("query") && a.has("document")) throw Error("--query and --document exclude each other");
+  ColbertSettings pylate = st.colbert;
+  if (a.has("document-length")) {
+    pylate.document_length = a.get_int("document-length");
+    if (pylate.document_length < 3) throw Error("--document-length must be at least 3");
+  }
 
   const bool lossy = a.has("lossy-utf8");
   auto recs = read_inputs_from(a.get("input"), ctx.model.config.vocab_size, lossy);
-  auto seqs = records_to_ids(ctx, recs, a.has("truncate"), lossy, prefix);
+  std::vector<std::vector<uint8_t>> keep;  // PyLate: which token vectors are returned
+  auto seqs = colbert && pylate.present ? pylate_ids(ctx, pylate, recs, a.has("query"), lossy, prefix, keep)
+                                        : records_to_ids(ctx, recs, a.has("truncate"), lossy, prefix);
   const int64_t H = ctx.model.config.hidden_size;
   std::string out;
   std::vector<float> all;
   int64_t D = 0;
   for_each_batch(
-      *ctx.encoder, seqs, a.get_int("max-batch-tokens"), [&](const Batch& b, size_t, const std::vector<float>& h) {
+      *ctx.encoder, seqs, a.get_int("max-batch-tokens"), [&](const Batch& b, size_t first, const std::vector<float>& h) {
         if (colbert) {
           auto v = colbert_vectors(h.data(), b.num_tokens(), H, o.dense, &D);
           for (int64_t s = 0; s < b.num_seqs(); ++s) {
             json rows = json::array();
-            for (int64_t t = b.cu_seqlens[static_cast<size_t>(s)]; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t)
-              rows.push_back(std::vector<float>(v.begin() + t * D, v.begin() + (t + 1) * D));
+            const int64_t t0 = b.cu_seqlens[static_cast<size_t>(s)];
+            for (int64_t t = t0; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t)
+              if (keep.empty() || keep[first + static_cast<size_t>(s)][static_cast<size_t>(t - t0)])
+                rows.push_back(std::vector<float>(v.begin() + t * D, v.begin() + (t + 1) * D));
             out += json({{"vectors", rows}}).dump() + "\n";
           }
           return;

@@ -45,6 +45,47 @@ bool is_encoder_name(const std::string& n) {
   return n.rfind("embeddings.", 0) == 0 || n.rfind("layers.", 0) == 0 || n.rfind("final_norm.", 0) == 0;
 }
 
+// PyLate's keys of config_sentence_transformers.json (pylate/models/colbert.py: save() writes them,
+// _parse_model_config() reads them; a missing key keeps PyLate's default). A key of the wrong type
+// is an error naming it, not silently the default.
+void read_colbert_settings(const json& c, const std::string& path, ColbertSettings* s) {
+  s->present = c.contains("query_prefix") || c.contains("document_prefix") ||
+               (c.contains("model_type") && c["model_type"] == "ColBERT");
+  if (!s->present) return;
+  auto bad = [&](const char* key, const char* want) { return Error(path + ": '" + key + "' must be " + want); };
+  auto str = [&](const char* key, std::string* v) {
+    if (!c.contains(key) || c[key].is_null()) return;
+    if (!c[key].is_string()) throw bad(key, "a string");
+    *v = c[key].get<std::string>();
+  };
+  auto len = [&](const char* key, int64_t* v) {
+    if (!c.contains(key) || c[key].is_null()) return;
+    if (!c[key].is_number_integer() || c[key].get<int64_t>() < 3) throw bad(key, "an integer >= 3");
+    *v = c[key].get<int64_t>();
+  };
+  auto flag = [&](const char* key, bool* v) {
+    if (!c.contains(key) || c[key].is_null()) return;
+    if (!c[key].is_boolean()) throw bad(key, "true or false");
+    *v = c[key].get<bool>();
+  };
+  str("query_prefix", &s->query_prefix);
+  str("document_prefix", &s->document_prefix);
+  len("query_length", &s->query_length);
+  len("document_length", &s->document_length);
+  flag("do_query_expansion", &s->do_query_expansion);
+  flag("attend_to_expansion_tokens", &s->attend_to_expansion_tokens);
+  if (!s->do_query_expansion) s->attend_to_expansion_tokens = false;
+  if (c.contains("skiplist_words") && !c["skiplist_words"].is_null()) {
+    if (!c["skiplist_words"].is_array()) throw bad("skiplist_words", "a list of strings");
+    for (const auto& w : c["skiplist_words"]) {
+      if (!w.is_string()) throw bad("skiplist_words", "a list of strings");
+      s->skiplist_words.push_back(w.get<std::string>());
+    }
+  } else {
+    for (char ch : std::string("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")) s->skiplist_words.emplace_back(1, ch);
+  }
+}
+
 void read_sentence_transformers(const std::string& dir, SentenceTransformersInfo* st) {
   std::string modules_path = dir + "/modules.json";
   if (!file_exists(modules_path)) return;
@@ -100,6 +141,7 @@ void read_sentence_transformers(const std::string& dir, SentenceTransformersInfo
         if (it->is_string()) st->prompts[it.key()] = it->get<std::string>();
     if (c.contains("default_prompt_name") && c["default_prompt_name"].is_string())
       st->default_prompt_name = c["default_prompt_name"].get<std::string>();
+    read_colbert_settings(c, stc, &st->colbert);
   }
 }
 
