@@ -253,6 +253,11 @@ TEST(Quickstart, GteModernColbertPyLateInput) {
     EXPECT_NEAR(norm(v), 1.0, 1e-5);
     expect_close(v, qh[t].get<std::vector<float>>(), 1e-6, "query vector");
   }
+  // The PyLate flags are refused where they mean nothing.
+  for (const char* bad : {" --query", " --colbert --query --document", " --colbert --document-length 2"}) {
+    auto res = mbtest::run_command(mbtest::cli() + " embed --model " + w / r.dir + bad + " --input " + w / "q.txt");
+    EXPECT_NE(res.status, 0) << bad;
+  }
   // MaxSim of the query with each document: a sum of cosines, at most one per query vector.
   auto flat = [](const json& rows) {
     std::vector<float> f;

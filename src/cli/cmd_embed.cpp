@@ -106,6 +106,10 @@ int run_embed(int argc, char** argv) {
   if ((a.has("query") || a.has("document") || a.has("document-length")) && !colbert)
     throw Error("--query, --document and --document-length go with --colbert");
   if (a.has("query") && a.has("document")) throw Error("--query and --document exclude each other");
+  if ((a.has("query") || a.has("document") || a.has("document-length")) && !st.colbert.present)
+    throw Error(
+        "--query, --document and --document-length need a PyLate ColBERT model (query_prefix / document_prefix in " +
+        ctx.model.dir + "/config_sentence_transformers.json)");
   ColbertSettings pylate = st.colbert;
   if (a.has("document-length")) {
     pylate.document_length = a.get_int("document-length");
