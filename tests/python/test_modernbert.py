@@ -283,10 +283,7 @@ class Tasks(Case):
         q = "where is paris?"
         m = modernbert.Model(M["ce"])
         got = m.rerank(q, docs)
-        ref = cli("rerank", "--model", M["ce"], "--query", q, stdin=jsonl(docs))
-        self.assertEqual([h["corpus_id"] for h in got], [r["index"] for r in ref])
-        self.assertClose([h["score"] for h in got], [r["score"] for r in ref], "cross-encoder scores")
-        # Independent of the rerank code: the sigmoid of the pair's one logit, best first.
+        # Independent of the rerank code: the sigmoid of each (query, doc) pair's one logit, best first.
         logits = [c["logits"][0] for c in m.classify([q] * len(docs), pairs=docs)]
         want = sorted(range(len(docs)), key=lambda i: -logits[i])
         self.assertEqual([h["corpus_id"] for h in got], want)
@@ -294,8 +291,23 @@ class Tasks(Case):
         top = m.rerank(q, docs, top_n=2, return_documents=True)
         self.assertEqual([(h["corpus_id"], h["text"]) for h in top], [(i, docs[i]) for i in want[:2]])
         self.assertEqual(m.rank(q, docs, top_k=2), [{k: v for k, v in h.items() if k != "text"} for h in top])
-        # ColBERT and embedding modes against the CLI too.
-        for name, mode in (("colbert", "colbert"), ("emb", "embedding")):
+        self.assertEqual(m.rerank(q, []), [])
+        self.assertEqual(m.rerank(q, (d for d in docs), top_n=1, return_documents=True)[0]["text"], docs[want[0]])
+        # ColBERT: MaxSim of the token vectors; embedding: cosine of the (prompted) sentence embeddings.
+        c = modernbert.Model(M["colbert"])
+        qv, dv = c.encode_tokens(q, is_query=True), c.encode_tokens(docs)
+        maxsim = [float((qv @ d.T).max(axis=1).sum()) for d in dv]
+        got = c.rerank(q, docs)
+        self.assertEqual([h["corpus_id"] for h in got], sorted(range(len(docs)), key=lambda i: -maxsim[i]))
+        self.assertClose([h["score"] for h in got], sorted(maxsim, reverse=True), "MaxSim")
+        e = modernbert.Model(M["emb"])
+        qe, de = e.encode(q, prompt_name="query"), e.encode(docs, prompt_name="document")
+        cos = de @ qe
+        got = e.rerank(q, docs, query_prompt_name="query", document_prompt_name="document")
+        self.assertEqual([h["corpus_id"] for h in got], sorted(range(len(docs)), key=lambda i: -cos[i]))
+        self.assertClose([h["score"] for h in got], sorted(cos, reverse=True), "cosine")
+        # The CLI's rerank on each kind of model.
+        for name, mode in (("ce", "cross-encoder"), ("colbert", "colbert"), ("emb", "embedding")):
             got = modernbert.Model(M[name]).rerank(q, docs, mode=mode)
             ref = cli("rerank", "--model", M[name], "--query", q, "--mode", mode, stdin=jsonl(docs))
             self.assertEqual([h["corpus_id"] for h in got], [r["index"] for r in ref], mode)
