@@ -351,6 +351,7 @@ class Errors(Case):
         self.assertEqual((e.exception.index, e.exception.kind), (1, "too_long"))
         self.assertIsInstance(e.exception, ValueError)
         self.assertIn("text 1", str(e.exception))
+        self.assertIn("truncate=True", str(e.exception))  # the Python option, not the C++ one
         self.assertEqual(modernbert.Model(M["emb"], truncate=True).encode(["fine", long_text]).shape, (2, 64))
         with self.assertRaises(modernbert.InputError) as e:
             self.m.fill_mask(["a [MASK]", "no mask here"])
