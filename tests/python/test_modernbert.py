@@ -360,6 +360,8 @@ class Errors(Case):
         with self.assertRaises(modernbert.InputError) as e:
             self.m.encode(["a", "b", bad])
         self.assertEqual(e.exception.index, 2)
+        self.assertIn("invalid UTF-8", str(e.exception))
+        self.assertIn("lossy_utf8=True", str(e.exception))
         self.assertEqual(modernbert.Model(M["emb"], lossy_utf8=True).encode([bad]).shape, (1, 64))
 
     def test_python_argument_errors(self):
