@@ -70,8 +70,8 @@ class PyModel {
   void close() { model_.reset(); }
   const ModelInfo& info() const { return get()->info(); }
 
-  py::object encode(py::handle sentences, std::optional<std::string> prompt_name, std::optional<std::string> prompt,
-                    int64_t batch_size, py::handle /*show_progress_bar*/, const std::string& output_value,
+  py::object encode(py::object sentences, std::optional<std::string> prompt_name, std::optional<std::string> prompt,
+                    int64_t batch_size, py::object /*show_progress_bar*/, const std::string& output_value,
                     const std::string& precision, bool convert_to_numpy, bool convert_to_tensor,
                     std::optional<std::string> device, bool normalize_embeddings, std::optional<int64_t> truncate_dim,
                     std::optional<std::string> pooling, bool is_query) {
@@ -115,7 +115,7 @@ class PyModel {
     return arr;
   }
 
-  py::object encode_tokens(py::handle texts, bool is_query, std::optional<std::string> prefix) {
+  py::object encode_tokens(py::object texts, bool is_query, std::optional<std::string> prefix) {
     Texts t = to_texts(texts, "texts");
     TokenParams p;
     p.is_query = is_query;
@@ -135,7 +135,7 @@ class PyModel {
     return out;
   }
 
-  py::object classify(py::handle texts, py::handle pairs) {
+  py::object classify(py::object texts, py::object pairs) {
     Texts a, b;
     if (!pairs.is_none()) {
       a = to_texts(texts, "texts");
@@ -171,7 +171,7 @@ class PyModel {
     return out;
   }
 
-  py::object classify_tokens(py::handle texts) {
+  py::object classify_tokens(py::object texts) {
     Texts t = to_texts(texts, "texts");
     auto m = get();
     std::vector<std::vector<TokenLabel>> r;
@@ -186,7 +186,7 @@ class PyModel {
     return out;
   }
 
-  py::object fill_mask(py::handle texts, int64_t top_k) {
+  py::object fill_mask(py::object texts, int64_t top_k) {
     if (top_k < 1) throw py::value_error("top_k must be >= 1");
     Texts t = to_texts(texts, "texts");
     auto m = get();
@@ -201,7 +201,7 @@ class PyModel {
     return out;
   }
 
-  py::list rerank(py::handle query, py::handle documents, std::optional<int64_t> top_n, const std::string& mode,
+  py::list rerank(py::object query, py::object documents, std::optional<int64_t> top_n, const std::string& mode,
                   bool return_documents, std::optional<std::string> query_prompt_name,
                   std::optional<std::string> document_prompt_name) {
     Texts q = to_texts(query, "query");
@@ -241,7 +241,7 @@ class PyModel {
     return out;
   }
 
-  py::object tokenize(py::handle texts, bool add_special_tokens) {
+  py::object tokenize(py::object texts, bool add_special_tokens) {
     Texts t = to_texts(texts, "texts");
     auto m = get();
     std::vector<Encoding> encs;
@@ -343,7 +343,9 @@ Raises ModernBertError when the directory cannot be loaded.)")
 sentences: a str (-> 1-D array [D]) or a list of str (-> float32 array [N, D]; [0, D] for []).
 prompt_name: a prompt of config_sentence_transformers.json ("query", ...) prepended to every text;
   None = the model's default_prompt_name if it has one. An unknown name raises ModernBertError.
-prompt: a literal prompt string, prepended to every text (used instead of prompt_name).
+prompt: a literal prompt string, prepended to every text instead of prompt_name's. (One difference
+  from sentence-transformers: a model's default_prompt_name still applies before it; give
+  prompt_name of a prompt instead, or use a model without a default prompt.)
 batch_size: at most this many texts per forward (>= 1).
 output_value: 'sentence_embedding' | 'token_embeddings' (= encode_tokens(): a list of [len, D] arrays).
 precision: 'float32' | 'int8' | 'uint8' | 'binary' | 'ubinary' (ST's quantize_embeddings; int8/uint8
@@ -393,7 +395,7 @@ mode: 'auto' (a classifier head -> 'cross-encoder', else a projection -> 'colber
 'embedding' (cosine of sentence embeddings; query/document_prompt_name select their prompts).)")
       .def(
           "rank",
-          [](PyModel& s, py::handle q, py::handle docs, std::optional<int64_t> top_k, bool return_documents,
+          [](PyModel& s, py::object q, py::object docs, std::optional<int64_t> top_k, bool return_documents,
              const std::string& mode) { return s.rerank(q, docs, top_k, mode, return_documents, {}, {}); },
           "query"_a, "documents"_a, "top_k"_a = py::none(), "return_documents"_a = false, "mode"_a = "auto",
           "rerank() with sentence-transformers' CrossEncoder.rank signature (top_k = rerank's top_n).")
