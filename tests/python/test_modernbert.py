@@ -420,10 +420,10 @@ class Gil(Case):
     def test_threads_run_during_compute(self):
         m = modernbert.Model(M["emb"])
         texts = ["some words to embed in a longer sentence " * 40] * 8
-        while True:  # enough work for a measurable window (>= 0.3 s)
+        while True:  # enough work for a measurable window (>= 0.5 s)
             start = time.perf_counter()
             m.encode(texts)
-            if time.perf_counter() - start >= 0.3 or len(texts) > 4096:
+            if time.perf_counter() - start >= 0.5 or len(texts) > 4096:
                 break
             texts = texts * 2
         ref = m.encode(texts)
@@ -444,7 +444,8 @@ class Gil(Case):
         th.join()
         inner = [t for t in ticks if a + 0.1 * (b - a) < t < b - 0.1 * (b - a)]
         # With the GIL held for the whole call the counter could not tick inside the window at all.
-        self.assertGreater(len(inner), 5, f"{len(inner)} ticks in a {b - a:.3f} s encode")
+        # (A loaded machine may starve the counter of CPU for a while, never of the GIL: a few ticks.)
+        self.assertGreaterEqual(len(inner), 3, f"{len(inner)} ticks in a {b - a:.3f} s encode")
         self.assertClose(got, ref, "same result with a thread running")
 
         # Two Python threads encoding at once (one Model, serialised inside; and one Model each).
