@@ -143,13 +143,12 @@ class PyModel {
       if (a.single != b.single || a.size() != b.size())
         throw py::value_error("pairs must match texts: " + std::to_string(b.size()) + " pairs for " +
                               std::to_string(a.size()) + " texts");
-    } else if (!PyUnicode_Check(texts.ptr()) && !PyBytes_Check(texts.ptr()) && py::isinstance<py::sequence>(texts) &&
-               py::len(texts) > 0 && py::isinstance<py::tuple>(py::reinterpret_borrow<py::sequence>(texts)[0])) {
-      // CrossEncoder.predict style: a list of (text, text_pair) tuples.
+    } else if (is_pair_list(texts)) {
+      // CrossEncoder.predict style: a list of (text, text_pair) tuples or [text, text_pair] lists.
       size_t i = 0;
       for (py::handle item : texts) {
-        if (!py::isinstance<py::tuple>(item) || py::len(item) != 2)
-          throw py::type_error("texts[" + std::to_string(i) + "]: expected a (text, text_pair) tuple");
+        if (!(py::isinstance<py::tuple>(item) || py::isinstance<py::list>(item)) || py::len(item) != 2)
+          throw py::type_error("texts[" + std::to_string(i) + "]: expected a (text, text_pair) pair");
         Texts x = to_texts(item[py::int_(0)], "text"), y = to_texts(item[py::int_(1)], "text_pair");
         if (!x.single || !y.single) throw py::type_error("texts[" + std::to_string(i) + "]: expected two str");
         a.items.push_back(x.items[0]);
@@ -280,6 +279,13 @@ class PyModel {
   }
 
  private:
+  // A non-empty list / tuple whose first item is a tuple or list: classify()'s text pairs.
+  static bool is_pair_list(const py::object& texts) {
+    if (!py::isinstance<py::list>(texts) && !py::isinstance<py::tuple>(texts)) return false;
+    if (py::len(texts) == 0) return false;
+    py::object first = texts[py::int_(0)];
+    return py::isinstance<py::tuple>(first) || py::isinstance<py::list>(first);
+  }
   static EmbedPooling parse_pooling(const std::string& s) {
     if (s != "cls" && s != "mean" && s != "max")
       throw py::value_error("pooling must be 'cls', 'mean' or 'max' (or None), not '" + s + "'");

@@ -231,6 +231,8 @@ class Tasks(Case):
             self.assertClose(g["score"], r["score"], "pair")
         for g, r in zip(m.classify(list(zip(TEXTS, pairs))), ref):
             self.assertClose(g["score"], r["score"], "pair tuples")
+        for g, r in zip(m.classify([[t, p] for t, p in zip(TEXTS, pairs)]), ref):
+            self.assertClose(g["score"], r["score"], "pair lists")
         ce = modernbert.Model(M["ce"])  # one label, no problem_type: regression, {"value"}
         for g, r in zip(ce.classify(TEXTS), cli("classify", "--model", M["ce"], stdin=jsonl(TEXTS))):
             self.assertEqual(sorted(g), ["logits", "value"])
