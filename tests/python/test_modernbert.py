@@ -343,6 +343,20 @@ class Tasks(Case):
         self.assertEqual(modernbert.Model(pathlib.Path(M["ce"])).info["problem_type"], "regression")
 
 
+class Stub(Case):
+    def test_pyi_lists_the_module(self):
+        """python/modernbert.pyi names every public member of Model and of the module, and nothing else."""
+        import ast
+        with open(os.path.join(SRC, "python", "modernbert.pyi")) as f:
+            tree = ast.parse(f.read())
+        cls = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+        stub = {n.name for n in cls["Model"].body if isinstance(n, ast.FunctionDef)}
+        runtime = {k for k in dir(modernbert.Model) if not k.startswith("_")} | {"__init__", "__enter__", "__exit__"}
+        self.assertEqual(stub, runtime)
+        self.assertEqual({"Model", "ModernBertError", "InputError"}, set(cls))
+        self.assertEqual({k for k in dir(modernbert) if not k.startswith("_")}, set(cls))
+
+
 class Errors(Case):
     @classmethod
     def setUpClass(cls):
