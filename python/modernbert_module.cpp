@@ -205,9 +205,10 @@ class PyModel {
                   std::optional<std::string> document_prompt_name) {
     Texts q = to_texts(query, "query");
     if (!q.single) throw py::type_error("query must be one str (or bytes)");
-    py::list docs = PyUnicode_Check(documents.ptr()) || PyBytes_Check(documents.ptr()) || !py::isinstance<py::iterable>(documents)
-                        ? py::list()
-                        : py::list(py::reinterpret_borrow<py::object>(documents));  // once: `documents` may be a generator
+    py::list docs =
+        PyUnicode_Check(documents.ptr()) || PyBytes_Check(documents.ptr()) || !py::isinstance<py::iterable>(documents)
+            ? py::list()
+            : py::list(documents);  // once: `documents` may be a generator
     Texts d = to_texts(docs.empty() ? documents : docs, "documents");
     if (d.single) throw py::type_error("documents must be a list of str, not one str");
     if (top_n && *top_n < 1) throw py::value_error("top_n must be >= 1 (or None for all)");
