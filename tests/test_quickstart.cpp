@@ -6,7 +6,7 @@
 // CLI under test. The outputs are then checked for shape and against a second path through the
 // engine that does not share the code under test (encode's raw tensors, input_ids given verbatim,
 // the documented sentence-transformers / PyLate semantics). Also: PyLate's settings and
-// colbert_input() directly, and the README's C++ snippet compiles against inference.h.
+// colbert_input() directly, and the README's C++ snippet, built by CMake from README.md, runs.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -203,6 +203,17 @@ TEST(Quickstart, GteRerankerCrossEncoder) {
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_NEAR(s[i]["value"].get<double>(), logits[i], 1e-5);
   }
+  // rerank: best first, each score CrossEncoder's sigmoid of that pair's logit.
+  auto ranked = jsonl_file(w / "ranked.jsonl");
+  ASSERT_EQ(ranked.size(), 2u);
+  const std::map<std::string, double> logit_of = {{"Beijing", logits[0]}, {"sorting algorithms", logits[1]}};
+  for (size_t k = 0; k < 2; ++k) {
+    const double z = logit_of.at(ranked[k]["text"].get<std::string>());
+    EXPECT_NEAR(ranked[k]["score"].get<double>(), 1 / (1 + std::exp(-z)), 1e-5);
+    if (k) {
+      EXPECT_GE(ranked[k - 1]["score"].get<double>(), ranked[k]["score"].get<double>());
+    }
+  }
 }
 
 TEST(Quickstart, GteModernColbertPyLateInput) {
@@ -266,12 +277,18 @@ TEST(Quickstart, GteModernColbertPyLateInput) {
     return f;
   };
   auto qf = flat(q[0]["vectors"]);
+  std::vector<float> score(2);
   for (size_t i = 0; i < 2; ++i) {
     auto df = flat(d[i]["vectors"]);
-    float s = maxsim(qf.data(), int64_t(q[0]["vectors"].size()), df.data(), int64_t(d[i]["vectors"].size()), 32);
-    EXPECT_TRUE(std::isfinite(s));
-    EXPECT_LE(s, float(q[0]["vectors"].size()) + 1e-4f);
+    score[i] = maxsim(qf.data(), int64_t(q[0]["vectors"].size()), df.data(), int64_t(d[i]["vectors"].size()), 32);
+    EXPECT_LE(score[i], float(q[0]["vectors"].size()) + 1e-4f);
   }
+  // rerank --mode colbert (modernbert::Model: its own path to the PyLate treatment) gives the same
+  // MaxSim scores, best first.
+  auto ranked = jsonl_file(w / "maxsim.jsonl");
+  ASSERT_EQ(ranked.size(), 2u);
+  EXPECT_EQ(ranked[0]["index"].get<size_t>(), score[0] >= score[1] ? 0u : 1u);
+  for (const auto& h : ranked) EXPECT_NEAR(h["score"].get<double>(), score[h["index"].get<size_t>()], 1e-4);
 }
 
 TEST(Quickstart, ColbertInputPyLateRules) {
@@ -348,25 +365,43 @@ std::string snippet(const std::string& lang, const std::string& first) {
   return text.substr(body, end == std::string::npos ? std::string::npos : end - body + 1);
 }
 
-// Each snippet loads the five directories the README's download commands create.
+// The directories the README's download commands create, in hf::repos() order.
+const std::vector<std::string> kDirs = {"ModernBERT-base", "modernbert-embed-base", "gte-modernbert-base",
+                                        "gte-reranker-modernbert-base", "GTE-ModernColBERT-v1"};
+
+// Each snippet loads the five.
 void expect_loads_the_five(const std::string& code, const std::string& lang) {
-  for (const char* dir : {"ModernBERT-base", "modernbert-embed-base", "gte-modernbert-base",
-                          "gte-reranker-modernbert-base", "GTE-ModernColBERT-v1"})
-    EXPECT_NE(code.find(std::string("(\"") + dir + "\")"), std::string::npos) << lang << " snippet: " << dir;
+  for (const auto& dir : kDirs)
+    EXPECT_NE(code.find("(\"" + dir + "\")"), std::string::npos) << lang << " snippet: " << dir;
+}
+
+bool write_the_five(const std::string& work) {
+  for (size_t i = 0; i < kDirs.size(); ++i)
+    if (!mbtest::hf::write_fixture(mbtest::hf::repos()[i], work + "/" + kDirs[i])) return false;
+  return true;
 }
 }  // namespace
 
-// Until modernbert::Model is implemented (branch api) the snippets cannot run; they are held to
-// the API they use: the C++ one compiles against inference.h, the Python one parses.
-TEST(Quickstart, CppSnippetCompilesAgainstInferenceH) {
+// The C++ snippet as the build cut it out of README.md (cmake/readme_snippet.cmake), run where the
+// five model directories are.
+TEST(Quickstart, CppSnippetRuns) {
   const std::string code = snippet("cpp", "// quickstart: C++");
   ASSERT_FALSE(code.empty()) << "README has no ```cpp block starting with '// quickstart: C++'";
   expect_loads_the_five(code, "C++");
+  EXPECT_EQ(read_file(std::string(MB_BINARY_DIR) + "/quickstart_snippet.cpp"), code) << "rebuild: the snippet changed";
   mbtest::TempDir w("qs_cpp");
-  std::ofstream(w / "quickstart.cpp") << code;
-  auto r = mbtest::run_command("c++ -std=c++20 -fsyntax-only -Wall -Wextra -Werror -I " + std::string(MB_SOURCE_DIR) +
-                               "/include " + w / "quickstart.cpp 2>&1");
-  EXPECT_EQ(r.status, 0) << r.output;
+  ASSERT_TRUE(write_the_five(w.path()));
+  auto r = mbtest::run_command("cd " + w.path() + " && " + MB_QUICKSTART_CPP + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("nomic: [1, 256] and [1, 256]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("gte: [2, 64]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("query vectors of 32"), std::string::npos) << r.output;
+  size_t docs = 0, maxsims = 0;
+  for (size_t at = 0; (at = r.output.find("\ndocument ", at)) != std::string::npos; ++at) ++docs;
+  for (size_t at = 0; (at = r.output.find("MaxSim document ", at)) != std::string::npos; ++at) ++maxsims;
+  EXPECT_EQ(docs, 2u) << r.output;
+  EXPECT_EQ(maxsims, 2u) << r.output;
+  EXPECT_GE(std::count(r.output.begin(), r.output.end(), '\n'), 5 + 1 + 1 + 2 + 1 + 2) << r.output;
 }
 
 TEST(Quickstart, PythonSnippetParses) {
@@ -379,3 +414,21 @@ TEST(Quickstart, PythonSnippetParses) {
                                w / "quickstart.py 2>&1");
   EXPECT_EQ(r.status, 0) << r.output;
 }
+
+#ifdef MB_PYTHON_MODULE_DIR
+// The Python snippet run with the module built here, where the five model directories are.
+TEST(Quickstart, PythonSnippetRuns) {
+  const std::string code = snippet("python", "# quickstart: Python");
+  ASSERT_FALSE(code.empty());
+  mbtest::TempDir w("qs_pyrun");
+  ASSERT_TRUE(write_the_five(w.path()));
+  std::ofstream(w / "quickstart.py") << code;
+  auto r = mbtest::run_command("cd " + w.path() + " && PYTHONPATH=" + MB_PYTHON_MODULE_DIR + " " + mbtest::python() +
+                               " quickstart.py 2>&1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("(1, 256)"), std::string::npos) << r.output;  // nomic, Matryoshka
+  EXPECT_NE(r.output.find("(2, 64)"), std::string::npos) << r.output;   // gte, the fixture's hidden size
+  EXPECT_NE(r.output.find(", 32) [("), std::string::npos) << r.output;  // ColBERT query then documents
+  EXPECT_NE(r.output.find("'score'"), std::string::npos) << r.output;   // rerank hits
+}
+#endif

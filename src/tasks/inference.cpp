@@ -58,6 +58,10 @@ ModelInfo make_info(const Model::Impl& m) {
   i.pooling = model_embed_pooling(m.model);
   i.normalize = st.normalize;
   i.embedding_dim = i.has_colbert ? st.dense_out : cfg.hidden_size;
+  if (st.colbert.present) {
+    i.query_prefix = st.colbert.query_prefix;
+    i.document_prefix = st.colbert.document_prefix;
+  }
   i.prompts = st.prompts;
   if (st.prompts.count(st.default_prompt_name)) i.default_prompt_name = st.default_prompt_name;
   return i;
@@ -109,9 +113,31 @@ std::vector<std::vector<int32_t>> Model::Impl::texts_to_ids(const std::vector<st
 }
 
 std::vector<std::vector<int32_t>> Model::Impl::token_input_ids(const std::vector<std::string>& texts,
-                                                               const TokenParams& p) const {
-  // PyLate query / document treatment goes here (info.query_prefix / document_prefix).
-  return texts_to_ids(texts, p.prefix);
+                                                               const TokenParams& p,
+                                                               std::vector<std::vector<uint8_t>>* keep) const {
+  const ColbertSettings& s = model.sentence_transformers.colbert;
+  if (!s.present) return texts_to_ids(texts, p.prefix);
+  // PyLate ColBERT (colbert_input, tasks.h): its prefix token after [CLS], query/document lengths,
+  // query expansion, and `keep` = the vectors returned (documents lose their skiplist tokens').
+  if (!tok) throw Error(model.dir + ": a PyLate ColBERT model needs tokenizer.json");
+  const ColbertTokenIds t = colbert_token_ids(*tok, s);
+  std::vector<std::vector<int32_t>> seqs;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (texts[i].empty()) throw InputError(InputIssue::kEmpty, i, "empty text");
+    ColbertInput in;
+    try {
+      in = colbert_input(*tok, s, t, p.prefix + texts[i], p.is_query, opts.lossy_utf8);
+    } catch (const Error& e) {
+      throw InputError(InputIssue::kTokenizer, i, e.what());
+    }
+    if (static_cast<int64_t>(in.ids.size()) > model.config.max_position_embeddings)
+      throw InputError(InputIssue::kTooLong, i,
+                       std::to_string(in.ids.size()) + " tokens, more than max_position_embeddings " +
+                           std::to_string(model.config.max_position_embeddings));
+    seqs.push_back(std::move(in.ids));
+    if (keep) keep->push_back(std::move(in.keep));
+  }
+  return seqs;
 }
 
 void Model::Impl::run(const std::vector<std::vector<int32_t>>& seqs, int64_t batch_size,
@@ -159,17 +185,33 @@ Matrix Model::Impl::embed(const std::vector<std::string>& texts, const EmbedPara
 
 TokenVectors Model::Impl::embed_tokens(const std::vector<std::string>& texts, const TokenParams& p) {
   const SentenceTransformersInfo* dense = info.has_colbert ? &model.sentence_transformers : nullptr;
-  auto seqs = token_input_ids(texts, p);
+  std::vector<std::vector<uint8_t>> keep;  // PyLate: the token vectors returned (empty: all)
+  auto seqs = token_input_ids(texts, p, &keep);
   TokenVectors out;
   out.vectors.cols = info.embedding_dim;
   out.offsets.push_back(0);
-  for (const auto& s : seqs) out.offsets.push_back(out.offsets.back() + static_cast<int64_t>(s.size()));
+  for (size_t i = 0; i < seqs.size(); ++i)
+    out.offsets.push_back(out.offsets.back() + (keep.empty() ? static_cast<int64_t>(seqs[i].size())
+                                                             : std::count(keep[i].begin(), keep[i].end(), 1)));
   out.vectors.rows = out.offsets.back();
   out.vectors.data.resize(static_cast<size_t>(out.vectors.rows * out.vectors.cols));
   run(seqs, opts.batch_size, [&](const Batch& b, size_t first, const std::vector<float>& h) {
     int64_t D = 0;
     auto v = colbert_vectors(h.data(), b.num_tokens(), info.hidden_size, dense, &D);
-    std::memcpy(out.vectors.data.data() + out.offsets[first] * D, v.data(), v.size() * sizeof(float));
+    if (keep.empty()) {
+      std::memcpy(out.vectors.data.data() + out.offsets[first] * D, v.data(), v.size() * sizeof(float));
+      return;
+    }
+    for (int64_t s = 0; s < b.num_seqs(); ++s) {
+      const size_t i = first + static_cast<size_t>(s);
+      float* dst = out.vectors.data.data() + out.offsets[i] * D;
+      for (int64_t t = 0; t < b.seq_len(s); ++t)
+        if (keep[i][static_cast<size_t>(t)]) {
+          std::memcpy(dst, v.data() + (b.cu_seqlens[static_cast<size_t>(s)] + t) * D,
+                      sizeof(float) * static_cast<size_t>(D));
+          dst += D;
+        }
+    }
   });
   return out;
 }

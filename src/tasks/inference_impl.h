@@ -35,7 +35,9 @@ struct Model::Impl {
                                                  std::vector<Encoding>* encs = nullptr) const;
   // The ids embed_tokens runs: texts with TokenParams::prefix. The one place where a PyLate
   // model's query / document treatment (its prefix token, query expansion) plugs in.
-  std::vector<std::vector<int32_t>> token_input_ids(const std::vector<std::string>& texts, const TokenParams& p) const;
+  // keep (optional) gets, for a PyLate model, which vectors of each sequence are returned.
+  std::vector<std::vector<int32_t>> token_input_ids(const std::vector<std::string>& texts, const TokenParams& p,
+                                                    std::vector<std::vector<uint8_t>>* keep = nullptr) const;
   // for_each_batch over seqs, at most batch_size (> 0) sequences per forward; fn gets the index of
   // the batch's first sequence in seqs.
   void run(const std::vector<std::vector<int32_t>>& seqs, int64_t batch_size,
