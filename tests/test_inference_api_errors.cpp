@@ -74,6 +74,7 @@ TEST(InferenceApiErrors, MissingHeadsAndBadArguments) {
                "no such prompt");
   expect_error([&] { cls1.rerank("q", {"a"}, {.top_n = -1}); }, "top_n");
   expect_error([&] { cls1.rerank("", {"a"}); }, "empty query");
+  expect_error([&] { cls1.rerank("q", {"a"}, {.query_prompt_name = "query"}); }, "embedding mode only");
   expect_input_error([&] { mlm.fill_mask({"a [MASK]", "no mask here"}); }, InputIssue::kNoMask, 1, "[MASK]");
   // The heads that exist still work after an error.
   EXPECT_EQ(st.embed({"a"}).cols, 8);
@@ -178,4 +179,39 @@ TEST(InferenceApiExample, EmbedAndRerankRunsOnATinyModel) {
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.output.find("error: "), std::string::npos) << bad.output;
   EXPECT_NE(bad.output.find("missing"), std::string::npos) << bad.output;
+}
+
+TEST(InferenceApiCli, RerankErrorsNameTheInput) {
+  const Models& ms = models();
+  std::string longer;
+  for (int i = 0; i < 40; ++i) longer += "word ";
+  const std::string cli = mbtest::cli() + " rerank --model " + ms.shortm + " --query q ";
+  auto r = mbtest::run_command(cli + "ok '" + longer + "'");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("argument:2: 43 tokens exceed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(use --truncate)"), std::string::npos) << r.output;
+  write_file(ms.tmp / "bad.txt", "fine\nbad \xff utf-8\n");
+  r = mbtest::run_command(cli + "--input " + ms.tmp / "bad.txt");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("bad.txt:2: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--lossy-utf8"), std::string::npos) << r.output;
+  r = mbtest::run_command(cli + "--mode bogus x");
+  EXPECT_NE(r.output.find("--mode: expected auto, cross-encoder, colbert or embedding"), std::string::npos) << r.output;
+  r = mbtest::run_command(cli + "--top-n -1 x");
+  EXPECT_NE(r.output.find("--top-n"), std::string::npos) << r.output;
+  r = mbtest::run_command(mbtest::cli() + " rerank --model " + ms.shortm + " --query '' x");
+  EXPECT_NE(r.output.find("empty query"), std::string::npos) << r.output;
+  // auto on st is ColBERT, where prompts do not apply; embedding mode names the bad prompt.
+  r = mbtest::run_command(mbtest::cli() + " rerank --model " + ms.st + " --query q --document-prompt document x");
+  EXPECT_NE(r.output.find("prompts apply to the embedding mode only"), std::string::npos) << r.output;
+  r = mbtest::run_command(mbtest::cli() + " rerank --mode embedding --model " + ms.st + " --query q --document-prompt nope x");
+  EXPECT_NE(r.output.find("prompt 'nope'"), std::string::npos) << r.output;
+  // --truncate and --lossy-utf8 make the same inputs work, and every text gets one line.
+  auto lines = cli_jsonl("rerank --truncate --lossy-utf8 --model " + ms.shortm + " --query q --input " + ms.tmp / "bad.txt");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["index"].get<int>() + lines[1]["index"].get<int>(), 1);
+  auto help = mbtest::run_command(mbtest::cli() + " rerank --help");
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.output.find("--query-prompt"), std::string::npos);
+  EXPECT_NE(mbtest::run_command(mbtest::cli() + " --help").output.find("rerank"), std::string::npos);
 }

@@ -152,7 +152,9 @@ enum class RerankMode { kAuto, kCrossEncoder, kColBERT, kEmbedding };
 struct RerankParams {
   RerankMode mode = RerankMode::kAuto;  // auto: cross-encoder if the model has a classifier,
                                         // else ColBERT if it has a projection, else embeddings
-  std::string query_prompt_name{}, document_prompt_name{};  // embedding mode (e.g. nomic's prompts)
+  // Embedding mode only (e.g. nomic's search_query / search_document); "" = the default prompt.
+  // Naming one when the mode resolves to cross-encoder or ColBERT is an Error.
+  std::string query_prompt_name{}, document_prompt_name{};
   int64_t top_n = 0;                    // keep the best top_n (0 = all)
 };
 struct RerankHit {
