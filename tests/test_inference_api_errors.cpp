@@ -204,10 +204,12 @@ TEST(InferenceApiCli, RerankErrorsNameTheInput) {
   // auto on st is ColBERT, where prompts do not apply; embedding mode names the bad prompt.
   r = mbtest::run_command(mbtest::cli() + " rerank --model " + ms.st + " --query q --document-prompt document x");
   EXPECT_NE(r.output.find("prompts apply to the embedding mode only"), std::string::npos) << r.output;
-  r = mbtest::run_command(mbtest::cli() + " rerank --mode embedding --model " + ms.st + " --query q --document-prompt nope x");
+  r = mbtest::run_command(mbtest::cli() + " rerank --mode embedding --model " + ms.st +
+                          " --query q --document-prompt nope x");
   EXPECT_NE(r.output.find("prompt 'nope'"), std::string::npos) << r.output;
   // --truncate and --lossy-utf8 make the same inputs work, and every text gets one line.
-  auto lines = cli_jsonl("rerank --truncate --lossy-utf8 --model " + ms.shortm + " --query q --input " + ms.tmp / "bad.txt");
+  auto lines =
+      cli_jsonl("rerank --truncate --lossy-utf8 --model " + ms.shortm + " --query q --input " + ms.tmp / "bad.txt");
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0]["index"].get<int>() + lines[1]["index"].get<int>(), 1);
   auto help = mbtest::run_command(mbtest::cli() + " rerank --help");
