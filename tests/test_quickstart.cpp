@@ -18,6 +18,7 @@
 #include "hf_layout_fixtures.h"
 #include "modernbert/error.h"
 #include "modernbert/file_io.h"
+#include "modernbert/inference.h"
 #include "modernbert/model_dir.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/tasks.h"
@@ -339,6 +340,12 @@ TEST(Quickstart, PyLateSettingsFromConfig) {
   EXPECT_FALSE(st.colbert.do_query_expansion);
   EXPECT_EQ(st.colbert.skiplist_words.size(), 32u);
   EXPECT_EQ(st.dense_out, 32);
+  const ModelInfo info = Model(w / "m").info();  // what the library reports
+  EXPECT_EQ(info.query_prefix, "[Q] ");
+  EXPECT_EQ(info.document_prefix, "[D] ");
+  EXPECT_TRUE(info.has_colbert);
+  // A document: [CLS] [D] a , Ġb . [SEP] runs, the vectors of "," and "." are dropped.
+  EXPECT_EQ(Model(w / "m").embed_tokens({"a, b."}).vectors.rows, 5);
   // A wrong type is an error naming the key, not the default.
   json c = json::parse(read_file(w / "m/config_sentence_transformers.json"));
   c["query_length"] = "32";
