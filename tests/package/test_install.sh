@@ -65,23 +65,54 @@ expected_ids="ids: $(printf '%s\n' "$text" | "$prefix/bin/modernbert" tokenize -
 # check_consumer BINARY KIND: runs the consumer program; KIND shared|static is how it must link.
 check_consumer() {
   local bin=$1 kind=$2 out
-  if [[ $kind == shared ]]; then
-    readelf -d "$bin" | grep 'NEEDED.*\[libmodernbert\.so' >/dev/null || fail "$bin does not link libmodernbert.so"
-  else
-    ! readelf -d "$bin" | grep 'NEEDED.*libmodernbert' >/dev/null || fail "$bin links libmodernbert.so, not the .a"
-  fi
+  check_linked "$bin" "$kind"
   out=$("$bin" "$model" "$work/not_a_model" "$text") || fail "$bin exited with $?: $out"
   grep -qxF "$expected_ids" <<<"$out" || fail "$bin printed '$out', expected '$expected_ids' (the CLI's)"
   grep -q '^error: .' <<<"$out" || fail "$bin: loading a directory without a model did not throw modernbert::Error"
   echo "ok: $bin ($kind)"
 }
 
+# check_linked BINARY KIND: KIND shared|static is how BINARY must link libmodernbert.
+check_linked() {
+  if [[ $2 == shared ]]; then
+    readelf -d "$1" | grep 'NEEDED.*\[libmodernbert\.so' >/dev/null || fail "$1 does not link libmodernbert.so"
+  else
+    ! readelf -d "$1" | grep 'NEEDED.*libmodernbert' >/dev/null || fail "$1 links libmodernbert.so, not the .a"
+  fi
+}
+
+# The C example (docs/library.md): the embeddings' shape and the cosine of the two texts, against
+# the CLI's embeddings of the same texts (`modernbert embed`, same model and defaults).
+example_c=$src/examples/c/embed.c
+texts=("The cat sat on the mat." "A cat was sitting on a mat.")
+cli_emb=$(printf '%s\n' "${texts[@]}" | "$prefix/bin/modernbert" embed --model "$model") || fail "modernbert embed"
+expected_c=$(python3 -c '
+import json, math, sys
+a, b = (json.loads(l)["embedding"] for l in sys.stdin.read().splitlines())
+cos = sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+print(f"embeddings: 2 x {len(a)}")
+print(f"{cos:.6f}")' <<<"$cli_emb")
+check_example_c() {
+  local bin=$1 out got want
+  check_linked "$bin" "$2"
+  out=$("$bin" "$model" "${texts[@]}") || fail "$bin exited with $?: $out"
+  grep -qxF "$(head -1 <<<"$expected_c")" <<<"$out" || fail "$bin printed '$out'; the CLI: $(head -1 <<<"$expected_c")"
+  got=$(sed -nE 's/^cosine\(text 0, text 1\) = (.*)$/\1/p' <<<"$out")
+  want=$(tail -1 <<<"$expected_c")
+  python3 -c "import sys; sys.exit(abs(float('$got') - float('$want')) > 1e-4)" 2>/dev/null ||
+    fail "$bin: cosine '$got', the CLI's embeddings give $want"
+  echo "ok: $bin ($2)"
+}
+
 step "find_package(modernbert): tests/package/consumer"
 cmake -S "$src/tests/package/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
-  >"$work/consumer_configure.log" 2>&1 || fail "consumer configure (see $work/consumer_configure.log)"
+  -DEXAMPLE_C="$example_c" >"$work/consumer_configure.log" 2>&1 ||
+  fail "consumer configure (see $work/consumer_configure.log)"
 cmake --build "$work/consumer" -j2 >"$work/consumer_build.log" 2>&1 || fail "consumer build (see $work/consumer_build.log)"
-check_consumer "$work/consumer/consumer_shared" shared
-check_consumer "$work/consumer/consumer_static" static
+for kind in shared static; do
+  check_consumer "$work/consumer/consumer_$kind" $kind
+  check_example_c "$work/consumer/example_c_$kind" $kind
+done
 
 step "pkg-config modernbert"
 export PKG_CONFIG_PATH=$prefix/$libdir/pkgconfig
@@ -99,6 +130,14 @@ c++ "$work/consumer_pc.o" -o "$work/consumer_pc_static" "${static_libs[@]}" ||
   fail "linking with pkg-config --static --libs modernbert"
 check_consumer "$work/consumer_pc_shared" shared
 check_consumer "$work/consumer_pc_static" static
+# The C example as its header says: cc embed.c $(pkg-config --cflags --libs modernbert).
+cc -std=c11 -Wall -Wextra -c "${cflags[@]}" "$example_c" -o "$work/example_c_pc.o" || fail "compiling $example_c"
+cc "$work/example_c_pc.o" -o "$work/example_c_pc_shared" "${libs[@]}" -lm -Wl,-rpath,"$prefix/$libdir" ||
+  fail "linking the C example with pkg-config --libs modernbert"
+cc "$work/example_c_pc.o" -o "$work/example_c_pc_static" "${static_libs[@]}" ||
+  fail "linking the C example with pkg-config --static --libs modernbert"
+check_example_c "$work/example_c_pc_shared" shared
+check_example_c "$work/example_c_pc_static" static
 
 step "cpack -G DEB"
 (cd "$work" && cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work/deb") >"$work/cpack.log" 2>&1 ||
