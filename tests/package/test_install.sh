@@ -52,7 +52,7 @@ nm -C "$prefix/$libdir/libmodernbert.a" 2>/dev/null | grep ' T modernbert::Model
 
 step "a tiny model with the installed CLI"
 model=$work/model
-"$prefix/bin/modernbert" init --preset tiny --seed 21 --heads mlm,cls:3 --out "$model" >"$work/init.log" 2>&1 ||
+"$prefix/bin/modernbert" init --preset tiny --seed 21 --heads mlm --out "$model" >"$work/init.log" 2>&1 ||
   fail "modernbert init (see $work/init.log)"
 cp "$src/tests/data/modernbert-tokenizer/tokenizer.json" "$model/"
 mkdir -p "$work/not_a_model"
@@ -81,37 +81,41 @@ check_linked() {
   fi
 }
 
-# The C example (docs/library.md): the embeddings' shape and the cosine of the two texts, against
-# the CLI's embeddings of the same texts (`modernbert embed`, same model and defaults).
+# The examples of docs/library.md, checked against the CLI's embeddings of their texts
+# (tests/package/compare_example.py; the model has no classifier, so the C++ example's rerank is
+# the cosine of sentence embeddings). The texts are the examples' own.
 example_c=$src/examples/c/embed.c
-texts=("The cat sat on the mat." "A cat was sitting on a mat.")
-cli_emb=$(printf '%s\n' "${texts[@]}" | "$prefix/bin/modernbert" embed --model "$model") || fail "modernbert embed"
-expected_c=$(python3 -c '
-import json, math, sys
-a, b = (json.loads(l)["embedding"] for l in sys.stdin.read().splitlines())
-cos = sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
-print(f"embeddings: 2 x {len(a)}")
-print(f"{cos:.6f}")' <<<"$cli_emb")
-check_example_c() {
-  local bin=$1 out got want
-  check_linked "$bin" "$2"
-  out=$("$bin" "$model" "${texts[@]}") || fail "$bin exited with $?: $out"
-  grep -qxF "$(head -1 <<<"$expected_c")" <<<"$out" || fail "$bin printed '$out'; the CLI: $(head -1 <<<"$expected_c")"
-  got=$(sed -nE 's/^cosine\(text 0, text 1\) = (.*)$/\1/p' <<<"$out")
-  want=$(tail -1 <<<"$expected_c")
-  python3 -c "import sys; sys.exit(abs(float('$got') - float('$want')) > 1e-4)" 2>/dev/null ||
-    fail "$bin: cosine '$got', the CLI's embeddings give $want"
-  echo "ok: $bin ($2)"
+example_cpp=$src/examples/cpp/embed_and_rerank.cpp
+c_texts=("The cat sat on the mat." "A cat was sitting on a mat.")  # given on embed.c's command line
+cpp_texts=("The cat sat on the mat." "A cat is sitting on a rug." "Where is the Eiffel Tower?"
+  "Paris is the capital of France." "Cats like to sleep." "The Eiffel Tower is in Paris.")
+printf '%s\n' "${c_texts[@]}" | "$prefix/bin/modernbert" embed --model "$model" >"$work/c_texts.jsonl" ||
+  fail "modernbert embed"
+printf '%s\n' "${cpp_texts[@]}" | "$prefix/bin/modernbert" embed --model "$model" >"$work/cpp_texts.jsonl" ||
+  fail "modernbert embed"
+# check_example c|cpp BINARY KIND
+check_example() {
+  local lang=$1 bin=$2 out=$work/$(basename "$2").out
+  check_linked "$bin" "$3"
+  if [[ $lang == c ]]; then
+    "$bin" "$model" "${c_texts[@]}" >"$out" || fail "$bin exited with $?: $(cat "$out")"
+  else
+    "$bin" "$model" >"$out" || fail "$bin exited with $?: $(cat "$out")"
+  fi
+  python3 "$src/tests/package/compare_example.py" "$lang" "$work/${lang}_texts.jsonl" "$out" ||
+    fail "$bin: its output differs from what the CLI's embeddings give"
+  echo "ok: $bin ($3)"
 }
 
 step "find_package(modernbert): tests/package/consumer"
 cmake -S "$src/tests/package/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
-  -DEXAMPLE_C="$example_c" >"$work/consumer_configure.log" 2>&1 ||
+  -DEXAMPLE_C="$example_c" -DEXAMPLE_CPP="$example_cpp" >"$work/consumer_configure.log" 2>&1 ||
   fail "consumer configure (see $work/consumer_configure.log)"
 cmake --build "$work/consumer" -j2 >"$work/consumer_build.log" 2>&1 || fail "consumer build (see $work/consumer_build.log)"
 for kind in shared static; do
   check_consumer "$work/consumer/consumer_$kind" $kind
-  check_example_c "$work/consumer/example_c_$kind" $kind
+  check_example c "$work/consumer/example_c_$kind" $kind
+  check_example cpp "$work/consumer/example_cpp_$kind" $kind
 done
 
 step "pkg-config modernbert"
@@ -136,8 +140,16 @@ cc "$work/example_c_pc.o" -o "$work/example_c_pc_shared" "${libs[@]}" -lm -Wl,-r
   fail "linking the C example with pkg-config --libs modernbert"
 cc "$work/example_c_pc.o" -o "$work/example_c_pc_static" "${static_libs[@]}" ||
   fail "linking the C example with pkg-config --static --libs modernbert"
-check_example_c "$work/example_c_pc_shared" shared
-check_example_c "$work/example_c_pc_static" static
+check_example c "$work/example_c_pc_shared" shared
+check_example c "$work/example_c_pc_static" static
+# The C++ example the same way.
+c++ -std=c++20 -Wall -Wextra -c "${cflags[@]}" "$example_cpp" -o "$work/example_cpp_pc.o" || fail "compiling $example_cpp"
+c++ "$work/example_cpp_pc.o" -o "$work/example_cpp_pc_shared" "${libs[@]}" -Wl,-rpath,"$prefix/$libdir" ||
+  fail "linking the C++ example with pkg-config --libs modernbert"
+c++ "$work/example_cpp_pc.o" -o "$work/example_cpp_pc_static" "${static_libs[@]}" ||
+  fail "linking the C++ example with pkg-config --static --libs modernbert"
+check_example cpp "$work/example_cpp_pc_shared" shared
+check_example cpp "$work/example_cpp_pc_static" static
 
 step "cpack -G DEB"
 (cd "$work" && cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work/deb") >"$work/cpack.log" 2>&1 ||
