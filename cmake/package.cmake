@@ -80,7 +80,10 @@ foreach(t modernbert_shared modernbert_static)
     target_link_libraries(${t} PRIVATE $<BUILD_INTERFACE:${d}>)
   endforeach()
 endforeach()
-target_link_options(modernbert_shared PRIVATE -Wl,--no-undefined)
+if(NOT MODERNBERT_SANITIZE AND NOT MODERNBERT_FUZZ)
+  # (A sanitized shared library leaves the sanitizer runtime to the executable.)
+  target_link_options(modernbert_shared PRIVATE -Wl,--no-undefined)
+endif()
 # A user of the static library links what the layers link. Installed, that list is the target
 # modernbert::static_deps, which modernbertConfig.cmake defines after finding the libraries (only
 # then is modernbert::modernbert_static defined), so that a user of the shared library needs none
