@@ -2,6 +2,7 @@
 """docs/library.md shows the example programs verbatim (#17 item 5): CTest package.doc_examples.
 
     check_doc_examples.py SOURCE_DIR DOC REQUIRED_FILE...
+    check_doc_examples.py --update SOURCE_DIR DOC    rewrites DOC's copies from the files
 
 A fenced block whose opening fence names a file after the language (```c examples/c/embed.c) must
 equal that file (relative to SOURCE_DIR) byte for byte, and every REQUIRED_FILE must exist and be
@@ -32,7 +33,25 @@ def tagged_blocks(text):
     return blocks
 
 
+def update(src, doc):
+    """Replaces the content of every tagged block with its file's."""
+    path = os.path.join(src, doc)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    for name, content, _ in tagged_blocks(text):
+        with open(os.path.join(src, name), encoding="utf-8") as f:
+            new = f.read()
+        m = re.search(r"^(`{3,})[A-Za-z0-9_+-]*\s+" + re.escape(name) + r"\s*\n", text, re.M)
+        start = m.end()
+        text = text[:start] + new + text[start + len(content):]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "--update":
+        update(sys.argv[2], sys.argv[3])
+        return 0
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     src, doc = sys.argv[1], sys.argv[2]
@@ -49,7 +68,7 @@ def main():
             actual = f.read()
         if content != actual:
             diff = difflib.unified_diff(actual.splitlines(True), content.splitlines(True), path, f"{doc}:{line}")
-            problems.append(f"{doc}:{line}: the copy of {path} differs from the file:\n" + "".join(diff))
+            problems.append(f"{doc}:{line}: the copy of {path} differs from the file (tests/package/check_doc_examples.py --update . {doc} copies it):\n" + "".join(diff))
     for path in sys.argv[3:]:
         if not os.path.isfile(os.path.join(src, path)):
             problems.append(f"required example {path} does not exist")
