@@ -206,12 +206,15 @@ typedef struct mb_token_params {
 typedef struct mb_token_embeddings mb_token_embeddings; /* opaque, library-owned */
 
 /* Per-token vectors of n texts: the L2-normalised ColBERT projection when info.has_colbert, else
- * the final hidden states. All texts' tokens (special ones included) are stacked in one
- * [total, D] matrix; text i owns rows offsets[i] .. offsets[i+1]-1. `params` NULL = document
+ * the L2-normalised final hidden states (as `modernbert embed --colbert`). All texts' tokens (special ones included)
+ * are stacked in one [total, D] matrix; text i owns rows offsets[i] .. offsets[i+1]-1. `params` NULL = document
  * treatment, no prefix. Errors: MB_ERR_INVALID_ARGUMENT, MB_ERR_UNSUPPORTED (no tokenizer), the
  * text errors. */
 MB_API mb_status mb_embed_tokens(mb_model* model, const char* const* texts, size_t n, const mb_token_params* params,
                                  mb_token_embeddings** out);
+/* The raw final hidden states (after the final norm) of n texts, [total, hidden_size], in the
+ * same layout (no prefix, no ColBERT treatment). Errors as mb_embed_tokens. */
+MB_API mb_status mb_hidden_states(mb_model* model, const char* const* texts, size_t n, mb_token_embeddings** out);
 MB_API size_t mb_token_embeddings_count(const mb_token_embeddings* t);           /* n texts; 0 for NULL */
 MB_API size_t mb_token_embeddings_rows(const mb_token_embeddings* t);            /* total tokens */
 MB_API size_t mb_token_embeddings_cols(const mb_token_embeddings* t);            /* D */
