@@ -107,7 +107,8 @@ struct TokenParams {
 };
 
 // Per-token vectors of each text: ColBERT vectors (L2-normalised Dense projection) when the model
-// has one, else the final hidden states. Text i owns rows offsets[i] .. offsets[i+1] of `vectors`.
+// has one, else the L2-normalised final hidden states (as `modernbert embed --colbert`; the raw
+// ones: hidden_states()). Text i owns rows offsets[i] .. offsets[i+1] of `vectors`.
 struct TokenVectors {
   Matrix vectors;                // [sum of lengths, D]
   std::vector<int64_t> offsets;  // [N + 1]

@@ -2,17 +2,13 @@
 #include "cli/command.h"
 #include "cli/infer_common.h"
 #include "modernbert/error.h"
+#include "modernbert/inference.h"
 #include "modernbert/tasks.h"
 
 namespace modernbert::cli {
 namespace {
 
 using nlohmann::json;
-
-std::string label_name(const ModelConfig& c, int64_t i) {
-  auto it = c.id2label.find(i);
-  return it == c.id2label.end() ? "LABEL_" + std::to_string(i) : it->second;
-}
 
 int run_classify(int argc, char** argv) {
   ArgParser a("classify", "--model DIR [--input F] [--output F] [--tokens]",
@@ -34,8 +30,7 @@ int run_classify(int argc, char** argv) {
                 (heads.classifier == HeadSet::Classifier::kToken ? " (it has a token head: use --tokens)" : ""));
   const ModelConfig& cfg = ctx.model.config;
   const int64_t L = ctx.encoder->num_labels();
-  ProblemType pt = cfg.problem_type;
-  if (pt == ProblemType::kUnset) pt = L == 1 ? ProblemType::kRegression : ProblemType::kSingleLabel;
+  const ProblemType pt = resolve_problem_type(cfg.problem_type, L);
   const bool lossy = a.has("lossy-utf8");
   auto recs = read_inputs_from(a.get("input"), ctx.model.config.vocab_size, lossy);
   std::vector<Encoding> encs;
@@ -50,19 +45,15 @@ int run_classify(int argc, char** argv) {
             const size_t idx = first + static_cast<size_t>(s);
             json toks = json::array();
             const int64_t s0 = b.cu_seqlens[static_cast<size_t>(s)];
-            for (int64_t t = s0; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t) {
-              const int64_t k = t - s0;
-              const Encoding* e = recs[idx].has_ids ? nullptr : &encs[idx];
-              if (e && e->special_tokens_mask[static_cast<size_t>(k)]) continue;
-              auto sc = logits_to_scores(lg.data() + t * L, L, ProblemType::kSingleLabel);
-              int64_t best = std::max_element(sc.begin(), sc.end()) - sc.begin();
-              int32_t id = b.ids[static_cast<size_t>(t)];
-              json tj = {
-                  {"index", k}, {"id", id}, {"label", label_name(cfg, best)}, {"score", sc[static_cast<size_t>(best)]}};
-              if (ctx.tokenizer) tj["token"] = ctx.tokenizer->decode(std::vector<int32_t>{id});
+            const Encoding* e = recs[idx].has_ids ? nullptr : &encs[idx];
+            const Tokenizer* tk = ctx.tokenizer ? &*ctx.tokenizer : nullptr;
+            for (const TokenLabel& t : token_labels(lg.data() + s0 * L, L, b.ids.data() + s0,
+                                                    b.cu_seqlens[static_cast<size_t>(s + 1)] - s0, e, tk)) {
+              json tj = {{"index", t.index}, {"id", t.id}, {"label", label_name(cfg, t.label)}, {"score", t.score}};
+              if (tk) tj["token"] = t.token;
               if (e) {
-                tj["start"] = e->offsets[static_cast<size_t>(k)].first;
-                tj["end"] = e->offsets[static_cast<size_t>(k)].second;
+                tj["start"] = t.start;
+                tj["end"] = t.end;
               }
               toks.push_back(tj);
             }
@@ -72,7 +63,8 @@ int run_classify(int argc, char** argv) {
         }
         auto lg = ctx.encoder->classify(b, h.data());
         for (int64_t s = 0; s < b.num_seqs(); ++s) {
-          auto sc = logits_to_scores(lg.data() + s * L, L, pt);
+          const Classification c = classification_from_logits(lg.data() + s * L, L, pt);
+          const std::vector<float>& sc = c.scores;
           json line;
           if (pt == ProblemType::kRegression) {
             line["value"] = L == 1 ? json(sc[0]) : json(sc);
@@ -81,13 +73,11 @@ int run_classify(int argc, char** argv) {
             for (int64_t i = 0; i < L; ++i) scores[label_name(cfg, i)] = sc[static_cast<size_t>(i)];
             if (pt == ProblemType::kMultiLabel) {
               json labels = json::array();
-              for (int64_t i = 0; i < L; ++i)
-                if (sc[static_cast<size_t>(i)] > 0.5f) labels.push_back(label_name(cfg, i));
+              for (int64_t i : c.labels) labels.push_back(label_name(cfg, i));
               line["labels"] = labels;
             } else {
-              int64_t best = std::max_element(sc.begin(), sc.end()) - sc.begin();
-              line["label"] = label_name(cfg, best);
-              line["score"] = sc[static_cast<size_t>(best)];
+              line["label"] = label_name(cfg, c.label);
+              line["score"] = sc[static_cast<size_t>(c.label)];
             }
             line["scores"] = scores;
           }

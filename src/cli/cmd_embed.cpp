@@ -49,17 +49,10 @@ int run_embed(int argc, char** argv) {
   apply_threads(a);
   InferenceContext ctx = load_inference(a.require("model"), dtype_option(a));
   const auto& st = ctx.model.sentence_transformers;
-  std::string prefix = a.get_or("prefix", "");
-  if (a.has("prompt")) {
-    auto it = st.prompts.find(a.get("prompt"));
-    if (it == st.prompts.end()) throw Error("--prompt " + a.get("prompt") + ": the model defines no such prompt");
-    prefix = it->second + prefix;
-  } else if (!st.default_prompt_name.empty() && st.prompts.count(st.default_prompt_name)) {
-    prefix = st.prompts.at(st.default_prompt_name) + prefix;
-  }
+  const std::string prompt_name = a.get_or("prompt", "");
+  const std::string prefix = prompt_text(st, a.has("prompt") ? &prompt_name : nullptr) + a.get_or("prefix", "");
   EmbedOptions o;
-  o.pooling = ctx.model.config.classifier_pooling == Pooling::kCls ? EmbedPooling::kCls : EmbedPooling::kMean;
-  if (st.present && !st.pooling_mode.empty()) o.pooling = parse_embed_pooling(st.pooling_mode);
+  o.pooling = model_embed_pooling(ctx.model);
   if (a.has("pooling")) o.pooling = parse_embed_pooling(a.get("pooling"));
   o.normalize = a.has("normalize") || st.normalize;
   o.dim = a.get_int_or("dim", 0);

@@ -4,23 +4,13 @@
 #include "cli/command.h"
 #include "cli/infer_common.h"
 #include "modernbert/error.h"
-#include "modernbert/file_io.h"
+#include "modernbert/inference.h"
 #include "modernbert/tasks.h"
 
 namespace modernbert::cli {
 namespace {
 
 using nlohmann::json;
-
-
-bool wants_cleanup(const std::string& dir) {
-  try {
-    json j = json::parse(read_file(dir + "/tokenizer_config.json"));
-    return j.value("clean_up_tokenization_spaces", false);
-  } catch (const std::exception&) {
-    return false;  // no tokenizer_config.json: the tokenizers library never cleans up
-  }
-}
 
 int run_fill_mask(int argc, char** argv) {
   ArgParser a("fill-mask", "--model DIR [--top-k K] [TEXT... | --input FILE]",
@@ -55,45 +45,29 @@ int run_fill_mask(int argc, char** argv) {
   auto seqs = records_to_ids(ctx, recs, a.has("truncate"), a.has("lossy-utf8"));
   const int64_t top_k = a.get_int("top-k");
   if (top_k <= 0) throw Error("--top-k must be positive");
-  const bool cleanup = wants_cleanup(ctx.model.dir);
-  auto decode = [&](const std::vector<int32_t>& ids, bool skip) {
-    std::string t = ctx.tokenizer->decode(ids, skip);
-    return cleanup ? clean_up_tokenization(t) : t;
-  };
+  const bool cleanup = tokenizer_cleans_up(ctx.model.dir);
   std::string out;
-  for_each_batch(*ctx.encoder, seqs, a.get_int("max-batch-tokens"),
-                 [&](const Batch& b, size_t first, const std::vector<float>& h) {
-                   std::vector<int64_t> rows;
-                   for (int64_t t = 0; t < b.num_tokens(); ++t)
-                     if (b.ids[static_cast<size_t>(t)] == *mask_id) rows.push_back(t);
-                   auto preds = rows.empty() ? std::vector<std::vector<MaskPrediction>>{}
-                                             : fill_mask(*ctx.encoder, h.data(), b.num_tokens(), rows, top_k);
-                   size_t r = 0;
-                   for (int64_t s = 0; s < b.num_seqs(); ++s) {
-                     const InputRecord& rec = recs[first + static_cast<size_t>(s)];
-                     const int64_t s0 = b.cu_seqlens[static_cast<size_t>(s)],
-                                   s1 = b.cu_seqlens[static_cast<size_t>(s + 1)];
-                     std::vector<int32_t> ids(b.ids.begin() + s0, b.ids.begin() + s1);
-                     json masks = json::array();
-                     for (; r < rows.size() && rows[r] < s1; ++r) {
-                       json pj = json::array();
-                       for (const auto& p : preds[r]) {
-                         std::vector<int32_t> filled = ids;
-                         filled[static_cast<size_t>(rows[r] - s0)] = p.token;
-                         pj.push_back({{"token", p.token},
-                                       {"token_str", decode({p.token}, false)},
-                                       {"score", p.score},
-                                       {"sequence", decode(filled, /*skip_special_tokens=*/true)}});
-                       }
-                       masks.push_back({{"position", rows[r] - s0}, {"predictions", pj}});
-                     }
-                     if (masks.empty()) throw Error(rec.where() + ": no [MASK] token in the input");
-                     json line = {{"masks", masks}};
-                     if (!rec.has_ids) line["text"] = rec.text;
-                     // The echoed text may hold invalid UTF-8 (--lossy-utf8): write U+FFFD for it.
-                     out += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-                   }
-                 });
+  for_each_batch(
+      *ctx.encoder, seqs, a.get_int("max-batch-tokens"),
+      [&](const Batch& b, size_t first, const std::vector<float>& h) {
+        auto results = fill_mask_batch(*ctx.encoder, *ctx.tokenizer, cleanup, b, h.data(), *mask_id, top_k);
+        for (size_t s = 0; s < results.size(); ++s) {
+          const InputRecord& rec = recs[first + s];
+          json masks = json::array();
+          for (const MaskResult& m : results[s]) {
+            json pj = json::array();
+            for (const MaskFill& p : m.predictions)
+              pj.push_back(
+                  {{"token", p.token}, {"token_str", p.token_str}, {"score", p.score}, {"sequence", p.sequence}});
+            masks.push_back({{"position", m.position}, {"predictions", pj}});
+          }
+          if (masks.empty()) throw Error(rec.where() + ": no [MASK] token in the input");
+          json line = {{"masks", masks}};
+          if (!rec.has_ids) line["text"] = rec.text;
+          // The echoed text may hold invalid UTF-8 (--lossy-utf8): write U+FFFD for it.
+          out += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+        }
+      });
   write_output(a.get("output"), out);
   return 0;
 }

@@ -81,11 +81,6 @@ size_t Job::num_tokens() const { return s_->tokens; }
 
 namespace {
 
-std::string label_name(const ModelConfig& c, int64_t i) {
-  auto it = c.id2label.find(i);
-  return it == c.id2label.end() ? "LABEL_" + std::to_string(i) : it->second;
-}
-
 // The model's capabilities and the embedding options, resolved exactly as `modernbert embed` /
 // `classify` / `fill-mask` resolve them (src/cli/cmd_*.cpp).
 void resolve(Engine::Impl& m, const EngineOptions& o) {

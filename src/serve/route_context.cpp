@@ -254,15 +254,11 @@ std::vector<float> class_scores(const Capabilities& caps, const SequenceResult& 
 }
 
 float relevance_score(const Capabilities& caps, const SequenceResult& r, bool raw) {
-  if (r.values.empty()) return 0;
-  if (r.values.size() == 1) {
-    const float x = r.values[0];
-    return raw ? x : 1.0f / (1.0f + std::exp(-x));
-  }
-  if (raw) return r.values.back();
-  auto p = logits_to_scores(r.values.data(), static_cast<int64_t>(r.values.size()), ProblemType::kSingleLabel);
   (void)caps;
-  return p.back();
+  if (r.values.empty()) return 0;
+  if (raw) return r.values.back();
+  // The same score as Model::rerank (tasks.h): sigmoid of one logit, else the last label's softmax.
+  return modernbert::relevance_score(r.values.data(), static_cast<int64_t>(r.values.size()));
 }
 
 }  // namespace modernbert::serve

@@ -257,14 +257,7 @@ json info(Call& c) {
 json fill_mask(Call& c) {
   require_route(c, "/fill-mask");
   const Capabilities& caps = c.engine->capabilities();
-  std::call_once(c.st.cleanup_once, [&] {
-    try {
-      c.st.cleanup = json::parse(read_file(caps.model_dir + "/tokenizer_config.json"))
-                         .value("clean_up_tokenization_spaces", false);
-    } catch (const std::exception&) {
-      c.st.cleanup = false;  // no tokenizer_config.json: the tokenizers library never cleans up
-    }
-  });
+  std::call_once(c.st.cleanup_once, [&] { c.st.cleanup = tokenizer_cleans_up(caps.model_dir); });
   const json& in = require(c.body, "inputs");
   auto inputs = parse_inputs(in, "inputs");
   Request r;
