@@ -38,7 +38,8 @@ inline std::vector<const char*> c_strs(const std::vector<std::string>& v) {
 
 // The tiny model directories, written once per test binary run (the `modernbert init` CLI and the
 // repository's tokenizer):
-//   mc:      heads mlm,cls:3, the tokenizer, sentence-transformers prompts (query/document)
+//   mc:      heads mlm,cls:3, the tokenizer, sentence-transformers mean pooling and prompts
+//            (query/document)
 //   tok:     heads token:4, the tokenizer
 //   notok:   heads mlm, no tokenizer.json
 struct Models {
@@ -48,6 +49,12 @@ struct Models {
     mc = make("mc", "mlm,cls:3", true);
     tok = make("tok", "token:4", true);
     notok = make("notok", "mlm", false);
+    // sentence-transformers files (prompts are read for a directory with modules.json).
+    std::ofstream(mc + "/modules.json")
+        << R"([{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])";
+    mbtest::run_command("mkdir -p " + mc + "/1_Pooling");
+    std::ofstream(mc + "/1_Pooling/config.json") << R"({"pooling_mode_mean_tokens": true})";
     std::ofstream(mc + "/config_sentence_transformers.json")
         << R"({"prompts": {"query": "search_query: ", "document": "search_document: "}, "default_prompt_name": null})";
   }

@@ -297,6 +297,7 @@ TEST(CApiTasks, RerankEqualsTheCppApi) {
   expect_error(mb_rerank(m.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_INVALID_ARGUMENT, -1, "no-such-prompt");
   const char* empty[] = {"x", ""};
   expect_error(mb_rerank(m.get(), "q", empty, 2, nullptr, &x), MB_ERR_INPUT, 1);
+  expect_error(mb_rerank(m.get(), "", t.data(), t.size(), nullptr, &x), MB_ERR_INVALID_ARGUMENT, -1, "query");
   Model tok = load(M.tok);
   p = {MB_RERANK_CROSS_ENCODER, nullptr, nullptr, 0};
   expect_error(mb_rerank(tok.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_UNSUPPORTED, -1, "cross-encoder");
