@@ -153,9 +153,9 @@ MB_API mb_status mb_model_get_info(const mb_model* model, const mb_model_info** 
 
 typedef struct mb_encoding mb_encoding; /* opaque, library-owned */
 
-/* Tokenizes one text (with [CLS]/[SEP] when add_special_tokens is nonzero) into *out. The length
- * limit does not apply. Errors: MB_ERR_INVALID_ARGUMENT (NULL), MB_ERR_UNSUPPORTED (no
- * tokenizer.json), MB_ERR_TOKENIZER (invalid UTF-8 without lossy_utf8; index 0). */
+/* Tokenizes one text (with [CLS]/[SEP] when add_special_tokens is nonzero) into *out. No length
+ * check (a model loaded with truncate cuts to its max length). Errors: MB_ERR_INVALID_ARGUMENT (NULL),
+ * MB_ERR_UNSUPPORTED (no tokenizer.json), MB_ERR_TOKENIZER (invalid UTF-8 without lossy_utf8; index 0). */
 MB_API mb_status mb_tokenize(mb_model* model, const char* text, int add_special_tokens, mb_encoding** out);
 MB_API size_t mb_encoding_size(const mb_encoding* e);                 /* tokens, n; 0 for NULL */
 MB_API const int32_t* mb_encoding_ids(const mb_encoding* e);          /* [n] token ids */
@@ -206,12 +206,15 @@ typedef struct mb_token_params {
 typedef struct mb_token_embeddings mb_token_embeddings; /* opaque, library-owned */
 
 /* Per-token vectors of n texts: the L2-normalised ColBERT projection when info.has_colbert, else
- * the final hidden states. All texts' tokens (special ones included) are stacked in one
- * [total, D] matrix; text i owns rows offsets[i] .. offsets[i+1]-1. `params` NULL = document
+ * the L2-normalised final hidden states (as `modernbert embed --colbert`). All texts' tokens (special ones included)
+ * are stacked in one [total, D] matrix; text i owns rows offsets[i] .. offsets[i+1]-1. `params` NULL = document
  * treatment, no prefix. Errors: MB_ERR_INVALID_ARGUMENT, MB_ERR_UNSUPPORTED (no tokenizer), the
  * text errors. */
 MB_API mb_status mb_embed_tokens(mb_model* model, const char* const* texts, size_t n, const mb_token_params* params,
                                  mb_token_embeddings** out);
+/* The raw final hidden states (after the final norm) of n texts, [total, hidden_size], in the
+ * same layout (no prefix, no ColBERT treatment). Errors as mb_embed_tokens. */
+MB_API mb_status mb_hidden_states(mb_model* model, const char* const* texts, size_t n, mb_token_embeddings** out);
 MB_API size_t mb_token_embeddings_count(const mb_token_embeddings* t);           /* n texts; 0 for NULL */
 MB_API size_t mb_token_embeddings_rows(const mb_token_embeddings* t);            /* total tokens */
 MB_API size_t mb_token_embeddings_cols(const mb_token_embeddings* t);            /* D */
@@ -311,7 +314,8 @@ typedef struct mb_rerank_result mb_rerank_result; /* opaque, library-owned */
 
 /* Orders n texts by relevance to `query`, best first (ties: input order). `params` NULL = auto, all.
  * Errors: MB_ERR_INVALID_ARGUMENT (NULL, bad mode, top_n < 0, unknown prompt), MB_ERR_UNSUPPORTED
- * (cross-encoder mode without a classifier; no tokenizer), the text errors (index n = the query). */
+ * (cross-encoder mode without a classifier; no tokenizer), the text errors of the texts; an empty
+ * or refused query is MB_ERR_INVALID_ARGUMENT (index -1, the message says "the query"). */
 MB_API mb_status mb_rerank(mb_model* model, const char* query, const char* const* texts, size_t n,
                            const mb_rerank_params* params, mb_rerank_result** out);
 MB_API size_t mb_rerank_count(const mb_rerank_result* r);              /* hits; 0 for NULL */

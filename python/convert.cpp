@@ -222,6 +222,14 @@ const char* issue_name(InputIssue k) {
   return "invalid";
 }
 
+// The library's messages name its C++ options; say the Python ones.
+std::string pythonic(std::string msg) {
+  for (const auto& [cxx, python] : {std::pair<std::string, std::string>{"enable truncation", "pass truncate=True to Model"},
+                                {"use lossy mode", "pass lossy_utf8=True to Model"}})
+    if (auto at = msg.find(cxx); at != std::string::npos) msg.replace(at, cxx.size(), python);
+  return msg;
+}
+
 // Raises `type(message)` with extra attributes set on the instance.
 void raise_with(PyObject* type, const char* message, std::initializer_list<std::pair<const char*, py::object>> attrs) {
   py::object e = py::reinterpret_borrow<py::object>(type)(message);
@@ -251,9 +259,10 @@ void register_exceptions(py::module_& m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const InputError& e) {
-      raise_with(
-          input, e.what(),
-          {{"index", py::int_(e.index())}, {"kind", py::str(issue_name(e.kind))}, {"detail", py::str(e.detail())}});
+      raise_with(input, pythonic(e.what()).c_str(),
+                 {{"index", py::int_(e.index())},
+                  {"kind", py::str(issue_name(e.kind))},
+                  {"detail", py::str(pythonic(e.detail()))}});
     } catch (const BatchItemError& e) {
       raise_with(input, e.what(),
                  {{"index", py::int_(e.index())}, {"kind", py::str("invalid")}, {"detail", py::str(e.detail())}});

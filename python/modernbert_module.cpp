@@ -11,6 +11,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -100,11 +101,12 @@ class PyModel {
     p.batch_size = batch_size;
     auto m = get();
     Matrix e;
-    {
+    if (t.size() == 0) {  // [0, D], as sentence-transformers gives for []
+      e.cols = p.dim > 0 ? std::min(p.dim, m->info().embedding_dim) : m->info().embedding_dim;
+    } else {
       py::gil_scoped_release nogil;
       e = m->embed(t.items, p);
     }
-    if (t.size() == 0) e.cols = m->info().embedding_dim;
     py::object arr = to_numpy(std::move(e));
     if (precision != "float32") arr = quantizer()(arr, precision);
     if (t.single) arr = arr[py::int_(0)];
@@ -204,7 +206,10 @@ class PyModel {
                   std::optional<std::string> document_prompt_name) {
     Texts q = to_texts(query, "query");
     if (!q.single) throw py::type_error("query must be one str (or bytes)");
-    Texts d = to_texts(documents, "documents");
+    py::list docs = PyUnicode_Check(documents.ptr()) || PyBytes_Check(documents.ptr()) || !py::isinstance<py::iterable>(documents)
+                        ? py::list()
+                        : py::list(py::reinterpret_borrow<py::object>(documents));  // once: `documents` may be a generator
+    Texts d = to_texts(docs.empty() ? documents : docs, "documents");
     if (d.single) throw py::type_error("documents must be a list of str, not one str");
     if (top_n && *top_n < 1) throw py::value_error("top_n must be >= 1 (or None for all)");
     RerankParams p;
@@ -223,14 +228,14 @@ class PyModel {
     p.document_prompt_name = document_prompt_name.value_or("");
     auto m = get();
     std::vector<RerankHit> hits;
-    {
+    if (d.size() > 0) {
       py::gil_scoped_release nogil;
       hits = m->rerank(q.items[0], d.items, p);
     }
     py::list out;
     for (const RerankHit& h : hits) {
       py::dict e("corpus_id"_a = h.index, "score"_a = h.score);
-      if (return_documents) e["text"] = py::reinterpret_borrow<py::sequence>(documents)[py::int_(h.index)];
+      if (return_documents) e["text"] = docs[static_cast<size_t>(h.index)];
       out.append(e);
     }
     return out;
@@ -245,11 +250,9 @@ class PyModel {
       for (size_t i = 0; i < t.size(); ++i) {
         try {
           encs.push_back(m->tokenize(t.items[i], add_special_tokens));
-        } catch (const InputError&) {
-          throw;
-        } catch (const Error& e) {
-          if (!t.single) throw InputError(InputIssue::kTokenizer, i, e.what());  // name the text's index
-          throw;
+        } catch (const BatchItemError& e) {  // Model::tokenize takes one text: its index is 0
+          const auto* ie = dynamic_cast<const InputError*>(&e);
+          throw InputError(ie ? ie->kind : InputIssue::kTokenizer, i, e.detail());
         }
       }
     }

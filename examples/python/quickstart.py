@@ -22,15 +22,19 @@ docs = [
 query = "Which model supports long inputs?"
 
 # sentence-transformers style: a list gives a float32 array [N, D], one str a vector [D].
-# prompt_name picks a prompt of config_sentence_transformers.json (nomic: "search_query: " ...);
-# here the prompt is given literally, which works with any model.
-doc_emb = model.encode(docs, prompt="search_document: ", normalize_embeddings=True)
-query_emb = model.encode(query, prompt="search_query: ", normalize_embeddings=True)
-print("embeddings:", doc_emb.shape, doc_emb.dtype)
+# prompt_name picks a prompt of config_sentence_transformers.json (nomic-ai/modernbert-embed-base:
+# "query" -> "search_query: ", "document" -> "search_document: "); None = the model's default.
+q_prompt = "query" if "query" in model.prompts else None
+d_prompt = "document" if "document" in model.prompts else None
+doc_emb = model.encode(docs, prompt_name=d_prompt, normalize_embeddings=True)
+query_emb = model.encode(query, prompt_name=q_prompt, normalize_embeddings=True)
+print("embeddings:", doc_emb.shape, doc_emb.dtype, "prompts:", model.prompts)
 print("cosine similarities:", np.round(doc_emb @ query_emb, 4))
 
-# rerank: a cross-encoder's scores, ColBERT MaxSim, or (here) embedding cosine, best first.
-for hit in model.rerank(query, docs, top_n=2, return_documents=True):
+# rerank: a cross-encoder's scores, ColBERT MaxSim, or (here) the same cosines, best first.
+hits = model.rerank(query, docs, top_n=2, return_documents=True,
+                    query_prompt_name=q_prompt, document_prompt_name=d_prompt)
+for hit in hits:
     print(f"{hit['score']:.4f}  {hit['text']}")
 
 try:

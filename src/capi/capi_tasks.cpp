@@ -104,6 +104,24 @@ mb_status mb_embed_tokens(mb_model* model, const char* const* texts, size_t n, c
   });
 }
 
+mb_status mb_hidden_states(mb_model* model, const char* const* texts, size_t n, mb_token_embeddings** out) {
+  static constexpr const char* fn = "mb_hidden_states";
+  if (out != nullptr) *out = nullptr;
+  return guarded(fn, MB_ERR_INVALID_ARGUMENT, [&] {
+    std::vector<std::string> v;
+    if (mb_status s = prologue(fn, model, out, texts, n, &v); s != MB_OK) return s;
+    auto r = std::make_unique<mb_token_embeddings>();
+    if (n > 0) {
+      r->t = model->model.hidden_states(v);
+    } else {
+      r->t.vectors.cols = model->src.hidden_size;
+      r->t.offsets = {0};
+    }
+    *out = r.release();
+    return MB_OK;
+  });
+}
+
 size_t mb_token_embeddings_count(const mb_token_embeddings* t) {
   return t != nullptr && !t->t.offsets.empty() ? t->t.offsets.size() - 1 : 0;
 }

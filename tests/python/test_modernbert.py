@@ -212,7 +212,9 @@ class Tasks(Case):
             self.assertClose(list(g["scores"].values()), [r["scores"][k] for k in g["scores"]], "scores")
             e = np.exp(np.array(g["logits"]) - max(g["logits"]))
             self.assertClose(list(g["scores"].values()), e / e.sum(), "softmax of the logits")
-        self.assertEqual(m.classify(TEXTS[0]), got[0])
+        one = m.classify(TEXTS[0])  # a str: one dict
+        self.assertEqual(one["label"], got[0]["label"])
+        self.assertClose(one["logits"], got[0]["logits"], "str vs list")
         pairs = ["the other side", "b", "c", "d"]
         ref = cli("classify", "--model", M["cls"], stdin=jsonl(TEXTS, pairs))
         for g, r in zip(m.classify(TEXTS, pairs=pairs), ref):
@@ -237,7 +239,9 @@ class Tasks(Case):
             self.assertEqual([t["token"] for t in g], [t["token"] for t in r])
             self.assertClose([t["score"] for t in g], [t["score"] for t in r], "token scores")
             self.assertEqual([(t["start"], t["end"]) for t in g], char_offsets(text, [(t["start"], t["end"]) for t in r]))
-        self.assertEqual(m.classify_tokens(TEXTS[2]), got[2])
+        one = m.classify_tokens(TEXTS[2])  # a str: one list (its own batch: scores equal within tolerance)
+        self.assertEqual([(t["token"], t["start"], t["end"]) for t in one], [(t["token"], t["start"], t["end"]) for t in got[2]])
+        self.assertClose([t["score"] for t in one], [t["score"] for t in got[2]], "str vs list")
 
     def test_fill_mask(self):
         m = modernbert.Model(M["emb"])
@@ -255,7 +259,9 @@ class Tasks(Case):
                 self.assertEqual([p["sequence"] for p in g], [p["sequence"] for p in rp])
                 self.assertClose([p["score"] for p in g], [p["score"] for p in rp], "fill-mask scores")
                 self.assertEqual(sorted(g[0]), ["score", "sequence", "token", "token_str"])
-        self.assertEqual(m.fill_mask(texts[0], top_k=3), got[0])
+        one = m.fill_mask(texts[0], top_k=3)
+        self.assertEqual([p["token"] for p in one], [p["token"] for p in got[0]])
+        self.assertClose([p["score"] for p in one], [p["score"] for p in got[0]], "str vs list")
         self.assertEqual(len(m.fill_mask(texts[0])), 5)
 
     def test_tokenize(self):
@@ -277,10 +283,7 @@ class Tasks(Case):
         q = "where is paris?"
         m = modernbert.Model(M["ce"])
         got = m.rerank(q, docs)
-        ref = cli("rerank", "--model", M["ce"], "--query", q, stdin=jsonl(docs))
-        self.assertEqual([h["corpus_id"] for h in got], [r["index"] for r in ref])
-        self.assertClose([h["score"] for h in got], [r["score"] for r in ref], "cross-encoder scores")
-        # Independent of the rerank code: the sigmoid of the pair's one logit, best first.
+        # Independent of the rerank code: the sigmoid of each (query, doc) pair's one logit, best first.
         logits = [c["logits"][0] for c in m.classify([q] * len(docs), pairs=docs)]
         want = sorted(range(len(docs)), key=lambda i: -logits[i])
         self.assertEqual([h["corpus_id"] for h in got], want)
@@ -288,8 +291,23 @@ class Tasks(Case):
         top = m.rerank(q, docs, top_n=2, return_documents=True)
         self.assertEqual([(h["corpus_id"], h["text"]) for h in top], [(i, docs[i]) for i in want[:2]])
         self.assertEqual(m.rank(q, docs, top_k=2), [{k: v for k, v in h.items() if k != "text"} for h in top])
-        # ColBERT and embedding modes against the CLI too.
-        for name, mode in (("colbert", "colbert"), ("emb", "embedding")):
+        self.assertEqual(m.rerank(q, []), [])
+        self.assertEqual(m.rerank(q, (d for d in docs), top_n=1, return_documents=True)[0]["text"], docs[want[0]])
+        # ColBERT: MaxSim of the token vectors; embedding: cosine of the (prompted) sentence embeddings.
+        c = modernbert.Model(M["colbert"])
+        qv, dv = c.encode_tokens(q, is_query=True), c.encode_tokens(docs)
+        maxsim = [float((qv @ d.T).max(axis=1).sum()) for d in dv]
+        got = c.rerank(q, docs)
+        self.assertEqual([h["corpus_id"] for h in got], sorted(range(len(docs)), key=lambda i: -maxsim[i]))
+        self.assertClose([h["score"] for h in got], sorted(maxsim, reverse=True), "MaxSim")
+        e = modernbert.Model(M["emb"])
+        qe, de = e.encode(q, prompt_name="query"), e.encode(docs, prompt_name="document")
+        cos = de @ qe
+        got = e.rerank(q, docs, query_prompt_name="query", document_prompt_name="document")
+        self.assertEqual([h["corpus_id"] for h in got], sorted(range(len(docs)), key=lambda i: -cos[i]))
+        self.assertClose([h["score"] for h in got], sorted(cos, reverse=True), "cosine")
+        # The CLI's rerank on each kind of model.
+        for name, mode in (("ce", "cross-encoder"), ("colbert", "colbert"), ("emb", "embedding")):
             got = modernbert.Model(M[name]).rerank(q, docs, mode=mode)
             ref = cli("rerank", "--model", M[name], "--query", q, "--mode", mode, stdin=jsonl(docs))
             self.assertEqual([h["corpus_id"] for h in got], [r["index"] for r in ref], mode)
@@ -333,6 +351,7 @@ class Errors(Case):
         self.assertEqual((e.exception.index, e.exception.kind), (1, "too_long"))
         self.assertIsInstance(e.exception, ValueError)
         self.assertIn("text 1", str(e.exception))
+        self.assertIn("truncate=True", str(e.exception))  # the Python option, not the C++ one
         self.assertEqual(modernbert.Model(M["emb"], truncate=True).encode(["fine", long_text]).shape, (2, 64))
         with self.assertRaises(modernbert.InputError) as e:
             self.m.fill_mask(["a [MASK]", "no mask here"])
@@ -341,6 +360,8 @@ class Errors(Case):
         with self.assertRaises(modernbert.InputError) as e:
             self.m.encode(["a", "b", bad])
         self.assertEqual(e.exception.index, 2)
+        self.assertIn("invalid UTF-8", str(e.exception))
+        self.assertIn("lossy_utf8=True", str(e.exception))
         self.assertEqual(modernbert.Model(M["emb"], lossy_utf8=True).encode([bad]).shape, (1, 64))
 
     def test_python_argument_errors(self):
