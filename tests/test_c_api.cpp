@@ -4,9 +4,12 @@
 // calls the same code; the C++ API is itself checked against the CLI in test_inference_api.cpp).
 // Part 2 (the other tasks) is test_c_api_tasks.cpp.
 #include <cmath>
+#include <functional>
+#include <stdexcept>
 #include <thread>
 
 #include "c_api_test_util.h"
+#include "capi/capi_internal.h"
 
 using namespace capitest;
 
@@ -443,4 +446,42 @@ TEST(CApi, NullObjectsAreSafe) {
   EXPECT_EQ(count, 0u);
   EXPECT_EQ(mb_rerank_count(nullptr), 0u);
   EXPECT_EQ(mb_rerank_hits(nullptr), nullptr);
+}
+
+// The exception boundary itself (capi_internal.h): every exception a call may meet becomes its
+// status, message and input index; nothing escapes.
+
+TEST(CApi, ExceptionBoundaryMapsEveryException) {
+  using modernbert::InputIssue;
+  using modernbert::SequenceIssue;
+  struct Case {
+    std::function<void()> thrower;
+    mb_status want;
+    int64_t index;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {[] { throw modernbert::InputError(InputIssue::kTooLong, 3, "600 tokens"); }, MB_ERR_TOO_LONG, 3, "600 tokens"},
+      {[] { throw modernbert::InputError(InputIssue::kTokenizer, 1, "utf-8"); }, MB_ERR_TOKENIZER, 1, "utf-8"},
+      {[] { throw modernbert::InputError(InputIssue::kEmpty, 0, "empty"); }, MB_ERR_INPUT, 0, "empty"},
+      {[] { throw modernbert::InputError(InputIssue::kNoMask, 2, "no [MASK]"); }, MB_ERR_INPUT, 2, "no [MASK]"},
+      {[] { throw modernbert::InputError(InputIssue::kIdOutOfRange, 4, "id"); }, MB_ERR_INPUT, 4, "id"},
+      {[] { throw modernbert::InputError(InputIssue::kInvalid, 5, "bad"); }, MB_ERR_INPUT, 5, "bad"},
+      {[] { throw modernbert::SequenceInputError(SequenceIssue::kTooLong, 6, "long"); }, MB_ERR_TOO_LONG, 6, "long"},
+      {[] { throw modernbert::SequenceInputError(SequenceIssue::kTokenizer, 7, "tok"); }, MB_ERR_TOKENIZER, 7, "tok"},
+      {[] { throw modernbert::SequenceInputError(SequenceIssue::kEmpty, 8, "none"); }, MB_ERR_INPUT, 8, "none"},
+      {[] { throw modernbert::BatchItemError(9, "item"); }, MB_ERR_INPUT, 9, "text 9: item"},
+      {[] { throw std::bad_alloc(); }, MB_ERR_OUT_OF_MEMORY, -1, "out of memory"},
+      {[] { throw modernbert::Error("plain"); }, MB_ERR_LOAD, -1, "plain"},
+      {[] { throw std::logic_error("bug"); }, MB_ERR_INTERNAL, -1, "internal error: bug"},
+      {[] { throw 42; }, MB_ERR_INTERNAL, -1, "unknown exception"},
+  };
+  for (const Case& c : cases) {
+    const mb_status s = modernbert::capi::guarded("fn", MB_ERR_LOAD, [&] {
+      c.thrower();
+      return MB_OK;
+    });
+    expect_error(s, c.want, c.index, c.needle);
+    EXPECT_EQ(std::string(mb_last_error_message()).rfind("fn: ", 0), 0u) << mb_last_error_message();
+  }
 }
