@@ -17,6 +17,9 @@
  *
  * CONVENTIONS (every function below follows them; the comments only state exceptions)
  *
+ * Enums: option structs hold enum values in int fields (a C enum's size and range are the
+ *   compiler's; an int is the same everywhere); a value not listed is MB_ERR_INVALID_ARGUMENT.
+ *
  * Status: every function that can fail returns mb_status (MB_OK = 0). On failure,
  *   mb_last_error_message() says what and where (a text's index, a file, a field), and
  *   mb_last_error_input_index() names the failing text for MB_ERR_INPUT / MB_ERR_TOO_LONG /
@@ -83,8 +86,9 @@ typedef enum mb_status {
   MB_ERR_INTERNAL = 8          /* anything else (a bug: please report the message) */
 } mb_status;
 
-/* "MB_OK", "MB_ERR_INVALID_ARGUMENT", ...; "MB_ERR_UNKNOWN" for a value not listed. Never NULL. */
-MB_API const char* mb_status_name(mb_status s);
+/* "MB_OK", "MB_ERR_INVALID_ARGUMENT", ... for an mb_status; "MB_ERR_UNKNOWN" for any other value.
+ * Never NULL. */
+MB_API const char* mb_status_name(int status);
 /* The message of the last failed call on this thread ("" if none). Valid until the next failed call
  * on this thread. Never NULL. */
 MB_API const char* mb_last_error_message(void);
@@ -179,7 +183,7 @@ typedef struct mb_embed_params {
   const char* prefix;      /* prepended after the prompt (NULL = none) */
   int normalize;           /* nonzero: L2-normalise (a model with a Normalize module always does) */
   int64_t dim;             /* Matryoshka: keep the first dim columns (re-normalised); 0 = all */
-  mb_pooling pooling;      /* override the model's pooling */
+  int pooling;             /* an mb_pooling: override the model's pooling */
   int64_t batch_size;      /* > 0: at most this many texts per forward (else the model's option) */
 } mb_embed_params;
 MB_API mb_embed_params mb_embed_params_default(void); /* all zero / NULL */
@@ -299,7 +303,7 @@ typedef enum mb_rerank_mode {
 } mb_rerank_mode;
 
 typedef struct mb_rerank_params {
-  mb_rerank_mode mode;
+  int mode;                         /* an mb_rerank_mode */
   const char* query_prompt_name;    /* embedding mode: prompt for the query (NULL = the default) */
   const char* document_prompt_name; /* embedding mode: prompt for the texts (NULL = the default) */
   int64_t top_n;                    /* keep the best top_n; 0 = all */

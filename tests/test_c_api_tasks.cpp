@@ -289,7 +289,7 @@ TEST(CApiTasks, RerankEqualsTheCppApi) {
   expect_error(mb_rerank(m.get(), "q", t.data(), t.size(), nullptr, nullptr), MB_ERR_INVALID_ARGUMENT, -1,
                "out is NULL");
   expect_error(mb_rerank(m.get(), "q", nullptr, 2, nullptr, &x), MB_ERR_INVALID_ARGUMENT, -1, "texts is NULL");
-  mb_rerank_params p{static_cast<mb_rerank_mode>(9), nullptr, nullptr, 0};
+  mb_rerank_params p{9, nullptr, nullptr, 0};
   expect_error(mb_rerank(m.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_INVALID_ARGUMENT, -1, "mode");
   p = {MB_RERANK_AUTO, nullptr, nullptr, -1};
   expect_error(mb_rerank(m.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_INVALID_ARGUMENT, -1, "top_n");
