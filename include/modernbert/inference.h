@@ -13,6 +13,9 @@
 // Error unless ModelOptions::truncate. Inputs run in unpadded token-budget batches
 // (max_batch_tokens, and at most batch_size sequences when batch_size > 0).
 //
+// The option structs have a default for every member, so designated initializers may name any
+// subset of them ({.precision = ..., .threads = 4}) without -Wmissing-field-initializers.
+//
 // Errors: every failure is a modernbert::Error (error.h) whose message says what and where; an
 // input's failure is an InputError naming the input's index. Nothing aborts on bad input.
 //
@@ -40,7 +43,7 @@ namespace modernbert {
 struct ModelOptions {
   // What the weights are held in and computed with; nullopt: f32 for a float checkpoint, the
   // checkpoint's own type for a quantized one (LoadOptions::precision).
-  std::optional<Precision> precision;
+  std::optional<Precision> precision{};
   int threads = 0;                   // kernels' pool and BLAS; 0 = all cores. Process-wide.
   int64_t max_batch_tokens = 16384;  // token budget of one forward (a longer input runs alone)
   int64_t batch_size = 0;            // > 0: at most this many sequences per forward as well
@@ -90,11 +93,11 @@ struct Matrix {
 struct EmbedParams {
   // A prompt of config_sentence_transformers.json by name ("" = the model's default prompt, if any;
   // an unknown name is an Error), then `prefix`, are prepended to every text.
-  std::string prompt_name;
-  std::string prefix;
+  std::string prompt_name{};
+  std::string prefix{};
   bool normalize = false;  // also L2-normalise (a model with a Normalize module always does)
-  int64_t dim = 0;         // Matryoshka: keep the first `dim` dimensions (re-normalised); 0 = all
-  std::optional<EmbedPooling> pooling;  // override the model's pooling
+  int64_t dim = 0;         // Matryoshka: keep the first `dim` dims (normalised after the cut); 0 = all
+  std::optional<EmbedPooling> pooling{};  // override the model's pooling
   int64_t batch_size = 0;  // > 0: at most this many sequences per forward (else ModelOptions')
 };
 
@@ -103,7 +106,7 @@ struct EmbedParams {
 // [CLS], and for queries its query expansion ([MASK] padding to query_length) when configured.
 struct TokenParams {
   bool is_query = false;
-  std::string prefix;  // prepended to every text (after any PyLate prefix)
+  std::string prefix{};  // prepended to every text (after any PyLate prefix)
 };
 
 // Per-token vectors of each text: ColBERT vectors (L2-normalised Dense projection) when the model
@@ -149,7 +152,9 @@ enum class RerankMode { kAuto, kCrossEncoder, kColBERT, kEmbedding };
 struct RerankParams {
   RerankMode mode = RerankMode::kAuto;  // auto: cross-encoder if the model has a classifier,
                                         // else ColBERT if it has a projection, else embeddings
-  std::string query_prompt_name, document_prompt_name;  // embedding mode (e.g. nomic's prompts)
+  // Embedding mode only (e.g. nomic's search_query / search_document); "" = the default prompt.
+  // Naming one when the mode resolves to cross-encoder or ColBERT is an Error.
+  std::string query_prompt_name{}, document_prompt_name{};
   int64_t top_n = 0;                    // keep the best top_n (0 = all)
 };
 struct RerankHit {

@@ -87,7 +87,7 @@ std::vector<std::vector<int32_t>> Model::Impl::to_ids(const std::vector<Sequence
   o.vocab_size = model.config.vocab_size;
   o.lossy_utf8 = opts.lossy_utf8;
   o.prefix = prefix;
-  o.too_long_hint = "set ModelOptions::truncate to cut it";
+  o.too_long_hint = "enable truncation";
   o.tokenizer_threads = opts.threads > 0 ? static_cast<unsigned>(opts.threads) : 0;
   try {
     return inputs_to_ids(tok ? &*tok : nullptr, in, o, encs);

@@ -39,6 +39,10 @@ std::vector<RerankHit> Model::rerank(const std::string& query, const std::vector
   if (p.top_n < 0) throw Error("rerank: top_n must be >= 0 (0 = all), got " + std::to_string(p.top_n));
   if (query.empty()) throw Error("rerank: empty query");
   const RerankMode mode = resolve_mode(m.info, p.mode);
+  if (mode != RerankMode::kEmbedding && (!p.query_prompt_name.empty() || !p.document_prompt_name.empty()))
+    throw Error(std::string("rerank: prompts apply to the embedding mode only, and this reranks by ") +
+                (mode == RerankMode::kCrossEncoder ? "the cross-encoder" : "ColBERT MaxSim") +
+                " (set the mode to embedding to use them)");
   std::vector<float> score(texts.size());
   if (!texts.empty()) {
     if (mode == RerankMode::kCrossEncoder) {
