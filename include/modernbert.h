@@ -47,8 +47,9 @@
  *   concurrent forwards. mb_model_options.threads is process-wide. mb_model_free must not race with
  *   calls on the same model. Result objects are plain data: read them from any thread.
  *
- * Link: -lmodernbert (pkg-config modernbert / find_package(modernbert)); the library is C++, so
- *   link with a C++-aware driver or add -lstdc++.
+ * Link: -lmodernbert (pkg-config --cflags --libs modernbert, or find_package(modernbert)). The
+ *   library is C++ inside: the shared one brings its C++ runtime along; a static link also needs
+ *   the C++ runtime and the third-party libraries (pkg-config --static --libs modernbert).
  */
 #ifndef MODERNBERT_H
 #define MODERNBERT_H
@@ -60,7 +61,7 @@
 extern "C" {
 #endif
 
-#if defined(__GNUC__) && !defined(MB_NO_VISIBILITY)
+#if defined(__GNUC__)
 #define MB_API __attribute__((visibility("default")))
 #else
 #define MB_API
@@ -104,7 +105,8 @@ MB_API const char* mb_version(void);
 typedef struct mb_model mb_model; /* opaque */
 
 typedef struct mb_model_options {
-  size_t struct_size;       /* sizeof(mb_model_options): set by mb_model_options_default() */
+  size_t struct_size;       /* sizeof(mb_model_options), set by mb_model_options_default(): a library
+                               refuses options from a header whose struct differs from its own */
   const char* dtype;        /* "f32" | "bf16" | "f16" | "int8" (also "float32", "fp16", ...); NULL or
                                "" = f32 for a float checkpoint, the stored type for a quantized one */
   int threads;              /* kernel threads, process-wide; 0 = all cores */
@@ -210,10 +212,10 @@ typedef struct mb_token_params {
 typedef struct mb_token_embeddings mb_token_embeddings; /* opaque, library-owned */
 
 /* Per-token vectors of n texts: the L2-normalised ColBERT projection when info.has_colbert, else
- * the L2-normalised final hidden states (as `modernbert embed --colbert`). All texts' tokens (special ones included)
- * are stacked in one [total, D] matrix; text i owns rows offsets[i] .. offsets[i+1]-1. `params` NULL = document
- * treatment, no prefix. Errors: MB_ERR_INVALID_ARGUMENT, MB_ERR_UNSUPPORTED (no tokenizer), the
- * text errors. */
+ * the L2-normalised final hidden states (as `modernbert embed --colbert`). All texts' tokens
+ * (special ones included) are stacked in one [total, D] matrix (D = info.embedding_dim); text i
+ * owns rows offsets[i] .. offsets[i+1]-1. `params` NULL = document treatment, no prefix.
+ * Errors: MB_ERR_INVALID_ARGUMENT, MB_ERR_UNSUPPORTED (no tokenizer), the text errors. */
 MB_API mb_status mb_embed_tokens(mb_model* model, const char* const* texts, size_t n, const mb_token_params* params,
                                  mb_token_embeddings** out);
 /* The raw final hidden states (after the final norm) of n texts, [total, hidden_size], in the
@@ -317,9 +319,11 @@ typedef struct mb_rerank_hit {
 typedef struct mb_rerank_result mb_rerank_result; /* opaque, library-owned */
 
 /* Orders n texts by relevance to `query`, best first (ties: input order). `params` NULL = auto, all.
- * Errors: MB_ERR_INVALID_ARGUMENT (NULL, bad mode, top_n < 0, unknown prompt), MB_ERR_UNSUPPORTED
- * (cross-encoder mode without a classifier; no tokenizer), the text errors of the texts; an empty
- * or refused query is MB_ERR_INVALID_ARGUMENT (index -1, the message says "the query"). */
+ * Errors: MB_ERR_INVALID_ARGUMENT (NULL, bad mode, top_n < 0, unknown prompt, a prompt outside the
+ * embedding mode), MB_ERR_UNSUPPORTED
+ * (cross-encoder mode without a classifier; no tokenizer), the text errors of the texts (in
+ * cross-encoder mode, of the (query, texts[i]) pair: index i); an empty query, or one refused alone
+ * (ColBERT and embedding modes), is MB_ERR_INVALID_ARGUMENT (index -1, the message says "query"). */
 MB_API mb_status mb_rerank(mb_model* model, const char* query, const char* const* texts, size_t n,
                            const mb_rerank_params* params, mb_rerank_result** out);
 MB_API size_t mb_rerank_count(const mb_rerank_result* r);              /* hits; 0 for NULL */

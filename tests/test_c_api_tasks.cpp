@@ -298,6 +298,16 @@ TEST(CApiTasks, RerankEqualsTheCppApi) {
   const char* empty[] = {"x", ""};
   expect_error(mb_rerank(m.get(), "q", empty, 2, nullptr, &x), MB_ERR_INPUT, 1);
   expect_error(mb_rerank(m.get(), "", t.data(), t.size(), nullptr, &x), MB_ERR_INVALID_ARGUMENT, -1, "query");
+  expect_error(mb_rerank(m.get(), "", nullptr, 0, nullptr, &x), MB_ERR_INVALID_ARGUMENT, -1, "the query is empty");
+  std::string long_query;
+  for (int k = 0; k < 10000; ++k) long_query += "word ";
+  p = {MB_RERANK_EMBEDDING, nullptr, nullptr, 0};  // the query embedded alone: its error names it
+  expect_error(mb_rerank(m.get(), long_query.c_str(), t.data(), t.size(), &p, &x), MB_ERR_INVALID_ARGUMENT, -1,
+               "the query");
+  p = {MB_RERANK_CROSS_ENCODER, nullptr, nullptr, 0};  // (query, text) pairs: the pair's index
+  expect_error(mb_rerank(m.get(), long_query.c_str(), t.data(), t.size(), &p, &x), MB_ERR_TOO_LONG, 0);
+  p = {MB_RERANK_CROSS_ENCODER, "query", nullptr, 0};
+  expect_error(mb_rerank(m.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_INVALID_ARGUMENT, -1, "prompt");
   Model tok = load(M.tok);
   p = {MB_RERANK_CROSS_ENCODER, nullptr, nullptr, 0};
   expect_error(mb_rerank(tok.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_UNSUPPORTED, -1, "cross-encoder");
