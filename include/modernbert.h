@@ -35,9 +35,9 @@
  *
  * Texts: `const char* const* texts, size_t n`: n NUL-terminated UTF-8 strings (so a text cannot
  *   contain U+0000: it ends at the first NUL byte; use explicit-length strings in C++ instead).
- *   n == 0 is allowed and gives an empty result where an empty batch makes sense (embed, classify,
- *   embed_tokens, classify_tokens, fill_mask, rerank); a NULL `texts` with n > 0, or a NULL text,
- *   is MB_ERR_INVALID_ARGUMENT. Texts are tokenized with special tokens; a text longer than the
+ *   n == 0 is allowed and gives an empty result (0 rows, count 0) in every batch call (embed,
+ *   embed_tokens, hidden_states, classify, classify_tokens, fill_mask, rerank); a NULL `texts`
+ *   with n > 0, or a NULL text, is MB_ERR_INVALID_ARGUMENT. Texts are tokenized with special tokens; a text longer than the
  *   model's max length is MB_ERR_TOO_LONG unless the model was loaded with `truncate`; invalid
  *   UTF-8 is MB_ERR_TOKENIZER unless loaded with `lossy_utf8` (then U+FFFD); an empty text is
  *   MB_ERR_INPUT.
