@@ -396,16 +396,35 @@ TEST(CApi, ErrorsAreThreadLocal) {
 }
 
 TEST(CApi, OneModelSharedByThreads) {
+  // Four threads on one model, two embedding and two classifying at once: each gets what the C++
+  // API gives alone (the calls are serialised inside).
   const auto& M = Models::get();
   Model m = load(M.mc);
-  const std::vector<float> want = cpp_model(M.mc).embed(kTexts).data;
+  modernbert::Model ref = cpp_model(M.mc);
+  const std::vector<float> want_e = ref.embed(kTexts).data;
+  const auto want_c = ref.classify(kTexts);
+  auto t = c_strs(kTexts);
   std::vector<std::vector<float>> got(4);
   std::vector<std::thread> th;
   for (size_t k = 0; k < got.size(); ++k) {
-    th.emplace_back([&, k] { got[k] = data_of(embed(m.get(), kTexts, nullptr).get()); });
+    th.emplace_back([&, k] {
+      for (int rep = 0; rep < 3; ++rep) {
+        if (k % 2 == 0) {
+          got[k] = data_of(embed(m.get(), kTexts, nullptr).get());
+        } else {
+          mb_classifications* c = nullptr;
+          EXPECT_EQ(mb_classify(m.get(), t.data(), nullptr, t.size(), &c), MB_OK) << mb_last_error_message();
+          got[k].assign(mb_classifications_logits(c),
+                        mb_classifications_logits(c) + mb_classifications_count(c) * mb_classifications_num_labels(c));
+          mb_classifications_free(c);
+        }
+      }
+    });
   }
-  for (auto& t : th) t.join();
-  for (const auto& g : got) EXPECT_EQ(g, want);
+  for (auto& x : th) x.join();
+  std::vector<float> want_logits;
+  for (const auto& c : want_c) want_logits.insert(want_logits.end(), c.logits.begin(), c.logits.end());
+  for (size_t k = 0; k < got.size(); ++k) EXPECT_EQ(got[k], k % 2 == 0 ? want_e : want_logits) << k;
 }
 
 TEST(CApi, NullObjectsAreSafe) {
