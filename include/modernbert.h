@@ -17,6 +17,9 @@
  *
  * CONVENTIONS (every function below follows them; the comments only state exceptions)
  *
+ * Enums: option structs hold enum values in int fields (a C enum's size and range are the
+ *   compiler's; an int is the same everywhere); a value not listed is MB_ERR_INVALID_ARGUMENT.
+ *
  * Status: every function that can fail returns mb_status (MB_OK = 0). On failure,
  *   mb_last_error_message() says what and where (a text's index, a file, a field), and
  *   mb_last_error_input_index() names the failing text for MB_ERR_INPUT / MB_ERR_TOO_LONG /
@@ -32,9 +35,9 @@
  *
  * Texts: `const char* const* texts, size_t n`: n NUL-terminated UTF-8 strings (so a text cannot
  *   contain U+0000: it ends at the first NUL byte; use explicit-length strings in C++ instead).
- *   n == 0 is allowed and gives an empty result where an empty batch makes sense (embed, classify,
- *   embed_tokens, classify_tokens, fill_mask, rerank); a NULL `texts` with n > 0, or a NULL text,
- *   is MB_ERR_INVALID_ARGUMENT. Texts are tokenized with special tokens; a text longer than the
+ *   n == 0 is allowed and gives an empty result (0 rows, count 0) in every batch call (embed,
+ *   embed_tokens, hidden_states, classify, classify_tokens, fill_mask, rerank); a NULL `texts`
+ *   with n > 0, or a NULL text, is MB_ERR_INVALID_ARGUMENT. Texts are tokenized with special tokens; a text longer than the
  *   model's max length is MB_ERR_TOO_LONG unless the model was loaded with `truncate`; invalid
  *   UTF-8 is MB_ERR_TOKENIZER unless loaded with `lossy_utf8` (then U+FFFD); an empty text is
  *   MB_ERR_INPUT.
@@ -44,8 +47,9 @@
  *   concurrent forwards. mb_model_options.threads is process-wide. mb_model_free must not race with
  *   calls on the same model. Result objects are plain data: read them from any thread.
  *
- * Link: -lmodernbert (pkg-config modernbert / find_package(modernbert)); the library is C++, so
- *   link with a C++-aware driver or add -lstdc++.
+ * Link: -lmodernbert (pkg-config --cflags --libs modernbert, or find_package(modernbert)). The
+ *   library is C++ inside: the shared one brings its C++ runtime along; a static link also needs
+ *   the C++ runtime and the third-party libraries (pkg-config --static --libs modernbert).
  */
 #ifndef MODERNBERT_H
 #define MODERNBERT_H
@@ -57,7 +61,7 @@
 extern "C" {
 #endif
 
-#if defined(__GNUC__) && !defined(MB_NO_VISIBILITY)
+#if defined(__GNUC__)
 #define MB_API __attribute__((visibility("default")))
 #else
 #define MB_API
@@ -83,8 +87,9 @@ typedef enum mb_status {
   MB_ERR_INTERNAL = 8          /* anything else (a bug: please report the message) */
 } mb_status;
 
-/* "MB_OK", "MB_ERR_INVALID_ARGUMENT", ...; "MB_ERR_UNKNOWN" for a value not listed. Never NULL. */
-MB_API const char* mb_status_name(mb_status s);
+/* "MB_OK", "MB_ERR_INVALID_ARGUMENT", ... for an mb_status; "MB_ERR_UNKNOWN" for any other value.
+ * Never NULL. */
+MB_API const char* mb_status_name(int status);
 /* The message of the last failed call on this thread ("" if none). Valid until the next failed call
  * on this thread. Never NULL. */
 MB_API const char* mb_last_error_message(void);
@@ -100,7 +105,8 @@ MB_API const char* mb_version(void);
 typedef struct mb_model mb_model; /* opaque */
 
 typedef struct mb_model_options {
-  size_t struct_size;       /* sizeof(mb_model_options): set by mb_model_options_default() */
+  size_t struct_size;       /* sizeof(mb_model_options), set by mb_model_options_default(): a library
+                               refuses options from a header whose struct differs from its own */
   const char* dtype;        /* "f32" | "bf16" | "f16" | "int8" (also "float32", "fp16", ...); NULL or
                                "" = f32 for a float checkpoint, the stored type for a quantized one */
   int threads;              /* kernel threads, process-wide; 0 = all cores */
@@ -179,7 +185,7 @@ typedef struct mb_embed_params {
   const char* prefix;      /* prepended after the prompt (NULL = none) */
   int normalize;           /* nonzero: L2-normalise (a model with a Normalize module always does) */
   int64_t dim;             /* Matryoshka: keep the first dim columns (re-normalised); 0 = all */
-  mb_pooling pooling;      /* override the model's pooling */
+  int pooling;             /* an mb_pooling: override the model's pooling */
   int64_t batch_size;      /* > 0: at most this many texts per forward (else the model's option) */
 } mb_embed_params;
 MB_API mb_embed_params mb_embed_params_default(void); /* all zero / NULL */
@@ -206,10 +212,10 @@ typedef struct mb_token_params {
 typedef struct mb_token_embeddings mb_token_embeddings; /* opaque, library-owned */
 
 /* Per-token vectors of n texts: the L2-normalised ColBERT projection when info.has_colbert, else
- * the L2-normalised final hidden states (as `modernbert embed --colbert`). All texts' tokens (special ones included)
- * are stacked in one [total, D] matrix; text i owns rows offsets[i] .. offsets[i+1]-1. `params` NULL = document
- * treatment, no prefix. Errors: MB_ERR_INVALID_ARGUMENT, MB_ERR_UNSUPPORTED (no tokenizer), the
- * text errors. */
+ * the L2-normalised final hidden states (as `modernbert embed --colbert`). All texts' tokens
+ * (special ones included) are stacked in one [total, D] matrix (D = info.embedding_dim); text i
+ * owns rows offsets[i] .. offsets[i+1]-1. `params` NULL = document treatment, no prefix.
+ * Errors: MB_ERR_INVALID_ARGUMENT, MB_ERR_UNSUPPORTED (no tokenizer), the text errors. */
 MB_API mb_status mb_embed_tokens(mb_model* model, const char* const* texts, size_t n, const mb_token_params* params,
                                  mb_token_embeddings** out);
 /* The raw final hidden states (after the final norm) of n texts, [total, hidden_size], in the
@@ -299,7 +305,7 @@ typedef enum mb_rerank_mode {
 } mb_rerank_mode;
 
 typedef struct mb_rerank_params {
-  mb_rerank_mode mode;
+  int mode;                         /* an mb_rerank_mode */
   const char* query_prompt_name;    /* embedding mode: prompt for the query (NULL = the default) */
   const char* document_prompt_name; /* embedding mode: prompt for the texts (NULL = the default) */
   int64_t top_n;                    /* keep the best top_n; 0 = all */
@@ -313,9 +319,11 @@ typedef struct mb_rerank_hit {
 typedef struct mb_rerank_result mb_rerank_result; /* opaque, library-owned */
 
 /* Orders n texts by relevance to `query`, best first (ties: input order). `params` NULL = auto, all.
- * Errors: MB_ERR_INVALID_ARGUMENT (NULL, bad mode, top_n < 0, unknown prompt), MB_ERR_UNSUPPORTED
- * (cross-encoder mode without a classifier; no tokenizer), the text errors of the texts; an empty
- * or refused query is MB_ERR_INVALID_ARGUMENT (index -1, the message says "the query"). */
+ * Errors: MB_ERR_INVALID_ARGUMENT (NULL, bad mode, top_n < 0, unknown prompt, a prompt outside the
+ * embedding mode), MB_ERR_UNSUPPORTED
+ * (cross-encoder mode without a classifier; no tokenizer), the text errors of the texts (in
+ * cross-encoder mode, of the (query, texts[i]) pair: index i); an empty query, or one refused alone
+ * (ColBERT and embedding modes), is MB_ERR_INVALID_ARGUMENT (index -1, the message says "query"). */
 MB_API mb_status mb_rerank(mb_model* model, const char* query, const char* const* texts, size_t n,
                            const mb_rerank_params* params, mb_rerank_result** out);
 MB_API size_t mb_rerank_count(const mb_rerank_result* r);              /* hits; 0 for NULL */

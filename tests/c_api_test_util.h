@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "inference_api_test_util.h"
 #include "modernbert.h"
 #include "modernbert/inference.h"
 #include "test_util.h"
@@ -42,13 +43,17 @@ inline std::vector<const char*> c_strs(const std::vector<std::string>& v) {
 //            (query/document)
 //   tok:     heads token:4, the tokenizer
 //   notok:   heads mlm, no tokenizer.json
+//   st:      heads mlm, sentence-transformers CLS pooling, Dense 64 -> 8 (ColBERT vectors),
+//            Normalize, default prompt "document" (test_inference_api's layout)
 struct Models {
   mbtest::TempDir tmp{"c_api"};
-  std::string mc, tok, notok;
+  std::string mc, tok, notok, st;
   Models() {
     mc = make("mc", "mlm,cls:3", true);
     tok = make("tok", "token:4", true);
     notok = make("notok", "mlm", false);
+    st = make("st", "mlm", true);
+    mbapi::add_sentence_transformers(st, "cls", /*dense=*/true, "document");
     // sentence-transformers files (prompts are read for a directory with modules.json).
     std::ofstream(mc + "/modules.json")
         << R"([{"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},

@@ -4,9 +4,12 @@
 // calls the same code; the C++ API is itself checked against the CLI in test_inference_api.cpp).
 // Part 2 (the other tasks) is test_c_api_tasks.cpp.
 #include <cmath>
+#include <functional>
+#include <stdexcept>
 #include <thread>
 
 #include "c_api_test_util.h"
+#include "capi/capi_internal.h"
 
 using namespace capitest;
 
@@ -49,7 +52,8 @@ TEST(CApi, VersionAndStatusNames) {
                                                                 {MB_ERR_OUT_OF_MEMORY, "MB_ERR_OUT_OF_MEMORY"},
                                                                 {MB_ERR_INTERNAL, "MB_ERR_INTERNAL"}};
   for (const auto& [s, n] : names) EXPECT_EQ(mb_status_name(s), n);
-  EXPECT_STREQ(mb_status_name(static_cast<mb_status>(99)), "MB_ERR_UNKNOWN");
+  EXPECT_STREQ(mb_status_name(-1), "MB_ERR_UNKNOWN");
+  EXPECT_STREQ(mb_status_name(99), "MB_ERR_UNKNOWN");
 }
 
 TEST(CApi, LoadErrors) {
@@ -323,7 +327,7 @@ TEST(CApi, EmbedArgumentErrors) {
   p.dim = 100000;
   expect_error(mb_embed(m.get(), t.data(), t.size(), &p, &e), MB_ERR_INVALID_ARGUMENT, -1, "dim");
   p = mb_embed_params_default();
-  p.pooling = static_cast<mb_pooling>(7);
+  p.pooling = 7;
   expect_error(mb_embed(m.get(), t.data(), t.size(), &p, &e), MB_ERR_INVALID_ARGUMENT, -1, "pooling");
   p = mb_embed_params_default();
   p.batch_size = -2;
@@ -392,16 +396,35 @@ TEST(CApi, ErrorsAreThreadLocal) {
 }
 
 TEST(CApi, OneModelSharedByThreads) {
+  // Four threads on one model, two embedding and two classifying at once: each gets what the C++
+  // API gives alone (the calls are serialised inside).
   const auto& M = Models::get();
   Model m = load(M.mc);
-  const std::vector<float> want = cpp_model(M.mc).embed(kTexts).data;
+  modernbert::Model ref = cpp_model(M.mc);
+  const std::vector<float> want_e = ref.embed(kTexts).data;
+  const auto want_c = ref.classify(kTexts);
+  auto t = c_strs(kTexts);
   std::vector<std::vector<float>> got(4);
   std::vector<std::thread> th;
   for (size_t k = 0; k < got.size(); ++k) {
-    th.emplace_back([&, k] { got[k] = data_of(embed(m.get(), kTexts, nullptr).get()); });
+    th.emplace_back([&, k] {
+      for (int rep = 0; rep < 3; ++rep) {
+        if (k % 2 == 0) {
+          got[k] = data_of(embed(m.get(), kTexts, nullptr).get());
+        } else {
+          mb_classifications* c = nullptr;
+          EXPECT_EQ(mb_classify(m.get(), t.data(), nullptr, t.size(), &c), MB_OK) << mb_last_error_message();
+          got[k].assign(mb_classifications_logits(c),
+                        mb_classifications_logits(c) + mb_classifications_count(c) * mb_classifications_num_labels(c));
+          mb_classifications_free(c);
+        }
+      }
+    });
   }
-  for (auto& t : th) t.join();
-  for (const auto& g : got) EXPECT_EQ(g, want);
+  for (auto& x : th) x.join();
+  std::vector<float> want_logits;
+  for (const auto& c : want_c) want_logits.insert(want_logits.end(), c.logits.begin(), c.logits.end());
+  for (size_t k = 0; k < got.size(); ++k) EXPECT_EQ(got[k], k % 2 == 0 ? want_e : want_logits) << k;
 }
 
 TEST(CApi, NullObjectsAreSafe) {
@@ -443,4 +466,42 @@ TEST(CApi, NullObjectsAreSafe) {
   EXPECT_EQ(count, 0u);
   EXPECT_EQ(mb_rerank_count(nullptr), 0u);
   EXPECT_EQ(mb_rerank_hits(nullptr), nullptr);
+}
+
+// The exception boundary itself (capi_internal.h): every exception a call may meet becomes its
+// status, message and input index; nothing escapes.
+
+TEST(CApi, ExceptionBoundaryMapsEveryException) {
+  using modernbert::InputIssue;
+  using modernbert::SequenceIssue;
+  struct Case {
+    std::function<void()> thrower;
+    mb_status want;
+    int64_t index;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {[] { throw modernbert::InputError(InputIssue::kTooLong, 3, "600 tokens"); }, MB_ERR_TOO_LONG, 3, "600 tokens"},
+      {[] { throw modernbert::InputError(InputIssue::kTokenizer, 1, "utf-8"); }, MB_ERR_TOKENIZER, 1, "utf-8"},
+      {[] { throw modernbert::InputError(InputIssue::kEmpty, 0, "empty"); }, MB_ERR_INPUT, 0, "empty"},
+      {[] { throw modernbert::InputError(InputIssue::kNoMask, 2, "no [MASK]"); }, MB_ERR_INPUT, 2, "no [MASK]"},
+      {[] { throw modernbert::InputError(InputIssue::kIdOutOfRange, 4, "id"); }, MB_ERR_INPUT, 4, "id"},
+      {[] { throw modernbert::InputError(InputIssue::kInvalid, 5, "bad"); }, MB_ERR_INPUT, 5, "bad"},
+      {[] { throw modernbert::SequenceInputError(SequenceIssue::kTooLong, 6, "long"); }, MB_ERR_TOO_LONG, 6, "long"},
+      {[] { throw modernbert::SequenceInputError(SequenceIssue::kTokenizer, 7, "tok"); }, MB_ERR_TOKENIZER, 7, "tok"},
+      {[] { throw modernbert::SequenceInputError(SequenceIssue::kEmpty, 8, "none"); }, MB_ERR_INPUT, 8, "none"},
+      {[] { throw modernbert::BatchItemError(9, "item"); }, MB_ERR_INPUT, 9, "text 9: item"},
+      {[] { throw std::bad_alloc(); }, MB_ERR_OUT_OF_MEMORY, -1, "out of memory"},
+      {[] { throw modernbert::Error("plain"); }, MB_ERR_LOAD, -1, "plain"},
+      {[] { throw std::logic_error("bug"); }, MB_ERR_INTERNAL, -1, "internal error: bug"},
+      {[] { throw 42; }, MB_ERR_INTERNAL, -1, "unknown exception"},
+  };
+  for (const Case& c : cases) {
+    const mb_status s = modernbert::capi::guarded("fn", MB_ERR_LOAD, [&] {
+      c.thrower();
+      return MB_OK;
+    });
+    expect_error(s, c.want, c.index, c.needle);
+    EXPECT_EQ(std::string(mb_last_error_message()).rfind("fn: ", 0), 0u) << mb_last_error_message();
+  }
 }

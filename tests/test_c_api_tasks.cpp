@@ -289,7 +289,7 @@ TEST(CApiTasks, RerankEqualsTheCppApi) {
   expect_error(mb_rerank(m.get(), "q", t.data(), t.size(), nullptr, nullptr), MB_ERR_INVALID_ARGUMENT, -1,
                "out is NULL");
   expect_error(mb_rerank(m.get(), "q", nullptr, 2, nullptr, &x), MB_ERR_INVALID_ARGUMENT, -1, "texts is NULL");
-  mb_rerank_params p{static_cast<mb_rerank_mode>(9), nullptr, nullptr, 0};
+  mb_rerank_params p{9, nullptr, nullptr, 0};
   expect_error(mb_rerank(m.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_INVALID_ARGUMENT, -1, "mode");
   p = {MB_RERANK_AUTO, nullptr, nullptr, -1};
   expect_error(mb_rerank(m.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_INVALID_ARGUMENT, -1, "top_n");
@@ -298,10 +298,95 @@ TEST(CApiTasks, RerankEqualsTheCppApi) {
   const char* empty[] = {"x", ""};
   expect_error(mb_rerank(m.get(), "q", empty, 2, nullptr, &x), MB_ERR_INPUT, 1);
   expect_error(mb_rerank(m.get(), "", t.data(), t.size(), nullptr, &x), MB_ERR_INVALID_ARGUMENT, -1, "query");
+  expect_error(mb_rerank(m.get(), "", nullptr, 0, nullptr, &x), MB_ERR_INVALID_ARGUMENT, -1, "the query is empty");
+  std::string long_query;
+  for (int k = 0; k < 10000; ++k) long_query += "word ";
+  p = {MB_RERANK_EMBEDDING, nullptr, nullptr, 0};  // the query embedded alone: its error names it
+  expect_error(mb_rerank(m.get(), long_query.c_str(), t.data(), t.size(), &p, &x), MB_ERR_INVALID_ARGUMENT, -1,
+               "the query");
+  p = {MB_RERANK_CROSS_ENCODER, nullptr, nullptr, 0};  // (query, text) pairs: the pair's index
+  expect_error(mb_rerank(m.get(), long_query.c_str(), t.data(), t.size(), &p, &x), MB_ERR_TOO_LONG, 0);
+  p = {MB_RERANK_CROSS_ENCODER, "query", nullptr, 0};
+  expect_error(mb_rerank(m.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_INVALID_ARGUMENT, -1, "prompt");
   Model tok = load(M.tok);
   p = {MB_RERANK_CROSS_ENCODER, nullptr, nullptr, 0};
   expect_error(mb_rerank(tok.get(), "q", t.data(), t.size(), &p, &x), MB_ERR_UNSUPPORTED, -1, "cross-encoder");
   ASSERT_EQ(mb_rerank(m.get(), "q", nullptr, 0, nullptr, &x), MB_OK);
   Rerank none(x);
   EXPECT_EQ(mb_rerank_count(x), 0u);
+}
+
+TEST(CApiTasks, SentenceTransformersColbertModelEqualsTheCppApi) {
+  const auto& M = Models::get();
+  Model m = load(M.st);
+  modernbert::Model ref(M.st);
+  const mb_model_info* info = nullptr;
+  ASSERT_EQ(mb_model_get_info(m.get(), &info), MB_OK);
+  EXPECT_TRUE(info->has_colbert && info->normalize);
+  EXPECT_EQ(info->embedding_dim, 8);
+  EXPECT_STREQ(info->default_prompt_name, "document");
+  EXPECT_STREQ(info->pooling, "cls");
+  auto t = c_strs(kTexts);
+  // Sentence embeddings: the default prompt, Dense, Normalize.
+  mb_embeddings* e = nullptr;
+  ASSERT_EQ(mb_embed(m.get(), t.data(), t.size(), nullptr, &e), MB_OK) << mb_last_error_message();
+  Embeddings oe(e);
+  const modernbert::Matrix want = ref.embed(kTexts);
+  ASSERT_EQ(mb_embeddings_cols(e), static_cast<size_t>(want.cols));
+  EXPECT_EQ(std::vector<float>(mb_embeddings_data(e), mb_embeddings_data(e) + want.data.size()), want.data);
+  // ColBERT vectors of queries and documents.
+  for (int is_query : {0, 1}) {
+    const mb_token_params p{is_query, nullptr};
+    mb_token_embeddings* v = nullptr;
+    ASSERT_EQ(mb_embed_tokens(m.get(), t.data(), t.size(), &p, &v), MB_OK) << mb_last_error_message();
+    TokenEmbeddings ov(v);
+    modernbert::TokenParams tp;
+    tp.is_query = is_query != 0;
+    const modernbert::TokenVectors w = ref.embed_tokens(kTexts, tp);
+    ASSERT_EQ(mb_token_embeddings_cols(v), 8u);
+    EXPECT_EQ(std::vector<int64_t>(mb_token_embeddings_offsets(v), mb_token_embeddings_offsets(v) + kTexts.size() + 1),
+              w.offsets);
+    EXPECT_EQ(std::vector<float>(mb_token_embeddings_data(v), mb_token_embeddings_data(v) + w.vectors.data.size()),
+              w.vectors.data);
+  }
+  // Rerank: auto = ColBERT MaxSim here (no classifier), and the embedding mode.
+  for (int mode : {MB_RERANK_AUTO, MB_RERANK_EMBEDDING}) {
+    const mb_rerank_params p{mode, nullptr, nullptr, 0};
+    mb_rerank_result* r = nullptr;
+    ASSERT_EQ(mb_rerank(m.get(), "Where is Paris?", t.data(), t.size(), &p, &r), MB_OK) << mb_last_error_message();
+    Rerank o(r);
+    modernbert::RerankParams rp;
+    rp.mode = mode == MB_RERANK_AUTO ? modernbert::RerankMode::kAuto : modernbert::RerankMode::kEmbedding;
+    const auto hits = ref.rerank("Where is Paris?", kTexts, rp);
+    ASSERT_EQ(mb_rerank_count(r), hits.size());
+    for (size_t i = 0; i < hits.size(); ++i) {
+      EXPECT_EQ(mb_rerank_hits(r)[i].index, hits[i].index) << mode;
+      EXPECT_EQ(mb_rerank_hits(r)[i].score, hits[i].score) << mode;
+    }
+  }
+}
+
+TEST(CApiTasks, ResultsOutliveTheModel) {
+  const auto& M = Models::get();
+  auto t = c_strs(kTexts);
+  mb_model* m = nullptr;
+  ASSERT_EQ(mb_model_load(M.mc.c_str(), nullptr, &m), MB_OK) << mb_last_error_message();
+  mb_embeddings* e = nullptr;
+  mb_fill_mask_result* f = nullptr;
+  const char* masked[] = {"Paris is the [MASK] of France."};
+  ASSERT_EQ(mb_embed(m, t.data(), t.size(), nullptr, &e), MB_OK);
+  ASSERT_EQ(mb_fill_mask(m, masked, 1, 3, &f), MB_OK);
+  mb_model_free(m);
+  Embeddings oe(e);
+  FillMask of(f);
+  modernbert::Model ref(M.mc);
+  EXPECT_EQ(
+      std::vector<float>(mb_embeddings_data(e), mb_embeddings_data(e) + mb_embeddings_rows(e) * mb_embeddings_cols(e)),
+      ref.embed(kTexts).data);
+  size_t n = 0;
+  const mb_mask* masks = mb_fill_mask_get(f, 0, &n);
+  ASSERT_EQ(n, 1u);
+  const auto want = ref.fill_mask({masked[0]}, 3);
+  EXPECT_EQ(masks[0].predictions[2].sequence, want[0][0].predictions[2].sequence);
+  EXPECT_EQ(masks[0].predictions[0].token_str, want[0][0].predictions[0].token_str);
 }

@@ -150,8 +150,8 @@ mb_model::mb_model(Model&& m) : model(std::move(m)), src(model.info()) {
 
 extern "C" {
 
-const char* mb_status_name(mb_status s) {
-  switch (s) {
+const char* mb_status_name(int status) {
+  switch (status) {
     case MB_OK:
       return "MB_OK";
     case MB_ERR_INVALID_ARGUMENT:

@@ -270,6 +270,7 @@ mb_status mb_rerank(mb_model* model, const char* query, const char* const* texts
   if (out != nullptr) *out = nullptr;
   return guarded(fn, MB_ERR_INVALID_ARGUMENT, [&] {
     if (query == nullptr) return fail(MB_ERR_INVALID_ARGUMENT, std::string(fn) + ": query is NULL");
+    if (query[0] == '\0') return fail(MB_ERR_INVALID_ARGUMENT, std::string(fn) + ": the query is empty");
     std::vector<std::string> v;
     if (mb_status s = prologue(fn, model, out, texts, n, &v); s != MB_OK) return s;
     RerankParams rp;
