@@ -224,8 +224,9 @@ const char* issue_name(InputIssue k) {
 
 // The library's messages name its C++ options; say the Python ones.
 std::string pythonic(std::string msg) {
-  for (const auto& [cxx, python] : {std::pair<std::string, std::string>{"enable truncation", "pass truncate=True to Model"},
-                                {"use lossy mode", "pass lossy_utf8=True to Model"}})
+  for (const auto& [cxx, python] :
+       {std::pair<std::string, std::string>{"enable truncation", "pass truncate=True to Model"},
+        {"use lossy mode", "pass lossy_utf8=True to Model"}})
     if (auto at = msg.find(cxx); at != std::string::npos) msg.replace(at, cxx.size(), python);
   return msg;
 }

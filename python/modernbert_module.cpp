@@ -70,8 +70,8 @@ class PyModel {
   void close() { model_.reset(); }
   const ModelInfo& info() const { return get()->info(); }
 
-  py::object encode(py::handle sentences, std::optional<std::string> prompt_name, std::optional<std::string> prompt,
-                    int64_t batch_size, py::handle /*show_progress_bar*/, const std::string& output_value,
+  py::object encode(py::object sentences, std::optional<std::string> prompt_name, std::optional<std::string> prompt,
+                    int64_t batch_size, py::object /*show_progress_bar*/, const std::string& output_value,
                     const std::string& precision, bool convert_to_numpy, bool convert_to_tensor,
                     std::optional<std::string> device, bool normalize_embeddings, std::optional<int64_t> truncate_dim,
                     std::optional<std::string> pooling, bool is_query) {
@@ -115,7 +115,7 @@ class PyModel {
     return arr;
   }
 
-  py::object encode_tokens(py::handle texts, bool is_query, std::optional<std::string> prefix) {
+  py::object encode_tokens(py::object texts, bool is_query, std::optional<std::string> prefix) {
     Texts t = to_texts(texts, "texts");
     TokenParams p;
     p.is_query = is_query;
@@ -135,7 +135,7 @@ class PyModel {
     return out;
   }
 
-  py::object classify(py::handle texts, py::handle pairs) {
+  py::object classify(py::object texts, py::object pairs) {
     Texts a, b;
     if (!pairs.is_none()) {
       a = to_texts(texts, "texts");
@@ -143,13 +143,12 @@ class PyModel {
       if (a.single != b.single || a.size() != b.size())
         throw py::value_error("pairs must match texts: " + std::to_string(b.size()) + " pairs for " +
                               std::to_string(a.size()) + " texts");
-    } else if (!PyUnicode_Check(texts.ptr()) && !PyBytes_Check(texts.ptr()) && py::isinstance<py::sequence>(texts) &&
-               py::len(texts) > 0 && py::isinstance<py::tuple>(py::reinterpret_borrow<py::sequence>(texts)[0])) {
-      // CrossEncoder.predict style: a list of (text, text_pair) tuples.
+    } else if (is_pair_list(texts)) {
+      // CrossEncoder.predict style: a list of (text, text_pair) tuples or [text, text_pair] lists.
       size_t i = 0;
       for (py::handle item : texts) {
-        if (!py::isinstance<py::tuple>(item) || py::len(item) != 2)
-          throw py::type_error("texts[" + std::to_string(i) + "]: expected a (text, text_pair) tuple");
+        if (!(py::isinstance<py::tuple>(item) || py::isinstance<py::list>(item)) || py::len(item) != 2)
+          throw py::type_error("texts[" + std::to_string(i) + "]: expected a (text, text_pair) pair");
         Texts x = to_texts(item[py::int_(0)], "text"), y = to_texts(item[py::int_(1)], "text_pair");
         if (!x.single || !y.single) throw py::type_error("texts[" + std::to_string(i) + "]: expected two str");
         a.items.push_back(x.items[0]);
@@ -171,7 +170,7 @@ class PyModel {
     return out;
   }
 
-  py::object classify_tokens(py::handle texts) {
+  py::object classify_tokens(py::object texts) {
     Texts t = to_texts(texts, "texts");
     auto m = get();
     std::vector<std::vector<TokenLabel>> r;
@@ -186,7 +185,7 @@ class PyModel {
     return out;
   }
 
-  py::object fill_mask(py::handle texts, int64_t top_k) {
+  py::object fill_mask(py::object texts, int64_t top_k) {
     if (top_k < 1) throw py::value_error("top_k must be >= 1");
     Texts t = to_texts(texts, "texts");
     auto m = get();
@@ -201,14 +200,15 @@ class PyModel {
     return out;
   }
 
-  py::list rerank(py::handle query, py::handle documents, std::optional<int64_t> top_n, const std::string& mode,
+  py::list rerank(py::object query, py::object documents, std::optional<int64_t> top_n, const std::string& mode,
                   bool return_documents, std::optional<std::string> query_prompt_name,
                   std::optional<std::string> document_prompt_name) {
     Texts q = to_texts(query, "query");
     if (!q.single) throw py::type_error("query must be one str (or bytes)");
-    py::list docs = PyUnicode_Check(documents.ptr()) || PyBytes_Check(documents.ptr()) || !py::isinstance<py::iterable>(documents)
-                        ? py::list()
-                        : py::list(py::reinterpret_borrow<py::object>(documents));  // once: `documents` may be a generator
+    py::list docs =
+        PyUnicode_Check(documents.ptr()) || PyBytes_Check(documents.ptr()) || !py::isinstance<py::iterable>(documents)
+            ? py::list()
+            : py::list(documents);  // once: `documents` may be a generator
     Texts d = to_texts(docs.empty() ? documents : docs, "documents");
     if (d.single) throw py::type_error("documents must be a list of str, not one str");
     if (top_n && *top_n < 1) throw py::value_error("top_n must be >= 1 (or None for all)");
@@ -241,7 +241,7 @@ class PyModel {
     return out;
   }
 
-  py::object tokenize(py::handle texts, bool add_special_tokens) {
+  py::object tokenize(py::object texts, bool add_special_tokens) {
     Texts t = to_texts(texts, "texts");
     auto m = get();
     std::vector<Encoding> encs;
@@ -280,6 +280,13 @@ class PyModel {
   }
 
  private:
+  // A non-empty list / tuple whose first item is a tuple or list: classify()'s text pairs.
+  static bool is_pair_list(const py::object& texts) {
+    if (!py::isinstance<py::list>(texts) && !py::isinstance<py::tuple>(texts)) return false;
+    if (py::len(texts) == 0) return false;
+    py::object first = texts[py::int_(0)];
+    return py::isinstance<py::tuple>(first) || py::isinstance<py::list>(first);
+  }
   static EmbedPooling parse_pooling(const std::string& s) {
     if (s != "cls" && s != "mean" && s != "max")
       throw py::value_error("pooling must be 'cls', 'mean' or 'max' (or None), not '" + s + "'");
@@ -343,7 +350,9 @@ Raises ModernBertError when the directory cannot be loaded.)")
 sentences: a str (-> 1-D array [D]) or a list of str (-> float32 array [N, D]; [0, D] for []).
 prompt_name: a prompt of config_sentence_transformers.json ("query", ...) prepended to every text;
   None = the model's default_prompt_name if it has one. An unknown name raises ModernBertError.
-prompt: a literal prompt string, prepended to every text (used instead of prompt_name).
+prompt: a literal prompt string, prepended to every text instead of prompt_name's. (One difference
+  from sentence-transformers: a model's default_prompt_name still applies before it; give
+  prompt_name of a prompt instead, or use a model without a default prompt.)
 batch_size: at most this many texts per forward (>= 1).
 output_value: 'sentence_embedding' | 'token_embeddings' (= encode_tokens(): a list of [len, D] arrays).
 precision: 'float32' | 'int8' | 'uint8' | 'binary' | 'ubinary' (ST's quantize_embeddings; int8/uint8
@@ -393,7 +402,7 @@ mode: 'auto' (a classifier head -> 'cross-encoder', else a projection -> 'colber
 'embedding' (cosine of sentence embeddings; query/document_prompt_name select their prompts).)")
       .def(
           "rank",
-          [](PyModel& s, py::handle q, py::handle docs, std::optional<int64_t> top_k, bool return_documents,
+          [](PyModel& s, py::object q, py::object docs, std::optional<int64_t> top_k, bool return_documents,
              const std::string& mode) { return s.rerank(q, docs, top_k, mode, return_documents, {}, {}); },
           "query"_a, "documents"_a, "top_k"_a = py::none(), "return_documents"_a = false, "mode"_a = "auto",
           "rerank() with sentence-transformers' CrossEncoder.rank signature (top_k = rerank's top_n).")

@@ -105,6 +105,11 @@ def setUpModule():
     make_model("cls", "cls:3", {"id2label": {"0": "neg", "1": "neu", "2": "pos"},
                                 "label2id": {"neg": 0, "neu": 1, "pos": 2}})
     make_model("multi", "cls:3", {"problem_type": "multi_label_classification"})
+    d = make_model("default_prompt", "mlm")  # a default prompt applies when no prompt is asked for
+    write_json(os.path.join(d, "modules.json"), [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}])
+    write_json(os.path.join(d, "config_sentence_transformers.json"),
+               {"prompts": {"query": "search_query: ", "plain": ""}, "default_prompt_name": "query"})
     make_model("tok", "token:4")
     make_model("ce", "cls:1")
 
@@ -143,6 +148,11 @@ class Encode(Case):
         self.assertClose(self.m.encode(TEXTS, truncate_dim=16), self.cli_embed(TEXTS, "--dim", "16"), "truncate_dim")
         self.assertClose(self.m.encode(TEXTS, pooling="cls", batch_size=1),
                          self.cli_embed(TEXTS, "--pooling", "cls"), "cls pooling, batch_size 1")
+        d = modernbert.Model(M["default_prompt"])
+        self.assertEqual(d.default_prompt_name, "query")
+        self.assertClose(d.encode(TEXTS), self.cli_embed(TEXTS, model="default_prompt"), "default prompt")
+        self.assertClose(d.encode(TEXTS), d.encode(["search_query: " + t for t in TEXTS], prompt_name="plain"),
+                         "default prompt = its text prepended")
         m = modernbert.Model(M["cls"])  # no Normalize module: normalize_embeddings is the CLI's --normalize
         self.assertClose(m.encode(TEXTS), self.cli_embed(TEXTS, model="cls"), "unnormalised")
         self.assertClose(m.encode(TEXTS, normalize_embeddings=True),
@@ -221,6 +231,12 @@ class Tasks(Case):
             self.assertClose(g["score"], r["score"], "pair")
         for g, r in zip(m.classify(list(zip(TEXTS, pairs))), ref):
             self.assertClose(g["score"], r["score"], "pair tuples")
+        for g, r in zip(m.classify([[t, p] for t, p in zip(TEXTS, pairs)]), ref):
+            self.assertClose(g["score"], r["score"], "pair lists")
+        ce = modernbert.Model(M["ce"])  # one label, no problem_type: regression, {"value"}
+        for g, r in zip(ce.classify(TEXTS), cli("classify", "--model", M["ce"], stdin=jsonl(TEXTS))):
+            self.assertEqual(sorted(g), ["logits", "value"])
+            self.assertClose(g["value"], r["value"], "regression value")
 
     def test_classify_multi_label(self):
         m = modernbert.Model(M["multi"])
@@ -323,6 +339,22 @@ class Tasks(Case):
         self.assertEqual((m.max_seq_length, m.default_prompt_name, m.path), (512, None, M["emb"]))
         self.assertIn("modernbert.Model('" + M["emb"], repr(m))
         self.assertEqual(modernbert.Model(M["tok"]).info["num_labels"], 4)
+        import pathlib
+        self.assertEqual(modernbert.Model(pathlib.Path(M["ce"])).info["problem_type"], "regression")
+
+
+class Stub(Case):
+    def test_pyi_lists_the_module(self):
+        """python/modernbert.pyi names every public member of Model and of the module, and nothing else."""
+        import ast
+        with open(os.path.join(SRC, "python", "modernbert.pyi")) as f:
+            tree = ast.parse(f.read())
+        cls = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+        stub = {n.name for n in cls["Model"].body if isinstance(n, ast.FunctionDef)}
+        runtime = {k for k in dir(modernbert.Model) if not k.startswith("_")} | {"__init__", "__enter__", "__exit__"}
+        self.assertEqual(stub, runtime)
+        self.assertEqual({"Model", "ModernBertError", "InputError"}, set(cls))
+        self.assertEqual({k for k in dir(modernbert) if not k.startswith("_")}, set(cls))
 
 
 class Errors(Case):
@@ -353,6 +385,12 @@ class Errors(Case):
         self.assertIn("text 1", str(e.exception))
         self.assertIn("truncate=True", str(e.exception))  # the Python option, not the C++ one
         self.assertEqual(modernbert.Model(M["emb"], truncate=True).encode(["fine", long_text]).shape, (2, 64))
+        with self.assertRaises(modernbert.InputError) as e:
+            self.m.encode(["a", ""])
+        self.assertEqual((e.exception.index, e.exception.kind), (1, "empty"))
+        with self.assertRaises(modernbert.InputError) as e:
+            self.m.tokenize(["fine", b"\xff"])
+        self.assertEqual(e.exception.index, 1)
         with self.assertRaises(modernbert.InputError) as e:
             self.m.fill_mask(["a [MASK]", "no mask here"])
         self.assertEqual((e.exception.index, e.exception.kind), (1, "no_mask"))
@@ -398,10 +436,10 @@ class Gil(Case):
     def test_threads_run_during_compute(self):
         m = modernbert.Model(M["emb"])
         texts = ["some words to embed in a longer sentence " * 40] * 8
-        while True:  # enough work for a measurable window (>= 0.3 s)
+        while True:  # enough work for a measurable window (>= 0.5 s)
             start = time.perf_counter()
             m.encode(texts)
-            if time.perf_counter() - start >= 0.3 or len(texts) > 4096:
+            if time.perf_counter() - start >= 0.5 or len(texts) > 4096:
                 break
             texts = texts * 2
         ref = m.encode(texts)
@@ -422,7 +460,8 @@ class Gil(Case):
         th.join()
         inner = [t for t in ticks if a + 0.1 * (b - a) < t < b - 0.1 * (b - a)]
         # With the GIL held for the whole call the counter could not tick inside the window at all.
-        self.assertGreater(len(inner), 5, f"{len(inner)} ticks in a {b - a:.3f} s encode")
+        # (A loaded machine may starve the counter of CPU for a while, never of the GIL: a few ticks.)
+        self.assertGreaterEqual(len(inner), 3, f"{len(inner)} ticks in a {b - a:.3f} s encode")
         self.assertClose(got, ref, "same result with a thread running")
 
         # Two Python threads encoding at once (one Model, serialised inside; and one Model each).
