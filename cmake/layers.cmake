@@ -9,6 +9,7 @@
 #   train      src/train/       -> model, kernels, tokenizer, io, core
 #   tasks      src/tasks/       evaluation, fine-tuning, inference tasks, batching -> everything below
 #   serve      src/serve/       the HTTP server and its batching engine -> tasks and below (+ cpp-httplib)
+#   capi       src/capi/        the C API (include/modernbert.h) over modernbert::Model -> tasks and below
 #   cli        src/cli/         the executable -> everything
 #
 # A wrong-way #include fails to COMPILE, not only to link. Sources include "<layer>/x.h" (relative to
@@ -27,7 +28,7 @@
 # include flags (must succeed) and a probe including a header of each layer it may not use (must fail
 # with "not found").
 
-set(MB_LAYERS core io kernels tokenizer model train tasks serve)
+set(MB_LAYERS core io kernels tokenizer model train tasks serve capi)
 set(MB_LAYER_DEPS_core "")
 set(MB_LAYER_DEPS_io core)
 set(MB_LAYER_DEPS_kernels core)
@@ -36,6 +37,7 @@ set(MB_LAYER_DEPS_model kernels io core)
 set(MB_LAYER_DEPS_train model kernels tokenizer io core)
 set(MB_LAYER_DEPS_tasks train model kernels tokenizer io core)
 set(MB_LAYER_DEPS_serve tasks train model kernels tokenizer io core)
+set(MB_LAYER_DEPS_capi tasks train model kernels tokenizer io core)
 
 # include/modernbert/*.h by layer. A header listed here but absent is skipped (renames in flight).
 set(MB_PUBLIC_HEADERS_core error.h)
@@ -46,6 +48,10 @@ set(MB_PUBLIC_HEADERS_model model.h model_dir.h weights.h)
 set(MB_PUBLIC_HEADERS_train contrastive.h mlm_data.h optimizer.h pretrain.h schedule.h tiling.h train_model.h train_options.h training_loop.h)
 set(MB_PUBLIC_HEADERS_tasks baselines.h batching.h eval_data.h evaluation.h finetune.h inference.h metrics.h search.h tasks.h)
 set(MB_PUBLIC_HEADERS_serve "")
+set(MB_PUBLIC_HEADERS_capi "")
+# Top-level public headers, include/<h> (included as <h>, like llama.h), by layer: linked as
+# ${MB_LAYER_INCLUDE}/<layer>/<h> and checked by the layering test like the layer's own headers.
+set(MB_TOP_HEADERS_capi modernbert.h)
 
 # BLAS (OpenBLAS / oneDNN) is linked and included by the kernels layer only: no other layer can
 # even include <cblas.h> (#13: all tensor arithmetic behind the kernel boundary).
@@ -90,6 +96,9 @@ foreach(layer ${MB_LAYERS} cli)
       file(CREATE_LINK ${CMAKE_SOURCE_DIR}/include/modernbert/${h} ${root}/modernbert/${h} SYMBOLIC)
       list(APPEND MB_LAYER_PUBLIC_${layer} ${h})
     endif()
+  endforeach()
+  foreach(h ${MB_TOP_HEADERS_${layer}})
+    file(CREATE_LINK ${CMAKE_SOURCE_DIR}/include/${h} ${root}/${h} SYMBOLIC)
   endforeach()
   # Links left from an earlier configure (a header removed or moved to another layer).
   file(GLOB stale RELATIVE ${root}/modernbert ${root}/modernbert/*)
@@ -143,6 +152,9 @@ function(mb_add_library suffix)
       target_link_libraries(${t} PRIVATE mb_blas)
     elseif(layer STREQUAL "tokenizer")
       target_link_libraries(${t} PRIVATE ICU::uc)
+    elseif(layer STREQUAL "capi" AND srcs)
+      # mb_version(); capi.cpp checks that modernbert.h's MODERNBERT_VERSION_STRING agrees.
+      target_compile_definitions(${t} PRIVATE MB_PROJECT_VERSION="${PROJECT_VERSION}")
     elseif(layer STREQUAL "serve" AND srcs)
       # cpp-httplib from Debian (libcpp-httplib-dev: a shared library + its header), used only here.
       target_link_libraries(${t} PRIVATE PkgConfig::HTTPLIB)
@@ -185,6 +197,7 @@ function(mb_add_layering_tests)
     foreach(h ${MB_LAYER_PUBLIC_${layer}})
       list(APPEND own_public modernbert/${h})
     endforeach()
+    list(APPEND own_public ${MB_TOP_HEADERS_${layer}})
     # One header of every other layer: allowed ones must be found, the others must not.
     set(allowed "")
     set(forbidden "")
@@ -202,6 +215,10 @@ function(mb_add_layering_tests)
       if(MB_LAYER_PUBLIC_${other})
         list(GET MB_LAYER_PUBLIC_${other} 0 first)
         list(APPEND probe modernbert/${first})
+      endif()
+      if(MB_TOP_HEADERS_${other})
+        list(GET MB_TOP_HEADERS_${other} 0 first)
+        list(APPEND probe ${first})
       endif()
       if(other IN_LIST MB_LAYER_DEPS_${layer})
         list(APPEND allowed ${probe})
