@@ -92,6 +92,7 @@ class PyModel {
     // sentence-transformers: `prompt` wins over `prompt_name`; neither = the model's default prompt.
     if (prompt) {
       p.prefix = *prompt;
+      p.use_default_prompt = false;
     } else if (prompt_name) {
       p.prompt_name = *prompt_name;
     }
@@ -350,9 +351,8 @@ Raises ModernBertError when the directory cannot be loaded.)")
 sentences: a str (-> 1-D array [D]) or a list of str (-> float32 array [N, D]; [0, D] for []).
 prompt_name: a prompt of config_sentence_transformers.json ("query", ...) prepended to every text;
   None = the model's default_prompt_name if it has one. An unknown name raises ModernBertError.
-prompt: a literal prompt string, prepended to every text instead of prompt_name's. (One difference
-  from sentence-transformers: a model's default_prompt_name still applies before it; give
-  prompt_name of a prompt instead, or use a model without a default prompt.)
+prompt: a literal prompt string, prepended to every text instead of prompt_name's and instead of
+  the model's default prompt (as in sentence-transformers).
 batch_size: at most this many texts per forward (>= 1).
 output_value: 'sentence_embedding' | 'token_embeddings' (= encode_tokens(): a list of [len, D] arrays).
 precision: 'float32' | 'int8' | 'uint8' | 'binary' | 'ubinary' (ST's quantize_embeddings; int8/uint8

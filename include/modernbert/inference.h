@@ -95,6 +95,9 @@ struct EmbedParams {
   // an unknown name is an Error), then `prefix`, are prepended to every text.
   std::string prompt_name{};
   std::string prefix{};
+  // With prompt_name "": whether the model's default prompt applies. False gives sentence-
+  // transformers' encode(prompt=...) semantics, where a literal prompt replaces the default one.
+  bool use_default_prompt = true;
   bool normalize = false;  // also L2-normalise (a model with a Normalize module always does)
   int64_t dim = 0;         // Matryoshka: keep the first `dim` dims (normalised after the cut); 0 = all
   std::optional<EmbedPooling> pooling{};  // override the model's pooling

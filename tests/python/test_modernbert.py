@@ -153,6 +153,10 @@ class Encode(Case):
         self.assertClose(d.encode(TEXTS), self.cli_embed(TEXTS, model="default_prompt"), "default prompt")
         self.assertClose(d.encode(TEXTS), d.encode(["search_query: " + t for t in TEXTS], prompt_name="plain"),
                          "default prompt = its text prepended")
+        # sentence-transformers: a literal prompt replaces the default prompt (not added after it).
+        self.assertClose(d.encode(TEXTS, prompt="search_document: "),
+                         d.encode(["search_document: " + t for t in TEXTS], prompt_name="plain"),
+                         "prompt= replaces the default prompt")
         m = modernbert.Model(M["cls"])  # no Normalize module: normalize_embeddings is the CLI's --normalize
         self.assertClose(m.encode(TEXTS), self.cli_embed(TEXTS, model="cls"), "unnormalised")
         self.assertClose(m.encode(TEXTS, normalize_embeddings=True),
