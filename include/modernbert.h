@@ -187,6 +187,8 @@ typedef struct mb_embed_params {
   int64_t dim;             /* Matryoshka: keep the first dim columns (re-normalised); 0 = all */
   int pooling;             /* an mb_pooling: override the model's pooling */
   int64_t batch_size;      /* > 0: at most this many texts per forward (else the model's option) */
+  int no_default_prompt;   /* nonzero: with prompt_name NULL or "", no prompt at all; the model's
+                              default prompt is left out (sentence-transformers' encode(prompt=...)) */
 } mb_embed_params;
 MB_API mb_embed_params mb_embed_params_default(void); /* all zero / NULL */
 

@@ -182,6 +182,16 @@ bool init(const std::string& dir, const std::string& heads, int seed, const json
   return ok;
 }
 
+// config_sentence_transformers.json without prompts and sentence_bert_config.json, as the two
+// sentence-transformers embedding repositories have them.
+void sentence_transformers_configs(const std::string& dir) {
+  write_json(dir + "/config_sentence_transformers.json", {{"__version__", st_version()},
+                                                          {"prompts", json::object()},
+                                                          {"default_prompt_name", nullptr},
+                                                          {"similarity_fn_name", "cosine"}});
+  write_json(dir + "/sentence_bert_config.json", {{"max_seq_length", 8192}, {"do_lower_case", false}});
+}
+
 bool modernbert_base(const std::string& dir) {
   if (!init(dir, "mlm", 31)) return false;
   hf_config(dir, "ModernBertForMaskedLM", {{"reference_compile", true}});
@@ -205,11 +215,7 @@ bool nomic_embed(const std::string& dir) {
              {st_module(0, "", kTransformer), st_module(1, "1_Pooling", "sentence_transformers.models.Pooling"),
               st_module(2, "2_Normalize", "sentence_transformers.models.Normalize")});
   pooling(dir, 288, "mean");
-  write_json(dir + "/config_sentence_transformers.json", {{"__version__", st_version()},
-                                                          {"prompts", json::object()},
-                                                          {"default_prompt_name", nullptr},
-                                                          {"similarity_fn_name", "cosine"}});
-  write_json(dir + "/sentence_bert_config.json", {{"max_seq_length", 8192}, {"do_lower_case", false}});
+  sentence_transformers_configs(dir);
   return true;
 }
 
@@ -221,11 +227,7 @@ bool gte_embed(const std::string& dir) {
   write_json(dir + "/modules.json",
              {st_module(0, "", kTransformer), st_module(1, "1_Pooling", "sentence_transformers.models.Pooling")});
   pooling(dir, 64, "cls");
-  write_json(dir + "/config_sentence_transformers.json", {{"__version__", st_version()},
-                                                          {"prompts", json::object()},
-                                                          {"default_prompt_name", nullptr},
-                                                          {"similarity_fn_name", "cosine"}});
-  write_json(dir + "/sentence_bert_config.json", {{"max_seq_length", 8192}, {"do_lower_case", false}});
+  sentence_transformers_configs(dir);
   return true;
 }
 

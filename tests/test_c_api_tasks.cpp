@@ -334,6 +334,19 @@ TEST(CApiTasks, SentenceTransformersColbertModelEqualsTheCppApi) {
   const modernbert::Matrix want = ref.embed(kTexts);
   ASSERT_EQ(mb_embeddings_cols(e), static_cast<size_t>(want.cols));
   EXPECT_EQ(std::vector<float>(mb_embeddings_data(e), mb_embeddings_data(e) + want.data.size()), want.data);
+  // no_default_prompt: only the prefix, as modernbert::Model without its default prompt.
+  mb_embed_params np = mb_embed_params_default();
+  np.prefix = "query: ";
+  np.no_default_prompt = 1;
+  mb_embeddings* en = nullptr;
+  ASSERT_EQ(mb_embed(m.get(), t.data(), t.size(), &np, &en), MB_OK) << mb_last_error_message();
+  Embeddings oen(en);
+  modernbert::EmbedParams ep;
+  ep.prefix = "query: ";
+  ep.use_default_prompt = false;
+  const modernbert::Matrix want_np = ref.embed(kTexts, ep);
+  EXPECT_EQ(std::vector<float>(mb_embeddings_data(en), mb_embeddings_data(en) + want_np.data.size()), want_np.data);
+  EXPECT_NE(want_np.data, want.data);  // the default prompt did change the embeddings
   // ColBERT vectors of queries and documents.
   for (int is_query : {0, 1}) {
     const mb_token_params p{is_query, nullptr};

@@ -46,6 +46,7 @@ mb_status mb_embed(mb_model* model, const char* const* texts, size_t n, const mb
     ep.normalize = p.normalize != 0;
     ep.dim = p.dim;
     ep.batch_size = p.batch_size;
+    ep.use_default_prompt = p.no_default_prompt == 0;
     switch (p.pooling) {
       case MB_POOLING_DEFAULT:
         break;

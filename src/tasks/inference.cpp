@@ -163,7 +163,7 @@ Matrix Model::Impl::embed(const std::vector<std::string>& texts, const EmbedPara
     throw Error("embed: dim " + std::to_string(p.dim) + " outside 0.." + std::to_string(info.embedding_dim) +
                 " (0 = all dimensions)");
   if (p.batch_size < 0) throw Error("embed: batch_size must be >= 0");
-  const std::string prompt = !p.prompt_name.empty()  ? prompt_text(st, &p.prompt_name)
+  const std::string prompt = !p.prompt_name.empty() ? prompt_text(st, &p.prompt_name)
                              : p.use_default_prompt ? prompt_text(st, nullptr)
                                                     : std::string();
   const std::string prefix = prompt + p.prefix;
