@@ -149,4 +149,7 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)  # a shlibs file and the ldconfig trigger
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "nlohmann-json3-dev (>= 3.10)")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libopenblas-dev, libicu-dev, libcpp-httplib-dev, libdnnl-dev")
+# The Python module (python/, installed when MODERNBERT_PYTHON is on) imports into Debian's python3
+# and returns NumPy arrays.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3 (>= 3.11), python3-numpy")
 include(CPack)

@@ -173,6 +173,10 @@ depends=$(sed -nE 's/^ Depends: //p' <<<"$info")
 for d in libstdc++6 libopenblas libicu nlohmann-json3-dev; do
   grep -q "$d" <<<"$depends" || fail "Depends lacks $d: '$depends'"
 done
+# The Python module, when packaged, needs python3-numpy at run time.
+if grep -q 'dist-packages/modernbert' <<<"$contents"; then
+  grep -qE '^ Recommends: .*python3-numpy' <<<"$info" || fail "the .deb holds the Python module but does not recommend python3-numpy: $info"
+fi
 # The packaged pkg-config file is relocatable: it points at wherever the tree is unpacked.
 dpkg-deb -x "$deb" "$work/unpacked"
 got=$(PKG_CONFIG_PATH=$work/unpacked/usr/$libdir/pkgconfig pkg-config --cflags-only-I modernbert | awk '{print $1}')
