@@ -1,7 +1,8 @@
 # The library's layers (#13 item 5): one target per layer, each built from its own folder, with the
 # allowed edges as its link dependencies. Lower layers never see upper ones:
 #
-#   core       src/core/        error helpers, thread pool, rng, hash
+#   core       src/core/        error helpers, thread pool, rng, hash, the Communicator interface
+#   dist       src/dist/        the job's world over MPI (the only layer linking MPI) -> core
 #   io         src/io/          file formats (config.json, safetensors, token ids), atomic files -> core
 #   kernels    src/kernels/**   all arithmetic on tensors (the only layer linking BLAS / oneDNN / OpenMP) -> core
 #   tokenizer  src/tokenizer/   -> io, core
@@ -28,8 +29,9 @@
 # include flags (must succeed) and a probe including a header of each layer it may not use (must fail
 # with "not found").
 
-set(MB_LAYERS core io kernels tokenizer model train tasks serve capi)
+set(MB_LAYERS core dist io kernels tokenizer model train tasks serve capi)
 set(MB_LAYER_DEPS_core "")
+set(MB_LAYER_DEPS_dist core)
 set(MB_LAYER_DEPS_io core)
 set(MB_LAYER_DEPS_kernels core)
 set(MB_LAYER_DEPS_tokenizer io core)
@@ -40,7 +42,8 @@ set(MB_LAYER_DEPS_serve tasks train model kernels tokenizer io core)
 set(MB_LAYER_DEPS_capi tasks train model kernels tokenizer io core)
 
 # include/modernbert/*.h by layer. A header listed here but absent is skipped (renames in flight).
-set(MB_PUBLIC_HEADERS_core error.h)
+set(MB_PUBLIC_HEADERS_core communicator.h error.h)
+set(MB_PUBLIC_HEADERS_dist distributed.h)
 set(MB_PUBLIC_HEADERS_io config.h file_io.h safetensors.h token_ids.h)
 set(MB_PUBLIC_HEADERS_kernels precision.h)
 set(MB_PUBLIC_HEADERS_tokenizer tokenizer.h)
@@ -150,6 +153,10 @@ function(mb_add_library suffix)
     elseif(layer STREQUAL "kernels")
       # PRIVATE: a static library still passes the link on, never the headers or the definition.
       target_link_libraries(${t} PRIVATE mb_blas)
+    elseif(layer STREQUAL "dist" AND srcs AND MB_HAVE_MPI)
+      # MPI (Open MPI from Debian) is linked and included here only (#16).
+      target_link_libraries(${t} PRIVATE MPI::MPI_C)
+      target_compile_definitions(${t} PRIVATE MB_HAVE_MPI=1)
     elseif(layer STREQUAL "tokenizer")
       target_link_libraries(${t} PRIVATE ICU::uc)
     elseif(layer STREQUAL "capi" AND srcs)

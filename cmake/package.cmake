@@ -48,6 +48,11 @@ endif()
 
 set(MB_LIB_OBJECTS "")
 foreach(layer ${MB_LAYERS})
+  # The MPI world stays in the CLI: the library and its users need no MPI (communicator.h is the
+  # interface; single_process() is in core).
+  if(layer STREQUAL "dist")
+    continue()
+  endif()
   get_target_property(type modernbert_${layer} TYPE)
   if(type STREQUAL "STATIC_LIBRARY")
     list(APPEND MB_LIB_OBJECTS $<TARGET_OBJECTS:modernbert_${layer}>)

@@ -4,7 +4,7 @@
 #   scripts/install_deps.sh --test     also the test references (PyTorch; GoogleTest)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git nlohmann-json3-dev libicu-dev libopenblas-dev libdnnl-dev libcpp-httplib-dev
-      python3 python3-matplotlib python3-dev pybind11-dev python3-numpy)
+      libopenmpi-dev openmpi-bin python3 python3-matplotlib python3-dev pybind11-dev python3-numpy)
 if [[ "${1:-}" == "--test" ]]; then
   # dpkg-dev: dpkg-shlibdeps for the .deb test (package.install); build-essential pulls it in too.
   pkgs+=(libgtest-dev python3-numpy python3-torch curl dpkg-dev)

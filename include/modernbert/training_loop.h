@@ -6,7 +6,11 @@
 //   limit):
 //     plan = task.plan_step(...)                 micro-batches and tokens of the step (or skip the slot)
 //     zero every group's gradients
-//     task.forward_backward(micro k) for each k  gradients ADDED into group 0's buffer; losses summed
+//     task.forward_backward(micro k) for this rank's k   micro-batch 0 of the rank into group 0's
+//                                                buffer, each later one into a zeroed scratch buffer
+//                                                that is then added (so the sum is in micro order)
+//     data-parallel (cfg.comm of N > 1 ranks): losses, counts and every group's gradients summed
+//     over ranks in rank order (communicator.h)
 //     grad norm (optional), skip guard (non-finite / loss spike vs. the loss EMA)
 //     task.before_update(...)
 //     clip (optional), every group's optimizer at lr = peak · lr_multiplier(schedule, tokens | steps)
@@ -19,6 +23,18 @@
 // The order of every floating-point operation is fixed by the loop (losses summed in micro-batch
 // order, one grad-norm reduction per group in group order, groups updated in order), so a task that
 // replays the same batches gets bit-identical weights, and a resumed run continues bit-exactly.
+//
+// Data parallelism (#16): the step's micro-batches (StepPlan::micro_batches, a GLOBAL count) are
+// split into contiguous shares, rank r taking rank_share(micro_batches, r, N) (communicator.h);
+// every rank plans the whole step (the same deterministic data) and runs only its share. The
+// gradient of micro-batch k is computed from zero and the sums run
+//   one process:  ((g_0 + g_1) + g_2) + ...          (micro order)
+//   N ranks:      (S_0 + S_1) + ...,  S_r = the rank's micro-batches summed in micro order
+// so N ranks with ONE micro-batch each reproduce one process with N micro-batches BIT FOR BIT;
+// with several per rank the sum is re-associated (float rounding differences only). Every rank
+// then takes the same update; rank 0 alone writes the log and progress lines (cfg.log and
+// cfg.progress are ignored elsewhere), and every sync_check_every steps all ranks compare a
+// checksum of their parameters (an Error when they differ).
 #pragma once
 
 #include <cstdint>
@@ -28,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "modernbert/communicator.h"
 #include "modernbert/optimizer.h"
 #include "modernbert/pretrain.h"
 #include "modernbert/schedule.h"
@@ -74,6 +91,7 @@ struct StepReport {
   double lr = 0;
   double grad_norm = std::numeric_limits<double>::quiet_NaN();  // when computed
   int64_t tokens = 0;                                           // StepPlan::tokens
+  double comm_seconds = 0;  // data-parallel: the step's gradient all-reduce (wall time on this rank)
   std::string skipped;                                          // why the update was skipped; "" = applied
 };
 
@@ -93,8 +111,10 @@ class TrainingTask {
   virtual void begin_epoch(int64_t epoch) {}
   // Prepares step s.step + 1; `slot` is its index in the epoch (epoch mode) or s.step (stream mode).
   virtual StepPlan plan_step(const LoopState& s, int64_t slot) = 0;
-  // Forward + backward of micro-batch `micro` of the planned step: ADDS the gradients of group 0 into
-  // `grads` (other groups' gradients go to their own buffers, zeroed by the loop before the step).
+  // Forward + backward of micro-batch `micro` (global index, 0 <= micro < plan.micro_batches) of the
+  // planned step: ADDS the gradients of group 0 into `grads` (other groups' gradients go to their
+  // own buffers, zeroed by the loop before the step). Data-parallel, a rank is called for its share
+  // of the micro-batches only, and losses must be scaled by the GLOBAL step's denominator.
   virtual MicroResult forward_backward(const LoopState& s, int64_t micro, float* grads) = 0;
   // After the gradients and the skip decision, before any update (fault-injection points).
   virtual void before_update(const LoopState& s) {}
@@ -141,6 +161,10 @@ struct LoopConfig {
   std::ostream* log = nullptr;
   bool progress = true;
   int64_t log_every = 0;
+  // Data parallelism: the ranks of the job (null = this process alone); parameter checksums are
+  // compared across ranks before the first step and every sync_check_every steps (0 = start only).
+  Communicator* comm = nullptr;
+  int64_t sync_check_every = 100;
 };
 
 struct LoopResult {

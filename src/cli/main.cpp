@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "kernels/cpu/isa.h"
+#include "modernbert/distributed.h"
 #include "modernbert/error.h"
 
 namespace modernbert::cli {
@@ -47,6 +48,9 @@ int main(int argc, char** argv) {
       try {
         return c.run(argc - 1, argv + 1);
       } catch (const std::exception& e) {
+        // One rank of an MPI job: end every rank (a lone survivor would wait in its next collective).
+        if (modernbert::mpi_built_in() && modernbert::launched_by_mpi() && modernbert::launcher_world_size() > 1)
+          modernbert::open_world().abort(std::string("modernbert ") + argv[1] + ": error: " + e.what(), 1);
         std::fprintf(stderr, "modernbert %s: error: %s\n", argv[1], e.what());
         return 1;
       }

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <utility>
 
+#include "core/hash.h"
 #include "modernbert/error.h"
 #include "train/progress.h"
 
@@ -21,9 +23,9 @@ double now_seconds() {
 
 nlohmann::json finite_or_null(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr); }
 
-Progress::Options progress_options(const LoopConfig& c) {
+Progress::Options progress_options(const LoopConfig& c, bool root) {
   Progress::Options o;
-  o.enabled = c.progress;
+  o.enabled = c.progress && root;
   o.label = c.label;
   if (c.epochs > 0) {
     o.style = Progress::Style::kEpochs;
@@ -40,17 +42,23 @@ Progress::Options progress_options(const LoopConfig& c) {
 class Loop {
  public:
   Loop(const LoopConfig& c, TrainingTask& task, const std::vector<ParamGroup>& groups, const LoopState& start)
-      : c_(c), task_(task), groups_(groups), progress_(progress_options(c)) {
+      : c_(c),
+        task_(task),
+        groups_(groups),
+        comm_(c.comm ? *c.comm : single_process()),
+        progress_(progress_options(c, comm_.is_root())) {
     if (!c.log) throw Error(c.label + ": the training loop needs a log stream");
     if (groups.empty()) throw Error(c.label + ": the training loop needs a parameter group");
+    log_ = comm_.is_root() ? c.log : &null_log_;
     res_.state = start;
     tokens_at_start_ = start.tokens;
     last_saved_ = start.step;
-    if (c.eval_each_epoch) tracker_.emplace(res_, *c.log, c.patience, c.metric_name);
+    if (c.eval_each_epoch) tracker_.emplace(res_, *log_, c.patience, c.metric_name);
   }
 
   LoopResult run() {
     LoopState& s = res_.state;
+    if (comm_.size() > 1) check_in_step();  // every rank starts from the same parameters
     if (c_.epochs > 0) {
       for (int64_t epoch = 1; epoch <= c_.epochs && !done(); ++epoch) {
         s.epoch = epoch;
@@ -83,8 +91,11 @@ class Loop {
 
   // One step of slot `slot`; false when the task skips the slot.
   bool step(int64_t slot, double* loss_out);
-  // The gradients of the planned step into the groups' buffers; returns the summed loss.
-  double gradients(const StepPlan& plan, int64_t* correct);
+  // The gradients of the planned step into the groups' buffers (summed over ranks); returns the
+  // summed loss. `comm_seconds`: the time of the cross-rank sums.
+  double gradients(const StepPlan& plan, int64_t* correct, double* comm_seconds);
+  // Data-parallel: every rank's parameter checksum equals rank 0's (else an Error).
+  void check_in_step() const;
   double grad_norm() const;
   std::string skip_reason(double loss, double gnorm) const;
   void update(double loss, double gnorm, double lr);
@@ -95,6 +106,10 @@ class Loop {
   const LoopConfig& c_;
   TrainingTask& task_;
   const std::vector<ParamGroup>& groups_;
+  Communicator& comm_;
+  std::ostream null_log_{nullptr};  // the log of ranks other than 0 (discards everything)
+  std::ostream* log_ = nullptr;
+  std::vector<float> scratch_;  // micro-batches after a rank's first: their group-0 gradient
   Progress progress_;
   LoopResult res_;
   std::optional<EpochTracker> tracker_;
@@ -103,16 +118,57 @@ class Loop {
   const std::chrono::steady_clock::time_point t_start_ = std::chrono::steady_clock::now();
 };
 
-double Loop::gradients(const StepPlan& plan, int64_t* correct) {
+double Loop::gradients(const StepPlan& plan, int64_t* correct, double* comm_seconds) {
   for (const ParamGroup& g : groups_) std::fill(g.grads, g.grads + g.size, 0.0f);
   double loss = 0;
   *correct = 0;
-  for (int64_t k = 0; k < plan.micro_batches; ++k) {
-    const MicroResult r = task_.forward_backward(res_.state, k, groups_[0].grads);
+  const Share mine = rank_share(plan.micro_batches, comm_.rank(), comm_.size());
+  const ParamGroup& g0 = groups_[0];
+  for (int64_t k = mine.first; k < mine.last; ++k) {
+    float* into = g0.grads;
+    if (k > mine.first) {  // from zero, then added: the sum runs in micro-batch order (see header)
+      scratch_.resize(g0.size);
+      std::fill(scratch_.begin(), scratch_.end(), 0.0f);
+      into = scratch_.data();
+    }
+    const MicroResult r = task_.forward_backward(res_.state, k, into);
+    if (into != g0.grads)
+      for (size_t i = 0; i < g0.size; ++i) g0.grads[i] += scratch_[i];
     loss += r.loss;
     *correct += r.correct;
   }
+  *comm_seconds = 0;
+  if (comm_.size() > 1) {
+    const auto t0 = std::chrono::steady_clock::now();
+    comm_.allreduce_sum(&loss, 1);
+    comm_.allreduce_sum(correct, 1);
+    for (const ParamGroup& g : groups_) comm_.allreduce_sum(g.grads, g.size);
+    *comm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   return plan.micro_batches > 0 ? loss : std::nan("");
+}
+
+void Loop::check_in_step() const {
+  uint64_t h = kFnv64Offset;
+  for (const ParamGroup& g : groups_) {
+    // FNV-style over 8-byte words (one multiply per word): ~1 s per GB on one core, paid once per
+    // sync_check_every steps.
+    const size_t bytes = g.size * sizeof(float);
+    const auto* p = reinterpret_cast<const unsigned char*>(g.params);
+    size_t i = 0;
+    for (; i + 8 <= bytes; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      h = (h ^ w) * kFnv64Prime;
+    }
+    h = fnv1a64(p + i, bytes - i, h);
+  }
+  const std::vector<std::string> all = comm_.allgather_bytes(std::string(reinterpret_cast<const char*>(&h), 8));
+  for (size_t r = 1; r < all.size(); ++r)
+    if (all[r] != all[0])
+      throw Error(c_.label + ": after step " + std::to_string(res_.state.step) + " the parameters of rank " +
+                  std::to_string(r) +
+                  " differ from rank 0's: the ranks are out of step (different data, binaries or flags per rank?)");
 }
 
 double Loop::grad_norm() const {
@@ -147,7 +203,7 @@ bool Loop::step(int64_t slot, double* loss_out) {
   if (plan.skip) return false;
   StepReport r;
   r.tokens = plan.tokens;
-  r.loss = gradients(plan, &r.correct);
+  r.loss = gradients(plan, &r.correct, &r.comm_seconds);
   if (c_.log_grad_norm || c_.grad_clip > 0 || c_.skip_non_finite) r.grad_norm = grad_norm();
   const double t = c_.clock == LoopConfig::Clock::kTokens ? s.tokens : static_cast<double>(s.step);
   r.lr = c_.peak_lr * lr_multiplier(c_.schedule, t);
@@ -165,6 +221,7 @@ bool Loop::step(int64_t slot, double* loss_out) {
   s.tokens += static_cast<double>(plan.tokens);
   ++s.step;
   res_.last_loss = r.loss;
+  if (comm_.size() > 1 && c_.sync_check_every > 0 && s.step % c_.sync_check_every == 0) check_in_step();
   const auto t1 = std::chrono::steady_clock::now();
   record(plan, r, std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double>(t1 - t_start_).count());
   if (c_.save_every > 0 && s.step % c_.save_every == 0) {
@@ -184,6 +241,10 @@ void Loop::record(const StepPlan& plan, const StepReport& r, double dt, double e
     rec["epoch"] = s.epoch;
   }
   if (c_.log_grad_norm) rec["grad_norm"] = finite_or_null(r.grad_norm);
+  if (comm_.size() > 1) {
+    rec["ranks"] = comm_.size();
+    rec["allreduce_s"] = r.comm_seconds;
+  }
   if (!r.skipped.empty()) rec["skipped"] = r.skipped;
   task_.add_step_fields(s, r, rec);
   if (c_.eval_every > 0 && s.step % c_.eval_every == 0) {
@@ -191,8 +252,8 @@ void Loop::record(const StepPlan& plan, const StepReport& r, double dt, double e
     rec.update(e.metrics);
     progress_.message(e.message);
   }
-  *c_.log << rec.dump() << "\n";
-  c_.log->flush();
+  *log_ << rec.dump() << "\n";
+  log_->flush();
   Progress::Point p;
   p.step = s.step;
   p.epoch = s.epoch;
