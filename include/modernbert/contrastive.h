@@ -45,4 +45,16 @@ double retrieval_batch_loss(const float* hidden, const Batch& batch, int64_t H, 
                             const std::vector<int64_t>& target, const std::vector<uint8_t>& exclude,
                             const RetrievalLoss& spec, float* dhidden, float* dproj);
 
+// retrieval_batch_loss in its two halves around the loss, for a step whose sequences are encoded
+// in several micro-batches (gradient accumulation / data parallelism: the vectors of all of them
+// meet in one info_nce_loss or maxsim_contrastive_loss, then each micro-batch goes back alone).
+// The vectors the loss compares, from a micro-batch's last_hidden_state [T, H]:
+//   embedding: the pooled vector of each sequence [num_seqs, H] (raw, unnormalised)
+//   colbert:   the projected token vectors P = hidden · projᵀ [T, proj_dim]
+std::vector<float> retrieval_vectors(const float* hidden, const Batch& batch, int64_t H, const RetrievalLoss& spec);
+// Back from d loss / d vectors (the layout above) to d loss / d hidden [T, H] (WRITTEN) and, for
+// ColBERT, d loss / d proj [proj_dim, H] (ADDED to dproj).
+void retrieval_vectors_backward(const float* hidden, const Batch& batch, int64_t H, const RetrievalLoss& spec,
+                                const float* dvectors, float* dhidden, float* dproj);
+
 }  // namespace modernbert

@@ -8,6 +8,33 @@
 //    in-batch negatives). Training/dev data are queries ({"qid", "query", "positive_ids"} with a
 //    --corpus of {"id", "text"}) or pairs ({"query", "positive"}); the best epoch by dev nDCG@10 is
 //    kept as an encoder-only checkpoint with the sentence-transformers (or PyLate) files.
+//
+// Data parallelism and gradient accumulation (#16): `mpirun -np N modernbert finetune ...` runs
+// finetune() on every rank with the job's Communicator. The GLOBAL batch is batch_size examples
+// (queries) per optimizer step whatever N and grad_accumulation K are, so the learning dynamics do
+// not depend on the world size. Each step's examples are split into M = K x N contiguous
+// micro-batches of near-equal size (rank_share(batch, m, M)); rank r runs micro-batches
+// rank_share(M, r, N) (the training loop's split), and a batch smaller than M leaves some
+// micro-batches empty (they contribute nothing).
+//  * Heads: every micro-batch's loss is divided by the count of the WHOLE step (labels, or
+//    sequences x labels), so the micro losses and gradients sum to the step's mean.
+//  * Retrieval (embedding / ColBERT): GATHERED in-batch negatives, as sentence-transformers'
+//    gather_across_devices / CachedMNRL: the negatives of a query are the documents of the whole
+//    global batch, so N ranks (or K micro-batches) compute the loss of the one-batch step.
+//    Micro-batch m holds its share of the step's queries and the positives that first appear among
+//    them (documents are deduplicated over the whole step: a positive shared with an earlier
+//    micro-batch is encoded there only). Each rank encodes its micro-batches (pooled embeddings, or
+//    ColBERT's projected token vectors), the vectors are all-gathered in micro-batch order, every
+//    rank computes the step's loss and its gradient w.r.t. all vectors (identical on every rank),
+//    then back-propagates its own micro-batches' rows, re-running a micro-batch's forward when the
+//    rank's encoder no longer holds its activations (GradCache). The step's loss is reported by
+//    micro-batch 0; ColBERT's projection gradient is summed over micro-batches like the encoder's.
+//  So 2 ranks x K=1 give the BIT-IDENTICAL run of 1 rank x K=2 (same micro-batches, gradients
+//  summed in micro-batch order); K=2 against K=1 differ by float re-association only.
+//  * Rank 0 alone writes --out (tokenizer copy, finetune_log.jsonl, the best model). The dev set
+//  is encoded in shards of the one-process batches (the same bits), gathered to rank 0, scored
+//  there, and rank 0's score is broadcast, so the best-epoch and patience decisions are the same
+//  on every rank. Before training, every rank checks that its options and data equal rank 0's.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +42,7 @@
 #include <optional>
 #include <string>
 
+#include "modernbert/communicator.h"
 #include "modernbert/tasks.h"
 #include "modernbert/train_options.h"
 
@@ -30,7 +58,8 @@ struct FinetuneOptions {
   std::string text_field = "text", pair_field = "text_pair";
   std::string label_field;              // default: "labels" for multilabel, "tags" for tokens, else "label"
   int64_t epochs = 3;
-  int64_t batch_size = 16;
+  int64_t batch_size = 16;        // examples (queries) per optimizer step, over all ranks
+  int64_t grad_accumulation = 1;  // K: micro-batches per rank and step (HF gradient_accumulation_steps)
   double lr = 5e-5;
   double weight_decay = 0.01;
   OptimizerType optimizer = OptimizerType::kAdamW;
@@ -71,8 +100,9 @@ std::optional<EmbedPooling> parse_finetune_pooling(const std::string& s, Finetun
 
 // Throws modernbert::Error on bad input (empty training file, dev labels outside the training
 // label set, a label count that contradicts the checkpoint's existing classifier, ...).
-FinetuneResult finetune(const FinetuneOptions& o);
+// `comm`: the ranks of a data-parallel job (every rank calls finetune with the same options).
+FinetuneResult finetune(const FinetuneOptions& o, Communicator& comm = single_process());
 // The embedding / ColBERT part (finetune() dispatches to it).
-FinetuneResult finetune_retrieval(const FinetuneOptions& o);
+FinetuneResult finetune_retrieval(const FinetuneOptions& o, Communicator& comm = single_process());
 
 }  // namespace modernbert

@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/infer_common.h"
+#include "cli/world_flags.h"
 #include "modernbert/error.h"
 #include "modernbert/finetune.h"
 
@@ -29,7 +30,11 @@ int run(int argc, char** argv) {
               "1_Pooling + 2_Normalize, or PyLate's 1_Dense), so embed/eval use them as they are.\n"
               "Label names are sorted into id2label; integer ids give max+1 labels (or --num-labels).\n"
               "Each epoch is scored on --dev; the best epoch is written to --out (config.json,\n"
-              "model.safetensors, tokenizer.json) with a JSONL log in --out/finetune_log.jsonl.");
+              "model.safetensors, tokenizer.json) with a JSONL log in --out/finetune_log.jsonl.\n"
+              "Data parallel: `mpirun -np N modernbert finetune ...` splits each step's --batch-size examples\n"
+              "over the ranks (x --grad-accumulation micro-batches each) and sums the gradients; the run equals\n"
+              "the one-process run with --grad-accumulation N (contrastive tasks gather the in-batch negatives\n"
+              "of the whole step). Rank 0 alone writes --out.");
   a.option("task", "TASK", "classification | regression | multilabel | token-classification | embedding | colbert",
            "classification");
   a.option("model", "DIR", "starting checkpoint (config.json, model.safetensors, tokenizer.json)");
@@ -37,7 +42,9 @@ int run(int argc, char** argv) {
   a.option("dev", "F", "dev JSONL (scored after every epoch)");
   a.option("out", "DIR", "output directory (best checkpoint + finetune_log.jsonl)");
   a.option("epochs", "N", "training epochs", "3");
-  a.option("batch-size", "N", "sequences per optimizer step", "16");
+  a.option("batch-size", "N", "sequences (queries) per optimizer step, over all ranks", "16");
+  a.option("grad-accumulation", "K",
+           "micro-batches per rank and step (the step's batch is split into K x ranks; memory per pass / K)", "1");
   a.option("lr", "X", "peak learning rate", "5e-5");
   a.option("weight-decay", "X", "decoupled weight decay (not applied to norms and biases)", "0.01");
   a.option("optimizer", "NAME", "adamw | stableadamw", "adamw");
@@ -63,8 +70,10 @@ int run(int argc, char** argv) {
   a.option("threads", "N", "compute threads (default: all cores)");
   a.flag("lossy-utf8", "replace invalid UTF-8 in the data with U+FFFD instead of failing");
   a.flag("quiet", "no progress lines on stderr");
+  add_world_flags(a);
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
+  Communicator& world = open_command_world(a);
   FinetuneOptions o;
   o.model_dir = a.require("model");
   o.train = a.require("train");
@@ -72,6 +81,7 @@ int run(int argc, char** argv) {
   o.out = a.require("out");
   o.epochs = a.get_int("epochs");
   o.batch_size = a.get_int("batch-size");
+  o.grad_accumulation = a.get_int("grad-accumulation");
   o.lr = a.get_double("lr");
   o.weight_decay = a.get_double("weight-decay");
   o.warmup_ratio = a.get_double("warmup-ratio");
@@ -100,7 +110,8 @@ int run(int argc, char** argv) {
   o.schedule = parse_finetune_schedule(a.get("schedule"));
   o.optimizer = parse_finetune_optimizer(a.get("optimizer"));
   o.pooling = parse_finetune_pooling(a.get_or("pooling", ""), o.task);
-  FinetuneResult r = finetune(o);
+  FinetuneResult r = finetune(o, world);
+  if (!world.is_root()) return 0;  // rank 0 reports the run
   std::printf("%s\n", nlohmann::json{{"out", o.out},
                                      {"steps", r.steps},
                                      {"epochs", r.epochs_run},

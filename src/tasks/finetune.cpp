@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -18,8 +19,8 @@
 #include "modernbert/metrics.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
-#include "modernbert/tokenizer.h"
 #include "modernbert/optimizer.h"
+#include "modernbert/tokenizer.h"
 #include "modernbert/train_model.h"
 #include "modernbert/weights.h"
 #include "tasks/finetune_run.h"
@@ -179,6 +180,7 @@ void check_options(const FinetuneOptions& o) {
   if (o.warmup_ratio < 0 || o.warmup_ratio > 1) throw Error("finetune: --warmup-ratio must be in [0, 1]");
   if (o.pooling == EmbedPooling::kMax) throw Error("finetune: --pooling must be cls or mean");
   if (o.out.empty()) throw Error("finetune: --out is required");
+  finetune_util::check_parallel_options(o);
 }
 
 std::string where(const std::string& f, const Example& e) { return f + ":" + std::to_string(e.line); }
@@ -316,6 +318,18 @@ void tokenize_set(const Tokenizer& tok, const HeadsSpec& h, int64_t max_length, 
   }
 }
 
+// What a rank trains on (token ids and labels), for check_same_job.
+uint64_t fingerprint(const Labelled& d) {
+  finetune_util::Fingerprint f;
+  f.add(d.ids);
+  f.add(d.tok_labels);
+  f.add(d.first_tok);
+  f.add(d.word_tags);
+  f.add(d.cls);
+  f.add(d.targets);
+  return f.value();
+}
+
 // ---- model ----
 
 // The classifier the checkpoint may already have must fit the task and the label count.
@@ -370,43 +384,66 @@ void copy_or_init(const FinetuneOptions& o, const ModelConfig& cfg, const Weight
 
 // ---- the task of the training loop ----
 
-// One step per batch of batch_size examples in a per-epoch shuffled order; dev metrics by the
-// inference encoder after each epoch; the best epoch is written to o.out.
+// One step per batch of batch_size examples in a per-epoch shuffled order, split into M = K x N
+// micro-batches (finetune.h); dev metrics by the inference encoder after each epoch; the best
+// epoch is written to o.out (rank 0).
 class HeadsTask final : public train::TrainingTask {
  public:
   HeadsTask(const FinetuneOptions& o, const HeadsSpec& h, const Labelled& tr, const Labelled& dv,
-            const ModelConfig& cfg, Weights& w, int64_t num_labels)
-      : o_(o), h_(h), tr_(tr), dv_(dv), cfg_(cfg), w_(w), L_(num_labels), tm_(w), enc_(w) {}
+            const ModelConfig& cfg, Weights& w, int64_t num_labels, Communicator& comm)
+      : o_(o),
+        h_(h),
+        tr_(tr),
+        dv_(dv),
+        cfg_(cfg),
+        w_(w),
+        L_(num_labels),
+        comm_(comm),
+        M_(finetune_util::micro_batches_per_step(o, comm)),
+        tm_(w),
+        enc_(w) {}
 
   void begin_epoch(int64_t epoch) override {
     order_ = shuffled(tr_.ids.size(), o_.seed * 1000003ull + static_cast<uint64_t>(epoch));
   }
 
+  // Micro-batch m holds the examples rank_share(batch, m, M) of the step; every rank builds them
+  // all (the denominator is the whole step's count) and runs its share.
   train::StepPlan plan_step(const train::LoopState&, int64_t slot) override {
-    tb_ = TrainBatch{};
-    const size_t lo_i = static_cast<size_t>(slot * o_.batch_size);
-    const size_t hi_i = std::min(tr_.ids.size(), lo_i + static_cast<size_t>(o_.batch_size));
+    const int64_t lo_i = slot * o_.batch_size;
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(tr_.ids.size()) - lo_i, o_.batch_size);
     const size_t L = static_cast<size_t>(L_);
-    for (size_t k = lo_i; k < hi_i; ++k) {
-      const size_t i = order_[k];
-      tb_.batch.add(tr_.ids[i]);
-      if (h_.tokens) {
-        tb_.token_labels.insert(tb_.token_labels.end(), tr_.tok_labels[i].begin(), tr_.tok_labels[i].end());
-      } else if (h_.loss == TaskType::kSequenceClassification) {
-        tb_.class_labels.push_back(static_cast<int32_t>(tr_.cls[i]));
-      } else {
-        tb_.targets.insert(tb_.targets.end(), tr_.targets.begin() + static_cast<std::ptrdiff_t>(i * L),
-                           tr_.targets.begin() + static_cast<std::ptrdiff_t>((i + 1) * L));
-      }
-    }
+    micro_.assign(static_cast<size_t>(M_), TrainBatch{});
+    denominator_ = 0;
     train::StepPlan plan;
-    plan.micro_batches = 1;
-    plan.tokens = tb_.batch.num_tokens();
+    for (int64_t m = 0; m < M_; ++m) {
+      TrainBatch& tb = micro_[static_cast<size_t>(m)];
+      const Share part = rank_share(n, static_cast<int>(m), static_cast<int>(M_));
+      for (int64_t k = lo_i + part.first; k < lo_i + part.last; ++k) {
+        const size_t i = order_[static_cast<size_t>(k)];
+        tb.batch.add(tr_.ids[i]);
+        if (h_.tokens) {
+          tb.token_labels.insert(tb.token_labels.end(), tr_.tok_labels[i].begin(), tr_.tok_labels[i].end());
+        } else if (h_.loss == TaskType::kSequenceClassification) {
+          tb.class_labels.push_back(static_cast<int32_t>(tr_.cls[i]));
+        } else {
+          tb.targets.insert(tb.targets.end(), tr_.targets.begin() + static_cast<std::ptrdiff_t>(i * L),
+                            tr_.targets.begin() + static_cast<std::ptrdiff_t>((i + 1) * L));
+        }
+      }
+      denominator_ += TrainModel::count_items(tb, h_.loss, L_);
+      plan.tokens += tb.batch.num_tokens();
+    }
+    plan.micro_batches = M_;
     return plan;
   }
 
-  train::MicroResult forward_backward(const train::LoopState&, int64_t, float* grads) override {
-    const LossResult r = tm_.forward_backward(tb_, h_.loss, grads);
+  // The whole step's count as the denominator, so the micro-batches sum to the step's mean (0 when
+  // nothing in the step counts: each micro-batch's loss is then NaN, as a batch without labels).
+  train::MicroResult forward_backward(const train::LoopState&, int64_t micro, float* grads) override {
+    const TrainBatch& tb = micro_[static_cast<size_t>(micro)];
+    if (tb.batch.num_seqs() == 0) return {};  // a batch smaller than M: nothing to contribute
+    const LossResult r = tm_.forward_backward(tb, h_.loss, grads, static_cast<double>(denominator_));
     return {r.loss, r.correct};
   }
 
@@ -414,21 +451,30 @@ class HeadsTask final : public train::TrainingTask {
     rec["tokens"] = r.tokens;
   }
 
+  // Dev logits in shards, scored on rank 0; rank 0's score on every rank.
   train::EvalResult evaluate(const train::LoopState& s) override {
     train::EvalResult e;
-    e.metrics = dev_metrics();
-    const json& mv = e.metrics[h_.metric];
-    e.score = mv.is_number()                                         ? mv.get<double>()
-              : h_.tokens && e.metrics["token_accuracy"].is_number() ? e.metrics["token_accuracy"].get<double>()
-                                                                     : -std::numeric_limits<double>::infinity();
-    e.message = "finetune: epoch " + std::to_string(s.epoch) + " dev " + e.metrics.dump();
+    const std::vector<float> logits = dev_logits();
+    e.score = -std::numeric_limits<double>::infinity();
+    if (comm_.is_root()) {
+      e.metrics = dev_metrics(logits);
+      const json& mv = e.metrics[h_.metric];
+      e.score = mv.is_number()                                         ? mv.get<double>()
+                : h_.tokens && e.metrics["token_accuracy"].is_number() ? e.metrics["token_accuracy"].get<double>()
+                                                                       : -std::numeric_limits<double>::infinity();
+      e.message = "finetune: epoch " + std::to_string(s.epoch) + " dev " + e.metrics.dump();
+    }
+    e.score = finetune_util::root_score(e.score, comm_);
     return e;
   }
 
-  void save(const train::LoopState&) override { save_model_dir(o_.out, cfg_, w_); }  // each file atomically
+  void save(const train::LoopState&) override {
+    if (comm_.is_root()) save_model_dir(o_.out, cfg_, w_);  // each file atomically
+  }
 
  private:
-  json dev_metrics();
+  std::vector<float> dev_logits();
+  json dev_metrics(const std::vector<float>& logits) const;
   json token_metrics(const std::vector<float>& logits) const;
 
   const FinetuneOptions& o_;
@@ -437,23 +483,42 @@ class HeadsTask final : public train::TrainingTask {
   const ModelConfig& cfg_;
   Weights& w_;
   const int64_t L_;
+  Communicator& comm_;
+  const int64_t M_;  // micro-batches per step
   TrainModel tm_;
   Encoder enc_;
   std::vector<size_t> order_;
-  TrainBatch tb_;
+  // The planned step: its micro-batches and the count its loss is divided by.
+  std::vector<TrainBatch> micro_;
+  int64_t denominator_ = 0;
 };
 
-// Dev logits [n, L] (tokens: [T, L]) by the inference encoder, batches of 32, then the task's metrics.
-json HeadsTask::dev_metrics() {
-  std::vector<float> hidden, out;
+// Dev logits [n, L] (tokens: [T, L]) by the inference encoder in batches of 32, each rank its share
+// of the batches; the whole on rank 0 (empty elsewhere).
+std::vector<float> HeadsTask::dev_logits() {
+  constexpr int64_t kBatch = 32;
+  const int64_t n = static_cast<int64_t>(dv_.ids.size());
+  std::vector<float> hidden;
+  const std::string bytes = finetune_util::encode_shards(
+      (n + kBatch - 1) / kBatch,
+      [&](int64_t part) {
+        Batch b;
+        for (int64_t i = part * kBatch; i < std::min(n, (part + 1) * kBatch); ++i)
+          b.add(dv_.ids[static_cast<size_t>(i)]);
+        enc_.forward(b, hidden);
+        const auto lg =
+            h_.tokens ? enc_.classify_tokens(hidden.data(), b.num_tokens()) : enc_.classify(b, hidden.data());
+        return std::string(reinterpret_cast<const char*>(lg.data()), lg.size() * sizeof(float));
+      },
+      comm_);
+  std::vector<float> out(bytes.size() / sizeof(float));
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  return out;
+}
+
+// The task's metrics from the dev logits.
+json HeadsTask::dev_metrics(const std::vector<float>& out) const {
   const size_t n = dv_.ids.size();
-  for (size_t b0 = 0; b0 < n; b0 += 32) {
-    Batch b;
-    for (size_t i = b0; i < std::min(n, b0 + 32); ++i) b.add(dv_.ids[i]);
-    enc_.forward(b, hidden);
-    auto lg = h_.tokens ? enc_.classify_tokens(hidden.data(), b.num_tokens()) : enc_.classify(b, hidden.data());
-    out.insert(out.end(), lg.begin(), lg.end());
-  }
   if (h_.tokens) return token_metrics(out);
   const int64_t L = L_;
   if (h_.task == FinetuneTask::kClassification) {
@@ -513,8 +578,8 @@ json HeadsTask::token_metrics(const std::vector<float>& out) const {
 
 }  // namespace
 
-FinetuneResult finetune(const FinetuneOptions& o) {
-  if (o.task == FinetuneTask::kEmbedding || o.task == FinetuneTask::kColbert) return finetune_retrieval(o);
+FinetuneResult finetune(const FinetuneOptions& o, Communicator& comm) {
+  if (o.task == FinetuneTask::kEmbedding || o.task == FinetuneTask::kColbert) return finetune_retrieval(o, comm);
   check_options(o);
   const HeadsSpec h = heads_spec(o);
 
@@ -551,15 +616,19 @@ FinetuneResult finetune(const FinetuneOptions& o) {
   copy_or_init(o, cfg, src.weights, w);
   { LoadedModel drop = std::move(src); }  // free the source copy
 
+  // ---- data parallel: every rank runs this job ----
+  finetune_util::check_same_job(
+      o, {{"training data (--train)", fingerprint(tr)}, {"dev data (--dev)", fingerprint(dv)}}, comm);
+
   // ---- training ----
-  std::ofstream log = finetune_util::open_output(o, tok_path);
+  std::ofstream log = finetune_util::open_output(o, tok_path, comm);
   Optimizer opt(w.specs(), finetune_util::optimizer_config(o));
   const int64_t N = static_cast<int64_t>(tr.ids.size());
   const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
-  HeadsTask task(o, h, tr, dv, cfg, w, ls.count);
+  HeadsTask task(o, h, tr, dv, cfg, w, ls.count, comm);
   std::vector<float> grads(w.num_params());
   const std::vector<train::ParamGroup> groups = {{&opt, w.data(), grads.data(), grads.size()}};
-  const train::LoopConfig lc = finetune_util::loop_config(o, steps_per_epoch, log, h.metric);
+  const train::LoopConfig lc = finetune_util::loop_config(o, steps_per_epoch, log, h.metric, comm);
   return finetune_util::result_of(train::run_training_loop(lc, task, groups), h.metric);
 }
 

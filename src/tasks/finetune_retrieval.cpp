@@ -1,15 +1,17 @@
 // modernbert finetune --task embedding | colbert: contrastive fine-tuning of the encoder for
 // retrieval with in-batch negatives (see include/modernbert/finetune.h).
 //
-// One optimizer step = a batch of queries and their positives, encoded together as ONE unpadded
-// batch (queries first, then the distinct positive documents), so a single forward_hidden /
-// backward_hidden pair serves both sides:
-// (retrieval_batch_loss in src/train/contrastive.cpp: pooling + InfoNCE, or projection + MaxSim).
+// One optimizer step = a batch of queries and their positives, split into micro-batches (one
+// unless gradient accumulation or data parallelism: finetune.h), each encoded as ONE unpadded batch
+// (its queries first, then its distinct positive documents), so a forward_hidden / backward_hidden
+// pair serves both sides; the vectors of all micro-batches meet in one loss (retrieval_vectors,
+// info_nce_loss / maxsim_contrastive_loss, retrieval_vectors_backward in src/train/contrastive.cpp).
 // The steps are train::run_training_loop's; RetrievalTask supplies the batches, the loss and the
 // dev ranking metrics.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -17,18 +19,18 @@
 #include <set>
 #include <unordered_map>
 
+#include "modernbert/contrastive.h"
 #include "modernbert/error.h"
 #include "modernbert/eval_data.h"
 #include "modernbert/file_io.h"
 #include "modernbert/finetune.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
+#include "modernbert/optimizer.h"
 #include "modernbert/safetensors.h"
 #include "modernbert/search.h"
 #include "modernbert/tasks.h"
 #include "modernbert/tokenizer.h"
-#include "modernbert/contrastive.h"
-#include "modernbert/optimizer.h"
 #include "modernbert/train_model.h"
 #include "modernbert/weights.h"
 #include "tasks/finetune_run.h"
@@ -165,6 +167,7 @@ void check_options(const FinetuneOptions& o, bool colbert) {
   if (colbert && o.colbert_dim < 1) throw Error("finetune: --colbert-dim must be >= 1");
   if (!colbert && o.pooling == EmbedPooling::kMax) throw Error("finetune: --pooling must be cls or mean");
   if (o.out.empty()) throw Error("finetune: --out is required");
+  finetune_util::check_parallel_options(o);
 }
 
 // The corpus (with pair texts added), the query sets and each training query's positive rows.
@@ -196,11 +199,12 @@ RetrievalSets read_sets(const FinetuneOptions& o) {
 }
 
 // ColBERT projection [Dc, H]: the checkpoint's Dense when it has one of this shape (continued
-// fine-tuning), else nn.Linear's default init U(±1/sqrt(H)) as PyLate gets it.
+// fine-tuning), else nn.Linear's default init U(±1/sqrt(H)) as PyLate gets it. `root`: the rank
+// that says so.
 std::vector<float> initial_projection(const FinetuneOptions& o, const SentenceTransformersInfo& st, int64_t H,
-                                      int64_t Dc) {
+                                      int64_t Dc, bool root) {
   if (st.dense_out > 0 && st.dense_bias.empty() && st.dense_in == H && st.dense_out == Dc) return st.dense_weight;
-  if (st.dense_out > 0 && o.progress)
+  if (st.dense_out > 0 && o.progress && root)
     std::fprintf(stderr, "finetune: the checkpoint's Dense module (%lld -> %lld%s) is not reused\n",
                  static_cast<long long>(st.dense_in), static_cast<long long>(st.dense_out),
                  st.dense_bias.empty() ? "" : ", with bias");
@@ -257,12 +261,23 @@ struct RetrievalModel {
 
 // ---- the task of the training loop ----
 
-// One step per batch of batch_size queries (per-epoch shuffled order) with one positive each,
-// encoded with the distinct positives as one batch; dev nDCG@10 by exact search after each epoch.
+// One step per batch of batch_size queries (per-epoch shuffled order) with one positive each and
+// the step's distinct positives as documents, in M = K x N micro-batches with gathered in-batch
+// negatives (finetune.h); dev nDCG@10 by exact search after each epoch.
 class RetrievalTask final : public train::TrainingTask {
  public:
-  RetrievalTask(const FinetuneOptions& o, const RetrievalSets& d, const Encoded& e, RetrievalModel& m, Weights& w)
-      : o_(o), d_(d), e_(e), m_(m), w_(w), tm_(w), enc_(w), proj_grad_(m.proj.size()) {}
+  RetrievalTask(const FinetuneOptions& o, const RetrievalSets& d, const Encoded& e, RetrievalModel& m, Weights& w,
+                Communicator& comm)
+      : o_(o),
+        d_(d),
+        e_(e),
+        m_(m),
+        w_(w),
+        comm_(comm),
+        M_(finetune_util::micro_batches_per_step(o, comm)),
+        tm_(w),
+        enc_(w),
+        proj_grad_(m.proj.size()) {}
 
   float* proj_grad() { return proj_grad_.data(); }
 
@@ -270,21 +285,38 @@ class RetrievalTask final : public train::TrainingTask {
     order_ = shuffled(d_.train.size(), o_.seed * 1000003ull + static_cast<uint64_t>(epoch));
   }
   train::StepPlan plan_step(const train::LoopState& s, int64_t slot) override;
-  train::MicroResult forward_backward(const train::LoopState& s, int64_t, float* grads) override;
+  train::MicroResult forward_backward(const train::LoopState& s, int64_t micro, float* grads) override;
   void add_step_fields(const train::LoopState&, const train::StepReport& r, json& rec) override {
-    rec["queries"] = Bq_;
+    rec["queries"] = static_cast<int64_t>(qidx_.size());
     rec["documents"] = static_cast<int64_t>(docs_.size());
     rec["tokens"] = r.tokens;
   }
   train::EvalResult evaluate(const train::LoopState& s) override;
   void save(const train::LoopState&) override {
+    if (!comm_.is_root()) return;
     save_model_dir(o_.out, m_.cfg, w_);
     save_st_files(o_.out, m_.colbert, m_.pooling, m_.H, m_.doc_len, o_, m_.proj, m_.Dc);
   }
 
  private:
-  // Token vectors [T, D] (ColBERT, with sequence offsets) or one embedding per sequence.
-  void encode_all(const std::vector<const std::vector<int32_t>*>& seqs, const SentenceTransformersInfo& st,
+  // A micro-batch: step queries [q0, q1) and step documents [d0, d1) (the positives first seen
+  // among its queries), encoded as one batch (queries first); `rows`: its vectors' rows
+  // (sequences, or ColBERT tokens) among the step's query rows and document rows.
+  struct Micro {
+    int64_t q0 = 0, q1 = 0, d0 = 0, d1 = 0;
+    int64_t q_row0 = 0, q_rows = 0, d_row0 = 0, d_rows = 0;
+    Batch batch;  // this rank's micro-batches only
+  };
+  const std::vector<int32_t>& query_ids(int64_t q) const { return e_.q_train[qidx_[static_cast<size_t>(q)]]; }
+  const std::vector<int32_t>& doc_ids(int64_t j) const {
+    return e_.docs[static_cast<size_t>(docs_[static_cast<size_t>(j)])];
+  }
+  // Vector rows of a sequence of `len` tokens: 1 (pooled) or len (ColBERT).
+  int64_t rows_of(size_t len) const { return m_.colbert ? static_cast<int64_t>(len) : 1; }
+  // The step's loss over every micro-batch's vectors (all ranks' gathered): loss_, dq_, dd_.
+  void step_loss(const train::LoopState& s, const std::vector<float>& all);
+  // Vectors of the dev sequences, encoded in shards; on rank 0 (ColBERT: with sequence offsets).
+  void encode_dev(const std::vector<const std::vector<int32_t>*>& seqs, const SentenceTransformersInfo& st,
                   std::vector<float>& vecs, std::vector<int64_t>& off);
 
   const FinetuneOptions& o_;
@@ -292,15 +324,22 @@ class RetrievalTask final : public train::TrainingTask {
   const Encoded& e_;
   RetrievalModel& m_;
   Weights& w_;
+  Communicator& comm_;
+  const int64_t M_;  // micro-batches per step
   TrainModel tm_;
   Encoder enc_;
-  std::vector<float> proj_grad_, dhidden_;
+  std::vector<float> proj_grad_, proj_scratch_, dhidden_, dvec_;
   std::vector<size_t> order_;
-  // The planned step: queries then distinct documents in one batch.
-  Batch b_;
-  int64_t Bq_ = 0;
+  // The planned step: its queries (rows of d_.train), distinct documents (corpus rows), each
+  // query's target document and excluded documents (its other positives), and micro-batches.
+  std::vector<size_t> qidx_;
   std::vector<int64_t> docs_, target_;
   std::vector<uint8_t> exclude_;
+  std::vector<Micro> micro_;
+  int64_t vec_dim_ = 0;         // H (pooled) or Dc (ColBERT)
+  int64_t resident_ = -1;       // the micro-batch whose activations tm_ holds
+  double loss_ = 0;             // the step's loss
+  std::vector<float> dq_, dd_;  // d loss / d (query rows, document rows) of the step
 };
 
 train::StepPlan RetrievalTask::plan_step(const train::LoopState& s, int64_t slot) {
@@ -312,14 +351,14 @@ train::StepPlan RetrievalTask::plan_step(const train::LoopState& s, int64_t slot
     plan.skip = true;
     return plan;
   }
-  // Queries, one positive each (drawn when a query has several), distinct documents.
-  std::vector<size_t> qidx(order_.begin() + static_cast<std::ptrdiff_t>(lo_i),
-                           order_.begin() + static_cast<std::ptrdiff_t>(hi_i));
+  // Queries, one positive each (drawn when a query has several), distinct documents in the order
+  // they first appear.
+  qidx_.assign(order_.begin() + static_cast<std::ptrdiff_t>(lo_i), order_.begin() + static_cast<std::ptrdiff_t>(hi_i));
   docs_.clear();
   target_.clear();
   std::map<int64_t, int64_t> slot_of;
   uint64_t rs = o_.seed ^ (static_cast<uint64_t>(s.step + 1) * 0x9E3779B97F4A7C15ull);
-  for (size_t qi : qidx) {
+  for (size_t qi : qidx_) {
     const auto& pos = d_.train_pos[qi];
     const int64_t row = pos[pos.size() == 1 ? 0 : splitmix64(rs) % pos.size()];
     auto it = slot_of.find(row);
@@ -329,63 +368,193 @@ train::StepPlan RetrievalTask::plan_step(const train::LoopState& s, int64_t slot
     }
     target_.push_back(it->second);
   }
-  Bq_ = static_cast<int64_t>(qidx.size());
-  const int64_t Bd = static_cast<int64_t>(docs_.size());
-  exclude_.assign(static_cast<size_t>(Bq_ * Bd), 0);
-  for (int64_t i = 0; i < Bq_; ++i)
-    for (int64_t p : d_.train_pos[qidx[static_cast<size_t>(i)]]) {
+  const int64_t Bq = static_cast<int64_t>(qidx_.size()), Bd = static_cast<int64_t>(docs_.size());
+  exclude_.assign(static_cast<size_t>(Bq * Bd), 0);
+  for (int64_t i = 0; i < Bq; ++i)
+    for (int64_t p : d_.train_pos[qidx_[static_cast<size_t>(i)]]) {
       auto it = slot_of.find(p);
       if (it != slot_of.end() && it->second != target_[static_cast<size_t>(i)])
         exclude_[static_cast<size_t>(i * Bd + it->second)] = 1;
     }
-  b_ = Batch{};
-  for (size_t qi : qidx) b_.add(e_.q_train[qi]);
-  for (int64_t r : docs_) b_.add(e_.docs[static_cast<size_t>(r)]);
-  plan.micro_batches = 1;
-  plan.tokens = b_.num_tokens();
+
+  // Micro-batches: contiguous shares of the queries; a document goes with the micro-batch of the
+  // first query that has it as its target (docs_ is in that order, so each share is contiguous).
+  const Share mine = rank_share(M_, comm_.rank(), comm_.size());
+  micro_.assign(static_cast<size_t>(M_), Micro{});
+  int64_t q_row = 0, d_row = 0, next_doc = 0;
+  for (int64_t m = 0; m < M_; ++m) {
+    Micro& mb = micro_[static_cast<size_t>(m)];
+    const Share qs = rank_share(Bq, static_cast<int>(m), static_cast<int>(M_));
+    mb.q0 = qs.first;
+    mb.q1 = qs.last;
+    mb.d0 = next_doc;
+    for (int64_t i = mb.q0; i < mb.q1; ++i) next_doc = std::max(next_doc, target_[static_cast<size_t>(i)] + 1);
+    mb.d1 = next_doc;
+    mb.q_row0 = q_row;
+    mb.d_row0 = d_row;
+    for (int64_t i = mb.q0; i < mb.q1; ++i) mb.q_rows += rows_of(query_ids(i).size());
+    for (int64_t j = mb.d0; j < mb.d1; ++j) mb.d_rows += rows_of(doc_ids(j).size());
+    q_row += mb.q_rows;
+    d_row += mb.d_rows;
+    for (int64_t i = mb.q0; i < mb.q1; ++i) plan.tokens += static_cast<int64_t>(query_ids(i).size());
+    for (int64_t j = mb.d0; j < mb.d1; ++j) plan.tokens += static_cast<int64_t>(doc_ids(j).size());
+    if (m < mine.first || m >= mine.last) continue;
+    for (int64_t i = mb.q0; i < mb.q1; ++i) mb.batch.add(query_ids(i));
+    for (int64_t j = mb.d0; j < mb.d1; ++j) mb.batch.add(doc_ids(j));
+  }
+  if (next_doc != Bd) throw Error("finetune: internal error: the micro-batches do not hold every document");
+
+  // This rank's vectors, in micro-batch order; forwards in reverse so that the rank's first
+  // micro-batch (the first to go back) keeps its activations in tm_.
+  vec_dim_ = m_.colbert ? m_.Dc : m_.H;
+  std::vector<std::vector<float>> vecs(static_cast<size_t>(M_));
+  resident_ = -1;
+  for (int64_t m = mine.last - 1; m >= mine.first; --m) {
+    const Micro& mb = micro_[static_cast<size_t>(m)];
+    if (mb.batch.num_seqs() == 0) continue;  // fewer queries than micro-batches
+    vecs[static_cast<size_t>(m)] = retrieval_vectors(tm_.forward_hidden(mb.batch), mb.batch, m_.H, m_.loss);
+    resident_ = m;
+  }
+  std::string bytes;
+  for (int64_t m = mine.first; m < mine.last; ++m) {
+    const auto& v = vecs[static_cast<size_t>(m)];
+    bytes.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  }
+  // Every micro-batch's vectors on every rank, in micro-batch order (rank order is micro order).
+  std::vector<float> all;
+  if (comm_.size() == 1) {
+    all.resize(bytes.size() / sizeof(float));
+    std::memcpy(all.data(), bytes.data(), all.size() * sizeof(float));
+  } else {
+    size_t n = 0;
+    const std::vector<std::string> parts = comm_.allgather_bytes(bytes);
+    for (const auto& p : parts) n += p.size();
+    all.resize(n / sizeof(float));
+    size_t at = 0;
+    for (const auto& p : parts) {
+      std::memcpy(reinterpret_cast<char*>(all.data()) + at, p.data(), p.size());
+      at += p.size();
+    }
+  }
+  step_loss(s, all);
+  plan.micro_batches = M_;
   return plan;
 }
 
-train::MicroResult RetrievalTask::forward_backward(const train::LoopState& s, int64_t, float* grads) {
-  const int64_t T = b_.num_tokens();
-  const float* hidden = tm_.forward_hidden(b_);
-  dhidden_.resize(static_cast<size_t>(T * m_.H));
-  const double loss = retrieval_batch_loss(hidden, b_, m_.H, Bq_, target_, exclude_, m_.loss, dhidden_.data(),
-                                           m_.colbert ? proj_grad_.data() : nullptr);
-  if (!std::isfinite(loss))
-    throw Error("finetune: the loss became " + std::to_string(loss) + " at step " + std::to_string(s.step + 1) +
-                " (lower --lr?)");
-  tm_.backward_hidden(b_, dhidden_.data(), grads);
-  return {loss, 0};
-}
-
-void RetrievalTask::encode_all(const std::vector<const std::vector<int32_t>*>& seqs, const SentenceTransformersInfo& st,
-                               std::vector<float>& vecs, std::vector<int64_t>& off) {
-  std::vector<float> hidden;
-  off.assign(1, 0);
-  size_t i = 0;
-  while (i < seqs.size()) {
-    Batch b;
-    while (i < seqs.size() && (b.num_seqs() == 0 || b.num_tokens() + static_cast<int64_t>(seqs[i]->size()) <= 8192))
-      b.add(*seqs[i++]);
-    enc_.forward(b, hidden);
-    int64_t D = 0;
-    std::vector<float> v;
-    if (m_.colbert) {
-      v = colbert_vectors(hidden.data(), b.num_tokens(), m_.H, &st, &D);
-      for (int64_t k = 0; k < b.num_seqs(); ++k) off.push_back(off.back() + b.seq_len(k));
-    } else {
-      EmbedOptions eo;
-      eo.pooling = m_.pooling;
-      eo.normalize = true;
-      v = sentence_embeddings(b, hidden.data(), m_.H, eo, &D);
-    }
-    vecs.insert(vecs.end(), v.begin(), v.end());
+// The loss of the whole step, identical on every rank: the gathered vectors [micro 0: query rows,
+// document rows | micro 1: ...] regrouped as all query rows then all document rows.
+void RetrievalTask::step_loss(const train::LoopState& s, const std::vector<float>& all) {
+  const size_t D = static_cast<size_t>(vec_dim_);
+  const Micro& last = micro_.back();
+  const int64_t q_rows = last.q_row0 + last.q_rows, d_rows = last.d_row0 + last.d_rows;
+  if (all.size() != static_cast<size_t>(q_rows + d_rows) * D)
+    throw Error("finetune: step " + std::to_string(s.step + 1) + ": gathered " + std::to_string(all.size() / D) +
+                " vectors, expected " + std::to_string(q_rows + d_rows) + " (the ranks are out of step)");
+  std::vector<float> q(static_cast<size_t>(q_rows) * D), d(static_cast<size_t>(d_rows) * D);
+  size_t at = 0;
+  for (const Micro& mb : micro_) {
+    std::copy_n(all.begin() + static_cast<std::ptrdiff_t>(at), mb.q_rows * D,
+                q.begin() + static_cast<std::ptrdiff_t>(mb.q_row0 * D));
+    at += mb.q_rows * D;
+    std::copy_n(all.begin() + static_cast<std::ptrdiff_t>(at), mb.d_rows * D,
+                d.begin() + static_cast<std::ptrdiff_t>(mb.d_row0 * D));
+    at += mb.d_rows * D;
   }
+  dq_.assign(q.size(), 0.0f);
+  dd_.assign(d.size(), 0.0f);
+  const int64_t Bq = static_cast<int64_t>(qidx_.size()), Bd = static_cast<int64_t>(docs_.size());
+  if (!m_.colbert) {
+    loss_ =
+        info_nce_loss(q.data(), Bq, d.data(), Bd, m_.H, target_, exclude_, m_.loss.temperature, dq_.data(), dd_.data());
+  } else {
+    std::vector<int64_t> qoff{0}, doff{0};
+    for (int64_t i = 0; i < Bq; ++i) qoff.push_back(qoff.back() + static_cast<int64_t>(query_ids(i).size()));
+    for (int64_t j = 0; j < Bd; ++j) doff.push_back(doff.back() + static_cast<int64_t>(doc_ids(j).size()));
+    loss_ = maxsim_contrastive_loss(q.data(), qoff, d.data(), doff, m_.Dc, target_, exclude_, m_.loss.temperature,
+                                    dq_.data(), dd_.data());
+  }
+  if (!std::isfinite(loss_))
+    throw Error("finetune: the loss became " + std::to_string(loss_) + " at step " + std::to_string(s.step + 1) +
+                " (lower --lr?)");
 }
 
-// Dev: encode the dev queries and the scope's documents with the current weights, search exactly
-// (cosine / MaxSim), score with the shared ranking metrics.
+// Back-propagates micro-batch `micro` from its rows of the step's vector gradients; the step's
+// loss is reported once, by micro-batch 0.
+train::MicroResult RetrievalTask::forward_backward(const train::LoopState&, int64_t micro, float* grads) {
+  const Micro& mb = micro_[static_cast<size_t>(micro)];
+  const train::MicroResult r{micro == 0 ? loss_ : 0.0, 0};
+  if (mb.batch.num_seqs() == 0) return r;
+  if (resident_ != micro) {  // GradCache: this rank forwarded a later micro-batch since (same bits again)
+    tm_.forward_hidden(mb.batch);
+    resident_ = micro;
+  }
+  const float* hidden = tm_.last_hidden().data();
+  const size_t D = static_cast<size_t>(vec_dim_);
+  dvec_.resize(static_cast<size_t>(mb.q_rows + mb.d_rows) * D);
+  std::copy_n(dq_.begin() + static_cast<std::ptrdiff_t>(mb.q_row0 * D), mb.q_rows * D, dvec_.begin());
+  std::copy_n(dd_.begin() + static_cast<std::ptrdiff_t>(mb.d_row0 * D), mb.d_rows * D,
+              dvec_.begin() + static_cast<std::ptrdiff_t>(mb.q_rows * D));
+  // ColBERT's projection gradient: the rank's first micro-batch into the group's buffer (zeroed by
+  // the loop), later ones from zero and then added, like the encoder's (the sums run in micro order).
+  float* dproj = nullptr;
+  if (m_.colbert) {
+    dproj = proj_grad_.data();
+    if (micro != rank_share(M_, comm_.rank(), comm_.size()).first) {
+      proj_scratch_.assign(proj_grad_.size(), 0.0f);
+      dproj = proj_scratch_.data();
+    }
+  }
+  dhidden_.resize(static_cast<size_t>(mb.batch.num_tokens() * m_.H));
+  retrieval_vectors_backward(hidden, mb.batch, m_.H, m_.loss, dvec_.data(), dhidden_.data(), dproj);
+  if (dproj && dproj != proj_grad_.data())
+    for (size_t i = 0; i < proj_grad_.size(); ++i) proj_grad_[i] += proj_scratch_[i];
+  tm_.backward_hidden(mb.batch, dhidden_.data(), grads);
+  return r;
+}
+
+void RetrievalTask::encode_dev(const std::vector<const std::vector<int32_t>*>& seqs, const SentenceTransformersInfo& st,
+                               std::vector<float>& vecs, std::vector<int64_t>& off) {
+  // The batches: sequences packed in order up to 8192 tokens (as one process packs them).
+  std::vector<size_t> bounds{0};
+  for (size_t i = 0; i < seqs.size();) {
+    int64_t tokens = 0;
+    size_t j = i;
+    while (j < seqs.size() && (j == i || tokens + static_cast<int64_t>(seqs[j]->size()) <= 8192))
+      tokens += static_cast<int64_t>(seqs[j++]->size());
+    bounds.push_back(j);
+    i = j;
+  }
+  std::vector<float> hidden;
+  const std::string bytes = finetune_util::encode_shards(
+      static_cast<int64_t>(bounds.size()) - 1,
+      [&](int64_t part) {
+        Batch b;
+        for (size_t i = bounds[static_cast<size_t>(part)]; i < bounds[static_cast<size_t>(part) + 1]; ++i)
+          b.add(*seqs[i]);
+        enc_.forward(b, hidden);
+        int64_t D = 0;
+        std::vector<float> v;
+        if (m_.colbert) {
+          v = colbert_vectors(hidden.data(), b.num_tokens(), m_.H, &st, &D);
+        } else {
+          EmbedOptions eo;
+          eo.pooling = m_.pooling;
+          eo.normalize = true;
+          v = sentence_embeddings(b, hidden.data(), m_.H, eo, &D);
+        }
+        return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+      },
+      comm_);
+  vecs.resize(bytes.size() / sizeof(float));
+  std::memcpy(vecs.data(), bytes.data(), vecs.size() * sizeof(float));
+  off.assign(1, 0);
+  if (m_.colbert)
+    for (const auto* sq : seqs) off.push_back(off.back() + static_cast<int64_t>(sq->size()));
+}
+
+// Dev: encode the dev queries and the scope's documents with the current weights (in shards),
+// search exactly (cosine / MaxSim) and score with the shared ranking metrics on rank 0; rank 0's
+// score on every rank.
 train::EvalResult RetrievalTask::evaluate(const train::LoopState& s) {
   std::vector<const std::vector<int32_t>*> qs, ds;
   for (const auto& q : e_.q_dev) qs.push_back(&q);
@@ -396,30 +565,51 @@ train::EvalResult RetrievalTask::evaluate(const train::LoopState& s) {
   st.dense_weight = m_.proj;
   st.dense_in = m_.H;
   st.dense_out = m_.Dc;
-  encode_all(qs, st, QV, qoff);
-  encode_all(ds, st, DV, doff);
-  std::vector<std::vector<int64_t>> ranks;
-  const int64_t depth = std::max<int64_t>(o_.eval_depth, 10);
-  if (m_.colbert)
-    ranks = maxsim_search(QV, qoff, DV, doff, m_.Dc, depth);
-  else
-    ranks = exact_search(QV.data(), static_cast<int64_t>(e_.q_dev.size()), DV.data(),
-                         static_cast<int64_t>(e_.dev_scope.doc_rows.size()), m_.H, depth);
+  encode_dev(qs, st, QV, qoff);
+  encode_dev(ds, st, DV, doff);
   train::EvalResult ev;
-  ev.metrics = score_rankings(d_.corpus, e_.dev_scope, d_.dev, ranks);
-  ev.metrics["scope"] = e_.dev_scope.name;
-  const json& m = ev.metrics;
-  ev.score = m["ndcg@10"].is_number() ? m["ndcg@10"].get<double>() : -std::numeric_limits<double>::infinity();
-  char buf[128];
-  std::snprintf(buf, sizeof buf, "finetune: epoch %lld dev nDCG@10 %.4f MRR@10 %.4f", static_cast<long long>(s.epoch),
-                ev.score, m["mrr@10"].is_number() ? m["mrr@10"].get<double>() : 0.0);
-  ev.message = std::string(buf) + " (" + e_.dev_scope.name + ", " + m["evaluated"].dump() + " queries)";
+  ev.score = -std::numeric_limits<double>::infinity();
+  if (comm_.is_root()) {
+    std::vector<std::vector<int64_t>> ranks;
+    const int64_t depth = std::max<int64_t>(o_.eval_depth, 10);
+    if (m_.colbert)
+      ranks = maxsim_search(QV, qoff, DV, doff, m_.Dc, depth);
+    else
+      ranks = exact_search(QV.data(), static_cast<int64_t>(e_.q_dev.size()), DV.data(),
+                           static_cast<int64_t>(e_.dev_scope.doc_rows.size()), m_.H, depth);
+    ev.metrics = score_rankings(d_.corpus, e_.dev_scope, d_.dev, ranks);
+    ev.metrics["scope"] = e_.dev_scope.name;
+    const json& m = ev.metrics;
+    ev.score = m["ndcg@10"].is_number() ? m["ndcg@10"].get<double>() : -std::numeric_limits<double>::infinity();
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "finetune: epoch %lld dev nDCG@10 %.4f MRR@10 %.4f", static_cast<long long>(s.epoch),
+                  ev.score, m["mrr@10"].is_number() ? m["mrr@10"].get<double>() : 0.0);
+    ev.message = std::string(buf) + " (" + e_.dev_scope.name + ", " + m["evaluated"].dump() + " queries)";
+  }
+  ev.score = finetune_util::root_score(ev.score, comm_);
   return ev;
+}
+
+// What a rank trains on, for check_same_job.
+std::vector<std::pair<std::string, uint64_t>> fingerprints(const RetrievalSets& d, const Encoded& e) {
+  finetune_util::Fingerprint docs, train, dev;
+  docs.add(e.docs);
+  train.add(e.q_train);
+  train.add(d.train_pos);
+  dev.add(e.q_dev);
+  dev.add(e.dev_scope.doc_rows);
+  std::string dev_ids;
+  for (const auto& q : d.dev)
+    for (const auto& p : q.positive_ids) dev_ids += p + '\n';
+  dev.add(std::vector<char>(dev_ids.begin(), dev_ids.end()));
+  return {{"documents (--corpus and the positives' texts)", docs.value()},
+          {"training queries (--train)", train.value()},
+          {"dev queries (--dev)", dev.value()}};
 }
 
 }  // namespace
 
-FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
+FinetuneResult finetune_retrieval(const FinetuneOptions& o, Communicator& comm) {
   RetrievalModel m;
   m.colbert = o.task == FinetuneTask::kColbert;
   check_options(o, m.colbert);
@@ -448,7 +638,7 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
   }
   m.H = m.cfg.hidden_size;
   m.Dc = m.colbert ? o.colbert_dim : 0;
-  if (m.colbert) m.proj = initial_projection(o, src.sentence_transformers, m.H, m.Dc);
+  if (m.colbert) m.proj = initial_projection(o, src.sentence_transformers, m.H, m.Dc, comm.is_root());
   { LoadedModel drop = std::move(src); }
 
   // ---- tokenisation ----
@@ -458,8 +648,11 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
                 std::to_string(m.cfg.max_position_embeddings) + ")");
   const Encoded e = encode_sets(o, tok, d, m.doc_len);
 
+  // ---- data parallel: every rank runs this job ----
+  finetune_util::check_same_job(o, fingerprints(d, e), comm);
+
   // ---- training: the encoder, and (ColBERT) the projection with its own optimizer ----
-  std::ofstream log = finetune_util::open_output(o, tok_path);
+  std::ofstream log = finetune_util::open_output(o, tok_path, comm);
   const OptimizerConfig oc = finetune_util::optimizer_config(o);
   Optimizer opt(w.specs(), oc);
   std::vector<ParamSpec> proj_spec;
@@ -470,12 +663,12 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o) {
   m.loss.temperature = o.temperature > 0 ? o.temperature : m.colbert ? 1.0 : 0.05;
   m.loss.proj = m.proj.data();
   m.loss.proj_dim = m.Dc;
-  RetrievalTask task(o, d, e, m, w);
+  RetrievalTask task(o, d, e, m, w, comm);
   std::vector<float> grads(w.num_params());
   std::vector<train::ParamGroup> groups = {{&opt, w.data(), grads.data(), grads.size()}};
   if (m.colbert) groups.push_back({&proj_opt, m.proj.data(), task.proj_grad(), m.proj.size()});
   const int64_t steps_per_epoch = (static_cast<int64_t>(d.train.size()) + o.batch_size - 1) / o.batch_size;
-  const train::LoopConfig lc = finetune_util::loop_config(o, steps_per_epoch, log, "ndcg@10");
+  const train::LoopConfig lc = finetune_util::loop_config(o, steps_per_epoch, log, "ndcg@10", comm);
   return finetune_util::result_of(train::run_training_loop(lc, task, groups), "ndcg@10");
 }
 

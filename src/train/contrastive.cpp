@@ -149,36 +149,61 @@ double maxsim_contrastive_loss(const float* q, const std::vector<int64_t>& q_off
   return loss;
 }
 
+std::vector<float> retrieval_vectors(const float* hidden, const Batch& b, int64_t H, const RetrievalLoss& spec) {
+  const int64_t B = b.num_seqs(), T = b.num_tokens();
+  if (!spec.colbert) {
+    std::vector<float> pooled(static_cast<size_t>(B * H));
+    const kernels::PoolMode mode = spec.cls_pooling ? kernels::PoolMode::kCls : kernels::PoolMode::kMean;
+    kernels::pool(mode, hidden, b.cu_seqlens.data(), B, H, pooled.data());
+    return pooled;
+  }
+  const int64_t Dc = spec.proj_dim;
+  if (!spec.proj || Dc < 1) throw Error("retrieval_vectors: colbert needs a projection");
+  std::vector<float> P(static_cast<size_t>(T * Dc));
+  kernels::gemm(hidden, spec.proj, nullptr, P.data(), T, Dc, H);  // P [T, Dc] = hidden · projᵀ
+  return P;
+}
+
+void retrieval_vectors_backward(const float* hidden, const Batch& b, int64_t H, const RetrievalLoss& spec,
+                                const float* dvectors, float* dhidden, float* dproj) {
+  const int64_t B = b.num_seqs(), T = b.num_tokens();
+  if (!dhidden) throw Error("retrieval_vectors_backward: null gradient buffer");
+  if (!spec.colbert) {
+    std::fill_n(dhidden, T * H, 0.0f);
+    const kernels::PoolMode mode = spec.cls_pooling ? kernels::PoolMode::kCls : kernels::PoolMode::kMean;
+    kernels::pool_backward(mode, dvectors, b.cu_seqlens.data(), B, H, dhidden);  // adds into the zeros
+    return;
+  }
+  const int64_t Dc = spec.proj_dim;
+  if (!spec.proj || Dc < 1) throw Error("retrieval_vectors_backward: colbert needs a projection");
+  if (!dproj) throw Error("retrieval_vectors_backward: null projection gradient buffer");
+  // d proj [Dc, H] += dPᵀ · hidden;  d hidden [T, H] = dP · proj
+  kernels::matmul_tn_acc(dvectors, hidden, dproj, T, Dc, H);
+  kernels::matmul_nn(dvectors, spec.proj, dhidden, T, H, Dc, /*accumulate=*/false);
+}
+
 double retrieval_batch_loss(const float* hidden, const Batch& b, int64_t H, int64_t Bq,
                             const std::vector<int64_t>& target, const std::vector<uint8_t>& exclude,
                             const RetrievalLoss& spec, float* dhidden, float* dproj) {
-  const int64_t B = b.num_seqs(), Bd = B - Bq, T = b.num_tokens();
+  const int64_t B = b.num_seqs(), Bd = B - Bq;
   if (Bq < 1 || Bd < 1) throw Error("retrieval_batch_loss: the batch needs queries and documents");
   if (!dhidden) throw Error("retrieval_batch_loss: null gradient buffer");
-  std::fill_n(dhidden, T * H, 0.0f);
+  if (spec.colbert && !dproj) throw Error("retrieval_batch_loss: null projection gradient buffer");
+  const std::vector<float> v = retrieval_vectors(hidden, b, H, spec);
+  std::vector<float> dv(v.size());
+  double loss = 0;
   if (!spec.colbert) {
-    std::vector<float> pooled(static_cast<size_t>(B * H)), dpooled(static_cast<size_t>(B * H));
-    const kernels::PoolMode mode = spec.cls_pooling ? kernels::PoolMode::kCls : kernels::PoolMode::kMean;
-    kernels::pool(mode, hidden, b.cu_seqlens.data(), B, H, pooled.data());
-    const double loss = info_nce_loss(pooled.data(), Bq, pooled.data() + Bq * H, Bd, H, target, exclude,
-                                      spec.temperature, dpooled.data(), dpooled.data() + Bq * H);
-    kernels::pool_backward(mode, dpooled.data(), b.cu_seqlens.data(), B, H, dhidden);  // dhidden is zero
-    return loss;
+    loss = info_nce_loss(v.data(), Bq, v.data() + Bq * H, Bd, H, target, exclude, spec.temperature, dv.data(),
+                         dv.data() + Bq * H);
+  } else {
+    const int64_t Dc = spec.proj_dim, Tq = b.cu_seqlens[static_cast<size_t>(Bq)];
+    std::vector<int64_t> qoff(b.cu_seqlens.begin(), b.cu_seqlens.begin() + Bq + 1), doff;
+    for (int64_t k = Bq; k <= B; ++k) doff.push_back(b.cu_seqlens[static_cast<size_t>(k)] - Tq);
+    loss = maxsim_contrastive_loss(v.data(), qoff, v.data() + Tq * Dc, doff, Dc, target, exclude, spec.temperature,
+                                   dv.data(), dv.data() + Tq * Dc);
+    std::fill_n(dproj, Dc * H, 0.0f);
   }
-  const int64_t Dc = spec.proj_dim;
-  if (!spec.proj || Dc < 1) throw Error("retrieval_batch_loss: colbert needs a projection");
-  if (!dproj) throw Error("retrieval_batch_loss: null projection gradient buffer");
-  std::vector<float> P(static_cast<size_t>(T * Dc)), dP(static_cast<size_t>(T * Dc));
-  kernels::gemm(hidden, spec.proj, nullptr, P.data(), T, Dc, H);  // P [T, Dc] = hidden · projᵀ
-  const int64_t Tq = b.cu_seqlens[static_cast<size_t>(Bq)];
-  std::vector<int64_t> qoff(b.cu_seqlens.begin(), b.cu_seqlens.begin() + Bq + 1), doff;
-  for (int64_t k = Bq; k <= B; ++k) doff.push_back(b.cu_seqlens[static_cast<size_t>(k)] - Tq);
-  const double loss = maxsim_contrastive_loss(P.data(), qoff, P.data() + Tq * Dc, doff, Dc, target, exclude,
-                                              spec.temperature, dP.data(), dP.data() + Tq * Dc);
-  // d proj [Dc, H] = dPᵀ · hidden;  d hidden [T, H] = dP · proj
-  std::fill_n(dproj, Dc * H, 0.0f);
-  kernels::matmul_tn_acc(dP.data(), hidden, dproj, T, Dc, H);
-  kernels::matmul_nn(dP.data(), spec.proj, dhidden, T, H, Dc, /*accumulate=*/false);
+  retrieval_vectors_backward(hidden, b, H, spec, dv.data(), dhidden, dproj);
   return loss;
 }
 
