@@ -1,10 +1,19 @@
 // modernbert embed: sentence embeddings (pooled, optional Dense/normalise/Matryoshka) or ColBERT
-// per-token vectors, as JSONL or .npy.
+// per-token vectors, as JSONL or .npy. Under `mpirun -np N` (#16) each rank embeds a contiguous share
+// of the inputs and rank 0 writes the one output, byte-identical to one process's (run_embed).
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string_view>
+#include <utility>
 
 #include "cli/command.h"
 #include "cli/infer_common.h"
+#include "cli/world_flags.h"
+#include "modernbert/communicator.h"
 #include "modernbert/error.h"
 #include "modernbert/tasks.h"
 
@@ -59,6 +68,116 @@ std::vector<std::vector<int32_t>> pylate_ids(const InferenceContext& ctx, const 
   return seqs;
 }
 
+// The input of `embed`, on every rank: its bytes and where each item (a non-blank line, as
+// read_inputs counts them) lies.
+struct InputText {
+  std::string label;  // the file, or "<stdin>"
+  std::string bytes;
+  struct Line {
+    size_t begin = 0, end = 0;  // [begin, end) in bytes, without '\n' and a trailing '\r'
+    size_t number = 0;          // 1-based line number
+  };
+  std::vector<Line> items;
+  InputRecord record(size_t i, int64_t vocab_size, bool lossy) const {
+    const Line& l = items[i];
+    return parse_input_line(bytes.substr(l.begin, l.end - l.begin), label, l.number, vocab_size, lossy);
+  }
+};
+
+// A file is read by every rank (under MPI it must be visible to all of them, like --model); stdin
+// reaches rank 0 only (mpirun), which broadcasts it. Lines as std::getline splits them.
+InputText read_input_text(Communicator& world, const std::string& path, const std::string& label) {
+  InputText t;
+  t.label = label;
+  if (path != "-") {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open input");
+    t.bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) throw Error(label + ": read error");
+  } else {
+    int64_t n = 0;
+    if (world.is_root()) {
+      t.bytes.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+      if (std::cin.bad()) throw Error(label + ": read error");
+      n = static_cast<int64_t>(t.bytes.size());
+    }
+    if (world.size() > 1) {
+      world.broadcast(&n, sizeof n, 0);
+      t.bytes.resize(static_cast<size_t>(n));
+      world.broadcast(t.bytes.data(), t.bytes.size(), 0);
+    }
+  }
+  size_t number = 0;
+  for (size_t pos = 0; pos < t.bytes.size();) {
+    const size_t nl = std::min(t.bytes.find('\n', pos), t.bytes.size());
+    ++number;
+    size_t end = nl;
+    if (end > pos && t.bytes[end - 1] == '\r') --end;
+    const std::string_view line(t.bytes.data() + pos, end - pos);
+    if (line.find_first_not_of(" \t") != std::string_view::npos) t.items.push_back({pos, end, number});
+    pos = nl + 1;
+  }
+  if (t.items.empty()) throw Error(label + ": no input (empty file)");
+  return t;
+}
+
+// Every rank must have read the same input (a file that differs between hosts would give a wrong
+// output silently): its item count and a hash of its bytes, compared across ranks.
+void check_same_input(Communicator& world, const InputText& t, const std::string& label) {
+  if (world.size() == 1) return;
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char c : t.bytes) h = (h ^ c) * 1099511628211ULL;
+  const std::string mine = std::to_string(t.items.size()) + " items, " + std::to_string(t.bytes.size()) +
+                           " bytes, FNV-1a " + std::to_string(h);
+  const std::vector<std::string> all = world.allgather_bytes(mine);
+  for (size_t r = 1; r < all.size(); ++r)
+    if (all[r] != all[0])
+      throw Error(label + ": rank " + std::to_string(r) + " read " + all[r] + " but rank 0 read " + all[0] +
+                  ": every rank must read the same input (a shared file system)");
+}
+
+// Every item's token count, on every rank (int32: at most max_position_embeddings each).
+std::vector<int32_t> all_lengths(Communicator& world, const std::vector<std::vector<int32_t>>& seqs, size_t count) {
+  std::string mine(seqs.size() * sizeof(int32_t), '\0');
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const auto n = static_cast<int32_t>(seqs[i].size());
+    std::memcpy(mine.data() + i * sizeof n, &n, sizeof n);
+  }
+  std::vector<int32_t> out;
+  out.reserve(count);
+  for (const std::string& part : world.allgather_bytes(mine)) {
+    const size_t k = part.size() / sizeof(int32_t);
+    out.resize(out.size() + k);
+    std::memcpy(out.data() + out.size() - k, part.data(), k * sizeof(int32_t));
+  }
+  if (out.size() != count)
+    throw Error("embed: the ranks tokenized " + std::to_string(out.size()) + " of " + std::to_string(count) +
+                " inputs (internal error)");
+  return out;
+}
+
+// [lo, hi): the items of the batches that start in [first, last), batches packed greedily over
+// all items exactly as batch_end (batching.h) packs them: a batch takes items while its token
+// count stays within the budget, and an item longer than the budget goes alone. lo == hi when no
+// batch starts there.
+std::pair<size_t, size_t> batches_starting_in(const std::vector<int32_t>& lengths, size_t first, size_t last,
+                                              int64_t max_batch_tokens) {
+  size_t lo = 0, hi = 0;
+  bool any = false;
+  for (size_t s = 0; s < lengths.size() && s < last;) {
+    size_t e = s;
+    int64_t tokens = 0;
+    while (e < lengths.size() && (e == s || tokens + lengths[e] <= max_batch_tokens)) tokens += lengths[e++];
+    if (s >= first) {
+      if (!any) lo = s;
+      any = true;
+      hi = e;
+    }
+    s = e;
+  }
+  return any ? std::pair{lo, hi} : std::pair{first, first};
+}
+
 int run_embed(int argc, char** argv) {
   ArgParser a("embed", "--model DIR [--input F] [--output F] [flags]",
               "Sentence embeddings: pooled final hidden states (pooling from the sentence-transformers\n"
@@ -66,9 +185,11 @@ int run_embed(int argc, char** argv) {
               "if any, L2 normalisation (a Normalize module or --normalize) and Matryoshka truncation\n"
               "(--dim, re-normalised). With --colbert: per-token vectors (PyLate Dense projection if the\n"
               "model has one), L2-normalised; a PyLate model's texts are documents ([D] prefix, document_length,\n"
-              "skiplist vectors dropped) or, with --query, queries ([Q] prefix, query_length, expansion). Output: JSONL {\"embedding\": [...]} / {\"vectors\": [[...]]}\n"
+              "skiplist vectors dropped) or, with --query, queries ([Q] prefix, query_length, expansion). Output: "
+              "JSONL {\"embedding\": [...]} / {\"vectors\": [[...]]}\n"
               "or, with --format npy, a float32 [N, D] .npy file.");
   add_common_flags(a);
+  add_world_flags(a);
   a.option("pooling", "MODE", "cls | mean | max (overrides the model's)");
   a.flag("normalize", "L2-normalise the embeddings");
   a.option("dim", "N", "Matryoshka: keep the first N dimensions");
@@ -77,10 +198,12 @@ int run_embed(int argc, char** argv) {
   a.flag("colbert", "per-token ColBERT vectors instead of one vector per text");
   a.flag("query", "--colbert on a PyLate model: the texts are queries ([Q] prefix, query_length, expansion)");
   a.flag("document", "--colbert on a PyLate model: the texts are documents ([D] prefix, skiplist; the default)");
-  a.option("document-length", "N", "--colbert on a PyLate model: truncate documents to N tokens (default: the model's)");
+  a.option("document-length", "N",
+           "--colbert on a PyLate model: truncate documents to N tokens (default: the model's)");
   a.option("format", "FMT", "jsonl | npy", "jsonl");
   if (!a.parse(argc, argv)) return 0;
   apply_threads(a);
+  Communicator& world = open_command_world(a);
   InferenceContext ctx = load_inference(a.require("model"), dtype_option(a));
   const auto& st = ctx.model.sentence_transformers;
   const std::string prompt_name = a.get_or("prompt", "");
@@ -110,43 +233,85 @@ int run_embed(int argc, char** argv) {
   }
 
   const bool lossy = a.has("lossy-utf8");
-  auto recs = read_inputs_from(a.get("input"), ctx.model.config.vocab_size, lossy);
-  std::vector<std::vector<uint8_t>> keep;  // PyLate: which token vectors are returned
-  auto seqs = colbert && pylate.present ? pylate_ids(ctx, pylate, recs, a.has("query"), lossy, prefix, keep)
-                                        : records_to_ids(ctx, recs, a.has("truncate"), lossy, prefix);
-  const int64_t H = ctx.model.config.hidden_size;
-  std::string out;
-  std::vector<float> all;
-  int64_t D = 0;
-  for_each_batch(
-      *ctx.encoder, seqs, a.get_int("max-batch-tokens"), [&](const Batch& b, size_t first, const std::vector<float>& h) {
-        if (colbert) {
-          auto v = colbert_vectors(h.data(), b.num_tokens(), H, o.dense, &D);
-          for (int64_t s = 0; s < b.num_seqs(); ++s) {
-            json rows = json::array();
-            const int64_t t0 = b.cu_seqlens[static_cast<size_t>(s)];
-            for (int64_t t = t0; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t)
-              if (keep.empty() || keep[first + static_cast<size_t>(s)][static_cast<size_t>(t - t0)])
-                rows.push_back(std::vector<float>(v.begin() + t * D, v.begin() + (t + 1) * D));
-            out += json({{"vectors", rows}}).dump() + "\n";
-          }
-          return;
-        }
-        auto e = sentence_embeddings(b, h.data(), H, o, &D);
-        if (fmt == "npy") {
-          all.insert(all.end(), e.begin(), e.end());
-        } else {
-          for (int64_t s = 0; s < b.num_seqs(); ++s)
-            out += json({{"embedding", std::vector<float>(e.begin() + s * D, e.begin() + (s + 1) * D)}}).dump() + "\n";
-        }
-      });
-  Output output(a.get("output"));  // a file appears only when complete
-  if (fmt == "npy") {
-    output.write(npy_header(static_cast<int64_t>(seqs.size()), D));
-    output.write(all.data(), all.size() * sizeof(float));  // streamed from the embeddings, no copy
-  } else {
-    output.write(out);
+  const int64_t max_batch_tokens = a.get_int("max-batch-tokens");
+  if (max_batch_tokens <= 0) throw Error("--max-batch-tokens must be positive");
+  const std::string input = a.get("input");
+  const std::string label = input == "-" ? "<stdin>" : input;
+  const InputText text = read_input_text(world, input, label);
+  const size_t count = text.items.size();
+  check_same_input(world, text, label);
+
+  // Token ids of items [first, last) (PyLate ColBERT: and the token vectors to keep). Errors name
+  // the input's FILE:LINE; under MPI, main.cpp's abort adds the rank.
+  auto ids_of = [&](size_t first, size_t last, std::vector<std::vector<uint8_t>>& keep) {
+    std::vector<InputRecord> recs;
+    recs.reserve(last - first);
+    for (size_t i = first; i < last; ++i) recs.push_back(text.record(i, ctx.model.config.vocab_size, lossy));
+    return colbert && pylate.present ? pylate_ids(ctx, pylate, recs, a.has("query"), lossy, prefix, keep)
+                                     : records_to_ids(ctx, recs, a.has("truncate"), lossy, prefix);
+  };
+  // 1. This rank parses and tokenizes its share of the items (so a bad item is found and named by
+  //    the rank that holds it), and every rank learns every item's token count.
+  const Share share = rank_share(static_cast<int64_t>(count), world.rank(), world.size());
+  const size_t s_first = static_cast<size_t>(share.first), s_last = static_cast<size_t>(share.last);
+  std::vector<std::vector<uint8_t>> keep;
+  auto seqs = ids_of(s_first, s_last, keep);
+  const std::vector<int32_t> lengths = all_lengths(world, seqs, count);
+  // 2. The batches one process would make (batch_end's greedy packing over all items): this rank
+  //    runs those that start in its share, so each batch, and with it every GEMM's shape and
+  //    blocking, is the single process's, and the output is bitwise the single process's. The last
+  //    of them may run past the share into the next one: those items are tokenized again here.
+  const auto [lo, hi] = batches_starting_in(lengths, s_first, s_last, max_batch_tokens);
+  seqs.erase(seqs.begin(), seqs.begin() + static_cast<std::ptrdiff_t>(lo - s_first));
+  if (!keep.empty()) keep.erase(keep.begin(), keep.begin() + static_cast<std::ptrdiff_t>(lo - s_first));
+  if (hi > s_last) {
+    std::vector<std::vector<uint8_t>> keep_more;
+    auto more = ids_of(s_last, hi, keep_more);
+    for (auto& q : more) seqs.push_back(std::move(q));
+    for (auto& k : keep_more) keep.push_back(std::move(k));
   }
+  if (lo == hi) seqs.clear(), keep.clear();  // a share inside another rank's batch
+
+  const int64_t H = ctx.model.config.hidden_size;
+  std::string out;  // this rank's part: JSONL lines, or float32 rows for npy
+  int64_t D = 0;
+  for_each_batch(*ctx.encoder, seqs, max_batch_tokens, [&](const Batch& b, size_t first, const std::vector<float>& h) {
+    if (colbert) {
+      auto v = colbert_vectors(h.data(), b.num_tokens(), H, o.dense, &D);
+      for (int64_t s = 0; s < b.num_seqs(); ++s) {
+        json rows = json::array();
+        const int64_t t0 = b.cu_seqlens[static_cast<size_t>(s)];
+        for (int64_t t = t0; t < b.cu_seqlens[static_cast<size_t>(s + 1)]; ++t)
+          if (keep.empty() || keep[first + static_cast<size_t>(s)][static_cast<size_t>(t - t0)])
+            rows.push_back(std::vector<float>(v.begin() + t * D, v.begin() + (t + 1) * D));
+        out += json({{"vectors", rows}}).dump() + "\n";
+      }
+      return;
+    }
+    auto e = sentence_embeddings(b, h.data(), H, o, &D);
+    if (fmt == "npy") {
+      out.append(reinterpret_cast<const char*>(e.data()), e.size() * sizeof(float));
+    } else {
+      for (int64_t s = 0; s < b.num_seqs(); ++s)
+        out += json({{"embedding", std::vector<float>(e.begin() + s * D, e.begin() + (s + 1) * D)}}).dump() + "\n";
+    }
+  });
+  // 3. Every part to rank 0, which alone writes the one output, parts in rank order = input order.
+  //    Rank 0 keeps its own part (no copy through the gather).
+  std::vector<std::string> parts = world.gather_bytes(world.is_root() ? std::string() : out, 0);
+  if (!world.is_root()) return 0;
+  parts[0] = std::move(out);
+  if (fmt == "npy") {
+    // Rank 0 always embeds the first batch, so it knows D.
+    size_t bytes = 0;
+    for (const auto& p : parts) bytes += p.size();
+    if (bytes != count * static_cast<size_t>(D) * sizeof(float))
+      throw Error("embed: the ranks returned " + std::to_string(bytes) + " bytes of embeddings for " +
+                  std::to_string(count) + " inputs of dimension " + std::to_string(D) + " (internal error)");
+  }
+  Output output(a.get("output"));  // a file appears only when complete
+  if (fmt == "npy") output.write(npy_header(static_cast<int64_t>(count), D));
+  for (const auto& p : parts) output.write(p);
   output.commit();
   return 0;
 }
