@@ -3,6 +3,7 @@
 // of the inputs and rank 0 writes the one output, byte-identical to one process's (run_embed).
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -156,26 +157,55 @@ std::vector<int32_t> all_lengths(Communicator& world, const std::vector<std::vec
   return out;
 }
 
-// [lo, hi): the items of the batches that start in [first, last), batches packed greedily over
-// all items exactly as batch_end (batching.h) packs them: a batch takes items while its token
-// count stays within the budget, and an item longer than the budget goes alone. lo == hi when no
-// batch starts there.
-std::pair<size_t, size_t> batches_starting_in(const std::vector<int32_t>& lengths, size_t first, size_t last,
-                                              int64_t max_batch_tokens) {
-  size_t lo = 0, hi = 0;
-  bool any = false;
-  for (size_t s = 0; s < lengths.size() && s < last;) {
+// The single process's batches and which rank runs each. Batches are packed greedily over all
+// items exactly as batch_end (batching.h) packs them: a batch takes items while its token count
+// stays within the budget, and an item longer than the budget goes alone. So every batch, and with
+// it every GEMM's shape and blocking, is the single process's, and the output is bitwise the
+// single process's. Rank r runs the contiguous batches whose first token lies in its even share
+// of all tokens (even_bounds): balanced by tokens (a corpus sorted by length is balanced too), to
+// within one batch. Rank 0 always runs batch 0.
+struct ShardPlan {
+  std::vector<size_t> starts;   // first item of every batch, then the item count
+  std::vector<size_t> batches;  // size()+1 bounds: rank r runs batches [batches[r], batches[r+1])
+  size_t first_item(int rank) const { return starts[batches[static_cast<size_t>(rank)]]; }
+  size_t end_item(int rank) const { return starts[batches[static_cast<size_t>(rank) + 1]]; }
+  size_t batch_count(int rank) const {
+    return batches[static_cast<size_t>(rank) + 1] - batches[static_cast<size_t>(rank)];
+  }
+};
+
+ShardPlan plan_shards(const std::vector<int32_t>& lengths, int64_t max_batch_tokens, int ranks) {
+  ShardPlan p;
+  std::vector<size_t> token_start;  // tokens before each batch
+  size_t tokens_before = 0;
+  for (size_t s = 0; s < lengths.size();) {
     size_t e = s;
     int64_t tokens = 0;
     while (e < lengths.size() && (e == s || tokens + lengths[e] <= max_batch_tokens)) tokens += lengths[e++];
-    if (s >= first) {
-      if (!any) lo = s;
-      any = true;
-      hi = e;
-    }
+    p.starts.push_back(s);
+    token_start.push_back(tokens_before);
+    tokens_before += static_cast<size_t>(tokens);
     s = e;
   }
-  return any ? std::pair{lo, hi} : std::pair{first, first};
+  p.starts.push_back(lengths.size());
+  const std::vector<size_t> tb = even_bounds(tokens_before, ranks);
+  for (const size_t t : tb)  // batches starting before token t
+    p.batches.push_back(
+        static_cast<size_t>(std::lower_bound(token_start.begin(), token_start.end(), t) - token_start.begin()));
+  p.batches.back() = token_start.size();
+  return p;
+}
+
+// Batches per round: every rank runs its batches in rounds of this many, with a small collective
+// after each (below), so a collective never waits longer than about one round of compute for a
+// slower rank, whatever the corpus size (--comm-timeout bounds that wait). Test hook:
+// MODERNBERT_TEST_EMBED_ROUND_BATCHES.
+size_t batches_per_round() {
+  if (const char* v = std::getenv("MODERNBERT_TEST_EMBED_ROUND_BATCHES")) {
+    const long n = std::atol(v);
+    if (n > 0) return static_cast<size_t>(n);
+  }
+  return 8;
 }
 
 int run_embed(int argc, char** argv) {
@@ -187,7 +217,10 @@ int run_embed(int argc, char** argv) {
               "model has one), L2-normalised; a PyLate model's texts are documents ([D] prefix, document_length,\n"
               "skiplist vectors dropped) or, with --query, queries ([Q] prefix, query_length, expansion). Output: "
               "JSONL {\"embedding\": [...]} / {\"vectors\": [[...]]}\n"
-              "or, with --format npy, a float32 [N, D] .npy file.");
+              "or, with --format npy, a float32 [N, D] .npy file.\n"
+              "Under `mpirun -np N`, each rank embeds a share of the inputs (every rank reads --input FILE;\n"
+              "stdin is read by rank 0) and rank 0 writes the one output, identical to one process's with the\n"
+              "same --threads and --max-batch-tokens.");
   add_common_flags(a);
   add_world_flags(a);
   a.option("pooling", "MODE", "cls | mean | max (overrides the model's)");
@@ -252,30 +285,43 @@ int run_embed(int argc, char** argv) {
   };
   // 1. This rank parses and tokenizes its share of the items (so a bad item is found and named by
   //    the rank that holds it), and every rank learns every item's token count.
-  const Share share = rank_share(static_cast<int64_t>(count), world.rank(), world.size());
+  const int rank = world.rank(), ranks = world.size();
+  const Share share = rank_share(static_cast<int64_t>(count), rank, ranks);
   const size_t s_first = static_cast<size_t>(share.first), s_last = static_cast<size_t>(share.last);
-  std::vector<std::vector<uint8_t>> keep;
-  auto seqs = ids_of(s_first, s_last, keep);
-  const std::vector<int32_t> lengths = all_lengths(world, seqs, count);
-  // 2. The batches one process would make (batch_end's greedy packing over all items): this rank
-  //    runs those that start in its share, so each batch, and with it every GEMM's shape and
-  //    blocking, is the single process's, and the output is bitwise the single process's. The last
-  //    of them may run past the share into the next one: those items are tokenized again here.
-  const auto [lo, hi] = batches_starting_in(lengths, s_first, s_last, max_batch_tokens);
-  seqs.erase(seqs.begin(), seqs.begin() + static_cast<std::ptrdiff_t>(lo - s_first));
-  if (!keep.empty()) keep.erase(keep.begin(), keep.begin() + static_cast<std::ptrdiff_t>(lo - s_first));
-  if (hi > s_last) {
-    std::vector<std::vector<uint8_t>> keep_more;
-    auto more = ids_of(s_last, hi, keep_more);
-    for (auto& q : more) seqs.push_back(std::move(q));
-    for (auto& k : keep_more) keep.push_back(std::move(k));
-  }
-  if (lo == hi) seqs.clear(), keep.clear();  // a share inside another rank's batch
+  std::vector<std::vector<uint8_t>> share_keep;
+  auto share_seqs = ids_of(s_first, s_last, share_keep);
+  const std::vector<int32_t> lengths = all_lengths(world, share_seqs, count);
+  // 2. The single process's batches, this rank's contiguous run of them (plan_shards), and their
+  //    token ids: kept from step 1 where the run overlaps the share, tokenized again elsewhere.
+  const ShardPlan plan = plan_shards(lengths, max_batch_tokens, ranks);
+  const size_t lo = plan.first_item(rank), hi = plan.end_item(rank);
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<std::vector<uint8_t>> keep;  // PyLate: which token vectors are returned
+  auto take = [&](size_t first, size_t last) {
+    if (first >= last) return;
+    if (first >= s_first && last <= s_last) {
+      for (size_t i = first; i < last; ++i) {
+        seqs.push_back(std::move(share_seqs[i - s_first]));
+        if (!share_keep.empty()) keep.push_back(std::move(share_keep[i - s_first]));
+      }
+      return;
+    }
+    std::vector<std::vector<uint8_t>> k;
+    for (auto& q : ids_of(first, last, k)) seqs.push_back(std::move(q));
+    for (auto& q : k) keep.push_back(std::move(q));
+  };
+  take(lo, std::min(hi, s_first));
+  take(std::max(lo, s_first), std::min(hi, s_last));
+  take(std::max(lo, s_last), hi);
+  share_seqs.clear();
+  share_keep.clear();
 
   const int64_t H = ctx.model.config.hidden_size;
   std::string out;  // this rank's part: JSONL lines, or float32 rows for npy
   int64_t D = 0;
-  for_each_batch(*ctx.encoder, seqs, max_batch_tokens, [&](const Batch& b, size_t first, const std::vector<float>& h) {
+  size_t base = 0;  // index into seqs of the current round's first item
+  auto emit = [&](const Batch& b, size_t first, const std::vector<float>& h) {
+    first += base;
     if (colbert) {
       auto v = colbert_vectors(h.data(), b.num_tokens(), H, o.dense, &D);
       for (int64_t s = 0; s < b.num_seqs(); ++s) {
@@ -295,7 +341,25 @@ int run_embed(int argc, char** argv) {
       for (int64_t s = 0; s < b.num_seqs(); ++s)
         out += json({{"embedding", std::vector<float>(e.begin() + s * D, e.begin() + (s + 1) * D)}}).dump() + "\n";
     }
-  });
+  };
+  // Rounds: the same number on every rank (from the largest run); a rank whose run is over only
+  // takes part in the collective. for_each_batch over a round's items, which start and end at
+  // batch boundaries, packs exactly the plan's batches.
+  size_t max_batches = 0;
+  for (int r = 0; r < ranks; ++r) max_batches = std::max(max_batches, plan.batch_count(r));
+  const size_t per_round = batches_per_round(), b0 = plan.batches[static_cast<size_t>(rank)];
+  for (size_t k = 0; k * per_round < max_batches; ++k) {
+    const size_t bl = b0 + std::min(k * per_round, plan.batch_count(rank));
+    const size_t bh = b0 + std::min((k + 1) * per_round, plan.batch_count(rank));
+    if (bl < bh) {
+      base = plan.starts[bl] - lo;
+      std::vector<std::vector<int32_t>> round(
+          std::make_move_iterator(seqs.begin() + static_cast<std::ptrdiff_t>(base)),
+          std::make_move_iterator(seqs.begin() + static_cast<std::ptrdiff_t>(plan.starts[bh] - lo)));
+      for_each_batch(*ctx.encoder, round, max_batch_tokens, emit);
+    }
+    if (ranks > 1) world.barrier();
+  }
   // 3. Every part to rank 0, which alone writes the one output, parts in rank order = input order.
   //    Rank 0 keeps its own part (no copy through the gather).
   std::vector<std::string> parts = world.gather_bytes(world.is_root() ? std::string() : out, 0);
