@@ -27,8 +27,12 @@ struct WorldOptions {
 };
 
 // The job's world, created once per process and kept until exit: under an MPI launcher,
-// MPI_Init_thread (FUNNELED) + MPI_COMM_WORLD, with a SIGTERM handler that names the rank when the
-// launcher ends the job; otherwise single_process(). MPI_Finalize runs at exit.
+// MPI_Init_thread (FUNNELED) + a private duplicate of MPI_COMM_WORLD, with a SIGTERM handler that
+// names the rank when the launcher ends the job; otherwise single_process(). A launcher that starts
+// one rank (-np 1) gives an MPI world of one, whose collectives return at once. Only the thread that
+// opened the world may use it. MPI_Finalize runs at exit (an atexit handler): it waits until every
+// rank has reached it, so a rank that finishes early waits there for the others (a rank that fails
+// meanwhile still ends the job through abort()).
 Communicator& open_world(const WorldOptions& options = {});
 
 // Ranks of this job on this host (for the default thread count: cores / local ranks); 1 without MPI.

@@ -17,6 +17,48 @@ namespace modernbert::cli {
 
 using nlohmann::json;
 
+bool is_blank_input_line(const std::string& line) { return line.find_first_not_of(" \t") == std::string::npos; }
+
+InputRecord parse_input_line(std::string line, const std::string& label, size_t lineno, int64_t vocab_size,
+                             bool lossy_utf8) {
+  InputRecord r;
+  r.source = label;
+  r.line = lineno;
+  auto where = [&] { return r.where() + ": "; };
+  const size_t first = line.find_first_not_of(" \t");
+  if (first != std::string::npos && line[first] == '{') {
+    // The JSON parser rejects invalid UTF-8 (an error naming the line); with --lossy-utf8 it is
+    // replaced first, as the tokenizer would replace it in a plain line.
+    if (lossy_utf8 && tok::utf8_first_invalid(line) != std::string::npos) line = tok::utf8_lossy(line, nullptr);
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const std::exception& e) {
+      throw Error(where() + "malformed JSON: " + e.what());
+    }
+    if (j.contains("input_ids")) {
+      r.ids = parse_token_ids(j["input_ids"], vocab_size, r.where() + ": field input_ids");
+      r.has_ids = true;
+    } else if (j.contains("text")) {
+      if (!j["text"].is_string()) throw Error(where() + "\"text\" must be a string");
+      r.text = j["text"].get<std::string>();
+      if (j.contains("text_pair") && !j["text_pair"].is_null()) {
+        if (!j["text_pair"].is_string()) throw Error(where() + "\"text_pair\" must be a string");
+        r.text_pair = j["text_pair"].get<std::string>();
+        r.has_pair = true;
+      }
+    } else {
+      throw Error(where() + "expected an object with \"text\" or \"input_ids\"");
+    }
+    r.extra = std::move(j);
+  } else {
+    r.text = std::move(line);
+  }
+  if (!r.has_ids && r.text.find_first_not_of(" \t\r\n") == std::string::npos && !r.has_pair)
+    throw Error(where() + "empty text");
+  return r;
+}
+
 std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label, int64_t vocab_size, bool lossy_utf8) {
   std::vector<InputRecord> out;
   std::string line;
@@ -24,43 +66,8 @@ std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label,
   while (std::getline(in, line)) {
     ++lineno;
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    size_t first = line.find_first_not_of(" \t");
-    if (first == std::string::npos) continue;  // blank lines separate nothing
-    InputRecord r;
-    r.source = label;
-    r.line = lineno;
-    auto where = [&] { return r.where() + ": "; };
-    if (line[first] == '{') {
-      // The JSON parser rejects invalid UTF-8 (an error naming the line); with --lossy-utf8 it is
-      // replaced first, as the tokenizer would replace it in a plain line.
-      if (lossy_utf8 && tok::utf8_first_invalid(line) != std::string::npos) line = tok::utf8_lossy(line, nullptr);
-      json j;
-      try {
-        j = json::parse(line);
-      } catch (const std::exception& e) {
-        throw Error(where() + "malformed JSON: " + e.what());
-      }
-      if (j.contains("input_ids")) {
-        r.ids = parse_token_ids(j["input_ids"], vocab_size, r.where() + ": field input_ids");
-        r.has_ids = true;
-      } else if (j.contains("text")) {
-        if (!j["text"].is_string()) throw Error(where() + "\"text\" must be a string");
-        r.text = j["text"].get<std::string>();
-        if (j.contains("text_pair") && !j["text_pair"].is_null()) {
-          if (!j["text_pair"].is_string()) throw Error(where() + "\"text_pair\" must be a string");
-          r.text_pair = j["text_pair"].get<std::string>();
-          r.has_pair = true;
-        }
-      } else {
-        throw Error(where() + "expected an object with \"text\" or \"input_ids\"");
-      }
-      r.extra = std::move(j);
-    } else {
-      r.text = line;
-    }
-    if (!r.has_ids && r.text.find_first_not_of(" \t\r\n") == std::string::npos && !r.has_pair)
-      throw Error(where() + "empty text");
-    out.push_back(std::move(r));
+    if (is_blank_input_line(line)) continue;  // blank lines separate nothing
+    out.push_back(parse_input_line(std::move(line), label, lineno, vocab_size, lossy_utf8));
   }
   if (in.bad()) throw Error(label + ": read error");
   if (out.empty()) throw Error(label + ": no input (empty file)");

@@ -39,6 +39,12 @@ struct InputRecord {
 // and the tokenizer replaces it (records_to_ids), so offsets still point into the original line.
 std::vector<InputRecord> read_inputs(std::istream& in, const std::string& label, int64_t vocab_size,
                                      bool lossy_utf8 = false);
+// The parts of read_inputs, for a caller that splits the lines itself (embed under MPI parses only
+// its rank's share): whether a line (without its '\n' and trailing '\r') is skipped as blank, and
+// one non-blank line as a record, LINENO (1-based) naming it in errors.
+bool is_blank_input_line(const std::string& line);
+InputRecord parse_input_line(std::string line, const std::string& label, size_t lineno, int64_t vocab_size,
+                             bool lossy_utf8 = false);
 // "-" = stdin, named "<stdin>" in errors.
 std::vector<InputRecord> read_inputs_from(const std::string& path, int64_t vocab_size, bool lossy_utf8 = false);
 

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "modernbert/error.h"
+
 namespace modernbert {
 
 void Communicator::allreduce_sum(float* data, size_t n) {
@@ -14,6 +16,7 @@ void Communicator::allreduce_sum(float* data, size_t n) {
 }
 
 std::vector<size_t> even_bounds(size_t n, int parts) {
+  if (parts < 1) throw Error("even_bounds: " + std::to_string(parts) + " parts (need at least 1)");
   std::vector<size_t> b(static_cast<size_t>(parts) + 1, 0);
   const size_t p = static_cast<size_t>(parts), q = n / p, r = n % p;
   for (size_t i = 0; i < p; ++i) b[i + 1] = b[i] + q + (i < r ? 1 : 0);
@@ -21,6 +24,9 @@ std::vector<size_t> even_bounds(size_t n, int parts) {
 }
 
 Share rank_share(int64_t count, int rank, int size) {
+  if (count < 0 || size < 1 || rank < 0 || rank >= size)
+    throw Error("rank_share: rank " + std::to_string(rank) + " of " + std::to_string(size) + ", " +
+                std::to_string(count) + " items");
   const std::vector<size_t> b = even_bounds(static_cast<size_t>(count), size);
   return {static_cast<int64_t>(b[static_cast<size_t>(rank)]), static_cast<int64_t>(b[static_cast<size_t>(rank) + 1])};
 }
