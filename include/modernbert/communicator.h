@@ -59,7 +59,7 @@ class Communicator {
   virtual void barrier() = 0;
 
   // Ends the whole job: prints "rank R of N: <message>" on stderr and makes every rank exit
-  // non-zero (MPI_Abort). The single process prints the message and exits with `code`.
+  // non-zero (MPI_Abort). The single process prints the message and exits with `code` (0 -> 1).
   [[noreturn]] virtual void abort(const std::string& message, int code) = 0;
 
   // Seconds a collective may wait for its peers before the job is aborted (0 = forever).
@@ -71,7 +71,8 @@ class Communicator {
 Communicator& single_process();
 
 // bounds of n elements split into `parts` contiguous ranges of near-equal size (the first
-// n % parts ranges get one more).
+// n % parts ranges get one more). Error when parts < 1; rank_share: when rank is outside
+// [0, size) or count < 0.
 std::vector<size_t> even_bounds(size_t n, int parts);
 // The contiguous share of `count` items (micro-batches, inputs) that rank `rank` of `size` takes:
 // [first, last) with the same near-equal split as even_bounds.

@@ -49,8 +49,14 @@ int main(int argc, char** argv) {
         return c.run(argc - 1, argv + 1);
       } catch (const std::exception& e) {
         // One rank of an MPI job: end every rank (a lone survivor would wait in its next collective).
-        if (modernbert::mpi_built_in() && modernbert::launched_by_mpi() && modernbert::launcher_world_size() > 1)
-          modernbert::open_world().abort(std::string("modernbert ") + argv[1] + ": error: " + e.what(), 1);
+        if (modernbert::mpi_built_in() && modernbert::launched_by_mpi() && modernbert::launcher_world_size() > 1) {
+          modernbert::Communicator* world = nullptr;
+          try {
+            world = &modernbert::open_world();
+          } catch (const std::exception&) {  // MPI itself failed to start: report the first error below
+          }
+          if (world) world->abort(std::string("modernbert ") + argv[1] + ": error: " + e.what(), 1);
+        }
         std::fprintf(stderr, "modernbert %s: error: %s\n", argv[1], e.what());
         return 1;
       }

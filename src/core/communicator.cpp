@@ -49,7 +49,7 @@ class SingleProcess final : public Communicator {
   [[noreturn]] void abort(const std::string& message, int code) override {
     std::fprintf(stderr, "%s\n", message.c_str());
     std::fflush(stderr);
-    std::_Exit(code);
+    std::_Exit(code == 0 ? 1 : code);
   }
   void set_timeout_seconds(double) override {}
   double timeout_seconds() const override { return 0; }
