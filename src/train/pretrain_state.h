@@ -26,7 +26,8 @@ namespace train {
 // What a resumed run must share with the run it continues: the effective model config, content
 // hashes of the tokenizer and of every data file (with sizes), seed, batch layout, masking,
 // optimizer and LR schedule (after defaults are applied). Output, logging and stopping fields
-// (output_dir, save_every, keep_last, eval_every, log_every, max_steps, threads) may change.
+// (output_dir, save_every, keep_last, eval_every, log_every, max_steps, threads) may change, and so
+// may the data-parallel world size and ZeRO stage (the global batch of a step does not depend on them).
 // `mask_token_id` and `packing_buffer` are the effective values.
 nlohmann::json run_identity(const PretrainConfig& pc, const ModelConfig& effective_model, int32_t mask_token_id,
                             int64_t packing_buffer, double schedule_total_tokens);
