@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Data-parallel pretraining on this machine (#16 item 6, the numbers of docs/distributed.md):
-# N ranks x 1 thread against 1 rank x 1 thread with the same work per rank (one micro-batch of
-# --micro-batch-size rows per rank per step), on the `base` model shape.
+# N ranks x 1 thread against 1 rank x 1 thread with the same work per rank (--accum micro-batches
+# of --micro-batch-size rows per rank per step), on the `base` model shape.
 #
 #   bench/distributed_scaling.sh [--build DIR] [--model base] [--seq-len 512] [--micro-batch-size 1]
-#                                [--steps 6] [--ranks 2] [--zero 0|1] [--out DIR] [--keep]
+#                                [--accum 1] [--steps 6] [--ranks 2] [--zero 0|1] [--out DIR] [--keep]
 #
-# Prints lscpu's model and flags and the load average, runs
+# Prints lscpu's model and flags and the load average, runs (M = micro-batch size x accum)
 #   modernbert pretrain ... --global-batch-size M              --threads 1          (1 rank)
 #   mpirun -np N modernbert pretrain ... --global-batch-size N*M --threads 1 [--zero Z]  (N ranks)
 # on random token ids (documents of 100..600 tokens, packed into rows of --seq-len), and from each
@@ -14,11 +14,12 @@
 # ratio N ranks / 1 rank (ideal: N), and the median all-reduce seconds per step ("allreduce_s")
 # with its share of the step (plus "allgather_s" under --zero 1). Both runs end with the usual
 # checkpoint (not timed). Timings need an otherwise idle machine: the load average is printed
-# before and after.
+# before and after. Open MPI's shared-memory transport copies through a bounce buffer
+# (btl_vader_single_copy_mechanism=none, as the tests) unless that variable is set (e.g. cma).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=$ROOT/build
-MODEL=base SEQ=512 MBS=1 STEPS=6 RANKS=2 ZERO=0 KEEP=0
+MODEL=base SEQ=512 MBS=1 ACCUM=1 STEPS=6 RANKS=2 ZERO=0 KEEP=0
 OUT=""
 PY=/usr/bin/python3
 while [ $# -gt 0 ]; do
@@ -27,12 +28,13 @@ while [ $# -gt 0 ]; do
     --model) MODEL=$2; shift 2 ;;
     --seq-len) SEQ=$2; shift 2 ;;
     --micro-batch-size) MBS=$2; shift 2 ;;
+    --accum) ACCUM=$2; shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --ranks) RANKS=$2; shift 2 ;;
     --zero) ZERO=$2; shift 2 ;;
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "distributed_scaling.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -53,7 +55,7 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # Random ids in [5, 50000): enough documents for every step of both runs.
 DATA=$OUT/ids.jsonl
-$PY - "$DATA" "$SEQ" "$MBS" "$STEPS" "$RANKS" << 'EOF'
+$PY - "$DATA" "$SEQ" "$((MBS * ACCUM))" "$STEPS" "$RANKS" << 'EOF'
 import json, random, sys
 path, seq, mbs, steps, ranks = sys.argv[1], *map(int, sys.argv[2:])
 need = seq * mbs * ranks * (steps + 2) * 2  # tokens, with room for the packer's buffer
@@ -69,13 +71,14 @@ EOF
 COMMON="pretrain --data $DATA --model-config $MODEL --seq-len $SEQ --micro-batch-size $MBS
   --batch-warmup-tokens 0 --max-steps $STEPS --save-every 0 --eval-every 0 --mask-token-id 4 --threads 1
   --log-every 1 --seed 1"
-echo "== 1 rank x 1 thread: $MODEL, $MBS x $SEQ tokens per step"
+echo "== 1 rank x 1 thread: $MODEL, $ACCUM x $MBS x $SEQ tokens per step"
 # shellcheck disable=SC2086
-"$CLI" $COMMON --global-batch-size "$MBS" --output-dir "$OUT/one" 2>&1 | grep -vE '^pretrain: step' | tail -3
-echo "== $RANKS ranks x 1 thread (--zero $ZERO): $RANKS x $MBS x $SEQ tokens per step"
+"$CLI" $COMMON --global-batch-size $((MBS * ACCUM)) --output-dir "$OUT/one" 2>&1 | grep -vE '^pretrain: step' | tail -3
+CMA=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+echo "== $RANKS ranks x 1 thread (--zero $ZERO, vader single copy: $CMA): $RANKS x $ACCUM x $MBS x $SEQ tokens per step"
 # shellcheck disable=SC2086
-OMPI_MCA_btl_vader_single_copy_mechanism=none mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$RANKS" \
-  "$CLI" $COMMON --global-batch-size $((MBS * RANKS)) --zero "$ZERO" --output-dir "$OUT/many" 2>&1 |
+OMPI_MCA_btl_vader_single_copy_mechanism=$CMA mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$RANKS" \
+  "$CLI" $COMMON --global-batch-size $((MBS * ACCUM * RANKS)) --zero "$ZERO" --output-dir "$OUT/many" 2>&1 |
   grep -vE '^pretrain: step' | tail -4
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
