@@ -2,11 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "modernbert/communicator.h"
 #include "modernbert/optimizer.h"
 #include "modernbert/schedule.h"
 
@@ -59,6 +59,12 @@ struct PretrainConfig {
   bool ignore_run_mismatch = false;
   int64_t threads = 0;       // compute threads (0 = all cores); --resume is bit-exact at the same count
   int64_t kill_at_step = 0;  // testing aid: SIGKILL itself in the middle of this step
+  int64_t kill_rank = -1;    // testing aid: with kill_at_step, only this rank of an MPI job dies (-1: all)
+  // Data parallelism (#16; the job's ranks are pretrain()'s Communicator). Not part of the run's
+  // identity: a run may resume at another world size or ZeRO stage.
+  // zero_stage 0: every rank keeps the whole optimizer state; 1: each rank keeps its shard (ZeRO-1).
+  int64_t zero_stage = 0;
+  int64_t sync_check_every = 100;  // compare a parameter checksum across ranks every K steps (0: at the start only)
 
   // Reads a training config (fields as above; option strings become enums here). Throws
   // modernbert::Error naming `source` and the field. to_json writes the strings back.
@@ -73,6 +79,14 @@ struct PretrainResult {
   int64_t skipped_steps = 0;
 };
 
-PretrainResult pretrain(const PretrainConfig& cfg);
+// Runs (or resumes) a pre-training run. Data-parallel when `comm` has several ranks (`mpirun -np N
+// modernbert pretrain`): every rank reads the same data and builds the same packed, masked global
+// batch of each step, runs its contiguous share of the step's micro-batches (training_loop.h), and
+// takes the same update (zero_stage 1: its shard of the optimizer, then an all-gather of the
+// weights). Rank 0 alone writes the output directory (run.json, train_config.json, metrics.jsonl,
+// checkpoints); the others only read the checkpoint rank 0 picks for --resume (a filesystem shared
+// by the hosts, as the data files). Checkpoints do not depend on the world size or ZeRO stage.
+// Every rank must be given the same settings (checked at the start: an Error naming the field).
+PretrainResult pretrain(const PretrainConfig& cfg, Communicator& comm = single_process());
 
 }  // namespace modernbert

@@ -14,6 +14,7 @@
 //     grad norm (optional), skip guard (non-finite / loss spike vs. the loss EMA)
 //     task.before_update(...)
 //     clip (optional), every group's optimizer at lr = peak · lr_multiplier(schedule, tokens | steps)
+//     (ZeRO-1 groups: each rank updates its shard, then the parameters are all-gathered)
 //     JSONL record (append-only) + progress line; evaluation every N steps (merged into the record)
 //     checkpoint every N steps
 //   epoch mode: evaluate at each epoch end; the best epoch is saved; stop after `patience` epochs
@@ -30,9 +31,11 @@
 // gradient of micro-batch k is computed from zero and the sums run
 //   one process:  ((g_0 + g_1) + g_2) + ...          (micro order)
 //   N ranks:      (S_0 + S_1) + ...,  S_r = the rank's micro-batches summed in micro order
-// so N ranks with ONE micro-batch each reproduce one process with N micro-batches BIT FOR BIT;
-// with several per rank the sum is re-associated (float rounding differences only). Every rank
-// then takes the same update; rank 0 alone writes the log and progress lines (cfg.log and
+// so N ranks with ONE micro-batch each reproduce one process with N micro-batches BIT FOR BIT
+// (more generally: whenever ranks 1..N-1 hold at most one micro-batch each, e.g. 3 on 2 ranks; a
+// rank with none adds zeros, which can only turn a -0 into +0, invisible to the optimizer); with
+// several on a later rank the sum is re-associated (float rounding differences only). Every rank
+// then takes the same update (ZeRO-1: ParamGroup::shard); rank 0 alone writes the log and progress lines (cfg.log and
 // cfg.progress are ignored elsewhere), and every sync_check_every steps all ranks compare a
 // checksum of their parameters (an Error when they differ).
 #pragma once
@@ -68,6 +71,12 @@ struct ParamGroup {
   float* params = nullptr;
   float* grads = nullptr;
   size_t size = 0;
+  // Data-parallel ZeRO stage 1 (#16): comm.size() + 1 element offsets; rank r's optimizer owns
+  // [shard[r], shard[r+1]) of the layout (Optimizer over a tensor range) and updates only those
+  // parameters, which are then all-gathered (Communicator::allgather with these bounds). The
+  // gradient is still all-reduced whole, so norm, clipping and skipping are unchanged and the
+  // weights equal the unsharded run's bit for bit. Empty: every rank updates every parameter.
+  std::vector<size_t> shard = {};
 };
 
 // What a step will do, from TrainingTask::plan_step.
@@ -92,6 +101,7 @@ struct StepReport {
   double grad_norm = std::numeric_limits<double>::quiet_NaN();  // when computed
   int64_t tokens = 0;                                           // StepPlan::tokens
   double comm_seconds = 0;  // data-parallel: the step's gradient all-reduce (wall time on this rank)
+  double gather_seconds = 0;  // ZeRO-1: the parameter all-gather after the update (wall time on this rank)
   std::string skipped;                                          // why the update was skipped; "" = applied
 };
 

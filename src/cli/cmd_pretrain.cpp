@@ -7,6 +7,7 @@
 
 #include "cli/args.h"
 #include "cli/command.h"
+#include "cli/world_flags.h"
 #include "modernbert/error.h"
 #include "modernbert/file_io.h"
 #include "modernbert/pretrain.h"
@@ -31,7 +32,9 @@ int run_pretrain(int argc, char** argv) {
               "StableAdamW with warmup-stable-decay, batch-size warm-up, loss-spike/NaN guard, held-out\n"
               "evaluation, checkpoints (HF layout + trainer state) that --resume continues bit-identically.\n"
               "Defaults are ModernBERT-base phase 1; every number is a config field (see docs/training.md).\n"
-              "Flags override the config file.");
+              "Flags override the config file.\n"
+              "Data-parallel: mpirun -np N modernbert pretrain ... (the same flags on every rank; each step's\n"
+              "global batch and the result equal the one-process run's; rank 0 writes --output-dir).");
   a.option("config", "FILE", "training config JSON (fields of docs/training.md)");
   a.option("data", "FILES", "comma list of training files (.jsonl with text|input_ids, or .txt: one doc per line)");
   a.option("eval-data", "FILES", "comma list of held-out files");
@@ -67,11 +70,19 @@ int run_pretrain(int argc, char** argv) {
   a.option("eval-every", "N", "held-out MLM loss/accuracy every N steps (0 = off)");
   a.option("log-every", "N", "plain log line every N steps (non-TTY)");
   a.option("kill-at-step", "N", "testing aid: SIGKILL the process in the middle of step N");
+  a.option("kill-rank", "R", "testing aid: with --kill-at-step, only rank R of an MPI job dies (default: every rank)");
+  a.option("zero", "STAGE",
+           "MPI runs: 1 = each rank keeps 1/N of the optimizer state (ZeRO stage 1), 0 = all (default)");
+  a.option("sync-check-every", "K",
+           "MPI runs: compare a parameter checksum across ranks every K steps (0 = at the start only; default 100)");
   a.flag("lossy-utf8", "replace invalid UTF-8 in text data with U+FFFD instead of failing");
   a.flag("resume", "continue from the latest checkpoint in --output-dir (same settings, checked)");
   a.flag("overwrite", "replace the run already in --output-dir (its checkpoints and metrics are deleted)");
   a.flag("ignore-run-mismatch", "with --resume: continue although data, seed, model or schedule differ from the run");
-  a.option("threads", "N", "compute threads (default: all cores); --resume is bit-exact at the run's thread count");
+  a.option("threads", "N",
+           "compute threads (default: all cores; MPI: cores / ranks on the host); --resume is bit-exact at the run's "
+           "thread count");
+  add_world_flags(a);
   if (!a.parse(argc, argv)) return 0;
 
   nlohmann::json j = nlohmann::json::object();
@@ -118,6 +129,15 @@ int run_pretrain(int argc, char** argv) {
   integer("eval-every", "eval_every");
   integer("log-every", "log_every");
   integer("kill-at-step", "kill_at_step");
+  integer("kill-rank", "kill_rank");
+  if (a.has("zero")) {
+    const long long z = a.get_int("zero");
+    if (z != 0 && z != 1)
+      throw Error("pretrain: --zero must be 0 or 1, got " + std::to_string(z) +
+                  " (1 shards the optimizer state across ranks; ZeRO stages 2 and 3 are not implemented)");
+    j["zero_stage"] = z;
+  }
+  integer("sync-check-every", "sync_check_every");
   if (a.has("resume")) j["resume"] = true;
   if (a.has("lossy-utf8")) j["lossy_utf8"] = true;
   if (a.has("optimizer")) j["optimizer"]["type"] = a.get("optimizer");
@@ -137,10 +157,12 @@ int run_pretrain(int argc, char** argv) {
     if (n < 1 || n > 4096) throw Error("pretrain: --threads must be in [1, 4096]");
     cfg.threads = n;  // pretrain() sizes the kernels' pool from it
   }
-  const PretrainResult r = pretrain(cfg);
-  std::fprintf(stderr, "pretrain: done: %lld steps, %.0f tokens, last loss %.4f, %lld skipped -> %s\n",
-               static_cast<long long>(r.steps), r.tokens, r.last_loss, static_cast<long long>(r.skipped_steps),
-               cfg.output_dir.c_str());
+  Communicator& world = open_command_world(a);
+  const PretrainResult r = pretrain(cfg, world);
+  if (world.is_root())
+    std::fprintf(stderr, "pretrain: done: %lld steps, %.0f tokens, last loss %.4f, %lld skipped -> %s\n",
+                 static_cast<long long>(r.steps), r.tokens, r.last_loss, static_cast<long long>(r.skipped_steps),
+                 cfg.output_dir.c_str());
   return 0;
 }
 

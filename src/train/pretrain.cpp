@@ -9,6 +9,13 @@
 // optimizer step, tokens seen, document cursor + epoch, the packer's buffer, the masking row
 // serial, the spike guard's EMA as exact hex floats) or a pure function of the config (document
 // order per epoch, masks per row serial). Reductions have fixed orders (kernels/backend.h).
+//
+// Data parallelism (#16): every rank runs the same document stream, packer and masking (cheap
+// integer work), so each rank holds the step's whole global batch and the loop gives it a contiguous
+// share of the micro-batches; the loss denominator is the step's whole masked count, and dropout
+// masks are keyed by the global row, so the ranks compute exactly the terms one process would.
+// Rank 0 alone touches the output directory; checkpoints hold the whole (gathered) optimizer
+// state, so a run resumes at any world size or ZeRO stage.
 #include <algorithm>
 #include <cmath>
 #include <csignal>
@@ -144,14 +151,20 @@ void check_documents(const PretrainConfig& pc, const std::vector<std::vector<int
 // Everything a run holds: model, optimizer, data pipeline, identity and counters. Not movable (the
 // packer reads the document stream through `this`).
 struct Run {
-  Run(const PretrainConfig& pc_, Documents docs, ModelConfig mcfg_, std::unique_ptr<Weights> w_)
+  Run(const PretrainConfig& pc_, Communicator& comm_, Documents docs, ModelConfig mcfg_, std::unique_ptr<Weights> w_)
       : pc(pc_),
+        comm(comm_),
+        root(comm_.is_root()),
         mcfg(std::move(mcfg_)),
         w(std::move(w_)),
+        tensor_shard(pc.zero_stage == 1 && comm.size() > 1 ? split_tensors(w->specs(), comm.size())
+                                                           : std::vector<size_t>{}),
+        shard(tensor_element_bounds(w->specs(), tensor_shard)),
         tok(std::move(docs.tok)),
         eval_docs(std::move(docs.eval)),
         mask(masking_config(pc, tok, mcfg.vocab_size)),
-        opt(w->specs(), pc.optimizer),
+        opt(w->specs(), pc.optimizer, shard.empty() ? 0 : tensor_shard[static_cast<size_t>(comm.rank())],
+            shard.empty() ? w->specs().size() : tensor_shard[static_cast<size_t>(comm.rank()) + 1]),
         model(*w),
         stream(std::move(docs.train), pc.seed, true),
         buffer(pc.packing_buffer > 0 ? pc.packing_buffer : 5 * pc.global_batch_size),
@@ -167,8 +180,12 @@ struct Run {
   Run& operator=(const Run&) = delete;
 
   const PretrainConfig& pc;
+  Communicator& comm;
+  const bool root;  // rank 0: the one that writes the output directory and prints notes
   ModelConfig mcfg;
   std::unique_ptr<Weights> w;
+  // ZeRO-1: the ranks' tensor ranges (split_tensors) and their element offsets; empty otherwise.
+  std::vector<size_t> tensor_shard, shard;
   std::optional<Tokenizer> tok;
   std::vector<std::vector<int32_t>> eval_docs;
   MaskingConfig mask;
@@ -192,7 +209,8 @@ struct Run {
 // --ignore-run-mismatch (then a warning).
 void check_identity(const Run& r, const nlohmann::json& saved, const std::string& where) {
   if (saved.is_null()) {
-    std::fprintf(stderr, "pretrain: note: %s stores no run identity (older format); not compared\n", where.c_str());
+    if (r.root)
+      std::fprintf(stderr, "pretrain: note: %s stores no run identity (older format); not compared\n", where.c_str());
     return;
   }
   const auto diffs = train::identity_differences(saved, r.identity);
@@ -202,7 +220,7 @@ void check_identity(const Run& r, const nlohmann::json& saved, const std::string
   if (!r.pc.ignore_run_mismatch)
     throw Error("pretrain: --resume: this invocation differs from the run in " + r.pc.output_dir + " (" + where +
                 "):" + msg + "\nresume with the same settings, or pass --ignore-run-mismatch to continue anyway");
-  std::fprintf(stderr, "pretrain: warning: --ignore-run-mismatch: resuming although%s\n", msg.c_str());
+  if (r.root) std::fprintf(stderr, "pretrain: warning: --ignore-run-mismatch: resuming although%s\n", msg.c_str());
 }
 
 // Restores the counters, moments and data position of checkpoint `dir`; returns the metrics'
@@ -213,11 +231,29 @@ nlohmann::json resume_from(Run& r, const std::string& dir) {
   lim.num_documents = static_cast<int64_t>(r.stream.size());
   lim.vocab_size = r.mcfg.vocab_size;
   lim.seq_len = r.pc.seq_len;
-  train::TrainerState ts =
-      train::read_trainer_state(dir + "/trainer_state.safetensors", lim, r.opt.m().data(), r.opt.v().data(),
-                                [&](const nlohmann::json& saved) { check_identity(r, saved, dir); });
+  // The file holds the whole moments; a ZeRO-1 rank keeps its shard.
+  train::MomentRange range;
+  range.first = static_cast<int64_t>(r.opt.offset());
+  range.count = static_cast<int64_t>(r.opt.size());
+  train::TrainerState ts = train::read_trainer_state(
+      dir + "/trainer_state.safetensors", lim, r.opt.m().data(), r.opt.v().data(),
+      [&](const nlohmann::json& saved) { check_identity(r, saved, dir); }, range);
   const train::TrainerCounters& st = r.counters = ts.counters;
   r.run_id = ts.run_id.empty() ? train::run_id_of(r.identity) : ts.run_id;
+  r.opt.set_step_count(st.optimizer_step);
+  r.stream.seek(st.epoch, st.cursor);
+  r.packer.set_buffer(std::move(ts.packer_buffer));
+  const nlohmann::json record = {{"event", "resume"}, {"step", st.step}, {"checkpoint", fs::path(dir).filename()}};
+  if (!r.root) return record;
+  const int64_t ranks = r.comm.size();
+  if (ts.world_size > 0 && ts.world_size != ranks)
+    std::fprintf(stderr,
+                 "pretrain: note: the run was saved by %lld rank(s), this job has %lld: it continues the same data "
+                 "order and schedule (each step's global batch is unchanged); the gradient sums are bit-identical "
+                 "to the %lld-rank run's while ranks 1.. hold at most one micro-batch per step in both, else they "
+                 "differ by float rounding\n",
+                 static_cast<long long>(ts.world_size), static_cast<long long>(ranks),
+                 static_cast<long long>(ts.world_size));
   if (ts.threads > 0 && ts.threads != r.threads)
     std::fprintf(stderr,
                  "pretrain: note: the run used %lld threads, this process %lld: the continuation is not bit-identical "
@@ -227,16 +263,13 @@ nlohmann::json resume_from(Run& r, const std::string& dir) {
   if (!ts.gemm.empty() && ts.gemm != r.gemm)
     std::fprintf(stderr, "pretrain: note: the run used the %s GEMM backend, this process %s: not bit-identical\n",
                  ts.gemm.c_str(), r.gemm.c_str());
-  r.opt.set_step_count(st.optimizer_step);
-  r.stream.seek(st.epoch, st.cursor);
-  r.packer.set_buffer(std::move(ts.packer_buffer));
   std::fprintf(stderr, "pretrain: resumed from %s (step %lld, %.0f tokens)\n", dir.c_str(),
                static_cast<long long>(st.step), st.tokens);
-  return {{"event", "resume"}, {"step", st.step}, {"checkpoint", fs::path(dir).filename()}};
+  return record;
 }
 
 // Continues the latest checkpoint (--resume), restarts a run killed before its first checkpoint
-// as the same run, or starts a new one; writes run.json and train_config.json. Returns the
+// as the same run, or starts a new one; rank 0 writes run.json and train_config.json. Returns the
 // record that opens this invocation's metrics (null for a new run).
 nlohmann::json open_run(Run& r, const std::string& checkpoint) {
   const PretrainConfig& pc = r.pc;
@@ -244,6 +277,9 @@ nlohmann::json open_run(Run& r, const std::string& checkpoint) {
   nlohmann::json resume_record;
   if (!checkpoint.empty()) {
     resume_record = resume_from(r, checkpoint);
+  } else if (!r.root) {
+    // Only rank 0 reads the output directory (run.json); the run id matters only where files are written.
+    r.run_id = train::run_id_of(r.identity);
   } else if (pc.resume && fs::exists(run_json)) {
     nlohmann::json saved;
     try {
@@ -259,8 +295,10 @@ nlohmann::json open_run(Run& r, const std::string& checkpoint) {
   } else {
     r.run_id = train::run_id_of(r.identity);
   }
-  write_file_atomic(run_json, nlohmann::json{{"run_id", r.run_id}, {"identity", r.identity}}.dump(2) + "\n");
-  write_file_atomic(pc.output_dir + "/train_config.json", pc.to_json().dump(2) + "\n");
+  if (r.root) {
+    write_file_atomic(run_json, nlohmann::json{{"run_id", r.run_id}, {"identity", r.identity}}.dump(2) + "\n");
+    write_file_atomic(pc.output_dir + "/train_config.json", pc.to_json().dump(2) + "\n");
+  }
   return resume_record;
 }
 
@@ -270,7 +308,15 @@ nlohmann::json open_run(Run& r, const std::string& checkpoint) {
 // stream; each micro-batch's loss is over the step's masked count (so they sum to its mean).
 class PretrainTask final : public train::TrainingTask {
  public:
-  explicit PretrainTask(Run& r) : r_(r), pc_(r.pc), row_serial_(r.counters.row_serial) { build_eval_rows(); }
+  // `has_checkpoint`: whether the output directory holds a checkpoint already (rank 0's view, shared).
+  PretrainTask(Run& r, bool has_checkpoint, nlohmann::json first_record_fields)
+      : r_(r),
+        pc_(r.pc),
+        row_serial_(r.counters.row_serial),
+        has_checkpoint_(has_checkpoint),
+        first_fields_(std::move(first_record_fields)) {
+    build_eval_rows();
+  }
 
   bool evaluates() const { return !eval_rows_.empty(); }
 
@@ -305,7 +351,16 @@ class PretrainTask final : public train::TrainingTask {
   }
 
   void before_update(const train::LoopState& s) override {
-    if (pc_.kill_at_step > 0 && s.step + 1 == pc_.kill_at_step) std::raise(SIGKILL);  // test aid: die mid-step
+    // Test aid: die mid-step (after the gradient all-reduce, before the update); --kill-rank: one rank only.
+    if (pc_.kill_at_step > 0 && s.step + 1 == pc_.kill_at_step &&
+        (pc_.kill_rank < 0 || pc_.kill_rank == r_.comm.rank())) {
+      if (r_.comm.size() > 1) {
+        std::fprintf(stderr, "pretrain: rank %d: --kill-at-step %lld: SIGKILL (test aid)\n", r_.comm.rank(),
+                     static_cast<long long>(pc_.kill_at_step));
+        std::fflush(stderr);
+      }
+      std::raise(SIGKILL);
+    }
     train::test_kill_point("step", s.step + 1);
   }
 
@@ -314,10 +369,16 @@ class PretrainTask final : public train::TrainingTask {
     rec["accuracy"] = masked_ ? static_cast<double>(rep.correct) / static_cast<double>(masked_) : 0.0;
     rec["rows"] = rows_.size();
     rec["masked"] = masked_;
+    if (!first_fields_.empty()) {  // this invocation's first record: the optimizer memory
+      rec.update(first_fields_);
+      first_fields_ = nlohmann::json::object();
+    }
   }
 
-  // Held-out MLM loss and accuracy (no dropout), micro-batch by micro-batch.
+  // Held-out MLM loss and accuracy (no dropout), micro-batch by micro-batch. Rank 0 alone (it alone
+  // logs; the parameters are equal on every rank).
   train::EvalResult evaluate(const train::LoopState& s) override {
+    if (!r_.root) return {};
     double sum = 0;
     int64_t count = 0, correct = 0;
     r_.model.set_attention_output_dropout(0.0, 0);
@@ -341,8 +402,20 @@ class PretrainTask final : public train::TrainingTask {
     return e;
   }
 
-  // Checkpoint: the HF model directory, then the trainer state (counters, moments, packer buffer).
+  // Checkpoint: the HF model directory, then the trainer state (counters, moments, packer buffer),
+  // written by rank 0 (ZeRO-1: after gathering every rank's moments, so the file holds all of them).
   void save(const train::LoopState& s) override {
+    std::vector<float> all_m, all_v;
+    const float* m = r_.opt.m().data();
+    const float* v = r_.opt.v().data();
+    if (!r_.shard.empty()) {
+      all_m = gather_to_root(r_.opt.m());
+      all_v = gather_to_root(r_.opt.v());
+      m = all_m.data();
+      v = all_v.data();
+    }
+    has_checkpoint_ = true;
+    if (!r_.root) return;
     train::save_checkpoint(pc_.output_dir, s.step, r_.run_id, pc_.keep_last, [&](const std::string& tmp) {
       save_model_dir(tmp, r_.mcfg, *r_.w);
       train::test_kill_point("before_state_write", s.step);
@@ -352,15 +425,35 @@ class PretrainTask final : public train::TrainingTask {
       ts.run_id = r_.run_id;
       ts.identity = r_.identity;
       ts.threads = r_.threads;
+      ts.world_size = r_.comm.size();
       ts.gemm = r_.gemm;
-      train::write_trainer_state(tmp + "/trainer_state.safetensors", ts, r_.opt.m().data(), r_.opt.v().data(),
+      train::write_trainer_state(tmp + "/trainer_state.safetensors", ts, m, v,
                                  static_cast<int64_t>(r_.w->num_params()));
     });
   }
 
-  bool has_checkpoint() const override { return !train::list_checkpoints(pc_.output_dir).empty(); }
+  bool has_checkpoint() const override { return has_checkpoint_; }
 
  private:
+  // ZeRO-1: every rank's shard of a moment to rank 0, in rank order (= layout order); the whole
+  // layout there, empty elsewhere.
+  std::vector<float> gather_to_root(const std::vector<float>& mine) {
+    const std::vector<std::string> parts =
+        r_.comm.gather_bytes(std::string(reinterpret_cast<const char*>(mine.data()), mine.size() * sizeof(float)), 0);
+    if (!r_.root) return {};
+    std::vector<float> all(r_.w->num_params());
+    size_t at = 0;
+    for (size_t q = 0; q < parts.size(); ++q) {
+      const size_t n = parts[q].size() / sizeof(float);
+      if (n != r_.shard[q + 1] - r_.shard[q] || at + n > all.size())
+        throw Error("pretrain: rank " + std::to_string(q) + " sent " + std::to_string(n) +
+                    " optimizer moments for a shard of " + std::to_string(r_.shard[q + 1] - r_.shard[q]));
+      std::memcpy(all.data() + at, parts[q].data(), n * sizeof(float));
+      at += n;
+    }
+    return all;
+  }
+
   train::TrainerCounters counters(const train::LoopState& s) const {
     train::TrainerCounters c;
     c.step = s.step;
@@ -398,37 +491,107 @@ class PretrainTask final : public train::TrainingTask {
   std::vector<PackedRow> rows_, eval_rows_;
   std::vector<std::vector<int32_t>> labels_, eval_labels_;
   int64_t masked_ = 0;
+  bool has_checkpoint_;
+  nlohmann::json first_fields_;
 };
+
+// ---- the ranks of a job -------------------------------------------------------------------------
+
+// Every rank must run the same computation: the run identity (data by content, model, seed, batch,
+// optimizer, schedule) and the settings that shape the job's sequence of collectives. Each rank
+// compares all ranks' settings with rank 0's (the same verdict everywhere), so a mismatch is an
+// Error on every rank naming the field, before the first step.
+void check_same_settings(const Run& r) {
+  if (r.comm.size() == 1) return;
+  const PretrainConfig& pc = r.pc;
+  const nlohmann::json mine = {{"identity", r.identity},      {"max_steps", pc.max_steps},
+                               {"max_tokens", pc.max_tokens}, {"save_every", pc.save_every},
+                               {"resume", pc.resume},         {"ignore_run_mismatch", pc.ignore_run_mismatch},
+                               {"zero_stage", pc.zero_stage}, {"sync_check_every", pc.sync_check_every}};
+  const std::vector<std::string> all = r.comm.allgather_bytes(mine.dump());
+  for (size_t q = 1; q < all.size(); ++q) {
+    if (all[q] == all[0]) continue;
+    std::string msg;
+    for (const auto& d : train::json_differences(nlohmann::json::parse(all[0]), nlohmann::json::parse(all[q]), "rank 0",
+                                                 "rank " + std::to_string(q)))
+      msg += "\n  " + d;
+    throw Error(
+        "pretrain: the ranks of this job were started with different settings (every rank needs the same "
+        "flags, config and data):" +
+        msg);
+  }
+}
+
+// The optimizer memory: this rank's moments against the whole (one line on stderr from rank 0, and
+// fields of the first metrics record). Every rank's share follows from the shard bounds.
+nlohmann::json optimizer_memory(const Run& r) {
+  const double total = 2.0 * sizeof(float) * static_cast<double>(r.w->num_params());
+  double largest = total;
+  if (!r.shard.empty()) {
+    largest = 0;
+    for (size_t q = 0; q + 1 < r.shard.size(); ++q)
+      largest = std::max(largest, 2.0 * sizeof(float) * static_cast<double>(r.shard[q + 1] - r.shard[q]));
+  }
+  if (r.root && (r.comm.size() > 1 || r.pc.zero_stage > 0)) {
+    std::fprintf(stderr, "pretrain: optimizer state per rank: %.1f MiB of %.1f MiB (--zero %lld", largest / 1048576.0,
+                 total / 1048576.0, static_cast<long long>(r.pc.zero_stage));
+    if (!r.shard.empty()) {
+      std::fprintf(stderr, "; largest of %d shards, tensors per rank:", r.comm.size());
+      for (size_t q = 0; q + 1 < r.tensor_shard.size(); ++q)
+        std::fprintf(stderr, " %zu", r.tensor_shard[q + 1] - r.tensor_shard[q]);
+    }
+    std::fprintf(stderr, ")\n");
+  }
+  return {
+      {"zero_stage", r.pc.zero_stage}, {"optimizer_state_bytes", total}, {"optimizer_state_bytes_per_rank", largest}};
+}
 
 }  // namespace
 
 // ---- the run --------------------------------------------------------------------------------------
 
-PretrainResult pretrain(const PretrainConfig& pc) {
+PretrainResult pretrain(const PretrainConfig& pc, Communicator& comm) {
   if (pc.output_dir.empty()) throw Error("pretrain: output_dir is required");
   if (pc.data.empty()) throw Error("pretrain: data is required");
   if (pc.resume && pc.overwrite) throw Error("pretrain: give at most one of --resume / --overwrite");
+  if (pc.zero_stage != 0 && pc.zero_stage != 1)
+    throw Error("pretrain: zero_stage must be 0 or 1, got " + std::to_string(pc.zero_stage));
   if (pc.threads > 0) kernels::set_num_threads(static_cast<int>(pc.threads));  // the explicit setting
-  train::prepare_output_dir(pc.output_dir, pc.resume, pc.overwrite);
+  const bool root = comm.is_root();
+  // Rank 0 alone prepares the output directory and picks the checkpoint --resume continues (the
+  // latest complete one; none: the run starts over); every rank then loads that one. An error on
+  // rank 0 here ends the job (main.cpp aborts it) while the others wait in the all-gather.
+  std::string checkpoint;
+  if (root) {
+    train::prepare_output_dir(pc.output_dir, pc.resume, pc.overwrite);
+    const auto ckpts =
+        pc.resume ? train::list_checkpoints(pc.output_dir) : std::vector<std::pair<int64_t, std::string>>{};
+    checkpoint = ckpts.empty() ? std::string() : ckpts.back().second;
+  }
+  if (comm.size() > 1) checkpoint = comm.allgather_bytes(root ? checkpoint : std::string())[0];
   Documents docs = read_documents(pc);
-  // --resume continues the latest complete checkpoint (none: the run starts over).
-  const auto ckpts =
-      pc.resume ? train::list_checkpoints(pc.output_dir) : std::vector<std::pair<int64_t, std::string>>{};
-  const std::string checkpoint = ckpts.empty() ? std::string() : ckpts.back().second;
   ModelConfig mcfg;
   std::unique_ptr<Weights> w = initial_weights(pc, checkpoint, mcfg);
   check_documents(pc, docs.train, mcfg);
-  Run run(pc, std::move(docs), std::move(mcfg), std::move(w));
+  Run run(pc, comm, std::move(docs), std::move(mcfg), std::move(w));
+  check_same_settings(run);
   const nlohmann::json resume_record = open_run(run, checkpoint);
+  const nlohmann::json memory = optimizer_memory(run);
 
   // Metrics are only ever appended: a resumed run first records where it resumed, then re-logs the
-  // steps after that checkpoint (readers keep the last record of each step).
+  // steps after that checkpoint (readers keep the last record of each step). Rank 0 alone.
   const std::string metrics_path = pc.output_dir + "/metrics.jsonl";
-  std::ofstream metrics(metrics_path, std::ios::app);
-  if (!metrics) throw Error("pretrain: cannot open " + metrics_path + " for appending");
-  if (!resume_record.is_null()) metrics << resume_record.dump() << "\n" << std::flush;
+  std::ofstream metrics;
+  std::ostream no_metrics(nullptr);  // the other ranks' (discarded) log
+  if (root) {
+    metrics.open(metrics_path, std::ios::app);
+    if (!metrics) throw Error("pretrain: cannot open " + metrics_path + " for appending");
+    if (!resume_record.is_null()) metrics << resume_record.dump() << "\n" << std::flush;
+  }
+  // The other ranks start once rank 0 has set up the directory (or failed: then the job ends here).
+  if (comm.size() > 1) comm.barrier();
 
-  PretrainTask task(run);
+  PretrainTask task(run, !checkpoint.empty(), memory);
   train::LoopConfig lc;
   lc.label = "pretrain";
   lc.peak_lr = pc.optimizer.lr;
@@ -444,7 +607,9 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   lc.eval_every = task.evaluates() ? pc.eval_every : 0;
   lc.save_every = pc.save_every;
   lc.save_at_end = true;
-  lc.log = &metrics;
+  lc.log = root ? static_cast<std::ostream*>(&metrics) : &no_metrics;
+  lc.comm = &comm;
+  lc.sync_check_every = pc.sync_check_every;
   lc.log_every = pc.log_every;
   train::LoopState start;
   start.step = run.counters.step;
@@ -453,7 +618,7 @@ PretrainResult pretrain(const PretrainConfig& pc) {
   start.ema_n = run.counters.ema_n;
   start.skipped = run.counters.skipped;
   std::vector<float> grads(run.w->num_params());
-  const std::vector<train::ParamGroup> groups = {{&run.opt, run.w->data(), grads.data(), grads.size()}};
+  const std::vector<train::ParamGroup> groups = {{&run.opt, run.w->data(), grads.data(), grads.size(), run.shard}};
   const train::LoopResult out = train::run_training_loop(lc, task, groups, start);
   PretrainResult res;
   res.steps = out.state.step;

@@ -82,6 +82,9 @@ PretrainConfig PretrainConfig::from_json(const nlohmann::json& j, const std::str
                                                  "log_every",
                                                  "resume",
                                                  "kill_at_step",
+                                                 "kill_rank",
+                                                 "zero_stage",
+                                                 "sync_check_every",
                                                  "lossy_utf8"};
   if (!j.is_object()) throw Error(src + ": the training config must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it)
@@ -153,6 +156,9 @@ PretrainConfig PretrainConfig::from_json(const nlohmann::json& j, const std::str
   get_to(j, "log_every", c.log_every, src);
   get_to(j, "resume", c.resume, src);
   get_to(j, "kill_at_step", c.kill_at_step, src);
+  get_to(j, "kill_rank", c.kill_rank, src);
+  get_to(j, "zero_stage", c.zero_stage, src);
+  get_to(j, "sync_check_every", c.sync_check_every, src);
   get_to(j, "lossy_utf8", c.lossy_utf8, src);
   auto positive = [&](int64_t v, const char* f) {
     if (v <= 0) throw Error(src + ": field " + std::string(f) + " must be positive");
@@ -169,6 +175,11 @@ PretrainConfig PretrainConfig::from_json(const nlohmann::json& j, const std::str
   if (long_documents != "truncate" && long_documents != "split")
     throw Error(src + ": field long_documents must be truncate or split");
   c.long_documents = long_documents == "split" ? LongDocuments::kSplit : LongDocuments::kTruncate;
+  if (c.zero_stage != 0 && c.zero_stage != 1)
+    throw Error(src + ": field zero_stage must be 0 or 1, got " + std::to_string(c.zero_stage) +
+                " (ZeRO stage 1 shards the optimizer state across ranks; stages 2 and 3 are not implemented)");
+  if (c.sync_check_every < 0) throw Error(src + ": field sync_check_every must be >= 0 (0: check at the start only)");
+  if (c.kill_rank < -1) throw Error(src + ": field kill_rank must be a rank (>= 0) or -1 (every rank)");
   if (!c.tile_from.empty() && !c.init_from.empty()) throw Error(src + ": give at most one of tile_from / init_from");
   return c;
 }
@@ -217,6 +228,8 @@ nlohmann::json PretrainConfig::to_json() const {
   j["eval_rows"] = eval_rows;
   j["log_every"] = log_every;
   j["lossy_utf8"] = lossy_utf8;
+  j["zero_stage"] = zero_stage;
+  j["sync_check_every"] = sync_check_every;
   return j;
 }
 

@@ -125,19 +125,24 @@ nlohmann::json run_identity(const PretrainConfig& pc, const ModelConfig& effecti
   return id;
 }
 
-std::vector<std::string> identity_differences(const nlohmann::json& saved, const nlohmann::json& now) {
+std::vector<std::string> json_differences(const nlohmann::json& x, const nlohmann::json& y, const std::string& x_name,
+                                          const std::string& y_name) {
   std::map<std::string, nlohmann::json> a, b;
-  flatten(saved, "", a);
-  flatten(now, "", b);
+  flatten(x, "", a);
+  flatten(y, "", b);
   std::vector<std::string> diffs;
   for (const auto& [k, v] : a) {
     auto it = b.find(k);
     const nlohmann::json& w = it == b.end() ? nlohmann::json() : it->second;
-    if (v != w) diffs.push_back(k + ": " + show(v) + " (saved) vs " + show(w) + " (now)");
+    if (v != w) diffs.push_back(k + ": " + show(v) + " (" + x_name + ") vs " + show(w) + " (" + y_name + ")");
   }
   for (const auto& [k, w] : b)
-    if (!a.count(k)) diffs.push_back(k + ": (absent) (saved) vs " + show(w) + " (now)");
+    if (!a.count(k)) diffs.push_back(k + ": (absent) (" + x_name + ") vs " + show(w) + " (" + y_name + ")");
   return diffs;
+}
+
+std::vector<std::string> identity_differences(const nlohmann::json& saved, const nlohmann::json& now) {
+  return json_differences(saved, now, "saved", "now");
 }
 
 // ---- trainer state ---------------------------------------------------------------------------------
@@ -182,8 +187,12 @@ const TensorInfo& tensor_1d(const SafeTensorsFile& sf, const char* name, DType d
 }  // namespace
 
 TrainerState read_trainer_state(const std::string& path, const TrainerStateLimits& lim, float* m, float* v,
-                                const std::function<void(const nlohmann::json&)>& check_identity) {
+                                const std::function<void(const nlohmann::json&)>& check_identity, MomentRange range) {
   const Field f{path};
+  if (range.count < 0) range = {0, lim.num_params};
+  if (range.first < 0 || range.first > lim.num_params || range.count > lim.num_params - range.first)
+    throw Error(path + ": moment range [" + std::to_string(range.first) + ", +" + std::to_string(range.count) +
+                ") outside the " + std::to_string(lim.num_params) + " parameters");
   auto sf = SafeTensorsFile::open(path);
   TrainerState st;
   const auto& md = sf->metadata();
@@ -251,6 +260,10 @@ TrainerState read_trainer_state(const std::string& path, const TrainerStateLimit
   if (meta.contains("run_id")) st.run_id = meta_get<std::string>(meta, "run_id", f);
   if (meta.contains("threads")) st.threads = meta_get<int64_t>(meta, "threads", f);
   if (meta.contains("gemm")) st.gemm = meta_get<std::string>(meta, "gemm", f);
+  if (meta.contains("world_size")) {
+    st.world_size = meta_get<int64_t>(meta, "world_size", f);
+    rng("world_size", st.world_size, 0, 1 << 24, "ranks of a job, 0 = not recorded");
+  }
 
   // Optimizer moments: exactly one F32 per parameter.
   const TensorInfo& tm = tensor_1d(*sf, "optimizer.m", DType::kF32, "F32", f);
@@ -290,8 +303,9 @@ TrainerState read_trainer_state(const std::string& path, const TrainerStateLimit
   }
 
   // Everything checked: now the moments.
-  std::memcpy(m, sf->data(tm), static_cast<size_t>(lim.num_params) * sizeof(float));
-  std::memcpy(v, sf->data(tv), static_cast<size_t>(lim.num_params) * sizeof(float));
+  const size_t first = static_cast<size_t>(range.first), count = static_cast<size_t>(range.count);
+  std::memcpy(m, sf->data(tm) + first * sizeof(float), count * sizeof(float));
+  std::memcpy(v, sf->data(tv) + first * sizeof(float), count * sizeof(float));
   return st;
 }
 
@@ -320,6 +334,7 @@ void write_trainer_state(const std::string& path, const TrainerState& st, const 
                                {"cursor", c.cursor},
                                {"run_id", st.run_id},
                                {"threads", st.threads},
+                               {"world_size", st.world_size},
                                {"gemm", st.gemm}};
   sw.set_metadata("state", meta.dump());
   sw.set_metadata("run", st.identity.dump());

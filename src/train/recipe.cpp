@@ -24,16 +24,26 @@ using Rng = StreamRng;  // core/rng.h
 // The per-tensor update loops are kernels (kernels/backend.h: adam_moments_rms, adam_apply,
 // adamw_update); this class holds the state and the schedule.
 
-Optimizer::Optimizer(const std::vector<ParamSpec>& specs, const OptimizerConfig& cfg) : specs_(specs), cfg_(cfg) {
+Optimizer::Optimizer(const std::vector<ParamSpec>& specs, const OptimizerConfig& cfg)
+    : Optimizer(specs, cfg, 0, specs.size()) {}
+
+Optimizer::Optimizer(const std::vector<ParamSpec>& specs, const OptimizerConfig& cfg, size_t first_tensor,
+                     size_t last_tensor)
+    : specs_(specs), first_(first_tensor), last_(last_tensor), cfg_(cfg) {
   if (cfg.type != OptimizerType::kStableAdamW && cfg.type != OptimizerType::kAdamW)
     throw Error("optimizer: type must be stableadamw or adamw, got " + std::to_string(static_cast<int>(cfg.type)));
+  if (first_ > last_ || last_ > specs_.size())
+    throw Error("optimizer: tensor range [" + std::to_string(first_) + ", " + std::to_string(last_) + ") outside the " +
+                std::to_string(specs_.size()) + " tensors");
   size_t total = 0;
   for (const auto& s : specs_) {
     offsets_.push_back(total);
     total += static_cast<size_t>(s.numel());
   }
-  m_.assign(total, 0.0f);
-  v_.assign(total, 0.0f);
+  offsets_.push_back(total);
+  offset_ = offsets_[first_];
+  m_.assign(offsets_[last_] - offset_, 0.0f);
+  v_.assign(offsets_[last_] - offset_, 0.0f);
   rms_.assign(specs_.size(), 0.0);
 }
 
@@ -46,12 +56,12 @@ void Optimizer::step(float* params, const float* grads, double lr_t) {
   const double bh1 = (std::pow(b1, t) - b1) / (std::pow(b1, t) - 1.0);
   const double bh2 = (std::pow(b2, t) - b2) / (std::pow(b2, t) - 1.0);
   const float eps2 = static_cast<float>(eps * eps);
-  for (size_t p = 0; p < specs_.size(); ++p) {
+  for (size_t p = first_; p < last_; ++p) {
     const int64_t n = specs_[p].numel();
     float* th = params + offsets_[p];
     const float* g = grads + offsets_[p];
-    float* m = m_.data() + offsets_[p];
-    float* v = v_.data() + offsets_[p];
+    float* m = m_.data() + (offsets_[p] - offset_);
+    float* v = v_.data() + (offsets_[p] - offset_);
     const double lambda = specs_[p].weight_decay ? cfg_.weight_decay : 0.0;
     if (stable) {
       const float fb1 = static_cast<float>(bh1), fb2 = static_cast<float>(bh2);
@@ -70,6 +80,34 @@ void Optimizer::step(float* params, const float* grads, double lr_t) {
       kernels::adamw_update(th, g, m, v, n, fb1, fb2, decay, step, inv_sqrt_bc2, feps);
     }
   }
+}
+
+std::vector<size_t> split_tensors(const std::vector<ParamSpec>& specs, int parts) {
+  if (parts < 1) throw Error("split_tensors: parts must be positive, got " + std::to_string(parts));
+  std::vector<double> cum(specs.size() + 1, 0.0);  // elements before tensor k
+  for (size_t k = 0; k < specs.size(); ++k) cum[k + 1] = cum[k] + static_cast<double>(specs[k].numel());
+  std::vector<size_t> t(static_cast<size_t>(parts) + 1, specs.size());
+  t[0] = 0;
+  for (int r = 1; r < parts; ++r) {
+    // The boundary nearest the ideal one (r · total / parts), not before the previous boundary.
+    const double target = cum.back() * r / parts;
+    size_t best = t[static_cast<size_t>(r) - 1];
+    for (size_t k = best; k <= specs.size(); ++k)
+      if (std::abs(cum[k] - target) < std::abs(cum[best] - target)) best = k;
+    t[static_cast<size_t>(r)] = best;
+  }
+  return t;
+}
+
+std::vector<size_t> tensor_element_bounds(const std::vector<ParamSpec>& specs, const std::vector<size_t>& tensors) {
+  std::vector<size_t> out;
+  for (size_t k : tensors) {
+    if (k > specs.size()) throw Error("tensor_element_bounds: tensor index " + std::to_string(k) + " out of range");
+    size_t e = 0;
+    for (size_t i = 0; i < k; ++i) e += static_cast<size_t>(specs[i].numel());
+    out.push_back(e);
+  }
+  return out;
 }
 
 // ---- Schedules ------------------------------------------------------------------------------------

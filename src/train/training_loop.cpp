@@ -49,10 +49,16 @@ class Loop {
         progress_(progress_options(c, comm_.is_root())) {
     if (!c.log) throw Error(c.label + ": the training loop needs a log stream");
     if (groups.empty()) throw Error(c.label + ": the training loop needs a parameter group");
+    for (const ParamGroup& g : groups)
+      if (!g.shard.empty() && (g.shard.size() != static_cast<size_t>(comm_.size()) + 1 || g.shard.front() != 0 ||
+                               g.shard.back() != g.size || !std::is_sorted(g.shard.begin(), g.shard.end())))
+        throw Error(c.label + ": a sharded parameter group needs " + std::to_string(comm_.size() + 1) +
+                    " increasing offsets from 0 to its size");
     log_ = comm_.is_root() ? c.log : &null_log_;
     res_.state = start;
     tokens_at_start_ = start.tokens;
     last_saved_ = start.step;
+    for (const ParamGroup& g : groups) sharded_ = sharded_ || !g.shard.empty();
     if (c.eval_each_epoch) tracker_.emplace(res_, *log_, c.patience, c.metric_name);
   }
 
@@ -98,7 +104,9 @@ class Loop {
   void check_in_step() const;
   double grad_norm() const;
   std::string skip_reason(double loss, double gnorm) const;
-  void update(double loss, double gnorm, double lr);
+  // The optimizers' update (ZeRO-1 groups: this rank's shard, then the all-gather, timed into
+  // *gather_seconds).
+  void update(double loss, double gnorm, double lr, double* gather_seconds);
   void record(const StepPlan& plan, const StepReport& r, double dt, double elapsed);
   // Epoch-end evaluation; false when patience ran out.
   bool end_epoch(int64_t epoch, double train_loss);
@@ -115,6 +123,7 @@ class Loop {
   std::optional<EpochTracker> tracker_;
   double tokens_at_start_ = 0;
   int64_t last_saved_ = 0;
+  bool sharded_ = false;  // some group is ZeRO-1 sharded
   const std::chrono::steady_clock::time_point t_start_ = std::chrono::steady_clock::now();
 };
 
@@ -184,13 +193,21 @@ std::string Loop::skip_reason(double loss, double gnorm) const {
   return "";
 }
 
-void Loop::update(double loss, double gnorm, double lr) {
+void Loop::update(double loss, double gnorm, double lr, double* gather_seconds) {
   if (c_.grad_clip > 0 && gnorm > c_.grad_clip) {
     const float f = static_cast<float>(c_.grad_clip / gnorm);
     for (const ParamGroup& g : groups_)
       for (size_t i = 0; i < g.size; ++i) g.grads[i] *= f;
   }
-  for (const ParamGroup& g : groups_) g.optimizer->step(g.params, g.grads, lr);
+  *gather_seconds = 0;
+  for (const ParamGroup& g : groups_) {
+    g.optimizer->step(g.params, g.grads, lr);  // a sharded optimizer updates its tensors only
+    if (!g.shard.empty() && comm_.size() > 1) {
+      const auto t0 = std::chrono::steady_clock::now();
+      comm_.allgather(g.params, g.shard);
+      *gather_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+  }
   LoopState& s = res_.state;
   s.ema = s.ema_n == 0 ? loss : 0.9 * s.ema + 0.1 * loss;
   ++s.ema_n;
@@ -210,7 +227,7 @@ bool Loop::step(int64_t slot, double* loss_out) {
   r.skipped = skip_reason(r.loss, r.grad_norm);
   task_.before_update(s);
   if (r.skipped.empty()) {
-    update(r.loss, r.grad_norm, r.lr);
+    update(r.loss, r.grad_norm, r.lr, &r.gather_seconds);
   } else {
     ++s.skipped;
     char buf[160];
@@ -244,6 +261,7 @@ void Loop::record(const StepPlan& plan, const StepReport& r, double dt, double e
   if (comm_.size() > 1) {
     rec["ranks"] = comm_.size();
     rec["allreduce_s"] = r.comm_seconds;
+    if (sharded_) rec["allgather_s"] = r.gather_seconds;
   }
   if (!r.skipped.empty()) rec["skipped"] = r.skipped;
   task_.add_step_fields(s, r, rec);
