@@ -12,7 +12,8 @@
 # on random token ids (documents of 100..600 tokens, packed into rows of --seq-len), and from each
 # run's metrics.jsonl (steps after the first) the median step time and tokens/s, the tokens/s
 # ratio N ranks / 1 rank (ideal: N), and the median all-reduce seconds per step ("allreduce_s")
-# with its share of the step (plus "allgather_s" under --zero 1). Both runs end with the usual
+# with its share of the step (plus "allgather_s" under --zero 1); then the N-rank batch in one
+# process with N threads (the cores' own scaling without communication, for comparison). Both runs end with the usual
 # checkpoint (not timed). Timings need an otherwise idle machine: the load average is printed
 # before and after. Open MPI's shared-memory transport copies through a bounce buffer
 # (btl_vader_single_copy_mechanism=none, as the tests) unless that variable is set (e.g. cma).
@@ -44,7 +45,7 @@ command -v mpirun > /dev/null || { echo "distributed_scaling.sh: mpirun not foun
 [ "$STEPS" -ge 2 ] || { echo "distributed_scaling.sh: --steps must be >= 2 (the first step is not timed)" >&2; exit 2; }
 if [ -z "$OUT" ]; then OUT=$(mktemp -d "${TMPDIR:-/tmp}/mb_dp_scaling.XXXXXX"); fi
 mkdir -p "$OUT"
-[ "$KEEP" = 1 ] || trap 'rm -rf "$OUT/one" "$OUT/many"' EXIT
+[ "$KEEP" = 1 ] || trap 'rm -rf "$OUT/one" "$OUT/many" "$OUT/threads"' EXIT
 
 echo "== machine"
 lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)|L3 cache)' || true
@@ -80,10 +81,17 @@ echo "== $RANKS ranks x 1 thread (--zero $ZERO, vader single copy: $CMA): $RANKS
 OMPI_MCA_btl_vader_single_copy_mechanism=$CMA mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$RANKS" \
   "$CLI" $COMMON --global-batch-size $((MBS * ACCUM * RANKS)) --zero "$ZERO" --output-dir "$OUT/many" 2>&1 |
   grep -vE '^pretrain: step' | tail -4
+# The same global batch in ONE process with N threads: what the hardware gives N cores without any
+# communication (memory-bandwidth and cache contention between the cores), to separate that from the
+# cost of the ranks' all-reduce.
+echo "== 1 rank x $RANKS threads: the $RANKS-rank batch ($RANKS x $ACCUM x $MBS x $SEQ tokens per step)"
+# shellcheck disable=SC2086
+"$CLI" ${COMMON/--threads 1/--threads $RANKS} --global-batch-size $((MBS * ACCUM * RANKS)) --output-dir "$OUT/threads" 2>&1 |
+  grep -vE '^pretrain: step' | tail -3
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== result (median over steps 2..$STEPS)"
-$PY - "$OUT/one/metrics.jsonl" "$OUT/many/metrics.jsonl" "$RANKS" << 'EOF'
+$PY - "$OUT/one/metrics.jsonl" "$OUT/many/metrics.jsonl" "$RANKS" "$OUT/threads/metrics.jsonl" << 'EOF'
 import json, statistics, sys
 def steps(path):
     recs = [r for r in map(json.loads, open(path)) if "event" not in r]
@@ -105,6 +113,10 @@ print(f"speed-up: {tn / t1:.3f}x of the ideal {ranks}x (efficiency {100 * tn / t
 print(f"all-reduce per step: {ar:.3f} s = {100 * ar / sn:.1f}% of the {ranks}-rank step")
 if any("allgather_s" in r for r in many):
     print(f"parameter all-gather per step (--zero 1): {ag:.3f} s = {100 * ag / sn:.1f}% of the step")
+th = steps(sys.argv[4])
+tt = med(th, "tokens_per_s")
+print(f"1 rank x {ranks} threads: {tt:9.1f} tokens/s = {tt / t1:.3f}x of 1 thread; "
+      f"the {ranks} ranks reach {100 * tn / tt:.1f}% of it")
 print("per step: step, 1-rank tokens/s, N-rank tokens/s, N-rank allreduce_s")
 for a, b in zip(one, many):
     print(f"  {a['step']:3d} {a['tokens_per_s']:9.1f} {b['tokens_per_s']:9.1f} {b.get('allreduce_s', 0.0):7.3f}")
