@@ -13,7 +13,9 @@
 # run's metrics.jsonl (steps after the first) the median step time and tokens/s, the tokens/s
 # ratio N ranks / 1 rank (ideal: N), and the median all-reduce seconds per step ("allreduce_s")
 # with its share of the step (plus "allgather_s" under --zero 1); then the N-rank batch in one
-# process with N threads (the cores' own scaling without communication, for comparison). Both runs end with the usual
+# process with N threads (the cores' own scaling without communication, for comparison), and N
+# independent 1-rank runs at once (one rank's speed when every core is busy: the baseline that
+# separates the hardware's slowdown from the all-reduce's). Both runs end with the usual
 # checkpoint (not timed). Timings need an otherwise idle machine: the load average is printed
 # before and after. Open MPI's shared-memory transport copies through a bounce buffer
 # (btl_vader_single_copy_mechanism=none, as the tests) unless that variable is set (e.g. cma).
@@ -45,7 +47,7 @@ command -v mpirun > /dev/null || { echo "distributed_scaling.sh: mpirun not foun
 [ "$STEPS" -ge 2 ] || { echo "distributed_scaling.sh: --steps must be >= 2 (the first step is not timed)" >&2; exit 2; }
 if [ -z "$OUT" ]; then OUT=$(mktemp -d "${TMPDIR:-/tmp}/mb_dp_scaling.XXXXXX"); fi
 mkdir -p "$OUT"
-[ "$KEEP" = 1 ] || trap 'rm -rf "$OUT/one" "$OUT/many" "$OUT/threads"' EXIT
+[ "$KEEP" = 1 ] || trap 'rm -rf "$OUT/one" "$OUT/many" "$OUT/threads" "$OUT"/busy*' EXIT
 
 echo "== machine"
 lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|Core\(s\) per socket|Socket\(s\)|L3 cache)' || true
@@ -88,10 +90,19 @@ echo "== 1 rank x $RANKS threads: the $RANKS-rank batch ($RANKS x $ACCUM x $MBS 
 # shellcheck disable=SC2086
 "$CLI" ${COMMON/--threads 1/--threads $RANKS} --global-batch-size $((MBS * ACCUM * RANKS)) --output-dir "$OUT/threads" 2>&1 |
   grep -vE '^pretrain: step' | tail -3
+# N independent 1-rank runs at once: one rank's speed when the other cores are equally busy (clock
+# boost, memory bandwidth and caches shared as in the N-rank job, but no communication), so the
+# N-rank job's efficiency can be split into the hardware's share and the all-reduce's.
+echo "== $RANKS independent 1-rank x 1-thread runs at the same time (the 1-rank work each)"
+for i in $(seq 1 "$RANKS"); do
+  # shellcheck disable=SC2086
+  "$CLI" $COMMON --global-batch-size $((MBS * ACCUM)) --output-dir "$OUT/busy$i" > "$OUT/busy$i.log" 2>&1 &
+done
+wait
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== result (median over steps 2..$STEPS)"
-$PY - "$OUT/one/metrics.jsonl" "$OUT/many/metrics.jsonl" "$RANKS" "$OUT/threads/metrics.jsonl" << 'EOF'
+$PY - "$OUT/one/metrics.jsonl" "$OUT/many/metrics.jsonl" "$RANKS" "$OUT/threads/metrics.jsonl" "$OUT"/busy*/metrics.jsonl << 'EOF'
 import json, statistics, sys
 def steps(path):
     recs = [r for r in map(json.loads, open(path)) if "event" not in r]
@@ -117,6 +128,11 @@ th = steps(sys.argv[4])
 tt = med(th, "tokens_per_s")
 print(f"1 rank x {ranks} threads: {tt:9.1f} tokens/s = {tt / t1:.3f}x of 1 thread; "
       f"the {ranks} ranks reach {100 * tn / tt:.1f}% of it")
+busy = [med(steps(p), "tokens_per_s") for p in sys.argv[5:]]
+tb = statistics.mean(busy)
+print(f"1 rank x 1 thread with the other {ranks - 1} core(s) busy alike: {tb:9.1f} tokens/s "
+      f"({100 * tb / t1:.1f}% of alone); the {ranks} ranks reach {100 * tn / (ranks * tb):.1f}% of {ranks} such ranks "
+      f"(the data-parallel overhead proper)")
 print("per step: step, 1-rank tokens/s, N-rank tokens/s, N-rank allreduce_s")
 for a, b in zip(one, many):
     print(f"  {a['step']:3d} {a['tokens_per_s']:9.1f} {b['tokens_per_s']:9.1f} {b.get('allreduce_s', 0.0):7.3f}")
