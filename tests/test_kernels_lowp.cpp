@@ -271,21 +271,24 @@ TEST_P(LowpLinear, Int8EdgeRowsAndStrides) {
   });
 }
 
+// M = 150: per-slice widened panels; M = 300: W widened whole, then the fp32 gemm (>= 256 rows).
 TEST_P(LowpLinear, Bf16F16Strides) {
-  const int64_t M = 150, N = 40, K = 33, ldx = 50, ldy = 61;
-  auto X = rand_vec(M * ldx, 51), b = rand_vec(N, 53), Wf = rand_vec(N * K, 52);
-  const auto wb = to_bf16(Wf), wh = to_f16(Wf);
-  for_each_path([&](bool) {
-    for (const WeightMatrix wm :
-         {WeightMatrix(Precision::kBF16, wb.data()), WeightMatrix(Precision::kF16, wh.data())}) {
-      std::vector<float> Yg(M * ldy, 7.0f), Yr = Yg;
-      mk::linear(X.data(), wm, b.data(), Yg.data(), M, N, K, ldx, ldy);
-      mk::ref::linear(X.data(), wm, b.data(), Yr.data(), M, N, K, ldx, ldy);
-      mbtest::expect_allclose(Yg, Yr, 1e-5, kRtol, modernbert::precision_name(wm.type));
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = N; j < ldy; ++j) ASSERT_EQ(Yg[static_cast<size_t>(i * ldy + j)], 7.0f);
-    }
-  });
+  for (const int64_t M : {150, 300}) {
+    const int64_t N = 40, K = 33, ldx = 50, ldy = 61;
+    auto X = rand_vec(M * ldx, 51), b = rand_vec(N, 53), Wf = rand_vec(N * K, 52);
+    const auto wb = to_bf16(Wf), wh = to_f16(Wf);
+    for_each_path([&](bool) {
+      for (const WeightMatrix wm :
+           {WeightMatrix(Precision::kBF16, wb.data()), WeightMatrix(Precision::kF16, wh.data())}) {
+        std::vector<float> Yg(M * ldy, 7.0f), Yr = Yg;
+        mk::linear(X.data(), wm, b.data(), Yg.data(), M, N, K, ldx, ldy);
+        mk::ref::linear(X.data(), wm, b.data(), Yr.data(), M, N, K, ldx, ldy);
+        mbtest::expect_allclose(Yg, Yr, 1e-5, kRtol, modernbert::precision_name(wm.type));
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = N; j < ldy; ++j) ASSERT_EQ(Yg[static_cast<size_t>(i * ldy + j)], 7.0f);
+      }
+    });
+  }
 }
 
 TEST_P(LowpLinear, EmptyReductionAndMissingScale) {

@@ -31,6 +31,7 @@
 #include "cli/command.h"
 #include "core/thread_pool.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/profile.h"
 #include "modernbert/batching.h"
 #include "modernbert/error.h"
 #include "modernbert/model.h"
@@ -216,6 +217,7 @@ int run_bench(int argc, char** argv) {
     for (const auto& b : batches) enc.forward(b.batch, out);
   };
   for (long long i = 0; i < warmup; ++i) pass();
+  kernels::prof::reset();  // MODERNBERT_PROFILE: per-op totals of the timed passes only
   std::vector<double> times;
   for (long long i = 0; i < repeat; ++i) {
     const double t0 = now_s();
@@ -248,6 +250,12 @@ int run_bench(int argc, char** argv) {
   r["weights_mib"] = static_cast<double>(m.weights.storage_bytes()) / (1024.0 * 1024.0);
   r["arena_mib"] = static_cast<double>(enc.arena_floats()) * sizeof(float) / (1024.0 * 1024.0);
   r["peak_rss_mib"] = peak_rss_mib();
+  if (kernels::prof::enabled()) {  // seconds per timed pass, per op (encoder.cpp's scope names)
+    nlohmann::json prof = nlohmann::json::object();
+    for (const auto& e : kernels::prof::totals())
+      prof[e.name] = {{"wall_s", e.wall / static_cast<double>(repeat)}, {"cpu_s", e.cpu / static_cast<double>(repeat)}};
+    r["profile"] = prof;
+  }
   std::printf("%s\n", r.dump().c_str());
   std::fflush(stdout);
   return 0;
