@@ -361,6 +361,11 @@ TEST(LowpNumerics, PathNamesAndRoundingFlagAgree) {
     EXPECT_FALSE(mk::linear_path(p).empty());
   const std::string bf = mk::linear_path(Precision::kBF16);
   EXPECT_EQ(mk::linear_rounds_x_bf16(), bf.find("oneDNN matmul") != std::string::npos) << bf;
+  EXPECT_FALSE(mk::attention_runs_bf16(Precision::kF32));
+  EXPECT_FALSE(mk::attention_runs_bf16(Precision::kF16));
+  EXPECT_EQ(mk::attention_runs_bf16(Precision::kBF16), mk::linear_rounds_x_bf16());
+  EXPECT_EQ(mk::attention_runs_bf16(Precision::kInt8), mk::linear_rounds_x_bf16());
+  EXPECT_EQ(mk::attention_path(Precision::kF32), "fp32");
   std::printf("  linear paths: bf16: %s | f16: %s | int8: %s\n", bf.c_str(), mk::linear_path(Precision::kF16).c_str(),
               mk::linear_path(Precision::kInt8).c_str());
 }

@@ -6,9 +6,8 @@
 
 #include <cmath>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "modernbert/safetensors.h"
 #include "test_util.h"
@@ -77,10 +76,14 @@ TEST(PrecisionCli, UnknownDtypeIsRefusedByEveryInferenceCommand) {
   for (const std::string cmd : {"encode", "embed", "classify", "fill-mask", "eval", "bench", "serve"}) {
     SCOPED_TRACE(cmd);
     std::string line = mbtest::cli() + " " + cmd + " --model " + m + " --dtype f17";
-    if (cmd == "eval") line += " --task classification --data " + fx().tmp.path();
-    else if (cmd != "serve" && cmd != "fill-mask") line += " --input " + in;
-    if (cmd == "encode") line += " --output " + fx().tmp / "never.safetensors";
-    else if (cmd == "fill-mask") line += " 'a [MASK] b'";
+    if (cmd == "eval")
+      line += " --task classification --data " + fx().tmp.path();
+    else if (cmd != "serve" && cmd != "fill-mask")
+      line += " --input " + in;
+    if (cmd == "encode")
+      line += " --output " + fx().tmp / "never.safetensors";
+    else if (cmd == "fill-mask")
+      line += " 'a [MASK] b'";
     auto r = mbtest::run_command(line);
     EXPECT_NE(r.status, 0) << r.output;
     EXPECT_NE(r.output.find("f17"), std::string::npos) << r.output;
@@ -103,9 +106,21 @@ TEST(PrecisionCli, InfoSystemNamesThePathOfEveryDtype) {
   // The bf16 path rounds activations exactly when it runs on native bf16 dot products.
   const std::string bf16 = j.at("linear_path").at("bf16").get<std::string>();
   EXPECT_EQ(j.at("bf16_rounds_activations").get<bool>(), bf16.find("bf16 x bf16") != std::string::npos) << bf16;
+  // Attention: fp32 for f32 and f16 weights; bf16 products for bf16 and int8 weights exactly when
+  // the bf16 linears are native.
+  const bool native = j.at("bf16_rounds_activations").get<bool>();
+  for (const char* d : {"f32", "bf16", "f16", "int8"}) {
+    const std::string att = j.at("attention_path").at(d).get<std::string>();
+    const bool want_bf16 = native && (std::string(d) == "bf16" || std::string(d) == "int8");
+    EXPECT_EQ(att.rfind("bf16 products on ", 0) == 0, want_bf16) << d << ": " << att;
+    if (!want_bf16) {
+      EXPECT_EQ(att, "fp32") << d;
+    }
+  }
   auto t = mbtest::run_command(mbtest::cli() + " info --system");
   ASSERT_EQ(t.status, 0) << t.output;
   EXPECT_NE(t.output.find("--dtype int8"), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("; attention: "), std::string::npos) << t.output;
   EXPECT_NE(mbtest::run_command(mbtest::cli() + " info --system " + fx().model).status, 0);
 }
 
@@ -118,7 +133,7 @@ TEST(PrecisionCli, EncodeRunsInTheRequestedDtype) {
     SCOPED_TRACE(d);
     const auto got = encode_hidden(m, std::string("--dtype ") + d, d);
     ASSERT_EQ(got.size(), f32.size());
-    EXPECT_NE(got, f32);  // the flag took effect: the arithmetic differs ...
+    EXPECT_NE(got, f32);                            // the flag took effect: the arithmetic differs ...
     EXPECT_GT(min_row_cosine(got, f32, 64), 0.99);  // ... within a loose bound (tight ones: test_precision)
   }
 }
@@ -138,8 +153,8 @@ TEST(PrecisionCli, QuantizedCheckpointLoadsAsItsOwnType) {
     EXPECT_EQ(jsonl(e.output).size(), 3u);
   }
   // An int8 checkpoint cannot be run as f32: a clear error naming the command that wrote it.
-  auto bad = mbtest::run_command(mbtest::cli() + " encode --model " + fx().tmp / "q_int8" + " --input " +
-                                 fx().input + " --output " + fx().tmp / "x.safetensors" + " --dtype f32");
+  auto bad = mbtest::run_command(mbtest::cli() + " encode --model " + fx().tmp / "q_int8" + " --input " + fx().input +
+                                 " --output " + fx().tmp / "x.safetensors" + " --dtype f32");
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.output.find("quantize"), std::string::npos) << bad.output;
 }

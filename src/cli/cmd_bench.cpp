@@ -246,6 +246,7 @@ int run_bench(int argc, char** argv) {
   r["dtype"] = precision_name(m.precision);
   r["quantized_checkpoint"] = m.quantized_checkpoint;
   r["linear_path"] = kernels::linear_path(m.precision);
+  r["attention_path"] = kernels::attention_path(m.precision);
   // The weights as held (bf16 / f16: 2 bytes, int8: 1 byte + a float scale per row), not as stored.
   r["weights_mib"] = static_cast<double>(m.weights.storage_bytes()) / (1024.0 * 1024.0);
   r["arena_mib"] = static_cast<double>(enc.arena_floats()) * sizeof(float) / (1024.0 * 1024.0);

@@ -45,8 +45,11 @@ int print_system(bool json) {
   char compiled[512];
   kernels::compiled_isa_names(compiled, sizeof compiled);
   nlohmann::json paths = nlohmann::json::object();
-  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kF16, Precision::kInt8})
+  nlohmann::json attention = nlohmann::json::object();
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kF16, Precision::kInt8}) {
     paths[precision_name(p)] = kernels::linear_path(p);
+    attention[precision_name(p)] = kernels::attention_path(p);
+  }
   if (json) {
     nlohmann::json j = {{"cpu", cpu_model_name()},
                         {"hardware_threads", std::thread::hardware_concurrency()},
@@ -55,7 +58,8 @@ int print_system(bool json) {
                         {"compiled_for", compiled},
                         {"sgemm", kernels::gemm_backend_name()},
                         {"bf16_rounds_activations", kernels::linear_rounds_x_bf16()},
-                        {"linear_path", paths}};
+                        {"linear_path", paths},
+                        {"attention_path", attention}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -65,15 +69,17 @@ int print_system(bool json) {
   std::printf("compiled for %s\n", compiled);
   std::printf("sgemm        %s\n", kernels::gemm_backend_name());
   for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kF16, Precision::kInt8})
-    std::printf("--dtype %-5s%s\n", precision_name(p), kernels::linear_path(p).c_str());
+    std::printf("--dtype %-5slinears: %s; attention: %s\n", precision_name(p), kernels::linear_path(p).c_str(),
+                kernels::attention_path(p).c_str());
   return 0;
 }
 
 int run_info(int argc, char** argv) {
-  ArgParser a("info", "DIR [--json] | --system [--json]",
-              "Validate a model directory (config.json, weights, heads, sentence-transformers files)\n"
-              "and print its architecture: parameters, layers with type, RoPE theta and window, heads, dtype.\n"
-              "With --system: the CPU, its instruction-set extensions and the GEMM path of each --dtype.");
+  ArgParser a(
+      "info", "DIR [--json] | --system [--json]",
+      "Validate a model directory (config.json, weights, heads, sentence-transformers files)\n"
+      "and print its architecture: parameters, layers with type, RoPE theta and window, heads, dtype.\n"
+      "With --system: the CPU, its instruction-set extensions and the GEMM and attention paths of each --dtype.");
   a.positional("DIR", "model directory");
   a.flag("json", "print one JSON object instead of text");
   a.flag("system", "describe this machine instead of a model");
@@ -104,7 +110,8 @@ int run_info(int argc, char** argv) {
                         {"name_prefix", m.has_prefix}};
     nlohmann::json layers = nlohmann::json::array();
     for (int64_t l = 0; l < c.num_hidden_layers; ++l)
-      layers.push_back({{"type", to_string(c.layer_types[l])}, {"rope_theta", c.rope_theta(l)},
+      layers.push_back({{"type", to_string(c.layer_types[l])},
+                        {"rope_theta", c.rope_theta(l)},
                         {"window", c.is_global(l) ? -1 : c.local_attention}});
     j["layers"] = layers;
     if (m.sentence_transformers.present)
@@ -118,14 +125,16 @@ int run_info(int argc, char** argv) {
   std::printf("parameters   %zu (encoder %zu)\n", m.weights.num_params(), encoder);
   std::printf("dtype        %s (names %s)\n", m.stored_dtype.c_str(), m.has_prefix ? "with 'model.' prefix" : "bare");
   std::printf("heads        %s\n", h.describe().c_str());
-  std::printf("shape        hidden %lld, intermediate %lld (GeGLU %lld), heads %lld x %lld, vocab %lld, max positions %lld\n",
-              (long long)c.hidden_size, (long long)c.intermediate_size, (long long)(2 * c.intermediate_size),
-              (long long)c.num_attention_heads, (long long)c.head_dim(), (long long)c.vocab_size,
-              (long long)c.max_position_embeddings);
-  std::printf("activation   %s; norm eps %g, biases: attention %s, mlp %s, norm %s, head.dense %s, decoder %s; %s decoder\n",
-              to_string(c.hidden_activation), c.norm_eps, c.attention_bias ? "on" : "off", c.mlp_bias ? "on" : "off",
-              c.norm_bias ? "on" : "off", c.classifier_bias ? "on" : "off", c.decoder_bias ? "on" : "off",
-              c.tie_word_embeddings ? "tied" : "untied");
+  std::printf(
+      "shape        hidden %lld, intermediate %lld (GeGLU %lld), heads %lld x %lld, vocab %lld, max positions %lld\n",
+      (long long)c.hidden_size, (long long)c.intermediate_size, (long long)(2 * c.intermediate_size),
+      (long long)c.num_attention_heads, (long long)c.head_dim(), (long long)c.vocab_size,
+      (long long)c.max_position_embeddings);
+  std::printf(
+      "activation   %s; norm eps %g, biases: attention %s, mlp %s, norm %s, head.dense %s, decoder %s; %s decoder\n",
+      to_string(c.hidden_activation), c.norm_eps, c.attention_bias ? "on" : "off", c.mlp_bias ? "on" : "off",
+      c.norm_bias ? "on" : "off", c.classifier_bias ? "on" : "off", c.decoder_bias ? "on" : "off",
+      c.tie_word_embeddings ? "tied" : "untied");
   std::printf("pooling      %s", to_string(c.classifier_pooling));
   if (!c.id2label.empty()) {
     std::printf("; labels");
@@ -134,10 +143,15 @@ int run_info(int argc, char** argv) {
   std::printf("\nlayers\n");
   for (int64_t l = 0; l < c.num_hidden_layers; ++l)
     std::printf("  %2lld  %-6s  theta %-9g window %s\n", (long long)l, c.is_global(l) ? "global" : "local",
-                c.rope_theta(l), c.is_global(l) ? "full" : (std::to_string(c.local_attention) + " (|i-j| <= " + std::to_string(c.local_attention / 2) + ")").c_str());
+                c.rope_theta(l),
+                c.is_global(l)
+                    ? "full"
+                    : (std::to_string(c.local_attention) + " (|i-j| <= " + std::to_string(c.local_attention / 2) + ")")
+                          .c_str());
   if (m.sentence_transformers.present) {
     const auto& st = m.sentence_transformers;
-    std::printf("sentence-transformers: pooling %s, normalize %s", st.pooling_mode.c_str(), st.normalize ? "yes" : "no");
+    std::printf("sentence-transformers: pooling %s, normalize %s", st.pooling_mode.c_str(),
+                st.normalize ? "yes" : "no");
     if (st.dense_out) std::printf(", dense %lld -> %lld", (long long)st.dense_in, (long long)st.dense_out);
     for (const auto& [k, v] : st.prompts) std::printf(", prompt %s='%s'", k.c_str(), v.c_str());
     std::printf("\n");

@@ -38,7 +38,6 @@
 
 #include <cstddef>
 #include <cstdint>
-
 #include <string>
 
 #include "kernels/types.h"
@@ -302,6 +301,14 @@ bool linear_rounds_x_bf16();
 // One line naming the ISA and GEMM implementation `p` runs on here, e.g.
 // "oneDNN matmul brg:avx512_core_bf16 (bf16 x bf16 -> f32)" (for `info --system` and bench JSON).
 std::string linear_path(Precision p);
+// True when the encoder's inference forward runs attention_bf16 (bf16 Q/K/V and P, fp32 softmax)
+// for a model whose layer weights are `p`: bf16 and int8 weights where linear_rounds_x_bf16()
+// (#15 lets int8 models keep fp32 or bf16 attention; bf16 is the faster one there). Otherwise, and
+// always in training, fp32 attention.
+bool attention_runs_bf16(Precision p);
+// One line naming the attention `p` runs here, e.g. "bf16 products on avx512_bf16 (vdpbf16ps),
+// fp32 softmax" (for `info --system` and bench JSON).
+std::string attention_path(Precision p);
 
 // ---- The ops, as callers write them (forward to backend()) --------------------------------------
 inline void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,

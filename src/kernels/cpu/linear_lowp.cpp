@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/attention_bf16.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/lowp.h"
 #include "modernbert/error.h"
@@ -172,9 +173,9 @@ std::string linear_path(Precision p) {
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kBf16, &impl))
         return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16 with " + cpu::lowp::convert_isa() +
                ")";
-      return sgemm + " on widened bf16 panels (avx2); oneDNN's bf16 not used: " + impl;
+      return sgemm + " on widened bf16 panels (avx2; W widened whole at >= 256 rows); oneDNN's bf16 not used: " + impl;
     case Precision::kF16:
-      return sgemm + " on widened f16 panels (f16c)";
+      return sgemm + " on widened f16 panels (f16c; W widened whole at >= 256 rows)";
     case Precision::kInt8:
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8, &impl))
         return "oneDNN matmul " + impl + " (s8 x s8 -> s32, x quantized with " + cpu::lowp::convert_isa() + ")";
@@ -182,6 +183,15 @@ std::string linear_path(Precision p) {
              "); oneDNN's not used: " + impl;
   }
   return "?";
+}
+
+bool attention_runs_bf16(Precision p) {
+  return (p == Precision::kBF16 || p == Precision::kInt8) && linear_rounds_x_bf16();
+}
+
+std::string attention_path(Precision p) {
+  if (attention_runs_bf16(p)) return std::string("bf16 products on ") + cpu::attention_bf16_path() + ", fp32 softmax";
+  return "fp32";
 }
 
 namespace cpu {
