@@ -8,7 +8,9 @@
 //    tolerance: the same math with re-associated sums;
 //  * a batch smaller than K x N leaves micro-batches empty (bitwise equal to 1 rank x K N);
 //  * ranks whose options or data differ stop with an error naming the rank and the flag (or data
-//    set) within bounded time; rank 0 alone writes --out; --grad-accumulation is validated.
+//    set) within bounded time; rank 0 alone writes --out; --grad-accumulation, --zero and
+//    --comm-timeout are validated;
+//  * --zero 1 (ZeRO-1 moments) equals --zero 0 bit for bit.
 // Tiny model, a few dozen examples, 2 epochs, --threads 1 per rank.
 #include <gtest/gtest.h>
 
@@ -187,11 +189,13 @@ void expect_close_runs(const std::string& a, const std::string& b) {
   EXPECT_LE(worst, 1e-5) << a << " vs " << b;
 }
 
-// The three runs of a task: 1 rank x K 1 (the reference), 1 rank x K 2, 2 ranks x K 1.
+// The four runs of a task: 1 rank x K 1 (the reference), 1 rank x K 2, 2 ranks x K 1, and 2 ranks
+// with --zero 1 (each rank updates half of the encoder's tensors, then all-gathers: bitwise the
+// same run, with the optimizer memory per rank reported).
 void equal_runs_case(const std::string& task, const std::vector<std::string>& files) {
   Fixture f;
   ASSERT_TRUE(f.ok);
-  const std::string k1 = f.tmp / "k1", k2 = f.tmp / "k2", n2 = f.tmp / "n2";
+  const std::string k1 = f.tmp / "k1", k2 = f.tmp / "k2", n2 = f.tmp / "n2", z2 = f.tmp / "z2";
   auto r = run_ranks(1, f.args(task) + " --out " + k1);
   ASSERT_EQ(r.status, 0) << r.output;
   r = run_ranks(1, f.args(task) + " --grad-accumulation 2 --out " + k2);
@@ -207,6 +211,11 @@ void equal_runs_case(const std::string& task, const std::vector<std::string>& fi
   }
   expect_identical_runs(k2, n2, files);
   expect_close_runs(k1, k2);
+  r = run_ranks(2, f.args(task) + " --zero 1 --out " + z2);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("finetune: optimizer state per rank: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(--zero 1; largest of 2 shards"), std::string::npos) << r.output;
+  expect_identical_runs(n2, z2, files);
 }
 
 const std::vector<std::string> kHeadFiles = {"model.safetensors", "config.json"};
@@ -290,9 +299,21 @@ TEST(DistributedFinetune, RanksThatDifferAreStoppedAndRankZeroAloneWrites) {
   EXPECT_FALSE(fs::exists(f.tmp / "w1")) << r.output;
 }
 
-TEST(DistributedFinetune, GradAccumulationValidated) {
+TEST(DistributedFinetune, ParallelOptionsValidated) {
   Fixture f;
   ASSERT_TRUE(f.ok);
+  for (const char* z : {"2", "-1"}) {
+    auto r = run_ranks(1, f.args("classification") + " --zero " + std::string(z) + " --out " + f.tmp / "o");
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("finetune: --zero must be 0 or 1, got " + std::string(z)), std::string::npos) << r.output;
+  }
+  for (const char* t : {"-1", "1e8"}) {
+    std::string args = f.args("classification");
+    args.replace(args.find(" --comm-timeout 60"), 18, " --comm-timeout " + std::string(t));
+    auto r = run_ranks(1, args + " --out " + f.tmp / "o");
+    EXPECT_NE(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("--comm-timeout must be in [0, 1e7] seconds"), std::string::npos) << r.output;
+  }
   for (const char* k : {"0", "4097", "-1"}) {
     for (const char* task : {"classification", "embedding"}) {
       auto r = run_ranks(1, f.args(task) + " --grad-accumulation " + k + " --out " + f.tmp / "o");

@@ -60,6 +60,9 @@ struct FinetuneOptions {
   int64_t epochs = 3;
   int64_t batch_size = 16;        // examples (queries) per optimizer step, over all ranks
   int64_t grad_accumulation = 1;  // K: micro-batches per rank and step (HF gradient_accumulation_steps)
+  // ZeRO stage (#16): 1 = each rank keeps the AdamW moments of 1/N of the encoder's tensors and the
+  // updated weights are all-gathered (bitwise the same run as 0); 0 = every rank keeps them all.
+  int64_t zero_stage = 0;
   double lr = 5e-5;
   double weight_decay = 0.01;
   OptimizerType optimizer = OptimizerType::kAdamW;

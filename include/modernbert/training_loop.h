@@ -100,9 +100,9 @@ struct StepReport {
   double lr = 0;
   double grad_norm = std::numeric_limits<double>::quiet_NaN();  // when computed
   int64_t tokens = 0;                                           // StepPlan::tokens
-  double comm_seconds = 0;  // data-parallel: the step's gradient all-reduce (wall time on this rank)
+  double comm_seconds = 0;    // data-parallel: the step's gradient all-reduce (wall time on this rank)
   double gather_seconds = 0;  // ZeRO-1: the parameter all-gather after the update (wall time on this rank)
-  std::string skipped;                                          // why the update was skipped; "" = applied
+  std::string skipped;        // why the update was skipped; "" = applied
 };
 
 // An evaluation. Every-N-steps evaluations merge `metrics` into that step's record; epoch-end ones
@@ -184,6 +184,28 @@ struct LoopResult {
   double best_score = 0;                             // the best epoch's score
   nlohmann::json history = nlohmann::json::array();  // the "eval" records
 };
+
+// ZeRO stage 1 (#16) of one parameter layout: the ranks' tensor ranges (split_tensors: tensors are
+// never split) and their element offsets, both ranks + 1 long; empty for stage 0 or one rank
+// (every rank then holds all the optimizer state). `elements` is ParamGroup::shard.
+struct ZeroShards {
+  std::vector<size_t> tensors, elements;
+  bool empty() const { return tensors.empty(); }
+  // This rank's tensor range for Optimizer(specs, cfg, first, last); [0, num_tensors) unsharded.
+  size_t first_tensor(int rank) const { return empty() ? 0 : tensors[static_cast<size_t>(rank)]; }
+  size_t last_tensor(int rank, size_t num_tensors) const {
+    return empty() ? num_tensors : tensors[static_cast<size_t>(rank) + 1];
+  }
+};
+// stage must be 0 or 1 (an Error naming `label`'s --zero otherwise).
+ZeroShards zero_shards(const std::vector<ParamSpec>& specs, int64_t stage, int ranks, const std::string& label);
+
+// The optimizer memory (the two AdamW moments, fp32) of the whole layout and of the largest rank's
+// shard: {"zero_stage", "optimizer_state_bytes", "optimizer_state_bytes_per_rank"}. Rank 0 also
+// prints "<label>: optimizer state per rank: X MiB of Y MiB (--zero S; largest of N shards, tensors
+// per rank: ...)" on stderr when there are several ranks or stage > 0.
+nlohmann::json report_optimizer_memory(const std::string& label, const ZeroShards& z, size_t num_params, int64_t stage,
+                                       const Communicator& comm);
 
 // Runs steps from `start` (a resumed run's counters) until a limit or early stop.
 LoopResult run_training_loop(const LoopConfig& cfg, TrainingTask& task, const std::vector<ParamGroup>& groups,

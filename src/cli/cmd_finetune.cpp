@@ -45,6 +45,8 @@ int run(int argc, char** argv) {
   a.option("batch-size", "N", "sequences (queries) per optimizer step, over all ranks", "16");
   a.option("grad-accumulation", "K",
            "micro-batches per rank and step (the step's batch is split into K x ranks; memory per pass / K)", "1");
+  a.option("zero", "STAGE",
+           "MPI runs: 1 = each rank keeps 1/N of the encoder's optimizer state (ZeRO stage 1), 0 = all", "0");
   a.option("lr", "X", "peak learning rate", "5e-5");
   a.option("weight-decay", "X", "decoupled weight decay (not applied to norms and biases)", "0.01");
   a.option("optimizer", "NAME", "adamw | stableadamw", "adamw");
@@ -82,6 +84,7 @@ int run(int argc, char** argv) {
   o.epochs = a.get_int("epochs");
   o.batch_size = a.get_int("batch-size");
   o.grad_accumulation = a.get_int("grad-accumulation");
+  o.zero_stage = a.get_int("zero");
   o.lr = a.get_double("lr");
   o.weight_decay = a.get_double("weight-decay");
   o.warmup_ratio = a.get_double("warmup-ratio");

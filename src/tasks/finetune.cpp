@@ -622,12 +622,15 @@ FinetuneResult finetune(const FinetuneOptions& o, Communicator& comm) {
 
   // ---- training ----
   std::ofstream log = finetune_util::open_output(o, tok_path, comm);
-  Optimizer opt(w.specs(), finetune_util::optimizer_config(o));
+  const train::ZeroShards zero = train::zero_shards(w.specs(), o.zero_stage, comm.size(), "finetune");
+  Optimizer opt(w.specs(), finetune_util::optimizer_config(o), zero.first_tensor(comm.rank()),
+                zero.last_tensor(comm.rank(), w.specs().size()));
+  train::report_optimizer_memory("finetune", zero, w.num_params(), o.zero_stage, comm);
   const int64_t N = static_cast<int64_t>(tr.ids.size());
   const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
   HeadsTask task(o, h, tr, dv, cfg, w, ls.count, comm);
   std::vector<float> grads(w.num_params());
-  const std::vector<train::ParamGroup> groups = {{&opt, w.data(), grads.data(), grads.size()}};
+  const std::vector<train::ParamGroup> groups = {{&opt, w.data(), grads.data(), grads.size(), zero.elements}};
   const train::LoopConfig lc = finetune_util::loop_config(o, steps_per_epoch, log, h.metric, comm);
   return finetune_util::result_of(train::run_training_loop(lc, task, groups), h.metric);
 }

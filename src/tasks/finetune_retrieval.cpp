@@ -654,7 +654,10 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o, Communicator& comm) 
   // ---- training: the encoder, and (ColBERT) the projection with its own optimizer ----
   std::ofstream log = finetune_util::open_output(o, tok_path, comm);
   const OptimizerConfig oc = finetune_util::optimizer_config(o);
-  Optimizer opt(w.specs(), oc);
+  // ZeRO-1 shards the encoder's moments; the ColBERT projection's (Dc x H) stay whole on every rank.
+  const train::ZeroShards zero = train::zero_shards(w.specs(), o.zero_stage, comm.size(), "finetune");
+  Optimizer opt(w.specs(), oc, zero.first_tensor(comm.rank()), zero.last_tensor(comm.rank(), w.specs().size()));
+  train::report_optimizer_memory("finetune", zero, w.num_params(), o.zero_stage, comm);
   std::vector<ParamSpec> proj_spec;
   if (m.colbert) proj_spec.push_back({"1_Dense.linear.weight", {m.Dc, m.H}, InitRule::kIn, true});
   Optimizer proj_opt(proj_spec, oc);
@@ -665,7 +668,7 @@ FinetuneResult finetune_retrieval(const FinetuneOptions& o, Communicator& comm) 
   m.loss.proj_dim = m.Dc;
   RetrievalTask task(o, d, e, m, w, comm);
   std::vector<float> grads(w.num_params());
-  std::vector<train::ParamGroup> groups = {{&opt, w.data(), grads.data(), grads.size()}};
+  std::vector<train::ParamGroup> groups = {{&opt, w.data(), grads.data(), grads.size(), zero.elements}};
   if (m.colbert) groups.push_back({&proj_opt, m.proj.data(), task.proj_grad(), m.proj.size()});
   const int64_t steps_per_epoch = (static_cast<int64_t>(d.train.size()) + o.batch_size - 1) / o.batch_size;
   const train::LoopConfig lc = finetune_util::loop_config(o, steps_per_epoch, log, "ndcg@10", comm);

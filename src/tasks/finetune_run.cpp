@@ -93,6 +93,8 @@ train::LoopConfig loop_config(const FinetuneOptions& o, int64_t steps_per_epoch,
 void check_parallel_options(const FinetuneOptions& o) {
   if (o.grad_accumulation < 1 || o.grad_accumulation > 4096)
     throw Error("finetune: --grad-accumulation must be in [1, 4096], got " + std::to_string(o.grad_accumulation));
+  if (o.zero_stage != 0 && o.zero_stage != 1)
+    throw Error("finetune: --zero must be 0 or 1, got " + std::to_string(o.zero_stage));
 }
 
 int64_t micro_batches_per_step(const FinetuneOptions& o, const Communicator& comm) {
@@ -114,6 +116,7 @@ nlohmann::json job_options(const FinetuneOptions& o) {
                       {"epochs", o.epochs},
                       {"batch-size", o.batch_size},
                       {"grad-accumulation", o.grad_accumulation},
+                      {"zero", o.zero_stage},
                       {"lr", o.lr},
                       {"weight-decay", o.weight_decay},
                       {"optimizer", static_cast<int>(o.optimizer)},

@@ -23,7 +23,7 @@ namespace modernbert::finetune_util {
 // (truncated). Other ranks write nothing: they get a closed stream (the loop logs on rank 0 only).
 std::ofstream open_output(const FinetuneOptions& o, const std::string& tokenizer_path, const Communicator& comm);
 
-// --grad-accumulation in [1, 4096] (an Error naming the flag otherwise).
+// --grad-accumulation in [1, 4096] and --zero 0 or 1 (an Error naming the flag otherwise).
 void check_parallel_options(const FinetuneOptions& o);
 
 // M = grad_accumulation x ranks: the micro-batches of every step (the loop runs rank_share(M) of

@@ -16,6 +16,8 @@
 // masks are keyed by the global row, so the ranks compute exactly the terms one process would.
 // Rank 0 alone touches the output directory; checkpoints hold the whole (gathered) optimizer
 // state, so a run resumes at any world size or ZeRO stage.
+#include "modernbert/pretrain.h"
+
 #include <algorithm>
 #include <cmath>
 #include <csignal>
@@ -25,19 +27,18 @@
 #include <fstream>
 #include <optional>
 
-#include "kernels/backend.h"
 #include "core/thread_pool.h"
+#include "kernels/backend.h"
 #include "modernbert/error.h"
 #include "modernbert/file_io.h"
-#include "modernbert/model_dir.h"
-#include "modernbert/safetensors.h"
-#include "modernbert/token_ids.h"
-#include "modernbert/tokenizer.h"
 #include "modernbert/mlm_data.h"
+#include "modernbert/model_dir.h"
 #include "modernbert/optimizer.h"
-#include "modernbert/pretrain.h"
+#include "modernbert/safetensors.h"
 #include "modernbert/schedule.h"
 #include "modernbert/tiling.h"
+#include "modernbert/token_ids.h"
+#include "modernbert/tokenizer.h"
 #include "modernbert/train_model.h"
 #include "modernbert/training_loop.h"
 #include "train/pretrain_data.h"
@@ -157,14 +158,12 @@ struct Run {
         root(comm_.is_root()),
         mcfg(std::move(mcfg_)),
         w(std::move(w_)),
-        tensor_shard(pc.zero_stage == 1 && comm.size() > 1 ? split_tensors(w->specs(), comm.size())
-                                                           : std::vector<size_t>{}),
-        shard(tensor_element_bounds(w->specs(), tensor_shard)),
+        zero(train::zero_shards(w->specs(), pc.zero_stage, comm_.size(), "pretrain")),
         tok(std::move(docs.tok)),
         eval_docs(std::move(docs.eval)),
         mask(masking_config(pc, tok, mcfg.vocab_size)),
-        opt(w->specs(), pc.optimizer, shard.empty() ? 0 : tensor_shard[static_cast<size_t>(comm.rank())],
-            shard.empty() ? w->specs().size() : tensor_shard[static_cast<size_t>(comm.rank()) + 1]),
+        opt(w->specs(), pc.optimizer, zero.first_tensor(comm_.rank()),
+            zero.last_tensor(comm_.rank(), w->specs().size())),
         model(*w),
         stream(std::move(docs.train), pc.seed, true),
         buffer(pc.packing_buffer > 0 ? pc.packing_buffer : 5 * pc.global_batch_size),
@@ -184,8 +183,7 @@ struct Run {
   const bool root;  // rank 0: the one that writes the output directory and prints notes
   ModelConfig mcfg;
   std::unique_ptr<Weights> w;
-  // ZeRO-1: the ranks' tensor ranges (split_tensors) and their element offsets; empty otherwise.
-  std::vector<size_t> tensor_shard, shard;
+  train::ZeroShards zero;  // ZeRO-1: the ranks' tensor ranges and element offsets; empty otherwise
   std::optional<Tokenizer> tok;
   std::vector<std::vector<int32_t>> eval_docs;
   MaskingConfig mask;
@@ -408,7 +406,7 @@ class PretrainTask final : public train::TrainingTask {
     std::vector<float> all_m, all_v;
     const float* m = r_.opt.m().data();
     const float* v = r_.opt.v().data();
-    if (!r_.shard.empty()) {
+    if (!r_.zero.elements.empty()) {
       all_m = gather_to_root(r_.opt.m());
       all_v = gather_to_root(r_.opt.v());
       m = all_m.data();
@@ -445,9 +443,10 @@ class PretrainTask final : public train::TrainingTask {
     size_t at = 0;
     for (size_t q = 0; q < parts.size(); ++q) {
       const size_t n = parts[q].size() / sizeof(float);
-      if (n != r_.shard[q + 1] - r_.shard[q] || at + n > all.size())
+      if (n != r_.zero.elements[q + 1] - r_.zero.elements[q] || at + n > all.size())
         throw Error("pretrain: rank " + std::to_string(q) + " sent " + std::to_string(n) +
-                    " optimizer moments for a shard of " + std::to_string(r_.shard[q + 1] - r_.shard[q]));
+                    " optimizer moments for a shard of " +
+                    std::to_string(r_.zero.elements[q + 1] - r_.zero.elements[q]));
       std::memcpy(all.data() + at, parts[q].data(), n * sizeof(float));
       at += n;
     }
@@ -522,30 +521,6 @@ void check_same_settings(const Run& r) {
   }
 }
 
-// The optimizer memory: this rank's moments against the whole (one line on stderr from rank 0, and
-// fields of the first metrics record). Every rank's share follows from the shard bounds.
-nlohmann::json optimizer_memory(const Run& r) {
-  const double total = 2.0 * sizeof(float) * static_cast<double>(r.w->num_params());
-  double largest = total;
-  if (!r.shard.empty()) {
-    largest = 0;
-    for (size_t q = 0; q + 1 < r.shard.size(); ++q)
-      largest = std::max(largest, 2.0 * sizeof(float) * static_cast<double>(r.shard[q + 1] - r.shard[q]));
-  }
-  if (r.root && (r.comm.size() > 1 || r.pc.zero_stage > 0)) {
-    std::fprintf(stderr, "pretrain: optimizer state per rank: %.1f MiB of %.1f MiB (--zero %lld", largest / 1048576.0,
-                 total / 1048576.0, static_cast<long long>(r.pc.zero_stage));
-    if (!r.shard.empty()) {
-      std::fprintf(stderr, "; largest of %d shards, tensors per rank:", r.comm.size());
-      for (size_t q = 0; q + 1 < r.tensor_shard.size(); ++q)
-        std::fprintf(stderr, " %zu", r.tensor_shard[q + 1] - r.tensor_shard[q]);
-    }
-    std::fprintf(stderr, ")\n");
-  }
-  return {
-      {"zero_stage", r.pc.zero_stage}, {"optimizer_state_bytes", total}, {"optimizer_state_bytes_per_rank", largest}};
-}
-
 }  // namespace
 
 // ---- the run --------------------------------------------------------------------------------------
@@ -576,7 +551,8 @@ PretrainResult pretrain(const PretrainConfig& pc, Communicator& comm) {
   Run run(pc, comm, std::move(docs), std::move(mcfg), std::move(w));
   check_same_settings(run);
   const nlohmann::json resume_record = open_run(run, checkpoint);
-  const nlohmann::json memory = optimizer_memory(run);
+  const nlohmann::json memory =
+      train::report_optimizer_memory("pretrain", run.zero, run.w->num_params(), pc.zero_stage, comm);
 
   // Metrics are only ever appended: a resumed run first records where it resumed, then re-logs the
   // steps after that checkpoint (readers keep the last record of each step). Rank 0 alone.
@@ -618,7 +594,8 @@ PretrainResult pretrain(const PretrainConfig& pc, Communicator& comm) {
   start.ema_n = run.counters.ema_n;
   start.skipped = run.counters.skipped;
   std::vector<float> grads(run.w->num_params());
-  const std::vector<train::ParamGroup> groups = {{&run.opt, run.w->data(), grads.data(), grads.size(), run.shard}};
+  const std::vector<train::ParamGroup> groups = {
+      {&run.opt, run.w->data(), grads.data(), grads.size(), run.zero.elements}};
   const train::LoopResult out = train::run_training_loop(lc, task, groups, start);
   PretrainResult res;
   res.steps = out.state.step;

@@ -305,6 +305,37 @@ LoopResult run_training_loop(const LoopConfig& cfg, TrainingTask& task, const st
   return Loop(cfg, task, groups, start).run();
 }
 
+ZeroShards zero_shards(const std::vector<ParamSpec>& specs, int64_t stage, int ranks, const std::string& label) {
+  if (stage != 0 && stage != 1) throw Error(label + ": --zero must be 0 or 1, got " + std::to_string(stage));
+  ZeroShards z;
+  if (stage == 1 && ranks > 1) {
+    z.tensors = split_tensors(specs, ranks);
+    z.elements = tensor_element_bounds(specs, z.tensors);
+  }
+  return z;
+}
+
+nlohmann::json report_optimizer_memory(const std::string& label, const ZeroShards& z, size_t num_params, int64_t stage,
+                                       const Communicator& comm) {
+  const double total = 2.0 * sizeof(float) * static_cast<double>(num_params);
+  double largest = total;
+  if (!z.empty()) {
+    largest = 0;
+    for (size_t q = 0; q + 1 < z.elements.size(); ++q)
+      largest = std::max(largest, 2.0 * sizeof(float) * static_cast<double>(z.elements[q + 1] - z.elements[q]));
+  }
+  if (comm.is_root() && (comm.size() > 1 || stage > 0)) {
+    std::fprintf(stderr, "%s: optimizer state per rank: %.1f MiB of %.1f MiB (--zero %lld", label.c_str(),
+                 largest / 1048576.0, total / 1048576.0, static_cast<long long>(stage));
+    if (!z.empty()) {
+      std::fprintf(stderr, "; largest of %d shards, tensors per rank:", comm.size());
+      for (size_t q = 0; q + 1 < z.tensors.size(); ++q) std::fprintf(stderr, " %zu", z.tensors[q + 1] - z.tensors[q]);
+    }
+    std::fprintf(stderr, ")\n");
+  }
+  return {{"zero_stage", stage}, {"optimizer_state_bytes", total}, {"optimizer_state_bytes_per_rank", largest}};
+}
+
 // ---- EpochTracker ----------------------------------------------------------------------------------
 
 EpochTracker::EpochTracker(LoopResult& res, std::ostream& log, int64_t patience, std::string metric_name)
