@@ -81,7 +81,11 @@ void check_vs_ref(const Case& c, uint32_t seed) {
   const mk::RopeTable* rope = c.rope ? &table : nullptr;
   std::vector<float> ref(static_cast<size_t>(T * H), -7.0f);
   mk::ref_backend().attention_bf16(qkv.data(), ref.data(), cu.data(), B, c.heads, c.d, c.hw, nullptr, rope);
-  std::vector<float> ws(mk::cpu_backend().attention_workspace_floats(T, c.heads, c.d), std::nanf(""));
+  // Exactly attention_bf16_workspace_floats (about half of fp32 attention's), then canaries.
+  const size_t ws_floats = mk::cpu_backend().attention_bf16_workspace_floats(T, c.heads, c.d);
+  EXPECT_LE(2 * ws_floats, mk::cpu_backend().attention_workspace_floats(T, c.heads, c.d) + 2 * 16 * 3 * c.heads * c.d);
+  std::vector<float> ws(ws_floats + 64, std::nanf(""));
+  for (size_t i = ws_floats; i < ws.size(); ++i) ws[i] = 12345.0f;
   for (const Path& p : cpu_paths()) {
     PathGuard guard(p.force_emulated);
     const std::string what = std::string(p.name) + " d=" + std::to_string(c.d) + " hw=" + std::to_string(c.hw) +
@@ -93,6 +97,7 @@ void check_vs_ref(const Case& c, uint32_t seed) {
     // the same bits as the internal one.
     mk::cpu_backend().attention_bf16(qkv.data(), got_ws.data(), cu.data(), B, c.heads, c.d, c.hw, ws.data(), rope);
     EXPECT_EQ(got_ws, got) << what << " (workspace)";
+    for (size_t i = ws_floats; i < ws.size(); ++i) ASSERT_EQ(ws[i], 12345.0f) << what << ": wrote past the workspace";
   }
 }
 

@@ -95,8 +95,11 @@ struct Backend {
   // rot = RoPE in fp32 as rope_qkv), S = Q·Kᵀ in fp32, softmax in fp32 against the row max, P = bf16(p), O = P·V in
   // fp32, out = O / Σp (unrounded p). Dot products add per bf16 pair the odd product first (vdpbf16ps; the exact
   // order in ref/attention_bf16_ref.cpp). Without native bf16 the same operations run in fp32 (same roundings).
+  // `workspace` may be nullptr (internal thread-local buffer) or hold attention_bf16_workspace_floats(...) floats
+  // (bf16 operands: about half of attention_workspace_floats).
   void (*attention_bf16)(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
                          int64_t head_dim, int64_t half_window, float* workspace, const RopeTable* rope);
+  size_t (*attention_bf16_workspace_floats)(int64_t T, int64_t n_heads, int64_t head_dim);
 
   // ---- LayerNorm (biased variance) -------------------------------------------------------------
   // y = (x - mean) * rstd * gamma + beta over the last dim; gamma / beta may be nullptr (1 / 0).
@@ -380,6 +383,9 @@ inline void rope_backward(float* dqkv, const int64_t* cu_seqlens, int64_t num_se
 }
 inline size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) {
   return backend().attention_workspace_floats(T, n_heads, head_dim);
+}
+inline size_t attention_bf16_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) {
+  return backend().attention_bf16_workspace_floats(T, n_heads, head_dim);
 }
 inline void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
                       int64_t head_dim, int64_t half_window, float* workspace = nullptr,

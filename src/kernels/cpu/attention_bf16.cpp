@@ -377,6 +377,20 @@ const char* attention_bf16_path() {
                                                                        : "fp32 fma emulation";
 }
 
+namespace {
+// bf16 elements of the packed Q, K and V (layout in attention_bf16.h): Tp = T rounded up to 16,
+// plus one 16-token panel; Q and K with d rounded up to even, V with d rounded up to 16.
+size_t workspace_bf16_elements(int64_t T, int64_t n_heads, int64_t d) {
+  const int64_t dq = 2 * ((d + 1) / 2), dv = (d + 15) / 16 * 16, Tp = (T + 15) / 16 * 16 + 16;
+  return static_cast<size_t>(n_heads * Tp * (2 * dq + dv));
+}
+}  // namespace
+
+size_t attention_bf16_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) {
+  if (T <= 0 || n_heads <= 0 || head_dim <= 0) return 0;
+  return (workspace_bf16_elements(T, n_heads, head_dim) + 1) / 2;
+}
+
 void attention_bf16(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
                     int64_t hw, float* workspace, const RopeTable* rope) {
   if (n_heads <= 0 || d <= 0) throw Error("attention_bf16: n_heads and head_dim must be positive");
@@ -392,8 +406,7 @@ void attention_bf16(const float* qkv, float* out, const int64_t* cu, int64_t num
       if (cu[b + 1] - cu[b] > rope->max_len) throw Error("attention_bf16: sequence longer than the rotary table");
   }
   const int64_t d2 = (d + 1) / 2, dq = 2 * d2, dv = (d + 15) / 16 * 16, Tp = (T + 15) / 16 * 16 + 16;
-  // bf16 elements needed; at most 2 x attention_workspace_floats(T, n_heads, d) (fp32 layout).
-  const size_t need = static_cast<size_t>(n_heads * Tp * (2 * dq + dv));
+  const size_t need = workspace_bf16_elements(T, n_heads, d);
   thread_local std::vector<uint16_t> own;
   uint16_t* ws;
   if (workspace) {

@@ -17,6 +17,7 @@ const Backend kCpuBackend = {
     &cpu::quantize_rows_i8,
     &cpu::gemm_i8,
     &cpu::attention_bf16,
+    &cpu::attention_bf16_workspace_floats,
     &cpu::layernorm,
     &cpu::add_layernorm,
     &cpu::act_layernorm,

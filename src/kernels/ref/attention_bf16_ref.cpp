@@ -55,6 +55,9 @@ float exp_poly(float x) {
 
 }  // namespace
 
+// The reference needs no workspace (the one it is given is not touched).
+size_t attention_bf16_workspace_floats(int64_t, int64_t, int64_t) { return 0; }
+
 void attention_bf16(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
                     int64_t hw, float*, const RopeTable* rope) {
   if (n_heads <= 0 || d <= 0) throw Error("attention_bf16: n_heads and head_dim must be positive");

@@ -17,6 +17,7 @@ const Backend kRefBackend = {
     &ref::quantize_rows_i8,
     &ref::gemm_i8,
     &ref::attention_bf16,
+    &ref::attention_bf16_workspace_floats,
     &ref::layernorm,
     &ref::add_layernorm,
     &ref::act_layernorm,

@@ -37,6 +37,7 @@ uint16_t f16_from_float(float f);
 float f16_to_float(uint16_t h);
 void attention_bf16(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
                     int64_t head_dim, int64_t half_window, float* workspace = nullptr, const RopeTable* rope = nullptr);
+size_t attention_bf16_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim);
 void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,
                float* mean = nullptr, float* rstd = nullptr);
 void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
