@@ -393,3 +393,128 @@ TEST_P(LowpEmbedding, BitExactAllTypes) {
   mk::embedding(&id, WeightMatrix(Precision::kBF16, eb.data()), x.data(), 1, H);
   for (int64_t c = 0; c < H; ++c) EXPECT_EQ(x[static_cast<size_t>(c)], mk::ref::bf16_to_float(eb[4 * H + c]));
 }
+
+// ---- The bf16 activation stream (backend.h): producers write bf16, linear_bf16_input reads it ----
+
+namespace {
+
+std::vector<float> widen(const std::vector<uint16_t>& v) {
+  std::vector<float> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = mk::ref::bf16_to_float(v[i]);
+  return o;
+}
+
+// Bit equality of two bf16 vectors.
+::testing::AssertionResult same_bf16(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want) {
+  if (got.size() != want.size()) return ::testing::AssertionFailure() << "sizes differ";
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] != want[i])
+      return ::testing::AssertionFailure() << "element " << i << ": got " << mk::ref::bf16_to_float(got[i]) << ", want "
+                                           << mk::ref::bf16_to_float(want[i]);
+  return ::testing::AssertionSuccess();
+}
+
+// A bf16 result against the reference backend's: the fp32 values behind them agree to ~1e-6
+// relative, so the rounded values are equal or one bf16 step (2^-8 relative) apart.
+void expect_bf16_close(const std::vector<uint16_t>& got, const std::vector<uint16_t>& ref, const std::string& what) {
+  mbtest::expect_allclose(widen(got), widen(ref), 1e-6, 1.0 / 128, what);
+}
+
+}  // namespace
+
+MB_BACKEND_SUITE(LowpStream);
+
+TEST_P(LowpStream, LinearBf16InputIsLinearOfTheRoundedX) {
+  for_each_path([&](bool portable) {
+    for (Shape s : linear_shapes())
+      for (bool bias : {false, true}) {
+        const auto X = rand_vec(s.M * s.K, 21), b = rand_vec(s.N, 23);
+        const auto W = to_bf16(rand_vec(s.N * s.K, 22));
+        const auto Xb = to_bf16(X);
+        const auto Xr = widen(Xb);
+        const WeightMatrix wm(Precision::kBF16, W.data());
+        const float* bp = bias ? b.data() : nullptr;
+        std::vector<float> got(s.M * s.N), want(s.M * s.N), ref(s.M * s.N);
+        mk::linear_bf16_input(Xb.data(), wm, bp, got.data(), s.M, s.N, s.K);
+        const std::string what = mbtest::str(s.M, "x", s.N, "x", s.K, " bias=", bias);
+        // linear() of the widened X: the same sums, bit for bit (rounding a bf16 value is exact) ...
+        mk::linear(Xr.data(), wm, bp, want.data(), s.M, s.N, s.K);
+        EXPECT_TRUE(same_bits(got, want)) << what;
+        // ... and, where linear() rounds X itself, linear() of the fp32 X: the stream changes no bit.
+        if (mk::linear_rounds_x_bf16()) {
+          mk::linear(X.data(), wm, bp, want.data(), s.M, s.N, s.K);
+          EXPECT_TRUE(same_bits(got, want)) << what;
+        }
+        EXPECT_TRUE(!portable || !mk::linear_rounds_x_bf16());
+        mk::ref::linear_bf16_input(Xb.data(), wm, bp, ref.data(), s.M, s.N, s.K);
+        mbtest::expect_allclose(got, ref, 1e-4, kRtol, what);
+      }
+  });
+  std::vector<float> w32(4 * 8), y(2 * 4);
+  std::vector<uint16_t> xb(2 * 8);
+  EXPECT_THROW(mk::linear_bf16_input(xb.data(), WeightMatrix(w32.data()), nullptr, y.data(), 2, 4, 8),
+               modernbert::Error);
+}
+
+TEST_P(LowpStream, Bf16OutOpsAreTheirFp32OpsRounded) {
+  const int64_t rows = 37, C = 72, I = 40;  // odd row count, C not a multiple of 16
+  const auto x = rand_vec(rows * C, 31, -3.0f, 3.0f), r = rand_vec(rows * C, 32), g = rand_vec(C, 33, 0.5f, 1.5f),
+             be = rand_vec(C, 34), u = rand_vec(rows * 2 * I, 35, -4.0f, 4.0f);
+  for (bool affine : {true, false}) {
+    const float* gp = affine ? g.data() : nullptr;
+    const float* bp = affine ? be.data() : nullptr;
+    std::vector<float> y(rows * C);
+    std::vector<uint16_t> got(rows * C), ref(rows * C);
+    mk::layernorm(x.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
+    mk::layernorm_bf16out(x.data(), gp, bp, got.data(), rows, C, 1e-5f);
+    EXPECT_TRUE(same_bf16(got, to_bf16(y))) << "layernorm affine=" << affine;
+    mk::ref::layernorm_bf16out(x.data(), gp, bp, ref.data(), rows, C, 1e-5f);
+    expect_bf16_close(got, ref, "layernorm");
+
+    auto x1 = x, x2 = x, x3 = x;
+    mk::add_layernorm(x1.data(), r.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
+    mk::add_layernorm_bf16out(x2.data(), r.data(), gp, bp, got.data(), rows, C, 1e-5f);
+    EXPECT_TRUE(same_bits(x2, x1)) << "add_layernorm's residual";
+    EXPECT_TRUE(same_bf16(got, to_bf16(y))) << "add_layernorm affine=" << affine;
+    mk::ref::add_layernorm_bf16out(x3.data(), r.data(), gp, bp, ref.data(), rows, C, 1e-5f);
+    mbtest::expect_allclose(x3, x2, 0, 0, "add_layernorm residual vs ref");
+    expect_bf16_close(got, ref, "add_layernorm");
+  }
+  for (mk::Act act : {mk::Act::kGelu, mk::Act::kGeluTanh, mk::Act::kSilu}) {
+    std::vector<float> y(rows * I);
+    std::vector<uint16_t> got(rows * I), ref(rows * I);
+    mk::glu(act, u.data(), y.data(), rows, I);
+    mk::glu_bf16out(act, u.data(), got.data(), rows, I);
+    EXPECT_TRUE(same_bf16(got, to_bf16(y))) << "glu " << static_cast<int>(act);
+    mk::ref::glu_bf16out(act, u.data(), ref.data(), rows, I);
+    expect_bf16_close(got, ref, "glu");
+  }
+}
+
+TEST_P(LowpStream, AttentionBf16OutIsTheFp32OutRounded) {
+  const int64_t heads = 3, d = 32, H = heads * d;
+  const std::vector<int64_t> cu = {0, 5, 40, 41, 97};
+  const int64_t B = 4, T = cu.back();
+  const auto qkv = rand_vec(T * 3 * H, 41, -2.0f, 2.0f);
+  const auto table = mk::make_rope_table(160000.0, d, 128);
+  for (int64_t hw : {int64_t{-1}, int64_t{8}})
+    for (bool with_ws : {false, true}) {
+      std::vector<float> ws(with_ws ? mk::attention_bf16_workspace_floats(T, heads, d) : 0);
+      float* wsp = with_ws ? ws.data() : nullptr;
+      std::vector<float> y(T * H);
+      std::vector<uint16_t> got(T * H), ref(T * H);
+      mk::attention_bf16(qkv.data(), y.data(), cu.data(), B, heads, d, hw, wsp, &table);
+      mk::attention_bf16_bf16out(qkv.data(), got.data(), cu.data(), B, heads, d, hw, wsp, &table);
+      EXPECT_TRUE(same_bf16(got, to_bf16(y))) << "hw " << hw;
+      mk::ref::attention_bf16_bf16out(qkv.data(), ref.data(), cu.data(), B, heads, d, hw, nullptr, &table);
+      expect_bf16_close(got, ref, mbtest::str("attention hw ", hw));
+      // outb may alias qkv: written over the end of a copy of it, as the encoder does.
+      for (bool reference : {false, true}) {
+        auto q2 = qkv;
+        uint16_t* ob = reinterpret_cast<uint16_t*>(q2.data() + q2.size()) - T * H;
+        (reference ? mk::ref::attention_bf16_bf16out : mk::attention_bf16_bf16out)(q2.data(), ob, cu.data(), B, heads,
+                                                                                   d, hw, wsp, &table);
+        EXPECT_TRUE(same_bf16(std::vector<uint16_t>(ob, ob + T * H), reference ? ref : got)) << "aliased, hw " << hw;
+      }
+    }
+}

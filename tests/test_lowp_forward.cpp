@@ -152,5 +152,69 @@ TEST_P(LowpForward, ReferenceBackendAgrees) {
   EXPECT_GE(hmin, p == Precision::kInt8 ? 0.99 : 0.999) << precision_name(p) << " mean " << hm;
 }
 
+TEST(LowpForwardStream, Bf16StreamChangesNoBitAndShrinksTheArena) {
+  // bf16 weights on a native-bf16 CPU: LayerNorm, attention and GeGLU write the linears' inputs in
+  // bf16 (kernels::bf16_activation_stream). The same bits as rounding inside each linear, for the
+  // hidden states and every head, and a smaller arena. Also with an attn_norm on layer 0.
+  const bool native = kernels::linear_rounds_x_bf16();
+  EXPECT_EQ(kernels::bf16_activation_stream(Precision::kBF16), native);
+  EXPECT_FALSE(kernels::bf16_activation_stream(Precision::kF16));
+  EXPECT_FALSE(kernels::bf16_activation_stream(Precision::kInt8));
+  mbtest::TempDir tmp("lowpstream");
+  ModelConfig cfg = small_config();
+  {
+    Weights w(cfg, HeadSet::parse("mlm,cls:3"));
+    init_weights(w, 21);
+    save_model_dir(tmp.path(), cfg, w);
+  }
+  LoadOptions lo;
+  lo.precision = Precision::kBF16;
+  LoadedModel m = load_model_dir(tmp.path(), lo);
+  const Batch batch = make_batch(cfg.vocab_size);
+  WeightViews norm0 = m.weights.views();  // layer 0 with an attn_norm (the encoder honours one)
+  std::vector<float> g0(static_cast<size_t>(cfg.hidden_size)), b0(g0.size());
+  for (size_t i = 0; i < g0.size(); ++i) {
+    g0[i] = 0.75f + 0.01f * static_cast<float>(i % 50);
+    b0[i] = 0.02f * static_cast<float>(i % 7) - 0.06f;
+  }
+  norm0.layers[0].attn_norm_w = g0.data();
+  norm0.layers[0].attn_norm_b = b0.data();
+
+  struct Run {
+    Outputs out;
+    std::vector<float> hidden_norm0;
+    size_t arena = 0;
+  };
+  auto run_all = [&] {
+    Run r;
+    r.out = run(m.weights, batch);
+    Encoder enc(m.weights);
+    (void)enc.forward(batch);
+    r.arena = enc.arena_floats();
+    Encoder enc0(cfg, norm0);
+    r.hidden_norm0 = enc0.forward(batch);
+    return r;
+  };
+  const Run on = run_all();
+  kernels::set_bf16_activation_stream(false);
+  Run off;
+  try {
+    EXPECT_FALSE(kernels::bf16_activation_stream(Precision::kBF16));
+    off = run_all();
+  } catch (...) {
+    kernels::set_bf16_activation_stream(true);
+    throw;
+  }
+  kernels::set_bf16_activation_stream(true);
+  EXPECT_EQ(on.out.hidden, off.out.hidden);
+  EXPECT_EQ(on.out.mlm, off.out.mlm);
+  EXPECT_EQ(on.out.cls, off.out.cls);
+  EXPECT_EQ(on.hidden_norm0, off.hidden_norm0);
+  EXPECT_NE(on.hidden_norm0, on.out.hidden);  // the layer-0 norm did change the result
+  if (native) {
+    EXPECT_LT(on.arena, off.arena);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, LowpForward, ::testing::Values(Precision::kBF16, Precision::kF16, Precision::kInt8),
                          [](const auto& param_info) { return std::string(precision_name(param_info.param)); });

@@ -100,6 +100,29 @@ struct Backend {
   void (*attention_bf16)(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
                          int64_t head_dim, int64_t half_window, float* workspace, const RopeTable* rope);
   size_t (*attention_bf16_workspace_floats)(int64_t T, int64_t n_heads, int64_t head_dim);
+  // ---- The bf16 activation stream (#15): inference with kBF16 weights where linear_rounds_x_bf16() ----
+  // The op that writes a linear's input writes it already rounded to bf16 (RNE), the very bits
+  // linear() would round it to: linear_bf16_input(bf16(X)) == linear(X) bit for bit, with no
+  // rounding pass and half the bytes of X in memory. Each *_bf16out op is its fp32 op with the
+  // output rounded to bf16 (same fp32 values, then RNE); the residual stream x stays fp32.
+  // Y[M,N] = float(Xb[M,K]) · W[N,K]^T (+ bias[N]), W kBF16 (anything else throws), fp32
+  // accumulation as linear(); Xb dense bf16 bits, Y dense, overwritten. Where the CPU has no
+  // native bf16 the same sums run through the widening path (X widened exactly).
+  void (*linear_bf16_input)(const uint16_t* Xb, const WeightMatrix& W, const float* bias, float* Y, int64_t M,
+                            int64_t N, int64_t K);
+  // yb = bf16(layernorm(x)) (no statistics). yb [rows, C] may not alias x.
+  void (*layernorm_bf16out)(const float* x, const float* gamma, const float* beta, uint16_t* yb, int64_t rows,
+                            int64_t C, float eps);
+  // x += r (written back), yb = bf16(LN(x)). yb may not alias x or r.
+  void (*add_layernorm_bf16out)(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yb,
+                                int64_t rows, int64_t C, float eps);
+  // yb [T, I] = bf16(glu(act, u)). yb may not alias u.
+  void (*glu_bf16out)(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I);
+  // outb [T, H] = bf16(attention_bf16(qkv, ...)); workspace and the rest as attention_bf16. outb
+  // may alias qkv (all of qkv is read before any output is written); not the workspace.
+  void (*attention_bf16_bf16out)(const float* qkv, uint16_t* outb, const int64_t* cu_seqlens, int64_t num_seqs,
+                                 int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace,
+                                 const RopeTable* rope);
 
   // ---- LayerNorm (biased variance) -------------------------------------------------------------
   // y = (x - mean) * rstd * gamma + beta over the last dim; gamma / beta may be nullptr (1 / 0).
@@ -312,6 +335,14 @@ bool attention_runs_bf16(Precision p);
 // One line naming the attention `p` runs here, e.g. "bf16 products on avx512_bf16 (vdpbf16ps),
 // fp32 softmax" (for `info --system` and bench JSON).
 std::string attention_path(Precision p);
+// True when the encoder's inference forward for layer weights `p` runs the bf16 activation
+// stream (the *_bf16out ops feeding linear_bf16_input; see the Backend slots): kBF16 weights where
+// linear_rounds_x_bf16(), unless a test turned it off. Same bits as without it; faster and a
+// smaller arena.
+bool bf16_activation_stream(Precision p);
+// Test hook: false makes bf16_activation_stream() false (the encoder then rounds X inside each
+// linear, as before), true restores it. Not while forwards run on other threads.
+void set_bf16_activation_stream(bool enabled);
 
 // ---- The ops, as callers write them (forward to backend()) --------------------------------------
 inline void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
@@ -386,6 +417,26 @@ inline size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t hea
 }
 inline size_t attention_bf16_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) {
   return backend().attention_bf16_workspace_floats(T, n_heads, head_dim);
+}
+inline void linear_bf16_input(const uint16_t* Xb, const WeightMatrix& W, const float* bias, float* Y, int64_t M,
+                              int64_t N, int64_t K) {
+  backend().linear_bf16_input(Xb, W, bias, Y, M, N, K);
+}
+inline void layernorm_bf16out(const float* x, const float* gamma, const float* beta, uint16_t* yb, int64_t rows,
+                              int64_t C, float eps) {
+  backend().layernorm_bf16out(x, gamma, beta, yb, rows, C, eps);
+}
+inline void add_layernorm_bf16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yb,
+                                  int64_t rows, int64_t C, float eps) {
+  backend().add_layernorm_bf16out(x, r, gamma, beta, yb, rows, C, eps);
+}
+inline void glu_bf16out(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I) {
+  backend().glu_bf16out(act, u, yb, T, I);
+}
+inline void attention_bf16_bf16out(const float* qkv, uint16_t* outb, const int64_t* cu_seqlens, int64_t num_seqs,
+                                   int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr,
+                                   const RopeTable* rope = nullptr) {
+  backend().attention_bf16_bf16out(qkv, outb, cu_seqlens, num_seqs, n_heads, head_dim, half_window, workspace, rope);
 }
 inline void attention(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
                       int64_t head_dim, int64_t half_window, float* workspace = nullptr,

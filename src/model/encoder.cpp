@@ -15,7 +15,8 @@
 // Arena (floats per token): h H, a H, big max(3H, 2I) (qkv, then u), mid max(H, I) (o, then g),
 // p aliases a (add_layernorm reads p's row before writing a's), plus the attention workspace
 // (Q, K^T and V repacked per head, ~3H per token). ≈ 2H + max(3H,2I) + max(H,I) + 3H: ~28 KB
-// per token for base, linear in T (an 8192-token batch needs ~230 MB, never T^2).
+// per token for base, linear in T (an 8192-token batch needs ~230 MB, never T^2). bf16 weights
+// on a CPU with native bf16 take forward_bf16_stream instead (below; 132 MiB at 8192 tokens).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -145,6 +146,112 @@ void copy_rows(float* dst, const float* src, int64_t n) { k::copy(src, dst, n); 
 
 }  // namespace
 
+namespace {
+
+bool all_layers_bf16(const WeightViews& w) {
+  for (const auto& L : w.layers)
+    for (const WeightMatrix* m : {&L.wqkv, &L.wo, &L.wi, &L.wo_mlp})
+      if (m->type != Precision::kBF16) return false;
+  return !w.layers.empty();
+}
+
+// The inference forward with the bf16 activation stream (k::bf16_activation_stream; backend.h): the
+// same steps as Encoder::forward, but every linear's input is written in bf16 by the op before it
+// (LayerNorm, attention, GeGLU) and read by k::linear_bf16_input, bit for bit the numbers the
+// rounding inside k::linear gives. The residual stream h and the linears' outputs stay fp32.
+//
+// Arena (floats): h [T, H] | big [T, max(3H, 2I)] | S. By phase:
+//   Wqkv       a (bf16, S) -> qkv (big)
+//   attention  qkv packed into the workspace (S), then o (bf16) written at the end of big (qkv is
+//              consumed by the packing: attention_bf16_bf16out allows that aliasing)
+//   Wo         o -> p (fp32, start of big; disjoint from o's end of big)
+//   add+LN     h += p, a (bf16, S)
+//   Wi, GeGLU  a -> u (big) -> g (bf16, S)
+//   Wo_mlp     g -> p (big); add+LN as above (the last one writes `out` in fp32 directly)
+// S = max(attention workspace, [T, I] bf16). Base at 8192 tokens: 132 MiB against 192 MiB, and
+// no [T, K] rounding scratch inside the linears.
+size_t stream_arena_floats(const ModelConfig& cfg, int64_t T) {
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size;
+  const size_t ws = k::attention_bf16_workspace_floats(T, cfg.num_attention_heads, cfg.head_dim());
+  const size_t half_th = static_cast<size_t>((T * H + 1) / 2), half_ti = static_cast<size_t>((T * I + 1) / 2);
+  return static_cast<size_t>(T * H + T * std::max(3 * H, 2 * I)) + std::max({half_ti, half_th, ws});
+}
+
+template <class RopeFor>
+void forward_bf16_stream(const ModelConfig& cfg, const WeightViews& w, const Batch& batch, float* arena, float* out,
+                         RopeFor&& rope_for) {
+  const int64_t T = batch.num_tokens(), B = batch.num_seqs();
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, nh = cfg.num_attention_heads, d = cfg.head_dim();
+  const float eps = static_cast<float>(cfg.norm_eps);
+  float* h = arena;
+  float* big = h + T * H;
+  float* S = big + T * std::max(3 * H, 2 * I);
+  auto* a = reinterpret_cast<uint16_t*>(S);                    // the LN output, later g
+  auto* o = reinterpret_cast<uint16_t*>(S - (T * H + 1) / 2);  // attention's output: the end of big
+  float* attn_ws = S;
+  const int64_t* cu = batch.cu_seqlens.data();
+  const int64_t max_len = batch.max_seqlen();
+  const int64_t L = cfg.num_hidden_layers;
+  namespace kp = k::prof;
+  {
+    kp::Scope s("embed+LN");
+    float* emb = big;  // free until the first Wqkv
+    k::embedding(batch.ids.data(), w.tok_embeddings, emb, T, H);
+    k::layernorm(emb, w.emb_norm_w, w.emb_norm_b, h, T, H, eps, nullptr, nullptr);
+    // Layer 0's input: LN(h) if it has an attn_norm, else h itself, i.e. the same LN of emb rounded.
+    if (w.layers[0].attn_norm_w)
+      k::layernorm_bf16out(h, w.layers[0].attn_norm_w, w.layers[0].attn_norm_b, a, T, H, eps);
+    else
+      k::layernorm_bf16out(emb, w.emb_norm_w, w.emb_norm_b, a, T, H, eps);
+  }
+  const k::Act act = to_kernel_act(cfg.hidden_activation);
+  for (int64_t l = 0; l < L; ++l) {
+    const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    const int64_t hw = cfg.half_window(l);
+    float* qkv = big;
+    float* p = big;
+    {
+      kp::Scope s("gemm Wqkv");
+      k::linear_bf16_input(a, lw.wqkv, lw.bqkv, qkv, T, 3 * H, H);
+    }
+    {
+      const k::RopeTable& rope = rope_for(cfg.rope_theta(l), max_len);
+      kp::Scope s(hw < 0 ? "attention global" : "attention local");
+      k::attention_bf16_bf16out(qkv, o, cu, B, nh, d, hw, attn_ws, &rope);
+    }
+    {
+      kp::Scope s("gemm Wo");
+      k::linear_bf16_input(o, lw.wo, lw.bo, p, T, H, H);
+    }
+    {
+      kp::Scope s("add+LN");
+      k::add_layernorm_bf16out(h, p, lw.mlp_norm_w, lw.mlp_norm_b, a, T, H, eps);
+    }
+    float* u = big;
+    {
+      kp::Scope s("gemm Wi");
+      k::linear_bf16_input(a, lw.wi, lw.bi, u, T, 2 * I, H);
+    }
+    {
+      kp::Scope s("GeGLU");
+      k::glu_bf16out(act, u, a, T, I);
+    }  // g into S
+    {
+      kp::Scope s("gemm Wo_mlp");
+      k::linear_bf16_input(a, lw.wo_mlp, lw.bo_mlp, p, T, H, I);
+    }  // u consumed
+    kp::Scope s("add+LN");
+    if (l + 1 == L) {
+      k::add_layernorm(h, p, w.final_norm_w, w.final_norm_b, out, T, H, eps, nullptr, nullptr);
+    } else {
+      const LayerWeights& next = w.layers[static_cast<size_t>(l + 1)];
+      k::add_layernorm_bf16out(h, p, next.attn_norm_w, next.attn_norm_b, a, T, H, eps);
+    }
+  }
+}
+
+}  // namespace
+
 const k::RopeTable& Encoder::rope_table(double theta, int64_t max_len) {
   auto& t = st_->rope[theta];
   if (t.max_len < max_len) {
@@ -163,6 +270,18 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationSto
   const float eps = static_cast<float>(cfg_.norm_eps);
   out.resize(static_cast<size_t>(T * H));
   if (T == 0) return;
+
+  if (!save && cfg_.num_hidden_layers > 0 && k::bf16_activation_stream(w_.layers[0].wqkv.type) && all_layers_bf16(w_)) {
+    const size_t need = stream_arena_floats(cfg_, T);
+    if (st_->arena.size() < need) {
+      st_->arena.clear();
+      st_->arena.shrink_to_fit();
+      st_->arena.resize(need);
+    }
+    forward_bf16_stream(cfg_, w_, batch, st_->arena.data(), out.data(),
+                        [this](double theta, int64_t len) -> const k::RopeTable& { return rope_table(theta, len); });
+    return;
+  }
 
   // Arena layout (see the file comment). Grows to the largest batch, never shrinks.
   const int64_t big_w = std::max(3 * H, 2 * I), mid_w = std::max(H, I);

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/lowp.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/ref/ref.h"
 
@@ -61,6 +63,22 @@ void act_dispatch(Act a, const float* x, const float* g, float* y, int64_t n) {
   }
 }
 
+// The same span rounded to bf16 (lowp::round_bf16) through a row buffer in L1.
+void act_dispatch(Act a, const float* x, const float* g, uint16_t* y, int64_t n) {
+  thread_local std::vector<float> row;
+  if (row.size() < static_cast<size_t>(n)) row.resize(static_cast<size_t>(n));
+  act_dispatch(a, x, g, row.data(), n);
+  lowp::round_bf16(row.data(), y, n);
+}
+
+template <class Out>
+void glu_rows(Act act, const float* u, Out* y, int64_t T, int64_t I) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(I, 1));
+  parallel_for(T, grain, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) act_dispatch(act, u + t * 2 * I, u + t * 2 * I + I, y + t * I, I);
+  });
+}
+
 }  // namespace
 
 void activation_serial(Act act, const float* x, float* y, int64_t n) { act_dispatch(act, x, nullptr, y, n); }
@@ -75,12 +93,10 @@ void activation(Act act, const float* x, float* y, int64_t n) {
   });
 }
 
-void glu(Act act, const float* u, float* y, int64_t T, int64_t I) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(I, 1));
-  parallel_for(T, grain, [&](int64_t b, int64_t e, int) {
-    for (int64_t t = b; t < e; ++t) act_dispatch(act, u + t * 2 * I, u + t * 2 * I + I, y + t * I, I);
-  });
-}
+void glu(Act act, const float* u, float* y, int64_t T, int64_t I) { glu_rows(act, u, y, T, I); }
+
+// The bits of rounding glu's output with lowp::round_bf16.
+void glu_bf16out(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I) { glu_rows(act, u, yb, T, I); }
 
 void erf_array(const float* x, float* y, int64_t n) {
   int64_t i = 0;

@@ -34,6 +34,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/lowp.h"
 #include "kernels/cpu/simd.h"
 #include "modernbert/error.h"
 
@@ -50,36 +51,19 @@ inline float bits_to_float(uint32_t u) {
   return f;
 }
 
-// One float to bf16, round to nearest even (NaN stays a quiet NaN).
-inline uint16_t round1(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-// Eight floats to bf16 as round1 does.
-inline __m128i round8(__m256 x) {
-  const __m256i u = _mm256_castps_si256(x);
-  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
-  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-  r = _mm256_blendv_epi8(r, _mm256_or_si256(u, _mm256_set1_epi32(0x400000)), nan);
-  r = _mm256_srli_epi32(r, 16);
-  return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-}
+using simd::bf16_round1;
+using simd::bf16_round8;
 
 // dst[0..d) = bf16(rot(src) * mul), zeros to npad (Ops::convert), 8 lanes at a time. The
 // rotation is attention.cpp's load_head (x1 c - x2 s as fnmadd(x2, s, x1 c)), which the reference
 // reproduces with std::fma.
 void convert_emu(const float* src, const float* c, const float* s, int64_t d, float mul, uint16_t* dst, int64_t npad) {
   const __m256 vmul = _mm256_set1_ps(mul);
-  auto store8 = [](uint16_t* p, __m256 x) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), round8(x)); };
+  auto store8 = [](uint16_t* p, __m256 x) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), bf16_round8(x)); };
   if (!c) {
     int64_t j = 0;
     for (; j + 8 <= d; j += 8) store8(dst + j, _mm256_mul_ps(_mm256_loadu_ps(src + j), vmul));
-    for (; j < d; ++j) dst[j] = round1(src[j] * mul);
+    for (; j < d; ++j) dst[j] = bf16_round1(src[j] * mul);
   } else {
     const int64_t half = d / 2;
     int64_t j = 0;
@@ -91,8 +75,8 @@ void convert_emu(const float* src, const float* c, const float* s, int64_t d, fl
     }
     for (; j < half; ++j) {
       const float x1 = src[j], x2 = src[half + j];
-      dst[j] = round1(std::fma(-x2, s[j], x1 * c[j]) * mul);
-      dst[half + j] = round1(std::fma(x1, s[j], x2 * c[j]) * mul);
+      dst[j] = bf16_round1(std::fma(-x2, s[j], x1 * c[j]) * mul);
+      dst[half + j] = bf16_round1(std::fma(x1, s[j], x2 * c[j]) * mul);
     }
   }
   std::fill(dst + d, dst + npad, uint16_t{0});
@@ -197,7 +181,7 @@ float softmax_emu(const float* S, int64_t L, int64_t v0, int64_t v1, uint16_t* P
   for (int64_t c = a; c < b; c += 8) {
     const __m256 p = _mm256_and_ps(simd::exp(_mm256_sub_ps(_mm256_loadu_ps(S + c), vm)), valid(c));
     vsum = _mm256_add_ps(vsum, p);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(P + c), round8(p));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(P + c), bf16_round8(p));
   }
   return simd::hsum(vsum);
 }
@@ -291,8 +275,9 @@ struct Scratch {
   std::vector<uint16_t> P;
 };
 
-// Step 2: the tiles of every (sequence, head, query block).
-void attend(const Packed& P, int64_t hw, float* out, const Ops& ops) {
+// Step 2: the tiles of every (sequence, head, query block). The result goes to out (fp32) or, when
+// out is nullptr, to outb rounded to bf16 (the same quotients, then RNE).
+void attend(const Packed& P, int64_t hw, float* out, uint16_t* outb, const Ops& ops) {
   const int64_t* cu = P.cu;
   const int64_t num_seqs = P.num_seqs, n_heads = P.n_heads, d = P.d, Tp = P.Tp, H = P.H, d2 = P.d2, dq = P.dq,
                 dv = P.dv;
@@ -345,9 +330,14 @@ void attend(const Packed& P, int64_t hw, float* out, const Ops& ops) {
         }
         ops.pv(mr, Pb, lds, P.V + h * Tp * dv + (base + k0) * dv, L / 2, dv, O, dv);
         for (int r = 0; r < mr; ++r) {
-          float* dst = out + (base + i0 + r) * H + h * d;
-          const float* orow = O + r * dv;
-          for (int64_t c = 0; c < d; ++c) dst[c] = orow[c] / l[r];
+          float* orow = O + r * dv;
+          if (out) {
+            float* dst = out + (base + i0 + r) * H + h * d;
+            for (int64_t c = 0; c < d; ++c) dst[c] = orow[c] / l[r];
+          } else {
+            for (int64_t c = 0; c < d; ++c) orow[c] /= l[r];
+            lowp::round_bf16(orow, outb + (base + i0 + r) * H + h * d, d);
+          }
         }
       }
     }
@@ -391,8 +381,11 @@ size_t attention_bf16_workspace_floats(int64_t T, int64_t n_heads, int64_t head_
   return (workspace_bf16_elements(T, n_heads, head_dim) + 1) / 2;
 }
 
-void attention_bf16(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
-                    int64_t hw, float* workspace, const RopeTable* rope) {
+namespace {
+
+// attention_bf16 into out (fp32) or, with out nullptr, into outb (bf16).
+void attention_bf16_into(const float* qkv, float* out, uint16_t* outb, const int64_t* cu, int64_t num_seqs,
+                         int64_t n_heads, int64_t d, int64_t hw, float* workspace, const RopeTable* rope) {
   if (n_heads <= 0 || d <= 0) throw Error("attention_bf16: n_heads and head_dim must be positive");
   if (num_seqs < 0 || cu[0] != 0) throw Error("attention_bf16: cu_seqlens[0] must be 0");
   for (int64_t b = 0; b < num_seqs; ++b)
@@ -422,8 +415,20 @@ void attention_bf16(const float* qkv, float* out, const int64_t* cu, int64_t num
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const bool native = attention_bf16_native_supported() && !g_force_emulated.load();
   const bf16attn::Ops& ops = native ? bf16attn::native_ops() : bf16attn::emulated_ops();
-  bf16attn::pack(qkv, packed, rope, scale, ops);
-  bf16attn::attend(packed, hw, out, ops);
+  bf16attn::pack(qkv, packed, rope, scale, ops);  // all of qkv read: outb may alias it (backend.h)
+  bf16attn::attend(packed, hw, out, outb, ops);
+}
+
+}  // namespace
+
+void attention_bf16(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
+                    int64_t hw, float* workspace, const RopeTable* rope) {
+  attention_bf16_into(qkv, out, nullptr, cu, num_seqs, n_heads, d, hw, workspace, rope);
+}
+
+void attention_bf16_bf16out(const float* qkv, uint16_t* outb, const int64_t* cu, int64_t num_seqs, int64_t n_heads,
+                            int64_t d, int64_t hw, float* workspace, const RopeTable* rope) {
+  attention_bf16_into(qkv, nullptr, outb, cu, num_seqs, n_heads, d, hw, workspace, rope);
 }
 
 }  // namespace modernbert::kernels::cpu

@@ -18,6 +18,7 @@
 // rows), else N; each slice is one single-threaded call. Scratch is thread-local, grown, never
 // shrunk.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -113,13 +114,9 @@ void linear_widened_whole(const float* X, int64_t ldx, Precision type, const uin
   cpu::gemm(X, wide, bias, Y, M, N, K, false, ldx, ldy);
 }
 
-void linear_bf16_native(const float* X, int64_t ldx, const uint16_t* W, const float* bias, float* Y, int64_t ldy,
-                        int64_t M, int64_t N, int64_t K) {
-  thread_local std::vector<uint16_t> caller_xb;
-  uint16_t* xb = grow(caller_xb, M * K);
-  parallel_for(M, std::max<int64_t>(1, 8192 / K), [&](int64_t b, int64_t e, int) {
-    for (int64_t m = b; m < e; ++m) cpu::lowp::round_bf16(X + m * ldx, xb + m * K, K);
-  });
+// Y = xb · W^T + bias on the native bf16 matmul, xb [M, K] dense bf16 (X already rounded).
+void matmul_bf16_native(const uint16_t* xb, const uint16_t* W, const float* bias, float* Y, int64_t ldy, int64_t M,
+                        int64_t N, int64_t K) {
   for_slices(M, N, K, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     if (cpu::lowp::onednn_matmul(MatmulKind::kBf16, xb + m0 * K, W + n0 * K, bias ? bias + n0 : nullptr,
                                  Y + m0 * ldy + n0, ldy, m1 - m0, n1 - n0, K))
@@ -131,6 +128,16 @@ void linear_bf16_native(const float* X, int64_t ldx, const uint16_t* W, const fl
     cpu::lowp::widen_bf16(xb + m0 * K, xr, (m1 - m0) * K);
     widened_slice(xr, K, Precision::kBF16, W, bias, Y + m0 * ldy, ldy, m1 - m0, n0, n1, K);
   });
+}
+
+void linear_bf16_native(const float* X, int64_t ldx, const uint16_t* W, const float* bias, float* Y, int64_t ldy,
+                        int64_t M, int64_t N, int64_t K) {
+  thread_local std::vector<uint16_t> caller_xb;
+  uint16_t* xb = grow(caller_xb, M * K);
+  parallel_for(M, std::max<int64_t>(1, 8192 / K), [&](int64_t b, int64_t e, int) {
+    for (int64_t m = b; m < e; ++m) cpu::lowp::round_bf16(X + m * ldx, xb + m * K, K);
+  });
+  matmul_bf16_native(xb, W, bias, Y, ldy, M, N, K);
 }
 
 // C (ldc) = A[M,K] · B[N,K]^T exactly in int32, on the calling thread.
@@ -171,8 +178,8 @@ std::string linear_path(Precision p) {
       return sgemm;
     case Precision::kBF16:
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kBf16, &impl))
-        return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16 with " + cpu::lowp::convert_isa() +
-               ")";
+        return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16 with " + cpu::lowp::round_bf16_isa() +
+               "; in the encoder by the op that writes x)";
       return sgemm + " on widened bf16 panels (avx2; W widened whole at >= 256 rows); oneDNN's bf16 not used: " + impl;
     case Precision::kF16:
       return sgemm + " on widened f16 panels (f16c; W widened whole at >= 256 rows)";
@@ -184,6 +191,16 @@ std::string linear_path(Precision p) {
   }
   return "?";
 }
+
+namespace {
+std::atomic<bool> g_bf16_stream{true};
+}  // namespace
+
+bool bf16_activation_stream(Precision p) {
+  return p == Precision::kBF16 && linear_rounds_x_bf16() && g_bf16_stream.load(std::memory_order_relaxed);
+}
+
+void set_bf16_activation_stream(bool enabled) { g_bf16_stream.store(enabled, std::memory_order_relaxed); }
 
 bool attention_runs_bf16(Precision p) {
   return (p == Precision::kBF16 || p == Precision::kInt8) && linear_rounds_x_bf16();
@@ -225,6 +242,21 @@ void linear(const float* X, const WeightMatrix& W, const float* bias, float* Y, 
     case Precision::kF32:
       break;
   }
+}
+
+void linear_bf16_input(const uint16_t* Xb, const WeightMatrix& W, const float* bias, float* Y, int64_t M, int64_t N,
+                       int64_t K) {
+  if (W.type != Precision::kBF16) throw Error("cpu linear_bf16_input: weights must be bf16");
+  if (M <= 0 || N <= 0) return;
+  if (!W.data) throw Error("cpu linear_bf16_input: null weight matrix");
+  const auto* w16 = static_cast<const uint16_t*>(W.data);
+  if (K > 0 && linear_rounds_x_bf16()) return matmul_bf16_native(Xb, w16, bias, Y, N, M, N, K);
+  // No native bf16 here (or K = 0): X widened exactly, then linear(), which keeps it fp32.
+  thread_local std::vector<float> caller_x;
+  float* x = grow(caller_x, M * K);
+  parallel_for(M, std::max<int64_t>(1, 8192 / std::max<int64_t>(K, 1)),
+               [&](int64_t b, int64_t e, int) { lowp::widen_bf16(Xb + b * K, x + b * K, (e - b) * K); });
+  linear(x, W, bias, Y, M, N, K, K, N);
 }
 
 void embedding_typed(const int32_t* ids, const WeightMatrix& E, float* x, int64_t T, int64_t H) {

@@ -11,7 +11,9 @@
 namespace modernbert::kernels::cpu::lowp {
 
 // ---- Conversions (single thread; dispatch AVX-512 / AVX2 at run time) ------------------------------
-// y[i] = bits of x[i] rounded to bf16, round to nearest even (NaN stays a quiet NaN).
+// y[i] = bits of x[i] rounded to bf16, round to nearest even (NaN stays a quiet NaN). On CPUs
+// with AVX512-BF16 (vcvtneps2bf16) fp32 denormals become +-0, as the bf16 dot products reading y
+// would treat them; elsewhere they round like any value (ref::bf16_from_float exactly).
 void round_bf16(const float* x, uint16_t* y, int64_t n);
 // y[i] = float(bf16 x[i]) (exact).
 void widen_bf16(const uint16_t* x, float* y, int64_t n);
@@ -31,6 +33,8 @@ void gemv_widened(const float* X, int64_t ldx, bool f16, const uint16_t* W, cons
                   int64_t M, int64_t n0, int64_t n1, int64_t K);
 // Name of the conversion ISA in use ("avx512" | "avx2").
 const char* convert_isa();
+// The ISA round_bf16 uses: "avx512_bf16" (vcvtneps2bf16) or convert_isa().
+const char* round_bf16_isa();
 
 // ---- Exact int8 GEMM of our own: C[M,N] (ldc) = A[M,K] (lda) · B[N,K]^T (ldb) in int32 -------------
 // int16 products (vpmaddwd), exact for |A|, |B| <= 128 and K < 2^17. Single thread.

@@ -73,6 +73,21 @@ MB_AVX512 void round_bf16_avx512(const float* x, uint16_t* y, int64_t n) {
   }
 }
 
+// With AVX512-BF16: vcvtneps2bf16, one instruction per 16 lanes (4-5x fewer than the integer
+// rounding above, which the activation stream's producers pay on every output). The same RNE and
+// quiet NaN, except that fp32 denormals become +-0: the bf16 dot products that read these values
+// (vdpbf16ps, AMX) treat denormal inputs as zero anyway, so no product changes.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void round_bf16_avx512bf16(const float* x, uint16_t* y,
+                                                                                           int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm256_mask_storeu_epi16(y + i, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
 MB_AVX512 void quantize_row_i8_avx512(const float* x, int64_t K, int8_t* q, float* scale) {
   __m512i vmax = _mm512_setzero_si512();
   for (int64_t k = 0; k < K; k += 16) {
@@ -112,11 +127,18 @@ bool use_avx512() {
   return b && !force_portable();
 }
 
+bool use_avx512_bf16() {
+  static const bool b = __builtin_cpu_supports("avx512bf16");
+  return b && use_avx512();
+}
+
 }  // namespace
 
 const char* convert_isa() { return use_avx512() ? "avx512" : "avx2"; }
+const char* round_bf16_isa() { return use_avx512_bf16() ? "avx512_bf16" : convert_isa(); }
 
 void round_bf16(const float* x, uint16_t* y, int64_t n) {
+  if (use_avx512_bf16()) return round_bf16_avx512bf16(x, y, n);
   if (use_avx512()) return round_bf16_avx512(x, y, n);
   round_bf16_avx2(x, y, n);
 }

@@ -10,6 +10,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/lowp.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/ref/ref.h"
 
@@ -58,21 +59,32 @@ inline void ln_row(const float* x, const float* gamma, const float* beta, float*
   }
 }
 
+// The same row rounded to bf16 (lowp::round_bf16), through a row buffer in L1: the bits of
+// rounding ln_row's output.
+inline void ln_row(const float* x, const float* gamma, const float* beta, uint16_t* y, int64_t C, float eps,
+                   float* mean_out = nullptr, float* rstd_out = nullptr) {
+  thread_local std::vector<float> row;
+  if (row.size() < static_cast<size_t>(C)) row.resize(static_cast<size_t>(C));
+  ln_row(x, gamma, beta, row.data(), C, eps, mean_out, rstd_out);
+  lowp::round_bf16(row.data(), y, C);
+}
+
 // Rows per task: enough work (~32K elements) to amortise the scheduling.
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(C, 1)); }
 
-}  // namespace
-
-void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,
-               float* mean, float* rstd) {
+// layernorm / add_layernorm for an fp32 or bf16 (Out = uint16_t) output.
+template <class Out>
+void layernorm_rows(const float* x, const float* gamma, const float* beta, Out* y, int64_t rows, int64_t C, float eps,
+                    float* mean, float* rstd) {
   parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r)
       ln_row(x + r * C, gamma, beta, y + r * C, C, eps, mean ? mean + r : nullptr, rstd ? rstd + r : nullptr);
   });
 }
 
-void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
-                   float eps, float* mean, float* rstd) {
+template <class Out>
+void add_layernorm_rows(float* x, const float* r, const float* gamma, const float* beta, Out* y, int64_t rows,
+                        int64_t C, float eps, float* mean, float* rstd) {
   parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
       float* xr = x + i * C;
@@ -82,10 +94,33 @@ void add_layernorm(float* x, const float* r, const float* gamma, const float* be
         _mm256_storeu_ps(xr + c, _mm256_add_ps(_mm256_loadu_ps(xr + c), _mm256_loadu_ps(rr + c)));
       for (; c < C; ++c) xr[c] += rr[c];
       // r's row is fully read before y is written
-      ln_row(xr, gamma, beta, y + i * C, C, eps, mean ? mean + i : nullptr,
-             rstd ? rstd + i : nullptr);  // is fully read before y is written
+      ln_row(xr, gamma, beta, y + i * C, C, eps, mean ? mean + i : nullptr, rstd ? rstd + i : nullptr);
     }
   });
+}
+
+}  // namespace
+
+void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,
+               float* mean, float* rstd) {
+  layernorm_rows(x, gamma, beta, y, rows, C, eps, mean, rstd);
+}
+
+void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
+                   float eps, float* mean, float* rstd) {
+  add_layernorm_rows(x, r, gamma, beta, y, rows, C, eps, mean, rstd);
+}
+
+// The bf16-output twins (the activation stream of backend.h): the bits of rounding layernorm's
+// output with lowp::round_bf16.
+void layernorm_bf16out(const float* x, const float* gamma, const float* beta, uint16_t* yb, int64_t rows, int64_t C,
+                       float eps) {
+  layernorm_rows(x, gamma, beta, yb, rows, C, eps, nullptr, nullptr);
+}
+
+void add_layernorm_bf16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yb, int64_t rows,
+                           int64_t C, float eps) {
+  add_layernorm_rows(x, r, gamma, beta, yb, rows, C, eps, nullptr, nullptr);
 }
 
 void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y,

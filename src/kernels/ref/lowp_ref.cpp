@@ -186,4 +186,48 @@ void gemm_i8(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int64_t N,
     }
 }
 
+// ---- The bf16 activation stream: the fp32 reference op, then each output rounded (RNE). ------
+
+namespace {
+void round_all(const std::vector<float>& y, uint16_t* yb) {
+  for (size_t i = 0; i < y.size(); ++i) yb[i] = bf16_from_float(y[i]);
+}
+}  // namespace
+
+void linear_bf16_input(const uint16_t* Xb, const WeightMatrix& W, const float* bias, float* Y, int64_t M, int64_t N,
+                       int64_t K) {
+  if (W.type != Precision::kBF16) throw Error("ref linear_bf16_input: weights must be bf16");
+  std::vector<float> x(static_cast<size_t>(std::max<int64_t>(M * K, 0)));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = bf16_to_float(Xb[i]);
+  linear_bf16(x.data(), static_cast<const uint16_t*>(W.data), bias, Y, M, N, K, K, N, /*round_x=*/false);
+}
+
+void layernorm_bf16out(const float* x, const float* gamma, const float* beta, uint16_t* yb, int64_t rows, int64_t C,
+                       float eps) {
+  std::vector<float> y(static_cast<size_t>(rows * C));
+  ref::layernorm(x, gamma, beta, y.data(), rows, C, eps);
+  round_all(y, yb);
+}
+
+void add_layernorm_bf16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yb, int64_t rows,
+                           int64_t C, float eps) {
+  std::vector<float> y(static_cast<size_t>(rows * C));
+  ref::add_layernorm(x, r, gamma, beta, y.data(), rows, C, eps);
+  round_all(y, yb);
+}
+
+void glu_bf16out(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I) {
+  std::vector<float> y(static_cast<size_t>(T * I));
+  ref::glu(act, u, y.data(), T, I);
+  round_all(y, yb);
+}
+
+void attention_bf16_bf16out(const float* qkv, uint16_t* outb, const int64_t* cu, int64_t num_seqs, int64_t n_heads,
+                            int64_t d, int64_t hw, float* workspace, const RopeTable* rope) {
+  if (num_seqs < 0 || cu[0] != 0) throw Error("attention_bf16: cu_seqlens[0] must be 0");
+  std::vector<float> out(static_cast<size_t>(std::max<int64_t>(cu[num_seqs], 0) * n_heads * d));
+  ref::attention_bf16(qkv, out.data(), cu, num_seqs, n_heads, d, hw, workspace, rope);
+  round_all(out, outb);
+}
+
 }  // namespace modernbert::kernels::ref

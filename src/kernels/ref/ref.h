@@ -38,6 +38,16 @@ float f16_to_float(uint16_t h);
 void attention_bf16(const float* qkv, float* out, const int64_t* cu_seqlens, int64_t num_seqs, int64_t n_heads,
                     int64_t head_dim, int64_t half_window, float* workspace = nullptr, const RopeTable* rope = nullptr);
 size_t attention_bf16_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim);
+void linear_bf16_input(const uint16_t* Xb, const WeightMatrix& W, const float* bias, float* Y, int64_t M, int64_t N,
+                       int64_t K);
+void layernorm_bf16out(const float* x, const float* gamma, const float* beta, uint16_t* yb, int64_t rows, int64_t C,
+                       float eps);
+void add_layernorm_bf16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yb, int64_t rows,
+                           int64_t C, float eps);
+void glu_bf16out(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I);
+void attention_bf16_bf16out(const float* qkv, uint16_t* outb, const int64_t* cu_seqlens, int64_t num_seqs,
+                            int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr,
+                            const RopeTable* rope = nullptr);
 void layernorm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C, float eps,
                float* mean = nullptr, float* rstd = nullptr);
 void add_layernorm(float* x, const float* r, const float* gamma, const float* beta, float* y, int64_t rows, int64_t C,
