@@ -104,7 +104,9 @@ struct Backend {
   // The op that writes a linear's input writes it already rounded to bf16 (RNE), the very bits
   // linear() would round it to: linear_bf16_input(bf16(X)) == linear(X) bit for bit, with no
   // rounding pass and half the bytes of X in memory. Each *_bf16out op is its fp32 op with the
-  // output rounded to bf16 (same fp32 values, then RNE); the residual stream x stays fp32.
+  // output rounded to bf16 (same fp32 values, then RNE; on the cpu backend with AVX512-BF16 fp32
+  // denormals become +-0, as in linear()'s own rounding, and as the bf16 dot products treat them
+  // anyway); the residual stream x stays fp32.
   // Y[M,N] = float(Xb[M,K]) · W[N,K]^T (+ bias[N]), W kBF16 (anything else throws), fp32
   // accumulation as linear(); Xb dense bf16 bits, Y dense, overwritten. Where the CPU has no
   // native bf16 the same sums run through the widening path (X widened exactly).
