@@ -6,7 +6,7 @@
 #   bench/run_cpu_bench.sh [--out DIR] [--build DIR] [--threads N] [--warmup N] [--repeat N]
 #                          [--workloads "a b c d"] [--systems "ours ort torch"] [--no-guard]
 #                          [--dtypes "f32"] [--avx2-dtypes ""] [--avx2-workloads "a"]
-#                          [--quiet-load X] [--quiet-wait S]
+#                          [--quiet-load X] [--quiet-wait S] [--rounds R]
 #
 # Systems: ours (modernbert.cpp, once per --dtypes entry), ort (ORT fp32), ort-int8 (ORT on the
 # graph onnxruntime's quantize_dynamic(per_channel=True, QInt8) writes: DynamicQuantizeLinear,
@@ -18,6 +18,9 @@
 # (oneDNN limited to AVX2: an emulation of an AVX2-only CPU such as Zen 3, not the real thing).
 # --quiet-load X waits (at most --quiet-wait S seconds, default 120) before each run for the 1-min
 # load average to drop under X (the machine may be shared).
+# --rounds R (default 1) runs every cell of a workload R times, the cells' order rotated by one each
+# round, so that a slow start or drift hits each system alike; a cell's result is its median round
+# (by tokens/s), with every round's tokens/s kept in its JSON ("rounds_tokens_per_s").
 #
 # Steps: build `modernbert` + `bench_sgemm` (in --build, default build/), `npm ci` the ORT peer when
 # bench/peers/node_modules is missing, write the base model (`modernbert init --preset base`) and
@@ -45,6 +48,7 @@ DTYPES="f32"
 AVX2_DTYPES=""
 AVX2_WORKLOADS="a"
 QUIET_LOAD="" QUIET_WAIT=120
+ROUNDS=1
 PY=/usr/bin/python3
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -61,10 +65,12 @@ while [ $# -gt 0 ]; do
     --avx2-workloads) AVX2_WORKLOADS=$2; shift 2 ;;
     --quiet-load) QUIET_LOAD=$2; shift 2 ;;
     --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
     *) echo "run_cpu_bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "run_cpu_bench.sh: --rounds must be a positive integer" >&2; exit 2; }
 log() { echo "[run_cpu_bench $(date +%H:%M:%S)] $*" >&2; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -191,8 +197,8 @@ wait_quiet() {
     sleep 5; t=$((t + 5))
   done
 }
-run_one() {  # system workload [dtype]
-  local sys=$1 w=$2 dt=${3:-} in=$OUT/work/$2.jsonl l0 line
+run_one() {  # system workload [dtype] [round suffix of the raw file]
+  local sys=$1 w=$2 dt=${3:-} sfx=${4:-} in=$OUT/work/$2.jsonl l0 line
   wait_quiet
   l0=$(loadavg)
   case "$sys" in
@@ -213,20 +219,37 @@ if want and d.get('dtype', want) != want:
     sys.exit('asked for dtype %s, bench ran %s' % (want, d.get('dtype')))
 d.update(workload=sys.argv[2], bench_system=sys.argv[3], load_before=float(sys.argv[4]), load_after=float(sys.argv[5]))
 print(json.dumps(d))" "$line" "$w" "$sys" "$l0" "$(loadavg)" "$dt") || return 1
-  echo "$line" > "$OUT/raw/${sys}_${w}.json"
-  log "$sys $w: $(echo "$line" | "$PY" -c "import json,sys; d=json.load(sys.stdin); print('%.1f tok/s, median %.2fs, rss %.0f MiB, load %.1f->%.1f' % (d['tokens_per_s'], d['seconds_median'], d['peak_rss_mib'], d['load_before'], d['load_after']))")"
+  echo "$line" > "$OUT/raw/${sys}_${w}${sfx}.json"
+  log "$sys $w${sfx}: $(echo "$line" | "$PY" -c "import json,sys; d=json.load(sys.stdin); print('%.1f tok/s, median %.2fs, rss %.0f MiB, load %.1f->%.1f' % (d['tokens_per_s'], d['seconds_median'], d['peak_rss_mib'], d['load_before'], d['load_after']))")"
 }
 for w in $WORKLOADS; do
+  cells=()  # "system dtype" (dtype "-" for peers)
   for s in $SYSTEMS; do
     if [ "$s" = ours ]; then
-      for dt in $DTYPES; do run_one "$(ours_sys "$dt")" "$w" "$dt" || log "$(ours_sys "$dt") $w FAILED"; done
+      for dt in $DTYPES; do cells+=("$(ours_sys "$dt") $dt"); done
       if [[ " $AVX2_WORKLOADS " == *" $w "* ]]; then
-        for dt in $AVX2_DTYPES; do run_one "ours-$dt-avx2" "$w" "$dt" || log "ours-$dt-avx2 $w FAILED"; done
+        for dt in $AVX2_DTYPES; do cells+=("ours-$dt-avx2 $dt"); done
       fi
     else
-      run_one "$s" "$w" || log "$s $w FAILED"
+      cells+=("$s -")
     fi
   done
+  n=${#cells[@]}
+  for ((r = 0; r < ROUNDS; r++)); do
+    sfx=""
+    [ "$ROUNDS" -gt 1 ] && sfx=".r$((r + 1))"
+    for ((i = 0; i < n; i++)); do
+      read -r sys dt <<< "${cells[$(((i + r) % n))]}"
+      [ "$dt" = - ] && dt=""
+      run_one "$sys" "$w" "$dt" "$sfx" || log "$sys $w$sfx FAILED"
+    done
+  done
+  if [ "$ROUNDS" -gt 1 ]; then  # each cell: its median round, with every round's tokens/s
+    for c in "${cells[@]}"; do
+      read -r sys dt <<< "$c"
+      "$PY" "$ROOT/bench/median_round.py" "$OUT/raw/${sys}_${w}" "$ROUNDS" || log "$sys $w: no round succeeded"
+    done
+  fi
 done
 
 # 7. Table.

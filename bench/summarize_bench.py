@@ -37,6 +37,8 @@ def main():
     raw = {}
     for path in glob.glob(os.path.join(d, "raw", "*_*.json")):
         name = os.path.basename(path)[:-5]
+        if "." in name:  # SYSTEM_WORKLOAD.rK.json: one round of --rounds (the cell is SYSTEM_WORKLOAD.json)
+            continue
         sysname, w = name.rsplit("_", 1)
         if SYSTEM_RE.match(sysname):
             with open(path) as f:
