@@ -67,6 +67,20 @@ std::pair<double, double> row_cosines(const std::vector<float>& a, const std::ve
   return {mean, mn};
 }
 
+// small_config() with MLM and 3-label classifier heads, init_weights(seed), saved as F32 into dir.
+void write_small_model(const std::string& dir, uint64_t seed) {
+  const ModelConfig cfg = small_config();
+  Weights w(cfg, HeadSet::parse("mlm,cls:3"));
+  init_weights(w, seed);
+  save_model_dir(dir, cfg, w);
+}
+
+LoadedModel load_as(const std::string& dir, Precision p) {
+  LoadOptions lo;
+  lo.precision = p;
+  return load_model_dir(dir, lo);
+}
+
 struct Outputs {
   std::vector<float> hidden, mlm, cls;
 };
@@ -90,15 +104,9 @@ TEST_P(LowpForward, EveryHeadRunsAndStaysCloseToF32) {
   const Precision p = GetParam();
   mbtest::TempDir tmp("lowpfwd");
   ModelConfig cfg = small_config();
-  {
-    Weights w(cfg, HeadSet::parse("mlm,cls:3"));
-    init_weights(w, 5);
-    save_model_dir(tmp / "f32", cfg, w);
-  }
+  write_small_model(tmp / "f32", 5);
   LoadedModel m32 = load_model_dir(tmp / "f32");
-  LoadOptions lo;
-  lo.precision = p;
-  LoadedModel mp = load_model_dir(tmp / "f32", lo);
+  LoadedModel mp = load_as(tmp / "f32", p);
   ASSERT_EQ(mp.precision, p);
   const Batch batch = make_batch(cfg.vocab_size);
 
@@ -129,14 +137,8 @@ TEST_P(LowpForward, ReferenceBackendAgrees) {
   const Precision p = GetParam();
   mbtest::TempDir tmp("lowpfwd");
   ModelConfig cfg = small_config();
-  {
-    Weights w(cfg, HeadSet::parse("mlm,cls:3"));
-    init_weights(w, 9);
-    save_model_dir(tmp.path(), cfg, w);
-  }
-  LoadOptions lo;
-  lo.precision = p;
-  LoadedModel mp = load_model_dir(tmp.path(), lo);
+  write_small_model(tmp.path(), 9);
+  LoadedModel mp = load_as(tmp.path(), p);
   const Batch batch = make_batch(cfg.vocab_size);
   const Outputs cpu = run(mp.weights, batch);
   kernels::set_backend(kernels::ref_backend());
@@ -162,14 +164,8 @@ TEST(LowpForwardStream, Bf16StreamChangesNoBitAndShrinksTheArena) {
   EXPECT_FALSE(kernels::bf16_activation_stream(Precision::kInt8));
   mbtest::TempDir tmp("lowpstream");
   ModelConfig cfg = small_config();
-  {
-    Weights w(cfg, HeadSet::parse("mlm,cls:3"));
-    init_weights(w, 21);
-    save_model_dir(tmp.path(), cfg, w);
-  }
-  LoadOptions lo;
-  lo.precision = Precision::kBF16;
-  LoadedModel m = load_model_dir(tmp.path(), lo);
+  write_small_model(tmp.path(), 21);
+  LoadedModel m = load_as(tmp.path(), Precision::kBF16);
   const Batch batch = make_batch(cfg.vocab_size);
   WeightViews norm0 = m.weights.views();  // layer 0 with an attn_norm (the encoder honours one)
   std::vector<float> g0(static_cast<size_t>(cfg.hidden_size)), b0(g0.size());

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
@@ -65,10 +64,9 @@ void act_dispatch(Act a, const float* x, const float* g, float* y, int64_t n) {
 
 // The same span rounded to bf16 (lowp::round_bf16) through a row buffer in L1.
 void act_dispatch(Act a, const float* x, const float* g, uint16_t* y, int64_t n) {
-  thread_local std::vector<float> row;
-  if (row.size() < static_cast<size_t>(n)) row.resize(static_cast<size_t>(n));
-  act_dispatch(a, x, g, row.data(), n);
-  lowp::round_bf16(row.data(), y, n);
+  float* row = lowp::row_buffer(n);
+  act_dispatch(a, x, g, row, n);
+  lowp::round_bf16(row, y, n);
 }
 
 template <class Out>

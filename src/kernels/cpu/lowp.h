@@ -15,6 +15,9 @@ namespace modernbert::kernels::cpu::lowp {
 // with AVX512-BF16 (vcvtneps2bf16) fp32 denormals become +-0, as the bf16 dot products reading y
 // would treat them; elsewhere they round like any value (ref::bf16_from_float exactly).
 void round_bf16(const float* x, uint16_t* y, int64_t n);
+// This thread's fp32 scratch row of at least n floats (grown, never shrunk): the *_bf16out ops
+// compute a row into it (in L1 for a model row) and round_bf16 it out. Not for nested use.
+float* row_buffer(int64_t n);
 // y[i] = float(bf16 x[i]) (exact).
 void widen_bf16(const uint16_t* x, float* y, int64_t n);
 // y[i] = float(f16 x[i]) (exact, subnormals included).

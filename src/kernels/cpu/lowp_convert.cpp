@@ -9,8 +9,10 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/lowp.h"
+#include "kernels/cpu/simd.h"
 
 namespace modernbert::kernels::cpu::lowp {
 
@@ -22,33 +24,12 @@ inline uint32_t bits_of(float f) {
   return b;
 }
 
-inline uint16_t round_bf16_scalar(float f) {
-  const uint32_t b = bits_of(f);
-  if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((b >> 16) | 0x40u);  // quiet NaN
-  return static_cast<uint16_t>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
-}
-
-// 8 floats -> 8 bf16 in the low 16 bits of each int32 lane.
-inline __m256i round_bf16_8(__m256 x) {
-  const __m256i b = _mm256_castps_si256(x);
-  const __m256i mag = _mm256_and_si256(b, _mm256_set1_epi32(0x7fffffff));
-  const __m256i nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7f800000));
-  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
-  const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), lsb), 16);
-  const __m256i q = _mm256_or_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x40));
-  return _mm256_blendv_epi8(r, q, nan);
-}
-
+// The scalar and 8-lane roundings are simd::bf16_round1 / bf16_round8 (shared with attention_bf16).
 void round_bf16_avx2(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256i a = round_bf16_8(_mm256_loadu_ps(x + i));
-    const __m256i b = round_bf16_8(_mm256_loadu_ps(x + i + 8));
-    // packus interleaves the 128-bit lanes: [a0-3 b0-3 a4-7 b4-7] -> reorder the 64-bit quarters.
-    const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), p);
-  }
-  for (; i < n; ++i) y[i] = round_bf16_scalar(x[i]);
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), simd::bf16_round8(_mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] = simd::bf16_round1(x[i]);
 }
 
 #define MB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -135,6 +116,12 @@ bool use_avx512_bf16() {
 }  // namespace
 
 const char* convert_isa() { return use_avx512() ? "avx512" : "avx2"; }
+
+float* row_buffer(int64_t n) {
+  thread_local std::vector<float> row;
+  if (row.size() < static_cast<size_t>(n)) row.resize(static_cast<size_t>(n));
+  return row.data();
+}
 const char* round_bf16_isa() { return use_avx512_bf16() ? "avx512_bf16" : convert_isa(); }
 
 void round_bf16(const float* x, uint16_t* y, int64_t n) {

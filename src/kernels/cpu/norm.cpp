@@ -63,10 +63,9 @@ inline void ln_row(const float* x, const float* gamma, const float* beta, float*
 // rounding ln_row's output.
 inline void ln_row(const float* x, const float* gamma, const float* beta, uint16_t* y, int64_t C, float eps,
                    float* mean_out = nullptr, float* rstd_out = nullptr) {
-  thread_local std::vector<float> row;
-  if (row.size() < static_cast<size_t>(C)) row.resize(static_cast<size_t>(C));
-  ln_row(x, gamma, beta, row.data(), C, eps, mean_out, rstd_out);
-  lowp::round_bf16(row.data(), y, C);
+  float* row = lowp::row_buffer(C);
+  ln_row(x, gamma, beta, row, C, eps, mean_out, rstd_out);
+  lowp::round_bf16(row, y, C);
 }
 
 // Rows per task: enough work (~32K elements) to amortise the scheduling.
