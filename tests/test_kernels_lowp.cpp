@@ -521,3 +521,179 @@ TEST_P(LowpStream, AttentionBf16OutIsTheFp32OutRounded) {
       }
     }
 }
+
+// ---- The widening activation stream (backend.h): 16-bit activations, fp32 GEMMs and attention ----
+
+namespace {
+
+std::vector<float> widen16(Precision t, const std::vector<uint16_t>& v) {
+  std::vector<float> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    o[i] = t == Precision::kBF16 ? mk::ref::bf16_to_float(v[i]) : mk::ref::f16_to_float(v[i]);
+  return o;
+}
+std::vector<uint16_t> round16(Precision t, const std::vector<float>& v) {
+  return t == Precision::kBF16 ? to_bf16(v) : to_f16(v);
+}
+// Bit equality of two 16-bit vectors.
+::testing::AssertionResult same_16(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want) {
+  if (got.size() != want.size()) return ::testing::AssertionFailure() << "sizes differ";
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] != want[i])
+      return ::testing::AssertionFailure() << "element " << i << ": got bits " << got[i] << ", want " << want[i];
+  return ::testing::AssertionSuccess();
+}
+// A 16-bit result against the reference backend's: the fp32 values behind them agree to ~1e-5
+// relative, so the rounded values are equal or one step apart (2^-8 relative bf16, 2^-11 f16).
+void expect_16_close(Precision t, const std::vector<uint16_t>& got, const std::vector<uint16_t>& ref,
+                     const std::string& what) {
+  mbtest::expect_allclose(widen16(t, got), widen16(t, ref), 1e-5, t == Precision::kBF16 ? 1.0 / 128 : 1.0 / 1024, what);
+}
+
+}  // namespace
+
+TEST_P(LowpStream, F16OutOpsAreTheirFp32OpsRounded) {
+  const int64_t rows = 37, C = 75, I = 43;  // odd sizes: every rounding loop ends in a tail
+  const auto x = rand_vec(rows * C, 51, -3.0f, 3.0f), r = rand_vec(rows * C, 52), g = rand_vec(C, 53, 0.5f, 1.5f),
+             be = rand_vec(C, 54), u = rand_vec(rows * 2 * I, 55, -4.0f, 4.0f);
+  for (bool affine : {true, false}) {
+    const float* gp = affine ? g.data() : nullptr;
+    const float* bp = affine ? be.data() : nullptr;
+    std::vector<float> y(rows * C);
+    std::vector<uint16_t> got(rows * C), ref(rows * C);
+    mk::layernorm(x.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
+    mk::layernorm_f16out(x.data(), gp, bp, got.data(), rows, C, 1e-5f);
+    EXPECT_TRUE(same_16(got, to_f16(y))) << "layernorm affine=" << affine;
+    mk::ref::layernorm_f16out(x.data(), gp, bp, ref.data(), rows, C, 1e-5f);
+    expect_16_close(Precision::kF16, got, ref, "layernorm");
+
+    auto x1 = x, x2 = x, x3 = x;
+    mk::add_layernorm(x1.data(), r.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
+    mk::add_layernorm_f16out(x2.data(), r.data(), gp, bp, got.data(), rows, C, 1e-5f);
+    EXPECT_TRUE(same_bits(x2, x1)) << "add_layernorm's residual";
+    EXPECT_TRUE(same_16(got, to_f16(y))) << "add_layernorm affine=" << affine;
+    mk::ref::add_layernorm_f16out(x3.data(), r.data(), gp, bp, ref.data(), rows, C, 1e-5f);
+    mbtest::expect_allclose(x3, x2, 0, 0, "add_layernorm residual vs ref");
+    expect_16_close(Precision::kF16, got, ref, "add_layernorm");
+  }
+  for (mk::Act act : {mk::Act::kGelu, mk::Act::kGeluTanh, mk::Act::kSilu}) {
+    std::vector<float> y(rows * I);
+    std::vector<uint16_t> got(rows * I), ref(rows * I);
+    mk::glu(act, u.data(), y.data(), rows, I);
+    mk::glu_f16out(act, u.data(), got.data(), rows, I);
+    EXPECT_TRUE(same_16(got, to_f16(y))) << "glu " << static_cast<int>(act);
+    mk::ref::glu_f16out(act, u.data(), ref.data(), rows, I);
+    expect_16_close(Precision::kF16, got, ref, "glu");
+  }
+  // Beyond the f16 range: inf, as F16C rounds it (and ref::f16_from_float); tiny values stay
+  // subnormal halves, not zero.
+  const std::vector<float> big = {70000.0f, -80000.0f, 65000.0f, 65519.0f, 1e-6f, -3e-7f, 0.0f, 1.0f, 2.5f};
+  std::vector<uint16_t> h(big.size());
+  std::vector<float> u2(2 * big.size());
+  for (size_t i = 0; i < big.size(); ++i) u2[i] = 1000.0f, u2[big.size() + i] = big[i] / 1000.0f;
+  // glu with silu(1000) = 1000: y = big (up to rounding of the /1000 * 1000)
+  mk::glu_f16out(mk::Act::kSilu, u2.data(), h.data(), 1, static_cast<int64_t>(big.size()));
+  EXPECT_TRUE(std::isinf(mk::ref::f16_to_float(h[0])) && mk::ref::f16_to_float(h[0]) > 0);
+  EXPECT_TRUE(std::isinf(mk::ref::f16_to_float(h[1])) && mk::ref::f16_to_float(h[1]) < 0);
+  EXPECT_TRUE(std::isfinite(mk::ref::f16_to_float(h[2])));
+  EXPECT_GT(mk::ref::f16_to_float(h[4]), 0.0f);  // 1e-6: a subnormal half (2^-24 steps)
+  EXPECT_LT(mk::ref::f16_to_float(h[5]), 0.0f);
+  std::vector<float> y2(big.size());
+  mk::glu(mk::Act::kSilu, u2.data(), y2.data(), 1, static_cast<int64_t>(big.size()));
+  EXPECT_TRUE(same_16(h, to_f16(y2)));
+}
+
+TEST_P(LowpStream, Linear16InIsLinearOfTheWidenedX) {
+  // Shapes of linear_shapes() plus M beyond one 512-row tile (and at >= 256 rows, where 16-bit W
+  // is widened whole once per call).
+  std::vector<Shape> shapes = linear_shapes();
+  shapes.push_back({1100, 160, 768});
+  shapes.push_back({513, 48, 96});
+  for_each_path([&](bool) {
+    for (Precision t : {Precision::kBF16, Precision::kF16})
+      for (Precision wt : {Precision::kF16, Precision::kBF16, Precision::kF32})
+        for (Shape s : shapes) {
+          const auto X = rand_vec(s.M * s.K, 61, -2.0f, 2.0f), b = rand_vec(s.N, 63);
+          const auto W32 = rand_vec(s.N * s.K, 62);
+          const auto W16 = wt == Precision::kBF16 ? to_bf16(W32) : to_f16(W32);
+          const WeightMatrix wm = wt == Precision::kF32 ? WeightMatrix(W32.data()) : WeightMatrix(wt, W16.data());
+          const auto X16 = round16(t, X);
+          const auto Xw = widen16(t, X16);
+          const std::string what =
+              mbtest::str(precision_name(t), " x, ", precision_name(wt), " W, ", s.M, "x", s.N, "x", s.K);
+          std::vector<float> got(s.M * s.N), want(s.M * s.N), ref(s.M * s.N);
+          std::vector<uint16_t> got16(s.M * s.N), ref16(s.M * s.N);
+          mk::linear_16in(t, X16.data(), wm, b.data(), got.data(), nullptr, s.M, s.N, s.K);
+          mk::linear(Xw.data(), wm, b.data(), want.data(), s.M, s.N, s.K);
+          // One tile: the very call linear() makes; more: the same sums in tiles of rows.
+          if (s.M <= 512)
+            EXPECT_TRUE(same_bits(got, want)) << what;
+          else
+            mbtest::expect_allclose(got, want, 1e-5, kRtol, what);
+          mk::linear_16in(t, X16.data(), wm, b.data(), nullptr, got16.data(), s.M, s.N, s.K);
+          EXPECT_TRUE(same_16(got16, round16(t, got))) << what << " (16-bit output)";
+          mk::ref::linear_16in(t, X16.data(), wm, b.data(), ref.data(), nullptr, s.M, s.N, s.K, nullptr, 0);
+          mbtest::expect_allclose(got, ref, 1e-4, kRtol, what + " vs ref");
+          mk::ref::linear_16in(t, X16.data(), wm, b.data(), nullptr, ref16.data(), s.M, s.N, s.K, nullptr, 0);
+          // With a workspace for 288-row tiles (and W widened whole): the same sums in other tiles.
+          std::vector<float> ws(static_cast<size_t>(s.N * s.K + 288 * (s.K + s.N)));
+          std::vector<float> got_ws(s.M * s.N);
+          std::vector<uint16_t> got16_ws(s.M * s.N);
+          mk::linear_16in(t, X16.data(), wm, b.data(), got_ws.data(), nullptr, s.M, s.N, s.K, ws.data(),
+                          static_cast<int64_t>(ws.size()));
+          if (s.M <= 288)
+            EXPECT_TRUE(same_bits(got_ws, want)) << what << " (workspace)";
+          else
+            mbtest::expect_allclose(got_ws, want, 1e-5, kRtol, what + " (workspace)");
+          mk::linear_16in(t, X16.data(), wm, b.data(), nullptr, got16_ws.data(), s.M, s.N, s.K, ws.data(),
+                          static_cast<int64_t>(ws.size()));
+          // (its tiles are shorter than the fp32 output's: it also holds the Y tile)
+          if (s.M <= 288)
+            EXPECT_TRUE(same_16(got16_ws, round16(t, want))) << what << " (workspace, 16-bit output)";
+          else
+            expect_16_close(t, got16_ws, round16(t, want), what + " (workspace, 16-bit output)");
+          mbtest::expect_allclose(widen16(t, got16), widen16(t, ref16), 1e-4,
+                                  t == Precision::kBF16 ? 1.0 / 128 : 1.0 / 1024, what + " 16-bit vs ref");
+        }
+  });
+  std::vector<float> w32(4 * 8), y(2 * 4);
+  std::vector<uint16_t> x16(2 * 8), y16(2 * 4);
+  const WeightMatrix wm(w32.data());
+  EXPECT_THROW(mk::linear_16in(Precision::kF32, x16.data(), wm, nullptr, y.data(), nullptr, 2, 4, 8),
+               modernbert::Error);
+  EXPECT_THROW(mk::linear_16in(Precision::kF16, x16.data(), wm, nullptr, nullptr, nullptr, 2, 4, 8), modernbert::Error);
+  EXPECT_THROW(mk::linear_16in(Precision::kF16, x16.data(), wm, nullptr, y.data(), y16.data(), 2, 4, 8),
+               modernbert::Error);
+}
+
+TEST_P(LowpStream, Attention16IoIsTheFp32AttentionOfTheWidenedQkv) {
+  const int64_t heads = 3, d = 32, H = heads * d;
+  const std::vector<int64_t> cu = {0, 5, 40, 41, 97};
+  const int64_t B = 4, T = cu.back();
+  const auto qkv = rand_vec(T * 3 * H, 71, -2.0f, 2.0f);
+  const auto table = mk::make_rope_table(160000.0, d, 128);
+  for (Precision t : {Precision::kBF16, Precision::kF16})
+    for (int64_t hw : {int64_t{-1}, int64_t{8}})
+      for (bool with_ws : {false, true}) {
+        const std::string what = mbtest::str(precision_name(t), " hw ", hw, " ws ", with_ws);
+        const auto q16 = round16(t, qkv);
+        const auto qw = widen16(t, q16);
+        std::vector<float> ws(with_ws ? mk::attention_16io_workspace_floats(T, heads, d) : 0);
+        float* wsp = with_ws ? ws.data() : nullptr;
+        std::vector<float> y(T * H);
+        std::vector<uint16_t> got(T * H), ref(T * H);
+        mk::attention(qw.data(), y.data(), cu.data(), B, heads, d, hw, nullptr, &table, nullptr);
+        mk::attention_16io(t, q16.data(), got.data(), cu.data(), B, heads, d, hw, wsp, &table);
+        EXPECT_TRUE(same_16(got, round16(t, y))) << what;
+        mk::ref::attention_16io(t, q16.data(), ref.data(), cu.data(), B, heads, d, hw, nullptr, &table);
+        expect_16_close(t, got, ref, what + " vs ref");
+        // Without RoPE too (each work item then only scales its query rows).
+        mk::attention(qw.data(), y.data(), cu.data(), B, heads, d, hw, nullptr, nullptr, nullptr);
+        mk::attention_16io(t, q16.data(), got.data(), cu.data(), B, heads, d, hw, wsp, nullptr);
+        EXPECT_TRUE(same_16(got, round16(t, y))) << what << " no rope";
+      }
+  std::vector<uint16_t> q(3 * H), o(H);
+  const std::vector<int64_t> cu1 = {0, 1};
+  EXPECT_THROW(mk::attention_16io(Precision::kInt8, q.data(), o.data(), cu1.data(), 1, heads, d, -1, nullptr, nullptr),
+               modernbert::Error);
+}

@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/lowp.h"
+#include "modernbert/error.h"
 #include "modernbert/model.h"
 #include "modernbert/model_dir.h"
 #include "test_util.h"
@@ -192,24 +195,121 @@ TEST(LowpForwardStream, Bf16StreamChangesNoBitAndShrinksTheArena) {
     return r;
   };
   const Run on = run_all();
-  kernels::set_bf16_activation_stream(false);
+  kernels::set_activation_streams(false);
   Run off;
   try {
     EXPECT_FALSE(kernels::bf16_activation_stream(Precision::kBF16));
     off = run_all();
   } catch (...) {
-    kernels::set_bf16_activation_stream(true);
+    kernels::set_activation_streams(true);
     throw;
   }
-  kernels::set_bf16_activation_stream(true);
-  EXPECT_EQ(on.out.hidden, off.out.hidden);
-  EXPECT_EQ(on.out.mlm, off.out.mlm);
-  EXPECT_EQ(on.out.cls, off.out.cls);
-  EXPECT_EQ(on.hidden_norm0, off.hidden_norm0);
+  kernels::set_activation_streams(true);
   EXPECT_NE(on.hidden_norm0, on.out.hidden);  // the layer-0 norm did change the result
+  EXPECT_LT(on.arena, off.arena);
   if (native) {
-    EXPECT_LT(on.arena, off.arena);
+    EXPECT_EQ(on.out.hidden, off.out.hidden);
+    EXPECT_EQ(on.out.mlm, off.out.mlm);
+    EXPECT_EQ(on.out.cls, off.out.cls);
+    EXPECT_EQ(on.hidden_norm0, off.hidden_norm0);
   }
+  // Without native bf16 the encoder takes the widening stream instead, which rounds differently
+  // from the fp32 activations of "off" (WideningStreamHalvesTheActivationsAndStaysClose covers it).
+}
+
+TEST(LowpForwardStream, WideningStreamHalvesTheActivationsAndStaysClose) {
+  // f16 weights (and bf16 weights without native bf16: the portable path here) hold the linears'
+  // inputs and qkv in 16 bits between ops (kernels::widening_activation_stream). That rounds them,
+  // so the outputs move slightly: close to the same model with fp32 activations and to f32, the
+  // reference backend agrees, and the arena is smaller. Also with an attn_norm on layer 0.
+  EXPECT_TRUE(kernels::widening_activation_stream(Precision::kF16));
+  EXPECT_EQ(kernels::widening_activation_stream(Precision::kBF16), !kernels::linear_rounds_x_bf16());
+  EXPECT_FALSE(kernels::widening_activation_stream(Precision::kInt8));
+  EXPECT_FALSE(kernels::widening_activation_stream(Precision::kF32));
+  mbtest::TempDir tmp("lowpwide");
+  ModelConfig cfg = small_config();
+  write_small_model(tmp.path(), 23);
+  const Batch batch = make_batch(cfg.vocab_size);
+  LoadedModel m32 = load_model_dir(tmp.path());
+  const Outputs f32 = run(m32.weights, batch);
+  for (Precision p : {Precision::kF16, Precision::kBF16}) {
+    SCOPED_TRACE(precision_name(p));
+    const bool portable = p == Precision::kBF16;
+    kernels::cpu::lowp::set_force_portable(portable);
+    struct Restore {
+      ~Restore() {
+        kernels::cpu::lowp::set_force_portable(false);
+        kernels::set_activation_streams(true);
+        kernels::set_backend(kernels::cpu_backend());
+      }
+    } restore;
+    ASSERT_TRUE(kernels::widening_activation_stream(p));
+    LoadedModel m = load_as(tmp.path(), p);
+    WeightViews norm0 = m.weights.views();
+    std::vector<float> g0(static_cast<size_t>(cfg.hidden_size), 1.2f);
+    norm0.layers[0].attn_norm_w = g0.data();
+    auto run_all = [&](Outputs& o, std::vector<float>& hidden_norm0, size_t& arena) {
+      o = run(m.weights, batch);
+      Encoder enc(m.weights);
+      (void)enc.forward(batch);
+      arena = enc.arena_floats();
+      Encoder enc0(cfg, norm0);
+      hidden_norm0 = enc0.forward(batch);
+    };
+    Outputs on, off, ref;
+    std::vector<float> n0_on, n0_off, n0_ref;
+    size_t arena_on = 0, arena_off = 0, arena_ref = 0;
+    run_all(on, n0_on, arena_on);
+    kernels::set_backend(kernels::ref_backend());
+    run_all(ref, n0_ref, arena_ref);
+    kernels::set_backend(kernels::cpu_backend());
+    kernels::set_activation_streams(false);
+    run_all(off, n0_off, arena_off);
+    kernels::set_activation_streams(true);
+    EXPECT_LT(arena_on, arena_off);
+    // Rounding each activation to 16 bits: ~2^-12 (f16) / 2^-9 (bf16) relative per element.
+    const double floor = p == Precision::kF16 ? 0.9999999 : 0.99999;
+    using Pair = std::tuple<const std::vector<float>*, const std::vector<float>*, int64_t, const char*>;
+    for (const auto& [a, b, C, name] :
+         {Pair{&on.hidden, &off.hidden, cfg.hidden_size, "hidden vs fp32 activations"},
+          Pair{&on.mlm, &off.mlm, cfg.vocab_size, "mlm vs fp32 activations"},
+          Pair{&n0_on, &n0_off, cfg.hidden_size, "hidden (attn_norm) vs fp32 activations"},
+          Pair{&on.hidden, &f32.hidden, cfg.hidden_size, "hidden vs f32"},
+          Pair{&on.hidden, &ref.hidden, cfg.hidden_size, "hidden vs ref backend"},
+          Pair{&n0_on, &n0_ref, cfg.hidden_size, "hidden (attn_norm) vs ref backend"}}) {
+      auto [mean, mn] = row_cosines(*a, *b, C);
+      EXPECT_GE(mn, floor) << name << " (mean " << mean << ")";
+    }
+    EXPECT_NE(on.hidden, off.hidden);  // the stream did run (it rounds)
+    EXPECT_NE(n0_on, on.hidden);       // the layer-0 norm did change the result
+    for (size_t i = 0; i < on.cls.size(); ++i) EXPECT_NEAR(on.cls[i], off.cls[i], 1e-3) << i;
+    mbtest::expect_allclose(on.hidden, ref.hidden, 1e-3, 1e-3, "cpu vs ref backend");
+  }
+}
+
+TEST(LowpForwardStream, F16OverflowIsAnErrorNotNaN) {
+  // An activation beyond the f16 range becomes inf in the stream: the forward says so.
+  mbtest::TempDir tmp("lowpovf");
+  ModelConfig cfg = small_config();
+  write_small_model(tmp.path(), 29);
+  const Batch batch = make_batch(cfg.vocab_size);
+  LoadedModel m = load_as(tmp.path(), Precision::kF16);
+  WeightViews big = m.weights.views();
+  std::vector<float> g(static_cast<size_t>(cfg.hidden_size), 1e6f);  // LN output ~1e6 > 65504
+  big.layers[1].attn_norm_w = g.data();
+  Encoder enc(cfg, big);
+  try {
+    (void)enc.forward(batch);
+    ADD_FAILURE() << "no error";
+  } catch (const modernbert::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("f16 range"), std::string::npos) << e.what();
+  }
+  // The same model with fp32 weights has no such limit.
+  LoadedModel m32 = load_model_dir(tmp.path());
+  WeightViews big32 = m32.weights.views();
+  big32.layers[1].attn_norm_w = g.data();
+  Encoder enc32(cfg, big32);
+  for (float x : enc32.forward(batch)) ASSERT_TRUE(std::isfinite(x));
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, LowpForward, ::testing::Values(Precision::kBF16, Precision::kF16, Precision::kInt8),

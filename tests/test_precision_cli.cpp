@@ -107,13 +107,18 @@ TEST(PrecisionCli, InfoSystemNamesThePathOfEveryDtype) {
   const std::string bf16 = j.at("linear_path").at("bf16").get<std::string>();
   EXPECT_EQ(j.at("bf16_rounds_activations").get<bool>(), bf16.find("bf16 x bf16") != std::string::npos) << bf16;
   // Attention: fp32 for f32 and f16 weights; bf16 products for bf16 and int8 weights exactly when
-  // the bf16 linears are native.
+  // the bf16 linears are native. 16-bit weights whose linears widen them (f16; bf16 when not
+  // native) hold q, k, v and the output in their type (the widening activation stream).
   const bool native = j.at("bf16_rounds_activations").get<bool>();
   for (const char* d : {"f32", "bf16", "f16", "int8"}) {
     const std::string att = j.at("attention_path").at(d).get<std::string>();
-    const bool want_bf16 = native && (std::string(d) == "bf16" || std::string(d) == "int8");
+    const std::string sd = d;
+    const bool want_bf16 = native && (sd == "bf16" || sd == "int8");
+    const bool widening = sd == "f16" || (sd == "bf16" && !native);
     EXPECT_EQ(att.rfind("bf16 products on ", 0) == 0, want_bf16) << d << ": " << att;
-    if (!want_bf16) {
+    if (widening) {
+      EXPECT_EQ(att, "fp32 (q, k, v and the output held in " + sd + ")") << d;
+    } else if (!want_bf16) {
       EXPECT_EQ(att, "fp32") << d;
     }
   }

@@ -125,6 +125,35 @@ struct Backend {
   void (*attention_bf16_bf16out)(const float* qkv, uint16_t* outb, const int64_t* cu_seqlens, int64_t num_seqs,
                                  int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace,
                                  const RopeTable* rope);
+  // ---- The widening activation stream (#15): f16 weights, and bf16 weights without native bf16 ----
+  // The GEMMs run in fp32 on widened weights, but the tensors between ops that are not the residual
+  // stream (each linear's input, and qkv) are held in 16 bits of type t (kBF16 or kF16, as the
+  // weights), written rounded (RNE) by the op that produces them and widened exactly by the op that
+  // reads them: half the activation memory of fp32. *_f16out are the f16 twins of *_bf16out (the
+  // fp32 op, its output rounded with F16C's vcvtps2ph: |y| >= 65520 becomes inf, subnormals kept).
+  // Y = widen_t(X) · W^T (+ bias) as linear() computes it from the widened fp32 X (any W), X [M, K]
+  // dense bits of type t. The output goes to exactly one of Y [M, N] fp32 or Y16 [M, N] (rounded to
+  // t); both dense, overwritten, not aliasing X. The cpu backend widens X a tile of rows at a time
+  // (one sgemm call per tile, so the sum order may differ from one linear() over all M rows) into
+  // `workspace` (workspace_floats floats, not aliasing X / Y / Y16; may be nullptr): the tiles, and
+  // 16-bit W widened whole, go there when it holds 256 rows' worth (the encoder lends the free part
+  // of its arena), else into thread-local scratch.
+  void (*linear_16in)(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, uint16_t* Y16,
+                      int64_t M, int64_t N, int64_t K, float* workspace, int64_t workspace_floats);
+  void (*layernorm_f16out)(const float* x, const float* gamma, const float* beta, uint16_t* yh, int64_t rows, int64_t C,
+                           float eps);
+  void (*add_layernorm_f16out)(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yh,
+                               int64_t rows, int64_t C, float eps);
+  void (*glu_f16out)(Act act, const float* u, uint16_t* yh, int64_t T, int64_t I);
+  // out [T, H] = t(attention(widen_t(qkv), ...)): the fp32 attention() (no lse) on qkv [T, 3H] held
+  // in 16 bits of type t, its output rounded to t. `workspace`: nullptr or
+  // attention_16io_workspace_floats(...) floats (K and V packed; about 2/3 of
+  // attention_workspace_floats: each work item forms its own Q rows). out may not alias qkv (the
+  // query rows are read while outputs are written) nor the workspace.
+  void (*attention_16io)(Precision t, const uint16_t* qkv, uint16_t* out, const int64_t* cu_seqlens, int64_t num_seqs,
+                         int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace,
+                         const RopeTable* rope);
+  size_t (*attention_16io_workspace_floats)(int64_t T, int64_t n_heads, int64_t head_dim);
 
   // ---- LayerNorm (biased variance) -------------------------------------------------------------
   // y = (x - mean) * rstd * gamma + beta over the last dim; gamma / beta may be nullptr (1 / 0).
@@ -342,9 +371,16 @@ std::string attention_path(Precision p);
 // linear_rounds_x_bf16(), unless a test turned it off. Same bits as without it; faster and a
 // smaller arena.
 bool bf16_activation_stream(Precision p);
-// Test hook: false makes bf16_activation_stream() false (the encoder then rounds X inside each
-// linear, as before), true restores it. Not while forwards run on other threads.
-void set_bf16_activation_stream(bool enabled);
+// True when the encoder's inference forward for layer weights `p` runs the widening activation
+// stream of type p (the *_bf16out / *_f16out ops, attention_16io and linear_16in; see the Backend
+// slots): kF16 weights, and kBF16 weights where !linear_rounds_x_bf16(), unless a test turned it
+// off. Unlike the bf16 stream this changes the numbers (the activations are rounded to 16 bits,
+// the weights' type), in exchange for half the activation memory.
+bool widening_activation_stream(Precision p);
+// Test hook: false makes bf16_activation_stream() and widening_activation_stream() false (the
+// encoder then keeps fp32 activations and rounds X inside each linear where it rounds at all), true
+// restores them. Not while forwards run on other threads.
+void set_activation_streams(bool enabled);
 
 // ---- The ops, as callers write them (forward to backend()) --------------------------------------
 inline void gemm(const float* X, const float* W, const float* bias, float* Y, int64_t M, int64_t N, int64_t K,
@@ -434,6 +470,30 @@ inline void add_layernorm_bf16out(float* x, const float* r, const float* gamma, 
 }
 inline void glu_bf16out(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I) {
   backend().glu_bf16out(act, u, yb, T, I);
+}
+inline void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y,
+                        uint16_t* Y16, int64_t M, int64_t N, int64_t K, float* workspace = nullptr,
+                        int64_t workspace_floats = 0) {
+  backend().linear_16in(t, X, W, bias, Y, Y16, M, N, K, workspace, workspace_floats);
+}
+inline void layernorm_f16out(const float* x, const float* gamma, const float* beta, uint16_t* yh, int64_t rows,
+                             int64_t C, float eps) {
+  backend().layernorm_f16out(x, gamma, beta, yh, rows, C, eps);
+}
+inline void add_layernorm_f16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yh,
+                                 int64_t rows, int64_t C, float eps) {
+  backend().add_layernorm_f16out(x, r, gamma, beta, yh, rows, C, eps);
+}
+inline void glu_f16out(Act act, const float* u, uint16_t* yh, int64_t T, int64_t I) {
+  backend().glu_f16out(act, u, yh, T, I);
+}
+inline void attention_16io(Precision t, const uint16_t* qkv, uint16_t* out, const int64_t* cu_seqlens, int64_t num_seqs,
+                           int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace,
+                           const RopeTable* rope) {
+  backend().attention_16io(t, qkv, out, cu_seqlens, num_seqs, n_heads, head_dim, half_window, workspace, rope);
+}
+inline size_t attention_16io_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) {
+  return backend().attention_16io_workspace_floats(T, n_heads, head_dim);
 }
 inline void attention_bf16_bf16out(const float* qkv, uint16_t* outb, const int64_t* cu_seqlens, int64_t num_seqs,
                                    int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr,

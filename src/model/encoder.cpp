@@ -148,10 +148,10 @@ void copy_rows(float* dst, const float* src, int64_t n) { k::copy(src, dst, n); 
 
 namespace {
 
-bool all_layers_bf16(const WeightViews& w) {
+bool all_layers_are(const WeightViews& w, Precision p) {
   for (const auto& L : w.layers)
     for (const WeightMatrix* m : {&L.wqkv, &L.wo, &L.wi, &L.wo_mlp})
-      if (m->type != Precision::kBF16) return false;
+      if (m->type != p) return false;
   return !w.layers.empty();
 }
 
@@ -175,6 +175,162 @@ size_t stream_arena_floats(const ModelConfig& cfg, int64_t T) {
   const size_t ws = k::attention_bf16_workspace_floats(T, cfg.num_attention_heads, cfg.head_dim());
   const size_t half_th = static_cast<size_t>((T * H + 1) / 2), half_ti = static_cast<size_t>((T * I + 1) / 2);
   return static_cast<size_t>(T * H + T * std::max(3 * H, 2 * I)) + std::max({half_ti, half_th, ws});
+}
+
+// The inference forward with the widening activation stream of type t (k::widening_activation_stream;
+// backend.h): f16 weights, or bf16 weights on a CPU without native bf16. The GEMMs and attention run
+// in fp32 as in Encoder::forward, but every tensor between ops other than the residual stream h
+// (the linears' inputs and qkv) is held in 16 bits of type t: rounded by the op that writes it,
+// widened by the op that reads it (linear_16in 512 rows at a time, attention_16io per 16-token
+// panel). fp32 remain h, each projection p (added to h at once) and the MLP's u (read once by GeGLU).
+//
+// Arena: h [T, H] fp32, then a region R laid out by phase (offsets in bytes, sizes for base at 8192
+// tokens):
+//   Wqkv       a (16-bit, at A) -> qkv (16-bit, at 0; 36 MiB)
+//   attention  K and V of qkv packed into the fp32 workspace (at Q = qkv's end; 48 MiB), the
+//              query rows formed per work item from qkv; o (16-bit) at O = the workspace's end
+//   Wo         o -> p (fp32, at 0: qkv and the workspace are dead)
+//   add+LN     h += p, a (16-bit, at A)
+//   Wi, GeGLU  a -> u (fp32, at 0; 72 MiB) -> g (16-bit, at A: a is consumed by then)
+//   Wo_mlp     g -> p (fp32, at 0); add+LN as above (the last one writes `out` in fp32 directly)
+// A = max(u's end, qkv's end, p's end) (a and g are dead during attention, so the workspace may
+// overlap them); R = max(O + o, A + max(a, g)). Base at 8192 tokens: 120 MiB against the fp32
+// forward's 229 MiB. The embedding gather (fp32) goes to R's start. Each linear gets the largest
+// part of R its operands leave free as linear_16in's workspace (its widened X / Y tiles and W), so
+// they need no scratch of their own.
+struct WideningLayout {
+  size_t a = 0, q = 0, o = 0, r = 0;  // byte offsets A, Q, O in R; R's size in bytes
+  size_t total_floats = 0;            // the arena: h and R
+};
+
+WideningLayout widening_layout(const ModelConfig& cfg, int64_t T) {
+  const auto H = static_cast<size_t>(cfg.hidden_size), I = static_cast<size_t>(cfg.intermediate_size);
+  const auto n = static_cast<size_t>(T);
+  auto up = [](size_t b) { return (b + 63) / 64 * 64; };
+  const size_t ws = 4 * k::attention_16io_workspace_floats(T, cfg.num_attention_heads, cfg.head_dim());
+  WideningLayout L;
+  L.q = up(2 * 3 * H * n);
+  L.o = up(L.q + ws);
+  L.a = up(std::max({4 * 2 * I * n, L.q, 4 * H * n}));
+  L.r = up(std::max(L.o + 2 * H * n, L.a + 2 * std::max(H, I) * n));
+  L.total_floats = H * n + L.r / 4;
+  return L;
+}
+
+template <class RopeFor>
+void forward_widening_stream(Precision t, const ModelConfig& cfg, const WeightViews& w, const Batch& batch,
+                             float* arena, float* out, RopeFor&& rope_for) {
+  const int64_t T = batch.num_tokens(), B = batch.num_seqs();
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, nh = cfg.num_attention_heads, d = cfg.head_dim();
+  const float eps = static_cast<float>(cfg.norm_eps);
+  const WideningLayout lay = widening_layout(cfg, T);
+  float* h = arena;
+  auto* R = reinterpret_cast<unsigned char*>(h + T * H);
+  auto* a = reinterpret_cast<uint16_t*>(R + lay.a);  // LN outputs, later g
+  auto* qkv = reinterpret_cast<uint16_t*>(R);
+  auto* o = reinterpret_cast<uint16_t*>(R + lay.o);
+  auto* attn_ws = reinterpret_cast<float*>(R + lay.q);
+  auto* p = reinterpret_cast<float*>(R);
+  auto* u = reinterpret_cast<float*>(R);
+  const bool f16 = t == Precision::kF16;
+  // The larger of R's byte ranges [lo1, hi1) and [lo2, hi2) as a linear_16in workspace.
+  auto up = [](size_t b) { return (b + 63) / 64 * 64; };
+  struct Span {
+    float* p;
+    int64_t floats;
+  };
+  auto free_span = [&](size_t lo1, size_t hi1, size_t lo2, size_t hi2) {
+    lo1 = up(lo1), lo2 = up(lo2);
+    const size_t n1 = hi1 > lo1 ? hi1 - lo1 : 0, n2 = hi2 > lo2 ? hi2 - lo2 : 0;
+    return n1 >= n2 ? Span{reinterpret_cast<float*>(R + lo1), static_cast<int64_t>(n1 / 4)}
+                    : Span{reinterpret_cast<float*>(R + lo2), static_cast<int64_t>(n2 / 4)};
+  };
+  const auto n = static_cast<size_t>(T), Hs = static_cast<size_t>(H), Is = static_cast<size_t>(I);
+  // Wqkv reads a [A, +2Hn), writes qkv [0, 6Hn); Wo reads o [O, +2Hn), writes p [0, 4Hn); Wi reads a,
+  // writes u [0, 8In); Wo_mlp reads g [A, +2In), writes p.
+  const Span ws_qkv = free_span(6 * Hs * n, lay.a, lay.a + 2 * Hs * n, lay.r);
+  const Span ws_o = free_span(4 * Hs * n, lay.o, lay.o + 2 * Hs * n, lay.r);
+  const Span ws_i = free_span(8 * Is * n, lay.a, lay.a + 2 * Hs * n, lay.r);
+  const Span ws_omlp = free_span(4 * Hs * n, lay.a, lay.a + 2 * Is * n, lay.r);
+  auto layernorm16 = [&](const float* x, const float* g, const float* b) {
+    if (f16)
+      k::layernorm_f16out(x, g, b, a, T, H, eps);
+    else
+      k::layernorm_bf16out(x, g, b, a, T, H, eps);
+  };
+  auto add_layernorm16 = [&](const float* g, const float* b) {
+    if (f16)
+      k::add_layernorm_f16out(h, p, g, b, a, T, H, eps);
+    else
+      k::add_layernorm_bf16out(h, p, g, b, a, T, H, eps);
+  };
+  const int64_t* cu = batch.cu_seqlens.data();
+  const int64_t max_len = batch.max_seqlen();
+  const int64_t L = cfg.num_hidden_layers;
+  namespace kp = k::prof;
+  {
+    kp::Scope s("embed+LN");
+    auto* emb = reinterpret_cast<float*>(R);  // free until the first Wqkv
+    k::embedding(batch.ids.data(), w.tok_embeddings, emb, T, H);
+    k::layernorm(emb, w.emb_norm_w, w.emb_norm_b, h, T, H, eps, nullptr, nullptr);
+    // Layer 0's input: LN(h) if it has an attn_norm, else h itself, i.e. the same LN of emb rounded.
+    if (w.layers[0].attn_norm_w)
+      layernorm16(h, w.layers[0].attn_norm_w, w.layers[0].attn_norm_b);
+    else
+      layernorm16(emb, w.emb_norm_w, w.emb_norm_b);
+  }
+  const k::Act act = to_kernel_act(cfg.hidden_activation);
+  for (int64_t l = 0; l < L; ++l) {
+    const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    const int64_t hw = cfg.half_window(l);
+    {
+      kp::Scope s("gemm Wqkv");
+      k::linear_16in(t, a, lw.wqkv, lw.bqkv, nullptr, qkv, T, 3 * H, H, ws_qkv.p, ws_qkv.floats);
+    }
+    {
+      const k::RopeTable& rope = rope_for(cfg.rope_theta(l), max_len);
+      kp::Scope s(hw < 0 ? "attention global" : "attention local");
+      k::attention_16io(t, qkv, o, cu, B, nh, d, hw, attn_ws, &rope);
+    }
+    {
+      kp::Scope s("gemm Wo");
+      k::linear_16in(t, o, lw.wo, lw.bo, p, nullptr, T, H, H, ws_o.p, ws_o.floats);
+    }
+    {
+      kp::Scope s("add+LN");
+      add_layernorm16(lw.mlp_norm_w, lw.mlp_norm_b);
+    }
+    {
+      kp::Scope s("gemm Wi");
+      k::linear_16in(t, a, lw.wi, lw.bi, u, nullptr, T, 2 * I, H, ws_i.p, ws_i.floats);
+    }
+    {
+      kp::Scope s("GeGLU");
+      if (f16)
+        k::glu_f16out(act, u, a, T, I);
+      else
+        k::glu_bf16out(act, u, a, T, I);
+    }  // g over a's place
+    {
+      kp::Scope s("gemm Wo_mlp");
+      k::linear_16in(t, a, lw.wo_mlp, lw.bo_mlp, p, nullptr, T, H, I, ws_omlp.p, ws_omlp.floats);
+    }
+    kp::Scope s("add+LN");
+    if (l + 1 == L) {
+      k::add_layernorm(h, p, w.final_norm_w, w.final_norm_b, out, T, H, eps, nullptr, nullptr);
+    } else {
+      const LayerWeights& next = w.layers[static_cast<size_t>(l + 1)];
+      add_layernorm16(next.attn_norm_w, next.attn_norm_b);
+    }
+  }
+  // An f16 activation beyond +-65504 became inf and the hidden state NaN: say so rather than
+  // hand NaN embeddings or logits on (fp32 and bf16 have fp32's range).
+  if (f16)
+    for (int64_t i = 0; i < T * H; ++i)
+      if (!std::isfinite(out[i]))
+        throw Error(
+            "encoder: the hidden state is not finite with f16 activations (a value between layers exceeded "
+            "the f16 range of +-65504, or the weights hold inf / NaN); run this model with --dtype bf16 or f32");
 }
 
 template <class RopeFor>
@@ -271,7 +427,20 @@ void Encoder::forward(const Batch& batch, std::vector<float>& out, ActivationSto
   out.resize(static_cast<size_t>(T * H));
   if (T == 0) return;
 
-  if (!save && cfg_.num_hidden_layers > 0 && k::bf16_activation_stream(w_.layers[0].wqkv.type) && all_layers_bf16(w_)) {
+  const Precision wtype = cfg_.num_hidden_layers > 0 ? w_.layers[0].wqkv.type : Precision::kF32;
+  if (!save && k::widening_activation_stream(wtype) && all_layers_are(w_, wtype)) {
+    const size_t need = widening_layout(cfg_, T).total_floats;
+    if (st_->arena.size() < need) {
+      st_->arena.clear();
+      st_->arena.shrink_to_fit();
+      st_->arena.resize(need);
+    }
+    forward_widening_stream(
+        wtype, cfg_, w_, batch, st_->arena.data(), out.data(),
+        [this](double theta, int64_t len) -> const k::RopeTable& { return rope_table(theta, len); });
+    return;
+  }
+  if (!save && k::bf16_activation_stream(wtype) && all_layers_are(w_, Precision::kBF16)) {
     const size_t need = stream_arena_floats(cfg_, T);
     if (st_->arena.size() < need) {
       st_->arena.clear();

@@ -62,15 +62,16 @@ void act_dispatch(Act a, const float* x, const float* g, float* y, int64_t n) {
   }
 }
 
-// The same span rounded to bf16 (lowp::round_bf16) through a row buffer in L1.
-void act_dispatch(Act a, const float* x, const float* g, uint16_t* y, int64_t n) {
+// A 16-bit output: the span through a row buffer in L1, then rounded (lowp::round_bf16 or
+// round_f16).
+void act_dispatch(Act a, const float* x, const float* g, lowp::Out16 y, int64_t n) {
   float* row = lowp::row_buffer(n);
   act_dispatch(a, x, g, row, n);
-  lowp::round_bf16(row, y, n);
+  y.round(row, y.p, n);
 }
 
 template <class Out>
-void glu_rows(Act act, const float* u, Out* y, int64_t T, int64_t I) {
+void glu_rows(Act act, const float* u, Out y, int64_t T, int64_t I) {
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(I, 1));
   parallel_for(T, grain, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) act_dispatch(act, u + t * 2 * I, u + t * 2 * I + I, y + t * I, I);
@@ -93,8 +94,13 @@ void activation(Act act, const float* x, float* y, int64_t n) {
 
 void glu(Act act, const float* u, float* y, int64_t T, int64_t I) { glu_rows(act, u, y, T, I); }
 
-// The bits of rounding glu's output with lowp::round_bf16.
-void glu_bf16out(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I) { glu_rows(act, u, yb, T, I); }
+// The bits of rounding glu's output with lowp::round_bf16 / round_f16.
+void glu_bf16out(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I) {
+  glu_rows(act, u, lowp::Out16{yb, &lowp::round_bf16}, T, I);
+}
+void glu_f16out(Act act, const float* u, uint16_t* yh, int64_t T, int64_t I) {
+  glu_rows(act, u, lowp::Out16{yh, &lowp::round_f16}, T, I);
+}
 
 void erf_array(const float* x, float* y, int64_t n) {
   int64_t i = 0;

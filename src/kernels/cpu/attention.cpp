@@ -41,6 +41,7 @@
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/lowp.h"
 #include "kernels/cpu/microkernel.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/ref/ref.h"
@@ -61,9 +62,11 @@ int64_t padded_dim(int64_t d) { return (d + 15) / 16 * 16; }
 int64_t padded_tokens(int64_t T) { return (T + kBk + 15) / 16 * 16; }
 
 struct Scratch {
-  std::vector<float> S, O, m, l;
+  std::vector<float> S, O, m, l, Q, qrow;  // Q [bq, d] and qrow [d]: the per-item Q of attention_16io
   void ensure(int64_t bq, int64_t dp) {
     if (S.size() < static_cast<size_t>(kMr * kBk)) S.resize(static_cast<size_t>(kMr * kBk));
+    if (Q.size() < static_cast<size_t>(bq * dp)) Q.resize(static_cast<size_t>(bq * dp));
+    if (qrow.size() < static_cast<size_t>(dp)) qrow.resize(static_cast<size_t>(dp));
     if (O.size() < static_cast<size_t>(bq * dp)) O.resize(static_cast<size_t>(bq * dp));
     if (m.size() < static_cast<size_t>(bq)) {
       m.resize(static_cast<size_t>(bq));
@@ -151,6 +154,11 @@ size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) 
   return static_cast<size_t>(n_heads * tp * (2 * head_dim + padded_dim(head_dim)));
 }
 
+size_t attention_16io_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) {
+  const int64_t tp = padded_tokens(T);
+  return static_cast<size_t>(n_heads * tp * (head_dim + padded_dim(head_dim)));  // K^T and V; Q per item
+}
+
 }  // namespace cpu
 
 void set_attention_tiles(AttentionTiles t) {
@@ -163,15 +171,27 @@ namespace cpu {
 // The packed operands of one attention call (see attention_workspace_floats): Q scaled (and
 // rotated) [n_heads][Tp][d], K^T in 16-token panels [n_heads][Tp/16][d][16], V in 16-channel
 // panels [n_heads][dp/16][Tp][16]; T tokens, Tp = T rounded up to 16, dp = d rounded up to 16.
+// Qp nullptr (attention_16io): each work item rotates and scales its own query rows from the 16-bit
+// qkv into thread-local scratch instead, the same values (a third less workspace).
 struct Packed {
   const int64_t* cu;
   int64_t num_seqs, n_heads, d, T, Tp, H, dp, np;
   float *KT, *Vp, *Qp;
+  const RopeTable* rope = nullptr;
+  float scale = 1.0f;
 };
 
 namespace {
 
-void pack_qkv(const float* qkv, const Packed& P, const RopeTable* rope, float scale) {
+// 16-bit storage of the activation stream (attention_16io): qkv16 [T, 3H] of type t16 instead of
+// the fp32 qkv (then nullptr), out16 [T, H] instead of the fp32 out.
+struct Io16 {
+  const uint16_t* qkv16 = nullptr;
+  uint16_t* out16 = nullptr;
+  Precision t16 = Precision::kF32;
+};
+
+void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable* rope, float scale) {
   const int64_t* cu = P.cu;
   const int64_t num_seqs = P.num_seqs, n_heads = P.n_heads, d = P.d, T = P.T, Tp = P.Tp, H = P.H, np = P.np;
   const int64_t ld_qkv = 3 * H, half = d / 2;
@@ -190,9 +210,13 @@ void pack_qkv(const float* qkv, const Packed& P, const RopeTable* rope, float sc
   // the attention itself at n = 128.) Per head: Q rows are scaled (and rotated) into Qp; the 16 K
   // rows are gathered (rotated) into a [16, d] scratch, then transposed 8x8 at a time into the
   // [d][16] panel; V rows are copied as dp/16 pieces of 16 floats. Pads are zeroed.
+  // With 16-bit qkv the panel's 16 rows are first widened (exactly) into a [16, 3H] fp32 buffer.
   parallel_for(Tp / 16, 4, [&](int64_t b, int64_t e, int) {
     thread_local std::vector<float> kbuf_own;  // [16, d] gathered (rotated) K rows
+    thread_local std::vector<float> wide_own;  // [16, 3H] widened rows of a 16-bit qkv
     if (kbuf_own.size() < static_cast<size_t>(16 * d)) kbuf_own.resize(static_cast<size_t>(16 * d));
+    if (io.qkv16 && wide_own.size() < static_cast<size_t>(16 * ld_qkv))
+      wide_own.resize(static_cast<size_t>(16 * ld_qkv));
     float* kbuf = kbuf_own.data();
     int64_t sq = std::upper_bound(cu, cu + num_seqs + 1, std::min(b * 16, T - 1)) - cu - 1;
     for (int64_t g = b; g < e; ++g) {
@@ -202,6 +226,13 @@ void pack_qkv(const float* qkv, const Packed& P, const RopeTable* rope, float sc
         while (g0 + r >= cu[sq + 1]) ++sq;
         pos[r] = g0 + r - cu[sq];
       }
+      if (io.qkv16 && g0 < T) {
+        const int64_t n = std::min<int64_t>(16, T - g0) * ld_qkv;
+        if (io.t16 == Precision::kBF16)
+          lowp::widen_bf16(io.qkv16 + g0 * ld_qkv, wide_own.data(), n);
+        else
+          lowp::widen_f16(io.qkv16 + g0 * ld_qkv, wide_own.data(), n);
+      }
       for (int64_t h = 0; h < n_heads; ++h) {
         float* vh = Vp + h * np * Tp * 16;
         for (int64_t r = 0; r < 16; ++r) {
@@ -210,8 +241,8 @@ void pack_qkv(const float* qkv, const Packed& P, const RopeTable* rope, float sc
           if (t < T) {
             const float *c, *sn;
             rope_row(pos[r], c, sn);
-            const float* row = qkv + t * ld_qkv + h * d;
-            load_head(row, c, sn, d, scale, Qp + (h * Tp + t) * d);
+            const float* row = (io.qkv16 ? wide_own.data() + r * ld_qkv : qkv + t * ld_qkv) + h * d;
+            if (Qp) load_head(row, c, sn, d, scale, Qp + (h * Tp + t) * d);
             load_head(row + H, c, sn, d, 1.0f, krow);
             const float* vsrc = row + 2 * H;
             for (int64_t pn = 0; pn < np; ++pn) {
@@ -243,12 +274,11 @@ void pack_qkv(const float* qkv, const Packed& P, const RopeTable* rope, float sc
       }
     }
   });
-
 }
 
 // Flash-style attention over the packed operands: one work item per (sequence, head, query
 // block), visiting only the key blocks of the block's band; online softmax per row.
-void attend(const Packed& P, int64_t hw, float* out, float* lse) {
+void attend(const Packed& P, int64_t hw, float* out, const Io16& io, float* lse) {
   const int64_t* cu = P.cu;
   const int64_t num_seqs = P.num_seqs, n_heads = P.n_heads, d = P.d, Tp = P.Tp, H = P.H, dp = P.dp, np = P.np;
   const float *KT = P.KT, *Vp = P.Vp, *Qp = P.Qp;
@@ -286,7 +316,19 @@ void attend(const Packed& P, int64_t hw, float* out, float* lse) {
       // Keys any row of this block may see: [klo, khi).
       const int64_t klo = hw < 0 ? 0 : std::max<int64_t>(0, q0 - hw);
       const int64_t khi = hw < 0 ? n : std::min<int64_t>(n, q0 + bq + hw);
-      const float* Q = Qp + (h * Tp + base + q0) * d;  // [bq, d] contiguous
+      const float* Q = Qp ? Qp + (h * Tp + base + q0) * d : sc.Q.data();  // [bq, d] contiguous
+      if (!Qp)  // this item's query rows, rotated and scaled as pack_qkv would have
+        for (int64_t i = 0; i < bq; ++i) {
+          const uint16_t* src = io.qkv16 + (base + q0 + i) * 3 * H + h * d;
+          float* qr = sc.qrow.data();
+          if (io.t16 == Precision::kBF16)
+            lowp::widen_bf16(src, qr, d);
+          else
+            lowp::widen_f16(src, qr, d);
+          const int64_t half = d / 2, pos = q0 + i;
+          load_head(qr, P.rope ? P.rope->cos.data() + pos * half : nullptr,
+                    P.rope ? P.rope->sin.data() + pos * half : nullptr, d, P.scale, sc.Q.data() + i * d);
+        }
       const float* kt = KT + h * d * Tp;               // K^T panels of this head
       const float* vh = Vp + h * np * Tp * 16;         // V panels of this head
       std::fill(O, O + bq * dp, 0.0f);
@@ -335,8 +377,15 @@ void attend(const Packed& P, int64_t hw, float* out, float* lse) {
       for (int64_t i = 0; i < bq; ++i) {
         const float inv = 1.0f / l[i];  // l >= 1: the row's own key is always valid
         const float* orow = O + i * dp;
-        float* dst = out + (base + q0 + i) * H + h * d;
+        float* dst = io.out16 ? lowp::row_buffer(d) : out + (base + q0 + i) * H + h * d;
         for (int64_t c = 0; c < d; ++c) dst[c] = orow[c] * inv;
+        if (io.out16) {  // the same fp32 values, rounded
+          uint16_t* d16 = io.out16 + (base + q0 + i) * H + h * d;
+          if (io.t16 == Precision::kBF16)
+            lowp::round_bf16(dst, d16, d);
+          else
+            lowp::round_f16(dst, d16, d);
+        }
         if (lse) lse[(base + q0 + i) * n_heads + h] = m[i] + std::log(l[i]);
       }
     }
@@ -345,8 +394,10 @@ void attend(const Packed& P, int64_t hw, float* out, float* lse) {
 
 }  // namespace
 
-void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
-               int64_t hw, float* workspace, const RopeTable* rope, float* lse) {
+namespace {
+
+void attention_into(const float* qkv, float* out, const Io16& io, const int64_t* cu, int64_t num_seqs, int64_t n_heads,
+                    int64_t d, int64_t hw, float* workspace, const RopeTable* rope, float* lse) {
   check_args(cu, num_seqs, n_heads, d);
   const int64_t T = cu[num_seqs];
   if (T == 0) return;
@@ -359,17 +410,31 @@ void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   thread_local std::vector<float> own_ws;
   if (!workspace) {
-    const size_t need = attention_workspace_floats(T, n_heads, d);
+    const size_t need =
+        io.qkv16 ? attention_16io_workspace_floats(T, n_heads, d) : attention_workspace_floats(T, n_heads, d);
     if (own_ws.size() < need) own_ws.resize(need);
     workspace = own_ws.data();
   }
-  float* KT = workspace;               // [n_heads][Tp/16][d][16]
-  float* Vp = KT + n_heads * d * Tp;   // [n_heads][dp/16][Tp][16]
-  float* Qp = Vp + n_heads * dp * Tp;  // [n_heads][Tp][d], scaled (and rotated)
+  float* KT = workspace;                                    // [n_heads][Tp/16][d][16]
+  float* Vp = KT + n_heads * d * Tp;                        // [n_heads][dp/16][Tp][16]
+  float* Qp = io.qkv16 ? nullptr : Vp + n_heads * dp * Tp;  // [n_heads][Tp][d], scaled (and rotated)
 
-  const Packed packed{cu, num_seqs, n_heads, d, T, Tp, H, dp, np, KT, Vp, Qp};
-  pack_qkv(qkv, packed, rope, scale);
-  attend(packed, hw, out, lse);
+  const Packed packed{cu, num_seqs, n_heads, d, T, Tp, H, dp, np, KT, Vp, Qp, rope, scale};
+  pack_qkv(qkv, io, packed, rope, scale);
+  attend(packed, hw, out, io, lse);
+}
+
+}  // namespace
+
+void attention(const float* qkv, float* out, const int64_t* cu, int64_t num_seqs, int64_t n_heads, int64_t d,
+               int64_t hw, float* workspace, const RopeTable* rope, float* lse) {
+  attention_into(qkv, out, Io16{}, cu, num_seqs, n_heads, d, hw, workspace, rope, lse);
+}
+
+void attention_16io(Precision t, const uint16_t* qkv, uint16_t* out, const int64_t* cu, int64_t num_seqs,
+                    int64_t n_heads, int64_t d, int64_t hw, float* workspace, const RopeTable* rope) {
+  if (t != Precision::kBF16 && t != Precision::kF16) throw Error("attention_16io: the type must be bf16 or f16");
+  attention_into(nullptr, nullptr, Io16{qkv, out, t}, cu, num_seqs, n_heads, d, hw, workspace, rope, nullptr);
 }
 
 }  // namespace cpu

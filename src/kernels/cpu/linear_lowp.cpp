@@ -101,18 +101,52 @@ void widened_slice(const float* X, int64_t ldx, Precision type, const uint16_t* 
 constexpr int64_t kWidenWholeMinRows = 256;
 constexpr int64_t kWidenWholeMaxElems = int64_t{4} << 20;
 
-void linear_widened_whole(const float* X, int64_t ldx, Precision type, const uint16_t* W, const float* bias, float* Y,
-                          int64_t ldy, int64_t M, int64_t N, int64_t K) {
+// All of W [N, K] (bf16 or f16) widened, in parallel, into `wide` (default: the calling thread's
+// scratch).
+const float* widen_whole(Precision type, const uint16_t* W, int64_t N, int64_t K, float* wide = nullptr) {
   thread_local std::vector<float> caller_wide;
-  float* wide = grow(caller_wide, N * K);
+  if (!wide) wide = grow(caller_wide, N * K);
   default_pool().parallel_for(N, std::max<int64_t>(1, 16384 / K), [&](int64_t b, int64_t e, int) {
     if (type == Precision::kBF16)
       cpu::lowp::widen_bf16(W + b * K, wide + b * K, (e - b) * K);
     else
       cpu::lowp::widen_f16(W + b * K, wide + b * K, (e - b) * K);
   });
-  cpu::gemm(X, wide, bias, Y, M, N, K, false, ldx, ldy);
+  return wide;
 }
+
+void linear_widened_whole(const float* X, int64_t ldx, Precision type, const uint16_t* W, const float* bias, float* Y,
+                          int64_t ldy, int64_t M, int64_t N, int64_t K) {
+  cpu::gemm(X, widen_whole(type, W, N, K), bias, Y, M, N, K, false, ldx, ldy);
+}
+
+// x[n] = exact widening of 16-bit t (bf16 or f16), and y[n] = t(x[n]) (RNE), in parallel.
+void widen16_parallel(Precision t, const uint16_t* x, float* y, int64_t n) {
+  parallel_for(n, 16384, [&](int64_t b, int64_t e, int) {
+    if (t == Precision::kBF16)
+      cpu::lowp::widen_bf16(x + b, y + b, e - b);
+    else
+      cpu::lowp::widen_f16(x + b, y + b, e - b);
+  });
+}
+void round16_parallel(Precision t, const float* x, uint16_t* y, int64_t n) {
+  parallel_for(n, 16384, [&](int64_t b, int64_t e, int) {
+    if (t == Precision::kBF16)
+      cpu::lowp::round_bf16(x + b, y + b, e - b);
+    else
+      cpu::lowp::round_f16(x + b, y + b, e - b);
+  });
+}
+
+// Rows of X widened per step of linear_16in. Each step is one threaded sgemm call, which packs W
+// again: with 512-row tiles (256 rows per thread) that cost the base encoder's f16 GEMMs 5-10%
+// against one call over all rows (Zen 4, 64 x 128 tokens, 2 threads), with 2048-row tiles ~1%.
+// The tiles of X (and of Y for a 16-bit output) and the widened W go to the caller's workspace
+// when it holds them at >= kStreamMinTile rows (the encoder hands over the free part of its arena),
+// else to thread-local scratch at kStreamTileRows.
+constexpr int64_t kStreamTileRows = 512;
+constexpr int64_t kStreamMinTile = 256;
+constexpr int64_t kStreamMaxTile = 4096;
 
 // Y = xb · W^T + bias on the native bf16 matmul, xb [M, K] dense bf16 (X already rounded).
 void matmul_bf16_native(const uint16_t* xb, const uint16_t* W, const float* bias, float* Y, int64_t ldy, int64_t M,
@@ -180,9 +214,11 @@ std::string linear_path(Precision p) {
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kBf16, &impl))
         return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16 with " + cpu::lowp::round_bf16_isa() +
                "; in the encoder by the op that writes x)";
-      return sgemm + " on widened bf16 panels (avx2; W widened whole at >= 256 rows); oneDNN's bf16 not used: " + impl;
+      return sgemm + " on widened bf16 panels (avx2; W widened whole at >= 256 rows; in the encoder x held in bf16, " +
+             "widened in 512-row tiles); oneDNN's bf16 not used: " + impl;
     case Precision::kF16:
-      return sgemm + " on widened f16 panels (f16c; W widened whole at >= 256 rows)";
+      return sgemm + " on widened f16 panels (f16c; W widened whole at >= 256 rows; in the encoder x held in f16, " +
+             "widened in 512-row tiles)";
     case Precision::kInt8:
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8, &impl))
         return "oneDNN matmul " + impl + " (s8 x s8 -> s32, x quantized with " + cpu::lowp::convert_isa() + ")";
@@ -193,14 +229,19 @@ std::string linear_path(Precision p) {
 }
 
 namespace {
-std::atomic<bool> g_bf16_stream{true};
+std::atomic<bool> g_streams{true};
 }  // namespace
 
 bool bf16_activation_stream(Precision p) {
-  return p == Precision::kBF16 && linear_rounds_x_bf16() && g_bf16_stream.load(std::memory_order_relaxed);
+  return p == Precision::kBF16 && linear_rounds_x_bf16() && g_streams.load(std::memory_order_relaxed);
 }
 
-void set_bf16_activation_stream(bool enabled) { g_bf16_stream.store(enabled, std::memory_order_relaxed); }
+bool widening_activation_stream(Precision p) {
+  return (p == Precision::kF16 || (p == Precision::kBF16 && !linear_rounds_x_bf16())) &&
+         g_streams.load(std::memory_order_relaxed);
+}
+
+void set_activation_streams(bool enabled) { g_streams.store(enabled, std::memory_order_relaxed); }
 
 bool attention_runs_bf16(Precision p) {
   return (p == Precision::kBF16 || p == Precision::kInt8) && linear_rounds_x_bf16();
@@ -208,6 +249,8 @@ bool attention_runs_bf16(Precision p) {
 
 std::string attention_path(Precision p) {
   if (attention_runs_bf16(p)) return std::string("bf16 products on ") + cpu::attention_bf16_path() + ", fp32 softmax";
+  if (widening_activation_stream(p))
+    return std::string("fp32 (q, k, v and the output held in ") + precision_name(p) + ")";
   return "fp32";
 }
 
@@ -257,6 +300,46 @@ void linear_bf16_input(const uint16_t* Xb, const WeightMatrix& W, const float* b
   parallel_for(M, std::max<int64_t>(1, 8192 / std::max<int64_t>(K, 1)),
                [&](int64_t b, int64_t e, int) { lowp::widen_bf16(Xb + b * K, x + b * K, (e - b) * K); });
   linear(x, W, bias, Y, M, N, K, K, N);
+}
+
+void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, uint16_t* Y16,
+                 int64_t M, int64_t N, int64_t K, float* workspace, int64_t workspace_floats) {
+  if (t != Precision::kBF16 && t != Precision::kF16) throw Error("cpu linear_16in: X must be bf16 or f16");
+  if ((Y == nullptr) == (Y16 == nullptr)) throw Error("cpu linear_16in: give exactly one of Y and Y16");
+  if (M <= 0 || N <= 0) return;
+  if (!W.data) throw Error("cpu linear_16in: null weight matrix");
+  if (W.type == Precision::kInt8 && !W.scale) throw Error("cpu linear_16in: int8 weights without their scales");
+  // 16-bit W that linear() would widen whole (no native bf16 for it): widened once for all tiles.
+  const bool w16 = W.type == Precision::kF16 || (W.type == Precision::kBF16 && !linear_rounds_x_bf16());
+  const bool whole = w16 && K > 0 && M >= kWidenWholeMinRows && N * K <= kWidenWholeMaxElems;
+  // Scratch: [wide W][X tile][Y tile] in the workspace if it holds kStreamMinTile rows, else
+  // thread-local.
+  const int64_t kk = std::max<int64_t>(K, 1), per_row = kk + (Y16 ? N : 0), w_floats = whole ? N * K : 0;
+  int64_t tile = 0;
+  float *wide_at = nullptr, *xt = nullptr, *yt = nullptr;
+  if (workspace && workspace_floats - w_floats >= std::min(M, kStreamMinTile) * per_row) {
+    tile = std::min({M, kStreamMaxTile, (workspace_floats - w_floats) / per_row / 16 * 16});
+    tile = std::max(tile, std::min(M, kStreamMinTile));
+    wide_at = workspace;
+    xt = workspace + w_floats;
+    yt = Y16 ? xt + tile * kk : nullptr;
+  } else {
+    tile = std::min(M, kStreamTileRows);
+    thread_local std::vector<float> caller_xt, caller_yt;
+    xt = grow(caller_xt, tile * kk);
+    yt = Y16 ? grow(caller_yt, tile * N) : nullptr;
+  }
+  const float* wide = whole ? widen_whole(W.type, static_cast<const uint16_t*>(W.data), N, K, wide_at) : nullptr;
+  for (int64_t m0 = 0; m0 < M; m0 += tile) {
+    const int64_t rows = std::min(tile, M - m0);
+    widen16_parallel(t, X + m0 * K, xt, rows * K);
+    float* y = Y16 ? yt : Y + m0 * N;
+    if (wide)
+      cpu::gemm(xt, wide, bias, y, rows, N, K, false, K, N);
+    else
+      linear(xt, W, bias, y, rows, N, K, K, N);
+    if (Y16) round16_parallel(t, yt, Y16 + m0 * N, rows * N);
+  }
 }
 
 void embedding_typed(const int32_t* ids, const WeightMatrix& E, float* x, int64_t T, int64_t H) {

@@ -15,9 +15,20 @@ namespace modernbert::kernels::cpu::lowp {
 // with AVX512-BF16 (vcvtneps2bf16) fp32 denormals become +-0, as the bf16 dot products reading y
 // would treat them; elsewhere they round like any value (ref::bf16_from_float exactly).
 void round_bf16(const float* x, uint16_t* y, int64_t n);
+// y[i] = bits of x[i] rounded to IEEE half, round to nearest even (F16C vcvtps2ph): |x| >= 65520
+// becomes +-inf, subnormal halves are kept, NaN stays a quiet NaN (ref::f16_from_float exactly).
+void round_f16(const float* x, uint16_t* y, int64_t n);
 // This thread's fp32 scratch row of at least n floats (grown, never shrunk): the *_bf16out ops
-// compute a row into it (in L1 for a model row) and round_bf16 it out. Not for nested use.
+// compute a row into it (in L1 for a model row) and round_bf16 (round_f16) it out. Not for nested
+// use.
 float* row_buffer(int64_t n);
+// A 16-bit output row pointer with its rounding (round_bf16 or round_f16): the *_bf16out /
+// *_f16out ops compute fp32 rows into row_buffer() and round them out through it.
+struct Out16 {
+  uint16_t* p;
+  void (*round)(const float*, uint16_t*, int64_t);
+  Out16 operator+(int64_t i) const { return {p + i, round}; }
+};
 // y[i] = float(bf16 x[i]) (exact).
 void widen_bf16(const uint16_t* x, float* y, int64_t n);
 // y[i] = float(f16 x[i]) (exact, subnormals included).

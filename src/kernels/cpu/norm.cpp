@@ -59,21 +59,21 @@ inline void ln_row(const float* x, const float* gamma, const float* beta, float*
   }
 }
 
-// The same row rounded to bf16 (lowp::round_bf16), through a row buffer in L1: the bits of
-// rounding ln_row's output.
-inline void ln_row(const float* x, const float* gamma, const float* beta, uint16_t* y, int64_t C, float eps,
+// A 16-bit output: the row through a row buffer in L1, then rounded (lowp::round_bf16 or
+// round_f16): the bits of rounding ln_row's fp32 output.
+inline void ln_row(const float* x, const float* gamma, const float* beta, lowp::Out16 y, int64_t C, float eps,
                    float* mean_out = nullptr, float* rstd_out = nullptr) {
   float* row = lowp::row_buffer(C);
   ln_row(x, gamma, beta, row, C, eps, mean_out, rstd_out);
-  lowp::round_bf16(row, y, C);
+  y.round(row, y.p, C);
 }
 
 // Rows per task: enough work (~32K elements) to amortise the scheduling.
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(C, 1)); }
 
-// layernorm / add_layernorm for an fp32 or bf16 (Out = uint16_t) output.
+// layernorm / add_layernorm for an fp32 (Out = float*) or 16-bit (Out = lowp::Out16) output.
 template <class Out>
-void layernorm_rows(const float* x, const float* gamma, const float* beta, Out* y, int64_t rows, int64_t C, float eps,
+void layernorm_rows(const float* x, const float* gamma, const float* beta, Out y, int64_t rows, int64_t C, float eps,
                     float* mean, float* rstd) {
   parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
     for (int64_t r = b; r < e; ++r)
@@ -82,8 +82,8 @@ void layernorm_rows(const float* x, const float* gamma, const float* beta, Out* 
 }
 
 template <class Out>
-void add_layernorm_rows(float* x, const float* r, const float* gamma, const float* beta, Out* y, int64_t rows,
-                        int64_t C, float eps, float* mean, float* rstd) {
+void add_layernorm_rows(float* x, const float* r, const float* gamma, const float* beta, Out y, int64_t rows, int64_t C,
+                        float eps, float* mean, float* rstd) {
   parallel_for(rows, row_grain(C), [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) {
       float* xr = x + i * C;
@@ -110,16 +110,26 @@ void add_layernorm(float* x, const float* r, const float* gamma, const float* be
   add_layernorm_rows(x, r, gamma, beta, y, rows, C, eps, mean, rstd);
 }
 
-// The bf16-output twins (the activation stream of backend.h): the bits of rounding layernorm's
-// output with lowp::round_bf16.
+// The 16-bit-output twins (the activation streams of backend.h): the bits of rounding layernorm's
+// output with lowp::round_bf16 / round_f16.
 void layernorm_bf16out(const float* x, const float* gamma, const float* beta, uint16_t* yb, int64_t rows, int64_t C,
                        float eps) {
-  layernorm_rows(x, gamma, beta, yb, rows, C, eps, nullptr, nullptr);
+  layernorm_rows(x, gamma, beta, lowp::Out16{yb, &lowp::round_bf16}, rows, C, eps, nullptr, nullptr);
 }
 
 void add_layernorm_bf16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yb, int64_t rows,
                            int64_t C, float eps) {
-  add_layernorm_rows(x, r, gamma, beta, yb, rows, C, eps, nullptr, nullptr);
+  add_layernorm_rows(x, r, gamma, beta, lowp::Out16{yb, &lowp::round_bf16}, rows, C, eps, nullptr, nullptr);
+}
+
+void layernorm_f16out(const float* x, const float* gamma, const float* beta, uint16_t* yh, int64_t rows, int64_t C,
+                      float eps) {
+  layernorm_rows(x, gamma, beta, lowp::Out16{yh, &lowp::round_f16}, rows, C, eps, nullptr, nullptr);
+}
+
+void add_layernorm_f16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yh, int64_t rows,
+                          int64_t C, float eps) {
+  add_layernorm_rows(x, r, gamma, beta, lowp::Out16{yh, &lowp::round_f16}, rows, C, eps, nullptr, nullptr);
 }
 
 void act_layernorm(Act act, const float* x, const float* gamma, const float* beta, float* y,

@@ -231,3 +231,66 @@ void attention_bf16_bf16out(const float* qkv, uint16_t* outb, const int64_t* cu,
 }
 
 }  // namespace modernbert::kernels::ref
+
+// ---- The widening activation stream: widen exactly, the fp32 reference op, round each output. ----
+
+namespace modernbert::kernels::ref {
+
+namespace {
+std::vector<float> widen16(Precision t, const uint16_t* x, int64_t n) {
+  if (t != Precision::kBF16 && t != Precision::kF16) throw Error("ref: a 16-bit activation must be bf16 or f16");
+  std::vector<float> y(static_cast<size_t>(std::max<int64_t>(n, 0)));
+  for (size_t i = 0; i < y.size(); ++i) y[i] = t == Precision::kBF16 ? bf16_to_float(x[i]) : f16_to_float(x[i]);
+  return y;
+}
+void round16(Precision t, const std::vector<float>& y, uint16_t* out) {
+  for (size_t i = 0; i < y.size(); ++i) out[i] = t == Precision::kBF16 ? bf16_from_float(y[i]) : f16_from_float(y[i]);
+}
+}  // namespace
+
+void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, uint16_t* Y16,
+                 int64_t M, int64_t N, int64_t K, float*, int64_t) {
+  if ((Y == nullptr) == (Y16 == nullptr)) throw Error("ref linear_16in: give exactly one of Y and Y16");
+  const std::vector<float> x = widen16(t, X, M * K);
+  if (M <= 0 || N <= 0) return;
+  if (Y) return ref::linear(x.data(), W, bias, Y, M, N, K, K, N);
+  std::vector<float> y(static_cast<size_t>(M * N));
+  ref::linear(x.data(), W, bias, y.data(), M, N, K, K, N);
+  round16(t, y, Y16);
+}
+
+void layernorm_f16out(const float* x, const float* gamma, const float* beta, uint16_t* yh, int64_t rows, int64_t C,
+                      float eps) {
+  std::vector<float> y(static_cast<size_t>(rows * C));
+  ref::layernorm(x, gamma, beta, y.data(), rows, C, eps);
+  round16(Precision::kF16, y, yh);
+}
+
+void add_layernorm_f16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yh, int64_t rows,
+                          int64_t C, float eps) {
+  std::vector<float> y(static_cast<size_t>(rows * C));
+  ref::add_layernorm(x, r, gamma, beta, y.data(), rows, C, eps);
+  round16(Precision::kF16, y, yh);
+}
+
+void glu_f16out(Act act, const float* u, uint16_t* yh, int64_t T, int64_t I) {
+  std::vector<float> y(static_cast<size_t>(T * I));
+  ref::glu(act, u, y.data(), T, I);
+  round16(Precision::kF16, y, yh);
+}
+
+void attention_16io(Precision t, const uint16_t* qkv, uint16_t* out, const int64_t* cu, int64_t num_seqs,
+                    int64_t n_heads, int64_t d, int64_t hw, float* workspace, const RopeTable* rope) {
+  if (num_seqs < 0 || cu[0] != 0) throw Error("attention: cu_seqlens[0] must be 0");
+  const int64_t T = std::max<int64_t>(cu[num_seqs], 0), H = n_heads * d;
+  const std::vector<float> q = widen16(t, qkv, T * 3 * H);
+  std::vector<float> o(static_cast<size_t>(T * H));
+  ref::attention(q.data(), o.data(), cu, num_seqs, n_heads, d, hw, workspace, rope, nullptr);
+  round16(t, o, out);
+}
+
+}  // namespace modernbert::kernels::ref
+
+namespace modernbert::kernels::ref {
+size_t attention_16io_workspace_floats(int64_t, int64_t, int64_t) { return 0; }  // ref packs nothing
+}  // namespace modernbert::kernels::ref

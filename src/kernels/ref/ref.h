@@ -45,6 +45,16 @@ void layernorm_bf16out(const float* x, const float* gamma, const float* beta, ui
 void add_layernorm_bf16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yb, int64_t rows,
                            int64_t C, float eps);
 void glu_bf16out(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I);
+void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, uint16_t* Y16,
+                 int64_t M, int64_t N, int64_t K, float* workspace, int64_t workspace_floats);
+void layernorm_f16out(const float* x, const float* gamma, const float* beta, uint16_t* yh, int64_t rows, int64_t C,
+                      float eps);
+void add_layernorm_f16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yh, int64_t rows,
+                          int64_t C, float eps);
+void glu_f16out(Act act, const float* u, uint16_t* yh, int64_t T, int64_t I);
+void attention_16io(Precision t, const uint16_t* qkv, uint16_t* out, const int64_t* cu_seqlens, int64_t num_seqs,
+                    int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace, const RopeTable* rope);
+size_t attention_16io_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim);
 void attention_bf16_bf16out(const float* qkv, uint16_t* outb, const int64_t* cu_seqlens, int64_t num_seqs,
                             int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace = nullptr,
                             const RopeTable* rope = nullptr);
