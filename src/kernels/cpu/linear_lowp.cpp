@@ -215,10 +215,10 @@ std::string linear_path(Precision p) {
         return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16 with " + cpu::lowp::round_bf16_isa() +
                "; in the encoder by the op that writes x)";
       return sgemm + " on widened bf16 panels (avx2; W widened whole at >= 256 rows; in the encoder x held in bf16, " +
-             "widened in 512-row tiles); oneDNN's bf16 not used: " + impl;
+             "widened a tile of rows at a time); oneDNN's bf16 not used: " + impl;
     case Precision::kF16:
       return sgemm + " on widened f16 panels (f16c; W widened whole at >= 256 rows; in the encoder x held in f16, " +
-             "widened in 512-row tiles)";
+             "widened a tile of rows at a time)";
     case Precision::kInt8:
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8, &impl))
         return "oneDNN matmul " + impl + " (s8 x s8 -> s32, x quantized with " + cpu::lowp::convert_isa() + ")";
