@@ -456,40 +456,84 @@ TEST_P(LowpStream, LinearBf16InputIsLinearOfTheRoundedX) {
                modernbert::Error);
 }
 
-TEST_P(LowpStream, Bf16OutOpsAreTheirFp32OpsRounded) {
+namespace {
+
+
+std::vector<float> widen16(Precision t, const std::vector<uint16_t>& v) {
+  std::vector<float> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    o[i] = t == Precision::kBF16 ? mk::ref::bf16_to_float(v[i]) : mk::ref::f16_to_float(v[i]);
+  return o;
+}
+std::vector<uint16_t> round16(Precision t, const std::vector<float>& v) {
+  return t == Precision::kBF16 ? to_bf16(v) : to_f16(v);
+}
+// Bit equality of two 16-bit vectors.
+::testing::AssertionResult same_16(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want) {
+  if (got.size() != want.size()) return ::testing::AssertionFailure() << "sizes differ";
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] != want[i])
+      return ::testing::AssertionFailure() << "element " << i << ": got bits " << got[i] << ", want " << want[i];
+  return ::testing::AssertionSuccess();
+}
+// A 16-bit result against the reference backend's: the fp32 values behind them agree to ~1e-5
+// relative, so the rounded values are equal or one step apart (2^-8 relative bf16, 2^-11 f16).
+void expect_16_close(Precision t, const std::vector<uint16_t>& got, const std::vector<uint16_t>& ref,
+                     const std::string& what) {
+  mbtest::expect_allclose(widen16(t, got), widen16(t, ref), 1e-5, t == Precision::kBF16 ? 1.0 / 128 : 1.0 / 1024, what);
+}
+
+}  // namespace
+
+TEST_P(LowpStream, SixteenBitOutOpsAreTheirFp32OpsRounded) {
+  // The *_bf16out ops (bf16 activation stream) and *_f16out ops (widening stream): each is bitwise
+  // its fp32 op rounded to the type, and within one step of the type of the reference backend's.
   const int64_t rows = 37, C = 75, I = 43;  // odd sizes: every rounding path ends in a tail
   const auto x = rand_vec(rows * C, 31, -3.0f, 3.0f), r = rand_vec(rows * C, 32), g = rand_vec(C, 33, 0.5f, 1.5f),
              be = rand_vec(C, 34), u = rand_vec(rows * 2 * I, 35, -4.0f, 4.0f);
+  struct Ops {
+    Precision t;
+    decltype(&mk::layernorm_bf16out) ln, ref_ln;
+    decltype(&mk::add_layernorm_bf16out) add_ln, ref_add_ln;
+    decltype(&mk::glu_bf16out) glu, ref_glu;
+  };
+  const Ops all[] = {{Precision::kBF16, mk::layernorm_bf16out, mk::ref::layernorm_bf16out, mk::add_layernorm_bf16out,
+                      mk::ref::add_layernorm_bf16out, mk::glu_bf16out, mk::ref::glu_bf16out},
+                     {Precision::kF16, mk::layernorm_f16out, mk::ref::layernorm_f16out, mk::add_layernorm_f16out,
+                      mk::ref::add_layernorm_f16out, mk::glu_f16out, mk::ref::glu_f16out}};
   // Both rounding paths of lowp::round_bf16 (AVX512-BF16 / AVX-512 here, and the AVX2 one).
   for_each_path([&](bool) {
-    for (bool affine : {true, false}) {
-      const float* gp = affine ? g.data() : nullptr;
-      const float* bp = affine ? be.data() : nullptr;
-      std::vector<float> y(rows * C);
-      std::vector<uint16_t> got(rows * C), ref(rows * C);
-      mk::layernorm(x.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
-      mk::layernorm_bf16out(x.data(), gp, bp, got.data(), rows, C, 1e-5f);
-      EXPECT_TRUE(same_bf16(got, to_bf16(y))) << "layernorm affine=" << affine;
-      mk::ref::layernorm_bf16out(x.data(), gp, bp, ref.data(), rows, C, 1e-5f);
-      expect_bf16_close(got, ref, "layernorm");
+    for (const Ops& op : all) {
+      SCOPED_TRACE(precision_name(op.t));
+      for (bool affine : {true, false}) {
+        const float* gp = affine ? g.data() : nullptr;
+        const float* bp = affine ? be.data() : nullptr;
+        std::vector<float> y(rows * C);
+        std::vector<uint16_t> got(rows * C), ref(rows * C);
+        mk::layernorm(x.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
+        op.ln(x.data(), gp, bp, got.data(), rows, C, 1e-5f);
+        EXPECT_TRUE(same_16(got, round16(op.t, y))) << "layernorm affine=" << affine;
+        op.ref_ln(x.data(), gp, bp, ref.data(), rows, C, 1e-5f);
+        expect_16_close(op.t, got, ref, "layernorm");
 
-      auto x1 = x, x2 = x, x3 = x;
-      mk::add_layernorm(x1.data(), r.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
-      mk::add_layernorm_bf16out(x2.data(), r.data(), gp, bp, got.data(), rows, C, 1e-5f);
-      EXPECT_TRUE(same_bits(x2, x1)) << "add_layernorm's residual";
-      EXPECT_TRUE(same_bf16(got, to_bf16(y))) << "add_layernorm affine=" << affine;
-      mk::ref::add_layernorm_bf16out(x3.data(), r.data(), gp, bp, ref.data(), rows, C, 1e-5f);
-      mbtest::expect_allclose(x3, x2, 0, 0, "add_layernorm residual vs ref");
-      expect_bf16_close(got, ref, "add_layernorm");
-    }
-    for (mk::Act act : {mk::Act::kGelu, mk::Act::kGeluTanh, mk::Act::kSilu}) {
-      std::vector<float> y(rows * I);
-      std::vector<uint16_t> got(rows * I), ref(rows * I);
-      mk::glu(act, u.data(), y.data(), rows, I);
-      mk::glu_bf16out(act, u.data(), got.data(), rows, I);
-      EXPECT_TRUE(same_bf16(got, to_bf16(y))) << "glu " << static_cast<int>(act);
-      mk::ref::glu_bf16out(act, u.data(), ref.data(), rows, I);
-      expect_bf16_close(got, ref, "glu");
+        auto x1 = x, x2 = x, x3 = x;
+        mk::add_layernorm(x1.data(), r.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
+        op.add_ln(x2.data(), r.data(), gp, bp, got.data(), rows, C, 1e-5f);
+        EXPECT_TRUE(same_bits(x2, x1)) << "add_layernorm's residual";
+        EXPECT_TRUE(same_16(got, round16(op.t, y))) << "add_layernorm affine=" << affine;
+        op.ref_add_ln(x3.data(), r.data(), gp, bp, ref.data(), rows, C, 1e-5f);
+        mbtest::expect_allclose(x3, x2, 0, 0, "add_layernorm residual vs ref");
+        expect_16_close(op.t, got, ref, "add_layernorm");
+      }
+      for (mk::Act act : {mk::Act::kGelu, mk::Act::kGeluTanh, mk::Act::kSilu}) {
+        std::vector<float> y(rows * I);
+        std::vector<uint16_t> got(rows * I), ref(rows * I);
+        mk::glu(act, u.data(), y.data(), rows, I);
+        op.glu(act, u.data(), got.data(), rows, I);
+        EXPECT_TRUE(same_16(got, round16(op.t, y))) << "glu " << static_cast<int>(act);
+        op.ref_glu(act, u.data(), ref.data(), rows, I);
+        expect_16_close(op.t, got, ref, "glu");
+      }
     }
   });
 }
@@ -524,67 +568,7 @@ TEST_P(LowpStream, AttentionBf16OutIsTheFp32OutRounded) {
 
 // ---- The widening activation stream (backend.h): 16-bit activations, fp32 GEMMs and attention ----
 
-namespace {
-
-std::vector<float> widen16(Precision t, const std::vector<uint16_t>& v) {
-  std::vector<float> o(v.size());
-  for (size_t i = 0; i < v.size(); ++i)
-    o[i] = t == Precision::kBF16 ? mk::ref::bf16_to_float(v[i]) : mk::ref::f16_to_float(v[i]);
-  return o;
-}
-std::vector<uint16_t> round16(Precision t, const std::vector<float>& v) {
-  return t == Precision::kBF16 ? to_bf16(v) : to_f16(v);
-}
-// Bit equality of two 16-bit vectors.
-::testing::AssertionResult same_16(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want) {
-  if (got.size() != want.size()) return ::testing::AssertionFailure() << "sizes differ";
-  for (size_t i = 0; i < got.size(); ++i)
-    if (got[i] != want[i])
-      return ::testing::AssertionFailure() << "element " << i << ": got bits " << got[i] << ", want " << want[i];
-  return ::testing::AssertionSuccess();
-}
-// A 16-bit result against the reference backend's: the fp32 values behind them agree to ~1e-5
-// relative, so the rounded values are equal or one step apart (2^-8 relative bf16, 2^-11 f16).
-void expect_16_close(Precision t, const std::vector<uint16_t>& got, const std::vector<uint16_t>& ref,
-                     const std::string& what) {
-  mbtest::expect_allclose(widen16(t, got), widen16(t, ref), 1e-5, t == Precision::kBF16 ? 1.0 / 128 : 1.0 / 1024, what);
-}
-
-}  // namespace
-
-TEST_P(LowpStream, F16OutOpsAreTheirFp32OpsRounded) {
-  const int64_t rows = 37, C = 75, I = 43;  // odd sizes: every rounding loop ends in a tail
-  const auto x = rand_vec(rows * C, 51, -3.0f, 3.0f), r = rand_vec(rows * C, 52), g = rand_vec(C, 53, 0.5f, 1.5f),
-             be = rand_vec(C, 54), u = rand_vec(rows * 2 * I, 55, -4.0f, 4.0f);
-  for (bool affine : {true, false}) {
-    const float* gp = affine ? g.data() : nullptr;
-    const float* bp = affine ? be.data() : nullptr;
-    std::vector<float> y(rows * C);
-    std::vector<uint16_t> got(rows * C), ref(rows * C);
-    mk::layernorm(x.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
-    mk::layernorm_f16out(x.data(), gp, bp, got.data(), rows, C, 1e-5f);
-    EXPECT_TRUE(same_16(got, to_f16(y))) << "layernorm affine=" << affine;
-    mk::ref::layernorm_f16out(x.data(), gp, bp, ref.data(), rows, C, 1e-5f);
-    expect_16_close(Precision::kF16, got, ref, "layernorm");
-
-    auto x1 = x, x2 = x, x3 = x;
-    mk::add_layernorm(x1.data(), r.data(), gp, bp, y.data(), rows, C, 1e-5f, nullptr, nullptr);
-    mk::add_layernorm_f16out(x2.data(), r.data(), gp, bp, got.data(), rows, C, 1e-5f);
-    EXPECT_TRUE(same_bits(x2, x1)) << "add_layernorm's residual";
-    EXPECT_TRUE(same_16(got, to_f16(y))) << "add_layernorm affine=" << affine;
-    mk::ref::add_layernorm_f16out(x3.data(), r.data(), gp, bp, ref.data(), rows, C, 1e-5f);
-    mbtest::expect_allclose(x3, x2, 0, 0, "add_layernorm residual vs ref");
-    expect_16_close(Precision::kF16, got, ref, "add_layernorm");
-  }
-  for (mk::Act act : {mk::Act::kGelu, mk::Act::kGeluTanh, mk::Act::kSilu}) {
-    std::vector<float> y(rows * I);
-    std::vector<uint16_t> got(rows * I), ref(rows * I);
-    mk::glu(act, u.data(), y.data(), rows, I);
-    mk::glu_f16out(act, u.data(), got.data(), rows, I);
-    EXPECT_TRUE(same_16(got, to_f16(y))) << "glu " << static_cast<int>(act);
-    mk::ref::glu_f16out(act, u.data(), ref.data(), rows, I);
-    expect_16_close(Precision::kF16, got, ref, "glu");
-  }
+TEST_P(LowpStream, F16OutBeyondTheRangeIsInfAndSubnormalsStay) {
   // Beyond the f16 range: inf, as F16C rounds it (and ref::f16_from_float); tiny values stay
   // subnormal halves, not zero.
   const std::vector<float> big = {70000.0f, -80000.0f, 65000.0f, 65519.0f, 1e-6f, -3e-7f, 0.0f, 1.0f, 2.5f};
