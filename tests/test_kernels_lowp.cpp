@@ -458,7 +458,6 @@ TEST_P(LowpStream, LinearBf16InputIsLinearOfTheRoundedX) {
 
 namespace {
 
-
 std::vector<float> widen16(Precision t, const std::vector<uint16_t>& v) {
   std::vector<float> o(v.size());
   for (size_t i = 0; i < v.size(); ++i)

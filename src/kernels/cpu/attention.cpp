@@ -329,8 +329,8 @@ void attend(const Packed& P, int64_t hw, float* out, const Io16& io, float* lse)
           load_head(qr, P.rope ? P.rope->cos.data() + pos * half : nullptr,
                     P.rope ? P.rope->sin.data() + pos * half : nullptr, d, P.scale, sc.Q.data() + i * d);
         }
-      const float* kt = KT + h * d * Tp;               // K^T panels of this head
-      const float* vh = Vp + h * np * Tp * 16;         // V panels of this head
+      const float* kt = KT + h * d * Tp;        // K^T panels of this head
+      const float* vh = Vp + h * np * Tp * 16;  // V panels of this head
       std::fill(O, O + bq * dp, 0.0f);
       std::fill(m, m + bq, -std::numeric_limits<float>::infinity());
       std::fill(l, l + bq, 0.0f);
