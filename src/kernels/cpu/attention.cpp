@@ -228,10 +228,7 @@ void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable
       }
       if (io.qkv16 && g0 < T) {
         const int64_t n = std::min<int64_t>(16, T - g0) * ld_qkv;
-        if (io.t16 == Precision::kBF16)
-          lowp::widen_bf16(io.qkv16 + g0 * ld_qkv, wide_own.data(), n);
-        else
-          lowp::widen_f16(io.qkv16 + g0 * ld_qkv, wide_own.data(), n);
+        lowp::widen_16(io.t16, io.qkv16 + g0 * ld_qkv, wide_own.data(), n);
       }
       for (int64_t h = 0; h < n_heads; ++h) {
         float* vh = Vp + h * np * Tp * 16;
@@ -321,10 +318,7 @@ void attend(const Packed& P, int64_t hw, float* out, const Io16& io, float* lse)
         for (int64_t i = 0; i < bq; ++i) {
           const uint16_t* src = io.qkv16 + (base + q0 + i) * 3 * H + h * d;
           float* qr = sc.qrow.data();
-          if (io.t16 == Precision::kBF16)
-            lowp::widen_bf16(src, qr, d);
-          else
-            lowp::widen_f16(src, qr, d);
+          lowp::widen_16(io.t16, src, qr, d);
           const int64_t half = d / 2, pos = q0 + i;
           load_head(qr, P.rope ? P.rope->cos.data() + pos * half : nullptr,
                     P.rope ? P.rope->sin.data() + pos * half : nullptr, d, P.scale, sc.Q.data() + i * d);
@@ -381,10 +375,7 @@ void attend(const Packed& P, int64_t hw, float* out, const Io16& io, float* lse)
         for (int64_t c = 0; c < d; ++c) dst[c] = orow[c] * inv;
         if (io.out16) {  // the same fp32 values, rounded
           uint16_t* d16 = io.out16 + (base + q0 + i) * H + h * d;
-          if (io.t16 == Precision::kBF16)
-            lowp::round_bf16(dst, d16, d);
-          else
-            lowp::round_f16(dst, d16, d);
+          lowp::round_16(io.t16, dst, d16, d);
         }
         if (lse) lse[(base + q0 + i) * n_heads + h] = m[i] + std::log(l[i]);
       }

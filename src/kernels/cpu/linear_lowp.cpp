@@ -107,10 +107,7 @@ const float* widen_whole(Precision type, const uint16_t* W, int64_t N, int64_t K
   thread_local std::vector<float> caller_wide;
   if (!wide) wide = grow(caller_wide, N * K);
   default_pool().parallel_for(N, std::max<int64_t>(1, 16384 / K), [&](int64_t b, int64_t e, int) {
-    if (type == Precision::kBF16)
-      cpu::lowp::widen_bf16(W + b * K, wide + b * K, (e - b) * K);
-    else
-      cpu::lowp::widen_f16(W + b * K, wide + b * K, (e - b) * K);
+    cpu::lowp::widen_16(type, W + b * K, wide + b * K, (e - b) * K);
   });
   return wide;
 }
@@ -120,22 +117,12 @@ void linear_widened_whole(const float* X, int64_t ldx, Precision type, const uin
   cpu::gemm(X, widen_whole(type, W, N, K), bias, Y, M, N, K, false, ldx, ldy);
 }
 
-// x[n] = exact widening of 16-bit t (bf16 or f16), and y[n] = t(x[n]) (RNE), in parallel.
+// y = widen_t(x) / y = t(x) (RNE) over n elements, in parallel (t kBF16 or kF16).
 void widen16_parallel(Precision t, const uint16_t* x, float* y, int64_t n) {
-  parallel_for(n, 16384, [&](int64_t b, int64_t e, int) {
-    if (t == Precision::kBF16)
-      cpu::lowp::widen_bf16(x + b, y + b, e - b);
-    else
-      cpu::lowp::widen_f16(x + b, y + b, e - b);
-  });
+  parallel_for(n, 16384, [&](int64_t b, int64_t e, int) { cpu::lowp::widen_16(t, x + b, y + b, e - b); });
 }
 void round16_parallel(Precision t, const float* x, uint16_t* y, int64_t n) {
-  parallel_for(n, 16384, [&](int64_t b, int64_t e, int) {
-    if (t == Precision::kBF16)
-      cpu::lowp::round_bf16(x + b, y + b, e - b);
-    else
-      cpu::lowp::round_f16(x + b, y + b, e - b);
-  });
+  parallel_for(n, 16384, [&](int64_t b, int64_t e, int) { cpu::lowp::round_16(t, x + b, y + b, e - b); });
 }
 
 // Rows of X widened per step of linear_16in. Each step is one threaded sgemm call, which packs W

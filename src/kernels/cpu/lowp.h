@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "modernbert/precision.h"
+
 namespace modernbert::kernels::cpu::lowp {
 
 // ---- Conversions (single thread; dispatch AVX-512 / AVX2 at run time) ------------------------------
@@ -33,6 +35,10 @@ struct Out16 {
 void widen_bf16(const uint16_t* x, float* y, int64_t n);
 // y[i] = float(f16 x[i]) (exact, subnormals included).
 void widen_f16(const uint16_t* x, float* y, int64_t n);
+// widen_bf16 or widen_f16 / round_bf16 or round_f16 by t (kBF16 or kF16): the 16-bit types of the
+// activation streams.
+void widen_16(Precision t, const uint16_t* x, float* y, int64_t n);
+void round_16(Precision t, const float* x, uint16_t* y, int64_t n);
 // One row of quantize_rows_i8 (contract in backend.h): q[0..K), *scale.
 void quantize_row_i8(const float* x, int64_t K, int8_t* q, float* scale);
 // y[m, n] = float(acc[m, n]) * (sx[m] * sw[n]) + bias[n] (one fma; no bias: the product), rows of a

@@ -157,6 +157,20 @@ void widen_f16(const uint16_t* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = _cvtsh_ss(x[i]);
 }
 
+void widen_16(Precision t, const uint16_t* x, float* y, int64_t n) {
+  if (t == Precision::kBF16)
+    widen_bf16(x, y, n);
+  else
+    widen_f16(x, y, n);
+}
+
+void round_16(Precision t, const float* x, uint16_t* y, int64_t n) {
+  if (t == Precision::kBF16)
+    round_bf16(x, y, n);
+  else
+    round_f16(x, y, n);
+}
+
 void quantize_row_i8(const float* x, int64_t K, int8_t* q, float* scale) {
   if (use_avx512()) return quantize_row_i8_avx512(x, K, q, scale);
   // max |x| as the integer maximum of the magnitude bits: for non-negative floats the integer order
