@@ -649,32 +649,95 @@ TEST_P(LowpStream, Linear16InIsLinearOfTheWidenedX) {
                modernbert::Error);
 }
 
+TEST_P(LowpStream, LinearGlu16InIsTheGluOfLinear16In) {
+  // The fused Wi + GeGLU of the widening stream: per tile, glu_*out of linear_16in's fp32 tile.
+  // Without a workspace both run 512-row tiles, so the bits agree at every M; with one (288-row
+  // tiles of X and u), within the type's step of the one-call result beyond one tile.
+  struct GluShape {
+    int64_t M, I, K;
+  };
+  for_each_path([&](bool) {
+    for (Precision t : {Precision::kBF16, Precision::kF16})
+      for (Precision wt : {Precision::kF16, Precision::kBF16, Precision::kF32})
+        for (const GluShape s : {GluShape{5, 24, 40}, GluShape{300, 96, 64}, GluShape{1100, 80, 96}})
+          for (mk::Act act : {mk::Act::kGelu, mk::Act::kSilu}) {
+            const int64_t N = 2 * s.I;
+            const auto X = rand_vec(s.M * s.K, 81, -2.0f, 2.0f), b = rand_vec(N, 83);
+            const auto W32 = rand_vec(N * s.K, 82);
+            const auto W16 = wt == Precision::kBF16 ? to_bf16(W32) : to_f16(W32);
+            const WeightMatrix wm = wt == Precision::kF32 ? WeightMatrix(W32.data()) : WeightMatrix(wt, W16.data());
+            const auto X16 = round16(t, X);
+            const std::string what = mbtest::str(precision_name(t), " x, ", precision_name(wt), " W, ", s.M, "x", s.I,
+                                                 "x", s.K, " act ", static_cast<int>(act));
+            std::vector<float> u(s.M * N);
+            std::vector<uint16_t> want(s.M * s.I), got(s.M * s.I), got_ws(s.M * s.I), ref(s.M * s.I);
+            mk::linear_16in(t, X16.data(), wm, b.data(), u.data(), nullptr, s.M, N, s.K);
+            if (t == Precision::kF16)
+              mk::glu_f16out(act, u.data(), want.data(), s.M, s.I);
+            else
+              mk::glu_bf16out(act, u.data(), want.data(), s.M, s.I);
+            mk::linear_glu_16in(t, act, X16.data(), wm, b.data(), got.data(), s.M, s.I, s.K);
+            EXPECT_TRUE(same_16(got, want)) << what;
+            std::vector<float> ws(static_cast<size_t>(N * s.K + 288 * (s.K + N)));
+            mk::linear_glu_16in(t, act, X16.data(), wm, b.data(), got_ws.data(), s.M, s.I, s.K, ws.data(),
+                                static_cast<int64_t>(ws.size()));
+            if (s.M <= 288)
+              EXPECT_TRUE(same_16(got_ws, want)) << what << " (workspace)";
+            else
+              expect_16_close(t, got_ws, want, what + " (workspace)");
+            mk::ref::linear_glu_16in(t, act, X16.data(), wm, b.data(), ref.data(), s.M, s.I, s.K, nullptr, 0);
+            mbtest::expect_allclose(widen16(t, got), widen16(t, ref), 1e-4,
+                                    t == Precision::kBF16 ? 1.0 / 128 : 1.0 / 1024, what + " vs ref");
+          }
+  });
+  std::vector<float> w32(4 * 8);
+  std::vector<uint16_t> x16(2 * 8), g16(2 * 2);
+  const WeightMatrix wm(w32.data());
+  EXPECT_THROW(mk::linear_glu_16in(Precision::kF32, mk::Act::kGelu, x16.data(), wm, nullptr, g16.data(), 2, 2, 8),
+               modernbert::Error);
+  EXPECT_THROW(mk::linear_glu_16in(Precision::kF16, mk::Act::kGelu, x16.data(), wm, nullptr, nullptr, 2, 2, 8),
+               modernbert::Error);
+}
+
 TEST_P(LowpStream, Attention16IoIsTheFp32AttentionOfTheWidenedQkv) {
+  // Small; and beyond 1024 tokens, where the kernel packs a group of heads at a time (5 heads: groups
+  // of 2, 2 and 1), so its workspace is under the all-heads packing's K^T and V.
+  struct Case {
+    int64_t heads, d;
+    std::vector<int64_t> cu;
+    int64_t local_hw;
+  };
+  for (const Case& c : {Case{3, 32, {0, 5, 40, 41, 97}, 8}, Case{5, 16, {0, 7, 700, 1100}, 40}}) {
+    const int64_t heads = c.heads, d = c.d, H = heads * d;
+    const std::vector<int64_t>& cu = c.cu;
+    const int64_t B = static_cast<int64_t>(cu.size()) - 1, T = cu.back();
+    const auto qkv = rand_vec(T * 3 * H, 71, -2.0f, 2.0f);
+    const auto table = mk::make_rope_table(160000.0, d, 1024);
+    if (T > 1024) {
+      EXPECT_LT(mk::attention_16io_workspace_floats(T, heads, d), static_cast<size_t>(heads * (T + 16) * 2 * d));
+    }
+    for (Precision t : {Precision::kBF16, Precision::kF16})
+      for (int64_t hw : {int64_t{-1}, c.local_hw})
+        for (bool with_ws : {false, true}) {
+          const std::string what = mbtest::str(precision_name(t), " T ", T, " hw ", hw, " ws ", with_ws);
+          const auto q16 = round16(t, qkv);
+          const auto qw = widen16(t, q16);
+          std::vector<float> ws(with_ws ? mk::attention_16io_workspace_floats(T, heads, d) : 0);
+          float* wsp = with_ws ? ws.data() : nullptr;
+          std::vector<float> y(T * H);
+          std::vector<uint16_t> got(T * H), ref(T * H);
+          mk::attention(qw.data(), y.data(), cu.data(), B, heads, d, hw, nullptr, &table, nullptr);
+          mk::attention_16io(t, q16.data(), got.data(), cu.data(), B, heads, d, hw, wsp, &table);
+          EXPECT_TRUE(same_16(got, round16(t, y))) << what;
+          mk::ref::attention_16io(t, q16.data(), ref.data(), cu.data(), B, heads, d, hw, nullptr, &table);
+          expect_16_close(t, got, ref, what + " vs ref");
+          // Without RoPE too (each work item then only scales its query rows).
+          mk::attention(qw.data(), y.data(), cu.data(), B, heads, d, hw, nullptr, nullptr, nullptr);
+          mk::attention_16io(t, q16.data(), got.data(), cu.data(), B, heads, d, hw, wsp, nullptr);
+          EXPECT_TRUE(same_16(got, round16(t, y))) << what << " no rope";
+        }
+  }
   const int64_t heads = 3, d = 32, H = heads * d;
-  const std::vector<int64_t> cu = {0, 5, 40, 41, 97};
-  const int64_t B = 4, T = cu.back();
-  const auto qkv = rand_vec(T * 3 * H, 71, -2.0f, 2.0f);
-  const auto table = mk::make_rope_table(160000.0, d, 128);
-  for (Precision t : {Precision::kBF16, Precision::kF16})
-    for (int64_t hw : {int64_t{-1}, int64_t{8}})
-      for (bool with_ws : {false, true}) {
-        const std::string what = mbtest::str(precision_name(t), " hw ", hw, " ws ", with_ws);
-        const auto q16 = round16(t, qkv);
-        const auto qw = widen16(t, q16);
-        std::vector<float> ws(with_ws ? mk::attention_16io_workspace_floats(T, heads, d) : 0);
-        float* wsp = with_ws ? ws.data() : nullptr;
-        std::vector<float> y(T * H);
-        std::vector<uint16_t> got(T * H), ref(T * H);
-        mk::attention(qw.data(), y.data(), cu.data(), B, heads, d, hw, nullptr, &table, nullptr);
-        mk::attention_16io(t, q16.data(), got.data(), cu.data(), B, heads, d, hw, wsp, &table);
-        EXPECT_TRUE(same_16(got, round16(t, y))) << what;
-        mk::ref::attention_16io(t, q16.data(), ref.data(), cu.data(), B, heads, d, hw, nullptr, &table);
-        expect_16_close(t, got, ref, what + " vs ref");
-        // Without RoPE too (each work item then only scales its query rows).
-        mk::attention(qw.data(), y.data(), cu.data(), B, heads, d, hw, nullptr, nullptr, nullptr);
-        mk::attention_16io(t, q16.data(), got.data(), cu.data(), B, heads, d, hw, wsp, nullptr);
-        EXPECT_TRUE(same_16(got, round16(t, y))) << what << " no rope";
-      }
   std::vector<uint16_t> q(3 * H), o(H);
   const std::vector<int64_t> cu1 = {0, 1};
   EXPECT_THROW(mk::attention_16io(Precision::kInt8, q.data(), o.data(), cu1.data(), 1, heads, d, -1, nullptr, nullptr),

@@ -140,6 +140,14 @@ struct Backend {
   // of its arena), else into thread-local scratch.
   void (*linear_16in)(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, uint16_t* Y16,
                       int64_t M, int64_t N, int64_t K, float* workspace, int64_t workspace_floats);
+  // G [M, I] = t(glu(act, u)), u [M, 2I] = widen_t(X) · W^T (+ bias), W [2I, K]: the MLP's Wi and
+  // GeGLU fused, so the fp32 u never exists whole (base at 8192 tokens: 72 MiB less). Tiles,
+  // workspace and the sum order as linear_16in with a 16-bit output (u's tile goes where Y16's
+  // fp32 tile would); each tile's G rows are glu_bf16out / glu_f16out of it, so G is bit for bit
+  // glu_*out(linear_16in(..., Y, ...)) when one tile holds all rows. G dense, overwritten, not
+  // aliasing X or the workspace.
+  void (*linear_glu_16in)(Precision t, Act act, const uint16_t* X, const WeightMatrix& W, const float* bias,
+                          uint16_t* G, int64_t M, int64_t I, int64_t K, float* workspace, int64_t workspace_floats);
   void (*layernorm_f16out)(const float* x, const float* gamma, const float* beta, uint16_t* yh, int64_t rows, int64_t C,
                            float eps);
   void (*add_layernorm_f16out)(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yh,
@@ -475,6 +483,11 @@ inline void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, c
                         uint16_t* Y16, int64_t M, int64_t N, int64_t K, float* workspace = nullptr,
                         int64_t workspace_floats = 0) {
   backend().linear_16in(t, X, W, bias, Y, Y16, M, N, K, workspace, workspace_floats);
+}
+inline void linear_glu_16in(Precision t, Act act, const uint16_t* X, const WeightMatrix& W, const float* bias,
+                            uint16_t* G, int64_t M, int64_t I, int64_t K, float* workspace = nullptr,
+                            int64_t workspace_floats = 0) {
+  backend().linear_glu_16in(t, act, X, W, bias, G, M, I, K, workspace, workspace_floats);
 }
 inline void layernorm_f16out(const float* x, const float* gamma, const float* beta, uint16_t* yh, int64_t rows,
                              int64_t C, float eps) {

@@ -179,40 +179,47 @@ size_t stream_arena_floats(const ModelConfig& cfg, int64_t T) {
 
 // The inference forward with the widening activation stream of type t (k::widening_activation_stream;
 // backend.h): f16 weights, or bf16 weights on a CPU without native bf16. The GEMMs and attention run
-// in fp32 as in Encoder::forward, but every tensor between ops other than the residual stream h
-// (the linears' inputs and qkv) is held in 16 bits of type t: rounded by the op that writes it,
-// widened by the op that reads it (linear_16in 512 rows at a time, attention_16io per 16-token
-// panel). fp32 remain h, each projection p (added to h at once) and the MLP's u (read once by GeGLU).
+// in fp32 as in Encoder::forward, but every tensor between ops other than the residual stream h and
+// the projections p (the linears' inputs and qkv) is held in 16 bits of type t: rounded by the op
+// that writes it, widened by the op that reads it (linear_16in a tile of rows at a time,
+// attention_16io per 16-token panel). The MLP's u never exists whole: linear_glu_16in applies GeGLU
+// to each fp32 tile of it.
 //
-// Arena: h [T, H] fp32, then a region R laid out by phase (offsets in bytes, sizes for base at 8192
-// tokens):
-//   Wqkv       a (16-bit, at A) -> qkv (16-bit, at 0; 36 MiB)
-//   attention  K and V of qkv packed into the fp32 workspace (at Q = qkv's end; 48 MiB), the
-//              query rows formed per work item from qkv; o (16-bit) at O = the workspace's end
-//   Wo         o -> p (fp32, at 0: qkv and the workspace are dead)
-//   add+LN     h += p, a (16-bit, at A)
-//   Wi, GeGLU  a -> u (fp32, at 0; 72 MiB) -> g (16-bit, at A: a is consumed by then)
-//   Wo_mlp     g -> p (fp32, at 0); add+LN as above (the last one writes `out` in fp32 directly)
-// A = max(u's end, qkv's end, p's end) (a and g are dead during attention, so the workspace may
-// overlap them); R = max(O + o, A + max(a, g)). Base at 8192 tokens: 120 MiB against the fp32
-// forward's 229 MiB. The embedding gather (fp32) goes to R's start. Each linear gets the largest
-// part of R its operands leave free as linear_16in's workspace (its widened X / Y tiles and W), so
-// they need no scratch of their own.
+// Arena: h [T, H] fp32, then a region R laid out by phase (offsets in bytes per token n; sizes for
+// base at 8192 tokens):
+//   Wqkv       a (16-bit, at 0; 12 MiB) -> qkv (16-bit, at 2Hn; 36 MiB)
+//   attention  K and V of a group of heads packed into the fp32 workspace (at 8Hn, qkv's end;
+//              12 MiB), the query rows formed per work item from qkv; o (16-bit) at 0 (a is dead)
+//   Wo         o -> p (fp32, at 2Hn: qkv is dead)
+//   add+LN     h += p, a (16-bit, at 0: o is dead)
+//   Wi + GeGLU a -> g (16-bit, at 2Hn; 18 MiB), per tile of u
+//   Wo_mlp     g -> p (fp32, at 2Hn + 2In); add+LN as above (the last one writes `out` in fp32)
+// R = the largest phase: attention, the MLP (6Hn + 2In), or Wqkv with room for its tiles (W widened
+// whole and 1024 rows of X and of the fp32 output), which each linear gets from the part of R its
+// operands leave free (so no linear needs scratch of its own). Base at 8192 tokens: 91 MiB against
+// the fp32 forward's 229 MiB (120 MiB before GeGLU was fused and attention packed 3 heads at a time).
 struct WideningLayout {
-  size_t a = 0, q = 0, o = 0, r = 0;  // byte offsets A, Q, O in R; R's size in bytes
-  size_t total_floats = 0;            // the arena: h and R
+  size_t qkv = 0, ws = 0, p_mlp = 0, r = 0;  // byte offsets in R; R's size in bytes
+  size_t total_floats = 0;                   // the arena: h and R
 };
 
 WideningLayout widening_layout(const ModelConfig& cfg, int64_t T) {
   const auto H = static_cast<size_t>(cfg.hidden_size), I = static_cast<size_t>(cfg.intermediate_size);
   const auto n = static_cast<size_t>(T);
   auto up = [](size_t b) { return (b + 63) / 64 * 64; };
-  const size_t ws = 4 * k::attention_16io_workspace_floats(T, cfg.num_attention_heads, cfg.head_dim());
+  const size_t attn_ws = 4 * k::attention_16io_workspace_floats(T, cfg.num_attention_heads, cfg.head_dim());
+  // A linear's room for its tiles: W [N, K] widened whole and m = min(n, 1024) rows of X [m, K]
+  // and, for a 16-bit output, of the fp32 output [m, N].
+  const size_t m = std::min<size_t>(n, 1024);
+  auto tiles = [&](size_t N, size_t K, bool out16) { return 4 * (N * K + m * (K + (out16 ? N : 0))); };
   WideningLayout L;
-  L.q = up(2 * 3 * H * n);
-  L.o = up(L.q + ws);
-  L.a = up(std::max({4 * 2 * I * n, L.q, 4 * H * n}));
-  L.r = up(std::max(L.o + 2 * H * n, L.a + 2 * std::max(H, I) * n));
+  L.qkv = up(2 * H * n);
+  L.ws = up(L.qkv + 6 * H * n);
+  L.p_mlp = up(L.qkv + 2 * I * n);
+  L.r = up(std::max({L.ws + std::max(attn_ws, tiles(3 * H, H, true)),  // attention; Wqkv
+                     L.qkv + 4 * H * n + tiles(H, H, false),           // Wo
+                     L.p_mlp + tiles(2 * I, H, true),                  // Wi + GeGLU
+                     L.p_mlp + 4 * H * n + tiles(H, I, false)}));      // Wo_mlp
   L.total_floats = H * n + L.r / 4;
   return L;
 }
@@ -226,12 +233,13 @@ void forward_widening_stream(Precision t, const ModelConfig& cfg, const WeightVi
   const WideningLayout lay = widening_layout(cfg, T);
   float* h = arena;
   auto* R = reinterpret_cast<unsigned char*>(h + T * H);
-  auto* a = reinterpret_cast<uint16_t*>(R + lay.a);  // LN outputs, later g
-  auto* qkv = reinterpret_cast<uint16_t*>(R);
-  auto* o = reinterpret_cast<uint16_t*>(R + lay.o);
-  auto* attn_ws = reinterpret_cast<float*>(R + lay.q);
-  auto* p = reinterpret_cast<float*>(R);
-  auto* u = reinterpret_cast<float*>(R);
+  auto* a = reinterpret_cast<uint16_t*>(R);  // LN outputs; attention's output o in between
+  auto* o = a;
+  auto* qkv = reinterpret_cast<uint16_t*>(R + lay.qkv);
+  auto* attn_ws = reinterpret_cast<float*>(R + lay.ws);
+  auto* p_attn = reinterpret_cast<float*>(R + lay.qkv);
+  auto* g = reinterpret_cast<uint16_t*>(R + lay.qkv);
+  auto* p_mlp = reinterpret_cast<float*>(R + lay.p_mlp);
   const bool f16 = t == Precision::kF16;
   // The larger of R's byte ranges [lo1, hi1) and [lo2, hi2) as a linear_16in workspace.
   auto up = [](size_t b) { return (b + 63) / 64 * 64; };
@@ -246,23 +254,23 @@ void forward_widening_stream(Precision t, const ModelConfig& cfg, const WeightVi
                     : Span{reinterpret_cast<float*>(R + lo2), static_cast<int64_t>(n2 / 4)};
   };
   const auto n = static_cast<size_t>(T), Hs = static_cast<size_t>(H), Is = static_cast<size_t>(I);
-  // Wqkv reads a [A, +2Hn), writes qkv [0, 6Hn); Wo reads o [O, +2Hn), writes p [0, 4Hn); Wi reads a,
-  // writes u [0, 8In); Wo_mlp reads g [A, +2In), writes p.
-  const Span ws_qkv = free_span(6 * Hs * n, lay.a, lay.a + 2 * Hs * n, lay.r);
-  const Span ws_o = free_span(4 * Hs * n, lay.o, lay.o + 2 * Hs * n, lay.r);
-  const Span ws_i = free_span(8 * Is * n, lay.a, lay.a + 2 * Hs * n, lay.r);
-  const Span ws_omlp = free_span(4 * Hs * n, lay.a, lay.a + 2 * Is * n, lay.r);
-  auto layernorm16 = [&](const float* x, const float* g, const float* b) {
+  // Wqkv reads a [0, 2Hn), writes qkv [Q, ws); Wo reads o [0, 2Hn), writes p [Q, Q + 4Hn); Wi reads
+  // a, writes g [Q, Q + 2In); Wo_mlp reads g, writes p [P, P + 4Hn) (a is dead).
+  const Span ws_qkv = free_span(lay.ws, lay.r, 0, 0);
+  const Span ws_o = free_span(lay.qkv + 4 * Hs * n, lay.r, 0, 0);
+  const Span ws_i = free_span(lay.qkv + 2 * Is * n, lay.r, 0, 0);
+  const Span ws_omlp = free_span(lay.p_mlp + 4 * Hs * n, lay.r, 0, lay.qkv);
+  auto layernorm16 = [&](const float* x, const float* gm, const float* b) {
     if (f16)
-      k::layernorm_f16out(x, g, b, a, T, H, eps);
+      k::layernorm_f16out(x, gm, b, a, T, H, eps);
     else
-      k::layernorm_bf16out(x, g, b, a, T, H, eps);
+      k::layernorm_bf16out(x, gm, b, a, T, H, eps);
   };
-  auto add_layernorm16 = [&](const float* g, const float* b) {
+  auto add_layernorm16 = [&](const float* p, const float* gm, const float* b) {
     if (f16)
-      k::add_layernorm_f16out(h, p, g, b, a, T, H, eps);
+      k::add_layernorm_f16out(h, p, gm, b, a, T, H, eps);
     else
-      k::add_layernorm_bf16out(h, p, g, b, a, T, H, eps);
+      k::add_layernorm_bf16out(h, p, gm, b, a, T, H, eps);
   };
   const int64_t* cu = batch.cu_seqlens.data();
   const int64_t max_len = batch.max_seqlen();
@@ -270,7 +278,7 @@ void forward_widening_stream(Precision t, const ModelConfig& cfg, const WeightVi
   namespace kp = k::prof;
   {
     kp::Scope s("embed+LN");
-    auto* emb = reinterpret_cast<float*>(R);  // free until the first Wqkv
+    auto* emb = reinterpret_cast<float*>(R + lay.qkv);  // free until the first Wqkv
     k::embedding(batch.ids.data(), w.tok_embeddings, emb, T, H);
     k::layernorm(emb, w.emb_norm_w, w.emb_norm_b, h, T, H, eps, nullptr, nullptr);
     // Layer 0's input: LN(h) if it has an attn_norm, else h itself, i.e. the same LN of emb rounded.
@@ -294,33 +302,26 @@ void forward_widening_stream(Precision t, const ModelConfig& cfg, const WeightVi
     }
     {
       kp::Scope s("gemm Wo");
-      k::linear_16in(t, o, lw.wo, lw.bo, p, nullptr, T, H, H, ws_o.p, ws_o.floats);
+      k::linear_16in(t, o, lw.wo, lw.bo, p_attn, nullptr, T, H, H, ws_o.p, ws_o.floats);
     }
     {
       kp::Scope s("add+LN");
-      add_layernorm16(lw.mlp_norm_w, lw.mlp_norm_b);
+      add_layernorm16(p_attn, lw.mlp_norm_w, lw.mlp_norm_b);
     }
     {
-      kp::Scope s("gemm Wi");
-      k::linear_16in(t, a, lw.wi, lw.bi, u, nullptr, T, 2 * I, H, ws_i.p, ws_i.floats);
+      kp::Scope s("gemm Wi+GeGLU");
+      k::linear_glu_16in(t, act, a, lw.wi, lw.bi, g, T, I, H, ws_i.p, ws_i.floats);
     }
-    {
-      kp::Scope s("GeGLU");
-      if (f16)
-        k::glu_f16out(act, u, a, T, I);
-      else
-        k::glu_bf16out(act, u, a, T, I);
-    }  // g over a's place
     {
       kp::Scope s("gemm Wo_mlp");
-      k::linear_16in(t, a, lw.wo_mlp, lw.bo_mlp, p, nullptr, T, H, I, ws_omlp.p, ws_omlp.floats);
+      k::linear_16in(t, g, lw.wo_mlp, lw.bo_mlp, p_mlp, nullptr, T, H, I, ws_omlp.p, ws_omlp.floats);
     }
     kp::Scope s("add+LN");
     if (l + 1 == L) {
-      k::add_layernorm(h, p, w.final_norm_w, w.final_norm_b, out, T, H, eps, nullptr, nullptr);
+      k::add_layernorm(h, p_mlp, w.final_norm_w, w.final_norm_b, out, T, H, eps, nullptr, nullptr);
     } else {
       const LayerWeights& next = w.layers[static_cast<size_t>(l + 1)];
-      add_layernorm16(next.attn_norm_w, next.attn_norm_b);
+      add_layernorm16(p_mlp, next.attn_norm_w, next.attn_norm_b);
     }
   }
   // An f16 activation beyond +-65504 became inf and the hidden state NaN: say so rather than

@@ -154,9 +154,17 @@ size_t attention_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) 
   return static_cast<size_t>(n_heads * tp * (2 * head_dim + padded_dim(head_dim)));
 }
 
+// Heads packed at a time by attention_16io: all of them up to 1024 tokens; beyond, a third
+// (rounded up), so K^T and V of 4 of base's 12 heads at a time: at 8192 tokens 16 MiB of
+// workspace instead of 48 MiB (the encoder's widening stream sizes its arena by this phase). Pack
+// reads only the group's K and V columns. The price: packing in pieces of the rows and one pass
+// per group made base's attention ~10-20% slower on (a) (Zen 4; 2 % of the forward); a quarter
+// (12 MiB) cost ~20-25%, since a group's pieces are shorter still.
+static int64_t heads_per_group_16io(int64_t T, int64_t n_heads) { return T <= 1024 ? n_heads : (n_heads + 2) / 3; }
+
 size_t attention_16io_workspace_floats(int64_t T, int64_t n_heads, int64_t head_dim) {
-  const int64_t tp = padded_tokens(T);
-  return static_cast<size_t>(n_heads * tp * (head_dim + padded_dim(head_dim)));  // K^T and V; Q per item
+  const int64_t tp = padded_tokens(T), hg = heads_per_group_16io(T, std::max<int64_t>(n_heads, 1));
+  return static_cast<size_t>(hg * tp * (head_dim + padded_dim(head_dim)));  // K^T and V of a group; Q per item
 }
 
 }  // namespace cpu
@@ -172,10 +180,11 @@ namespace cpu {
 // rotated) [n_heads][Tp][d], K^T in 16-token panels [n_heads][Tp/16][d][16], V in 16-channel
 // panels [n_heads][dp/16][Tp][16]; T tokens, Tp = T rounded up to 16, dp = d rounded up to 16.
 // Qp nullptr (attention_16io): each work item rotates and scales its own query rows from the 16-bit
-// qkv into thread-local scratch instead, the same values (a third less workspace).
+// qkv into thread-local scratch instead, the same values (a third less workspace). The packed heads
+// are heads h0 .. h0 + n_heads - 1 of the H / d in qkv (attention_16io packs a group at a time).
 struct Packed {
   const int64_t* cu;
-  int64_t num_seqs, n_heads, d, T, Tp, H, dp, np;
+  int64_t num_seqs, n_heads, d, T, Tp, H, dp, np, h0;
   float *KT, *Vp, *Qp;
   const RopeTable* rope = nullptr;
   float scale = 1.0f;
@@ -194,7 +203,7 @@ struct Io16 {
 void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable* rope, float scale) {
   const int64_t* cu = P.cu;
   const int64_t num_seqs = P.num_seqs, n_heads = P.n_heads, d = P.d, T = P.T, Tp = P.Tp, H = P.H, np = P.np;
-  const int64_t ld_qkv = 3 * H, half = d / 2;
+  const int64_t ld_qkv = 3 * H, half = d / 2, h0 = P.h0;
   float *KT = P.KT, *Vp = P.Vp, *Qp = P.Qp;
   auto rope_row = [&](int64_t pos, const float*& c, const float*& s) {
     if (rope) {
@@ -210,7 +219,8 @@ void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable
   // the attention itself at n = 128.) Per head: Q rows are scaled (and rotated) into Qp; the 16 K
   // rows are gathered (rotated) into a [16, d] scratch, then transposed 8x8 at a time into the
   // [d][16] panel; V rows are copied as dp/16 pieces of 16 floats. Pads are zeroed.
-  // With 16-bit qkv the panel's 16 rows are first widened (exactly) into a [16, 3H] fp32 buffer.
+  // With 16-bit qkv the group's K and V columns of the panel's 16 rows are first widened (exactly)
+  // into a [16, 3H] fp32 buffer (the rest of it unused).
   parallel_for(Tp / 16, 4, [&](int64_t b, int64_t e, int) {
     thread_local std::vector<float> kbuf_own;  // [16, d] gathered (rotated) K rows
     thread_local std::vector<float> wide_own;  // [16, 3H] widened rows of a 16-bit qkv
@@ -226,10 +236,10 @@ void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable
         while (g0 + r >= cu[sq + 1]) ++sq;
         pos[r] = g0 + r - cu[sq];
       }
-      if (io.qkv16 && g0 < T) {
-        const int64_t n = std::min<int64_t>(16, T - g0) * ld_qkv;
-        lowp::widen_16(io.t16, io.qkv16 + g0 * ld_qkv, wide_own.data(), n);
-      }
+      if (io.qkv16)
+        for (int64_t r = 0; r < 16 && g0 + r < T; ++r)
+          for (const int64_t c0 : {H + h0 * d, 2 * H + h0 * d})
+            lowp::widen_16(io.t16, io.qkv16 + (g0 + r) * ld_qkv + c0, wide_own.data() + r * ld_qkv + c0, n_heads * d);
       for (int64_t h = 0; h < n_heads; ++h) {
         float* vh = Vp + h * np * Tp * 16;
         for (int64_t r = 0; r < 16; ++r) {
@@ -238,7 +248,7 @@ void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable
           if (t < T) {
             const float *c, *sn;
             rope_row(pos[r], c, sn);
-            const float* row = (io.qkv16 ? wide_own.data() + r * ld_qkv : qkv + t * ld_qkv) + h * d;
+            const float* row = (io.qkv16 ? wide_own.data() + r * ld_qkv : qkv + t * ld_qkv) + (h0 + h) * d;
             if (Qp) load_head(row, c, sn, d, scale, Qp + (h * Tp + t) * d);
             load_head(row + H, c, sn, d, 1.0f, krow);
             const float* vsrc = row + 2 * H;
@@ -278,6 +288,7 @@ void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable
 void attend(const Packed& P, int64_t hw, float* out, const Io16& io, float* lse) {
   const int64_t* cu = P.cu;
   const int64_t num_seqs = P.num_seqs, n_heads = P.n_heads, d = P.d, Tp = P.Tp, H = P.H, dp = P.dp, np = P.np;
+  const int64_t h0 = P.h0, n_heads_all = H / d;
   const float *KT = P.KT, *Vp = P.Vp, *Qp = P.Qp;
   // Query block size: at most Bq_max rows, evened out over the blocks of a sequence and rounded
   // up to the 6-row tile (n = 128 with Bq_max 60: 3 blocks of 48/48/32 instead of 60/60/8).
@@ -316,7 +327,7 @@ void attend(const Packed& P, int64_t hw, float* out, const Io16& io, float* lse)
       const float* Q = Qp ? Qp + (h * Tp + base + q0) * d : sc.Q.data();  // [bq, d] contiguous
       if (!Qp)  // this item's query rows, rotated and scaled as pack_qkv would have
         for (int64_t i = 0; i < bq; ++i) {
-          const uint16_t* src = io.qkv16 + (base + q0 + i) * 3 * H + h * d;
+          const uint16_t* src = io.qkv16 + (base + q0 + i) * 3 * H + (h0 + h) * d;
           float* qr = sc.qrow.data();
           lowp::widen_16(io.t16, src, qr, d);
           const int64_t half = d / 2, pos = q0 + i;
@@ -371,13 +382,13 @@ void attend(const Packed& P, int64_t hw, float* out, const Io16& io, float* lse)
       for (int64_t i = 0; i < bq; ++i) {
         const float inv = 1.0f / l[i];  // l >= 1: the row's own key is always valid
         const float* orow = O + i * dp;
-        float* dst = io.out16 ? lowp::row_buffer(d) : out + (base + q0 + i) * H + h * d;
+        float* dst = io.out16 ? lowp::row_buffer(d) : out + (base + q0 + i) * H + (h0 + h) * d;
         for (int64_t c = 0; c < d; ++c) dst[c] = orow[c] * inv;
         if (io.out16) {  // the same fp32 values, rounded
-          uint16_t* d16 = io.out16 + (base + q0 + i) * H + h * d;
+          uint16_t* d16 = io.out16 + (base + q0 + i) * H + (h0 + h) * d;
           lowp::round_16(io.t16, dst, d16, d);
         }
-        if (lse) lse[(base + q0 + i) * n_heads + h] = m[i] + std::log(l[i]);
+        if (lse) lse[(base + q0 + i) * n_heads_all + h0 + h] = m[i] + std::log(l[i]);
       }
     }
   });
@@ -406,13 +417,17 @@ void attention_into(const float* qkv, float* out, const Io16& io, const int64_t*
     if (own_ws.size() < need) own_ws.resize(need);
     workspace = own_ws.data();
   }
-  float* KT = workspace;                                    // [n_heads][Tp/16][d][16]
-  float* Vp = KT + n_heads * d * Tp;                        // [n_heads][dp/16][Tp][16]
-  float* Qp = io.qkv16 ? nullptr : Vp + n_heads * dp * Tp;  // [n_heads][Tp][d], scaled (and rotated)
-
-  const Packed packed{cu, num_seqs, n_heads, d, T, Tp, H, dp, np, KT, Vp, Qp, rope, scale};
-  pack_qkv(qkv, io, packed, rope, scale);
-  attend(packed, hw, out, io, lse);
+  // The fp32 path packs every head at once; the 16-bit one a group of heads at a time.
+  const int64_t hg = io.qkv16 ? heads_per_group_16io(T, n_heads) : n_heads;
+  for (int64_t h0 = 0; h0 < n_heads; h0 += hg) {
+    const int64_t nhg = std::min(hg, n_heads - h0);
+    float* KT = workspace;                                // [nhg][Tp/16][d][16]
+    float* Vp = KT + nhg * d * Tp;                        // [nhg][dp/16][Tp][16]
+    float* Qp = io.qkv16 ? nullptr : Vp + nhg * dp * Tp;  // [nhg][Tp][d], scaled (and rotated)
+    const Packed packed{cu, num_seqs, nhg, d, T, Tp, H, dp, np, h0, KT, Vp, Qp, rope, scale};
+    pack_qkv(qkv, io, packed, rope, scale);
+    attend(packed, hw, out, io, lse);
+  }
 }
 
 }  // namespace

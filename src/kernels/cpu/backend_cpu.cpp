@@ -24,6 +24,7 @@ const Backend kCpuBackend = {
     &cpu::glu_bf16out,
     &cpu::attention_bf16_bf16out,
     &cpu::linear_16in,
+    &cpu::linear_glu_16in,
     &cpu::layernorm_f16out,
     &cpu::add_layernorm_f16out,
     &cpu::glu_f16out,

@@ -289,19 +289,22 @@ void linear_bf16_input(const uint16_t* Xb, const WeightMatrix& W, const float* b
   linear(x, W, bias, Y, M, N, K, K, N);
 }
 
-void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, uint16_t* Y16,
-                 int64_t M, int64_t N, int64_t K, float* workspace, int64_t workspace_floats) {
-  if (t != Precision::kBF16 && t != Precision::kF16) throw Error("cpu linear_16in: X must be bf16 or f16");
-  if ((Y == nullptr) == (Y16 == nullptr)) throw Error("cpu linear_16in: give exactly one of Y and Y16");
-  if (M <= 0 || N <= 0) return;
-  if (!W.data) throw Error("cpu linear_16in: null weight matrix");
-  if (W.type == Precision::kInt8 && !W.scale) throw Error("cpu linear_16in: int8 weights without their scales");
+namespace {
+
+// The tile loop of linear_16in and linear_glu_16in: widen_t(X) · W^T (+ bias) a tile of rows at a
+// time into fp32. With y_tile the tile's output goes to a [tile, N] scratch (beside the X tile in
+// the workspace) and epilogue(m0, rows, y) takes it from there; without, it goes straight to
+// Y + m0 * N (Y [M, N] dense), and the epilogue is not called.
+template <class Epilogue>
+void linear_16in_tiles(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, int64_t M,
+                       int64_t N, int64_t K, float* workspace, int64_t workspace_floats, bool y_tile,
+                       Epilogue&& epilogue) {
   // 16-bit W that linear() would widen whole (no native bf16 for it): widened once for all tiles.
   const bool w16 = W.type == Precision::kF16 || (W.type == Precision::kBF16 && !linear_rounds_x_bf16());
   const bool whole = w16 && K > 0 && M >= kWidenWholeMinRows && N * K <= kWidenWholeMaxElems;
   // Scratch: [wide W][X tile][Y tile] in the workspace if it holds kStreamMinTile rows, else
   // thread-local.
-  const int64_t kk = std::max<int64_t>(K, 1), per_row = kk + (Y16 ? N : 0), w_floats = whole ? N * K : 0;
+  const int64_t kk = std::max<int64_t>(K, 1), per_row = kk + (y_tile ? N : 0), w_floats = whole ? N * K : 0;
   int64_t tile = 0;
   float *wide_at = nullptr, *xt = nullptr, *yt = nullptr;
   if (workspace && workspace_floats - w_floats >= std::min(M, kStreamMinTile) * per_row) {
@@ -309,24 +312,58 @@ void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const fl
     tile = std::max(tile, std::min(M, kStreamMinTile));
     wide_at = workspace;
     xt = workspace + w_floats;
-    yt = Y16 ? xt + tile * kk : nullptr;
+    yt = y_tile ? xt + tile * kk : nullptr;
   } else {
     tile = std::min(M, kStreamTileRows);
     thread_local std::vector<float> caller_xt, caller_yt;
     xt = grow(caller_xt, tile * kk);
-    yt = Y16 ? grow(caller_yt, tile * N) : nullptr;
+    yt = y_tile ? grow(caller_yt, tile * N) : nullptr;
   }
   const float* wide = whole ? widen_whole(W.type, static_cast<const uint16_t*>(W.data), N, K, wide_at) : nullptr;
   for (int64_t m0 = 0; m0 < M; m0 += tile) {
     const int64_t rows = std::min(tile, M - m0);
     widen16_parallel(t, X + m0 * K, xt, rows * K);
-    float* y = Y16 ? yt : Y + m0 * N;
+    float* y = y_tile ? yt : Y + m0 * N;
     if (wide)
       cpu::gemm(xt, wide, bias, y, rows, N, K, false, K, N);
     else
       linear(xt, W, bias, y, rows, N, K, K, N);
-    if (Y16) round16_parallel(t, yt, Y16 + m0 * N, rows * N);
+    if (y_tile) epilogue(m0, rows, static_cast<const float*>(yt));
   }
+}
+
+void check_16in(const char* who, Precision t, const WeightMatrix& W) {
+  if (t != Precision::kBF16 && t != Precision::kF16) throw Error(std::string("cpu ") + who + ": X must be bf16 or f16");
+  if (!W.data) throw Error(std::string("cpu ") + who + ": null weight matrix");
+  if (W.type == Precision::kInt8 && !W.scale)
+    throw Error(std::string("cpu ") + who + ": int8 weights without their scales");
+}
+
+}  // namespace
+
+void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, uint16_t* Y16,
+                 int64_t M, int64_t N, int64_t K, float* workspace, int64_t workspace_floats) {
+  if (t != Precision::kBF16 && t != Precision::kF16) throw Error("cpu linear_16in: X must be bf16 or f16");
+  if ((Y == nullptr) == (Y16 == nullptr)) throw Error("cpu linear_16in: give exactly one of Y and Y16");
+  if (M <= 0 || N <= 0) return;
+  check_16in("linear_16in", t, W);
+  linear_16in_tiles(t, X, W, bias, Y, M, N, K, workspace, workspace_floats, Y16 != nullptr,
+                    [&](int64_t m0, int64_t rows, const float* y) { round16_parallel(t, y, Y16 + m0 * N, rows * N); });
+}
+
+void linear_glu_16in(Precision t, Act act, const uint16_t* X, const WeightMatrix& W, const float* bias, uint16_t* G,
+                     int64_t M, int64_t I, int64_t K, float* workspace, int64_t workspace_floats) {
+  if (t != Precision::kBF16 && t != Precision::kF16) throw Error("cpu linear_glu_16in: X must be bf16 or f16");
+  if (!G) throw Error("cpu linear_glu_16in: no output");
+  if (M <= 0 || I <= 0) return;
+  check_16in("linear_glu_16in", t, W);
+  linear_16in_tiles(t, X, W, bias, nullptr, M, 2 * I, K, workspace, workspace_floats, true,
+                    [&](int64_t m0, int64_t rows, const float* u) {
+                      if (t == Precision::kF16)
+                        cpu::glu_f16out(act, u, G + m0 * I, rows, I);
+                      else
+                        cpu::glu_bf16out(act, u, G + m0 * I, rows, I);
+                    });
 }
 
 void embedding_typed(const int32_t* ids, const WeightMatrix& E, float* x, int64_t T, int64_t H) {

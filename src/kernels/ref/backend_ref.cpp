@@ -24,6 +24,7 @@ const Backend kRefBackend = {
     &ref::glu_bf16out,
     &ref::attention_bf16_bf16out,
     &ref::linear_16in,
+    &ref::linear_glu_16in,
     &ref::layernorm_f16out,
     &ref::add_layernorm_f16out,
     &ref::glu_f16out,

@@ -259,6 +259,16 @@ void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const fl
   round16(t, y, Y16);
 }
 
+void linear_glu_16in(Precision t, Act act, const uint16_t* X, const WeightMatrix& W, const float* bias, uint16_t* G,
+                     int64_t M, int64_t I, int64_t K, float*, int64_t) {
+  if (!G) throw Error("ref linear_glu_16in: no output");
+  if (M <= 0 || I <= 0) return;
+  std::vector<float> u(static_cast<size_t>(M * 2 * I)), g(static_cast<size_t>(M * I));
+  ref::linear_16in(t, X, W, bias, u.data(), nullptr, M, 2 * I, K, nullptr, 0);
+  ref::glu(act, u.data(), g.data(), M, I);
+  round16(t, g, G);
+}
+
 void layernorm_f16out(const float* x, const float* gamma, const float* beta, uint16_t* yh, int64_t rows, int64_t C,
                       float eps) {
   std::vector<float> y(static_cast<size_t>(rows * C));

@@ -47,6 +47,8 @@ void add_layernorm_bf16out(float* x, const float* r, const float* gamma, const f
 void glu_bf16out(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I);
 void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, uint16_t* Y16,
                  int64_t M, int64_t N, int64_t K, float* workspace, int64_t workspace_floats);
+void linear_glu_16in(Precision t, Act act, const uint16_t* X, const WeightMatrix& W, const float* bias, uint16_t* G,
+                     int64_t M, int64_t I, int64_t K, float* workspace, int64_t workspace_floats);
 void layernorm_f16out(const float* x, const float* gamma, const float* beta, uint16_t* yh, int64_t rows, int64_t C,
                       float eps);
 void add_layernorm_f16out(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yh, int64_t rows,
