@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -62,11 +63,10 @@ int64_t padded_dim(int64_t d) { return (d + 15) / 16 * 16; }
 int64_t padded_tokens(int64_t T) { return (T + kBk + 15) / 16 * 16; }
 
 struct Scratch {
-  std::vector<float> S, O, m, l, Q, qrow;  // Q [bq, d] and qrow [d]: the per-item Q of attention_16io
+  std::vector<float> S, O, m, l, Q;  // Q [bq, d]: the per-item Q of attention_16io
   void ensure(int64_t bq, int64_t dp) {
     if (S.size() < static_cast<size_t>(kMr * kBk)) S.resize(static_cast<size_t>(kMr * kBk));
     if (Q.size() < static_cast<size_t>(bq * dp)) Q.resize(static_cast<size_t>(bq * dp));
-    if (qrow.size() < static_cast<size_t>(dp)) qrow.resize(static_cast<size_t>(dp));
     if (O.size() < static_cast<size_t>(bq * dp)) O.resize(static_cast<size_t>(bq * dp));
     if (m.size() < static_cast<size_t>(bq)) {
       m.resize(static_cast<size_t>(bq));
@@ -102,6 +102,46 @@ inline void load_head(const float* src, const float* c, const float* s, int64_t 
   }
   for (; j < half; ++j) {
     const float x1 = src[j], x2 = src[half + j];
+    dst[j] = (x1 * c[j] - x2 * s[j]) * mul;
+    dst[half + j] = (x2 * c[j] + x1 * s[j]) * mul;
+  }
+}
+
+// Eight / one 16-bit values of type f16 ? kF16 : kBF16 widened exactly (the values lowp::widen_16
+// gives), in registers.
+inline __m256 widen8(const uint16_t* p, bool f16) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return f16 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline float widen1(uint16_t v, bool f16) {
+  if (f16) return _cvtsh_ss(v);
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// load_head of a 16-bit row: dst[0..d) = widen(src) rotated and scaled, the same arithmetic on the
+// same widened values (attention_16io reads qkv this way, with no fp32 copy of the rows).
+inline void load_head_16(const uint16_t* src, bool f16, const float* c, const float* s, int64_t d, float mul,
+                         float* dst) {
+  const int64_t half = d / 2;
+  const __m256 vmul = _mm256_set1_ps(mul);
+  if (!c) {
+    int64_t j = 0;
+    for (; j + 8 <= d; j += 8) _mm256_storeu_ps(dst + j, _mm256_mul_ps(widen8(src + j, f16), vmul));
+    for (; j < d; ++j) dst[j] = widen1(src[j], f16) * mul;
+    return;
+  }
+  int64_t j = 0;
+  for (; j + 8 <= half; j += 8) {
+    const __m256 x1 = widen8(src + j, f16), x2 = widen8(src + half + j, f16);
+    const __m256 vc = _mm256_loadu_ps(c + j), vs = _mm256_loadu_ps(s + j);
+    _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_fnmadd_ps(x2, vs, _mm256_mul_ps(x1, vc)), vmul));
+    _mm256_storeu_ps(dst + half + j, _mm256_mul_ps(_mm256_fmadd_ps(x1, vs, _mm256_mul_ps(x2, vc)), vmul));
+  }
+  for (; j < half; ++j) {
+    const float x1 = widen1(src[j], f16), x2 = widen1(src[half + j], f16);
     dst[j] = (x1 * c[j] - x2 * s[j]) * mul;
     dst[half + j] = (x2 * c[j] + x1 * s[j]) * mul;
   }
@@ -219,14 +259,11 @@ void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable
   // the attention itself at n = 128.) Per head: Q rows are scaled (and rotated) into Qp; the 16 K
   // rows are gathered (rotated) into a [16, d] scratch, then transposed 8x8 at a time into the
   // [d][16] panel; V rows are copied as dp/16 pieces of 16 floats. Pads are zeroed.
-  // With 16-bit qkv the group's K and V columns of the panel's 16 rows are first widened (exactly)
-  // into a [16, 3H] fp32 buffer (the rest of it unused).
+  // With 16-bit qkv (io.qkv16) K and V are widened in registers as they are read.
+  const bool f16 = io.t16 == Precision::kF16;
   parallel_for(Tp / 16, 4, [&](int64_t b, int64_t e, int) {
     thread_local std::vector<float> kbuf_own;  // [16, d] gathered (rotated) K rows
-    thread_local std::vector<float> wide_own;  // [16, 3H] widened rows of a 16-bit qkv
     if (kbuf_own.size() < static_cast<size_t>(16 * d)) kbuf_own.resize(static_cast<size_t>(16 * d));
-    if (io.qkv16 && wide_own.size() < static_cast<size_t>(16 * ld_qkv))
-      wide_own.resize(static_cast<size_t>(16 * ld_qkv));
     float* kbuf = kbuf_own.data();
     int64_t sq = std::upper_bound(cu, cu + num_seqs + 1, std::min(b * 16, T - 1)) - cu - 1;
     for (int64_t g = b; g < e; ++g) {
@@ -236,10 +273,6 @@ void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable
         while (g0 + r >= cu[sq + 1]) ++sq;
         pos[r] = g0 + r - cu[sq];
       }
-      if (io.qkv16)
-        for (int64_t r = 0; r < 16 && g0 + r < T; ++r)
-          for (const int64_t c0 : {H + h0 * d, 2 * H + h0 * d})
-            lowp::widen_16(io.t16, io.qkv16 + (g0 + r) * ld_qkv + c0, wide_own.data() + r * ld_qkv + c0, n_heads * d);
       for (int64_t h = 0; h < n_heads; ++h) {
         float* vh = Vp + h * np * Tp * 16;
         for (int64_t r = 0; r < 16; ++r) {
@@ -248,7 +281,23 @@ void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable
           if (t < T) {
             const float *c, *sn;
             rope_row(pos[r], c, sn);
-            const float* row = (io.qkv16 ? wide_own.data() + r * ld_qkv : qkv + t * ld_qkv) + (h0 + h) * d;
+            if (io.qkv16) {
+              const uint16_t* row = io.qkv16 + t * ld_qkv + (h0 + h) * d;
+              load_head_16(row + H, f16, c, sn, d, 1.0f, krow);
+              const uint16_t* vsrc = row + 2 * H;
+              for (int64_t pn = 0; pn < np; ++pn) {
+                float* dst = vh + (pn * Tp + t) * 16;
+                const int64_t c0 = pn * 16, nc = std::min<int64_t>(16, d - c0);
+                if (nc == 16) {
+                  _mm256_storeu_ps(dst, widen8(vsrc + c0, f16));
+                  _mm256_storeu_ps(dst + 8, widen8(vsrc + c0 + 8, f16));
+                } else {
+                  for (int64_t j = 0; j < 16; ++j) dst[j] = j < nc ? widen1(vsrc[c0 + j], f16) : 0.0f;
+                }
+              }
+              continue;
+            }
+            const float* row = qkv + t * ld_qkv + (h0 + h) * d;
             if (Qp) load_head(row, c, sn, d, scale, Qp + (h * Tp + t) * d);
             load_head(row + H, c, sn, d, 1.0f, krow);
             const float* vsrc = row + 2 * H;
@@ -328,11 +377,9 @@ void attend(const Packed& P, int64_t hw, float* out, const Io16& io, float* lse)
       if (!Qp)  // this item's query rows, rotated and scaled as pack_qkv would have
         for (int64_t i = 0; i < bq; ++i) {
           const uint16_t* src = io.qkv16 + (base + q0 + i) * 3 * H + (h0 + h) * d;
-          float* qr = sc.qrow.data();
-          lowp::widen_16(io.t16, src, qr, d);
           const int64_t half = d / 2, pos = q0 + i;
-          load_head(qr, P.rope ? P.rope->cos.data() + pos * half : nullptr,
-                    P.rope ? P.rope->sin.data() + pos * half : nullptr, d, P.scale, sc.Q.data() + i * d);
+          load_head_16(src, io.t16 == Precision::kF16, P.rope ? P.rope->cos.data() + pos * half : nullptr,
+                       P.rope ? P.rope->sin.data() + pos * half : nullptr, d, P.scale, sc.Q.data() + i * d);
         }
       const float* kt = KT + h * d * Tp;        // K^T panels of this head
       const float* vh = Vp + h * np * Tp * 16;  // V panels of this head
