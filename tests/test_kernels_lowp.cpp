@@ -707,7 +707,9 @@ TEST_P(LowpStream, Attention16IoIsTheFp32AttentionOfTheWidenedQkv) {
     std::vector<int64_t> cu;
     int64_t local_hw;
   };
-  for (const Case& c : {Case{3, 32, {0, 5, 40, 41, 97}, 8}, Case{5, 16, {0, 7, 700, 1100}, 40}}) {
+  // (d = 20: the scalar tails of the 16-bit row loads and a part-filled V panel.)
+  for (const Case& c :
+       {Case{3, 32, {0, 5, 40, 41, 97}, 8}, Case{5, 16, {0, 7, 700, 1100}, 40}, Case{2, 20, {0, 3, 50}, 8}}) {
     const int64_t heads = c.heads, d = c.d, H = heads * d;
     const std::vector<int64_t>& cu = c.cu;
     const int64_t B = static_cast<int64_t>(cu.size()) - 1, T = cu.back();
