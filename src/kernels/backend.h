@@ -155,9 +155,10 @@ struct Backend {
   void (*glu_f16out)(Act act, const float* u, uint16_t* yh, int64_t T, int64_t I);
   // out [T, H] = t(attention(widen_t(qkv), ...)): the fp32 attention() (no lse) on qkv [T, 3H] held
   // in 16 bits of type t, its output rounded to t. `workspace`: nullptr or
-  // attention_16io_workspace_floats(...) floats (K and V packed; about 2/3 of
-  // attention_workspace_floats: each work item forms its own Q rows). out may not alias qkv (the
-  // query rows are read while outputs are written) nor the workspace.
+  // attention_16io_workspace_floats(...) floats (K and V packed, for all heads up to 1024 tokens and
+  // for a third of them at a time beyond: 2/3 and 2/9 of attention_workspace_floats; each work
+  // item forms its own Q rows). out may not alias qkv (the query rows are read while outputs are
+  // written) nor the workspace.
   void (*attention_16io)(Precision t, const uint16_t* qkv, uint16_t* out, const int64_t* cu_seqlens, int64_t num_seqs,
                          int64_t n_heads, int64_t head_dim, int64_t half_window, float* workspace,
                          const RopeTable* rope);

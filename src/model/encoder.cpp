@@ -189,7 +189,7 @@ size_t stream_arena_floats(const ModelConfig& cfg, int64_t T) {
 // base at 8192 tokens):
 //   Wqkv       a (16-bit, at 0; 12 MiB) -> qkv (16-bit, at 2Hn; 36 MiB)
 //   attention  K and V of a group of heads packed into the fp32 workspace (at 8Hn, qkv's end;
-//              12 MiB), the query rows formed per work item from qkv; o (16-bit) at 0 (a is dead)
+//              16 MiB), the query rows formed per work item from qkv; o (16-bit) at 0 (a is dead)
 //   Wo         o -> p (fp32, at 2Hn: qkv is dead)
 //   add+LN     h += p, a (16-bit, at 0: o is dead)
 //   Wi + GeGLU a -> g (16-bit, at 2Hn; 18 MiB), per tile of u
@@ -197,7 +197,7 @@ size_t stream_arena_floats(const ModelConfig& cfg, int64_t T) {
 // R = the largest phase: attention, the MLP (6Hn + 2In), or Wqkv with room for its tiles (W widened
 // whole and 1024 rows of X and of the fp32 output), which each linear gets from the part of R its
 // operands leave free (so no linear needs scratch of its own). Base at 8192 tokens: 91 MiB against
-// the fp32 forward's 229 MiB (120 MiB before GeGLU was fused and attention packed 3 heads at a time).
+// the fp32 forward's 229 MiB (120 MiB before GeGLU was fused and attention packed a third of the heads at a time).
 struct WideningLayout {
   size_t qkv = 0, ws = 0, p_mlp = 0, r = 0;  // byte offsets in R; R's size in bytes
   size_t total_floats = 0;                   // the arena: h and R
