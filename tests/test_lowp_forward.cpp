@@ -37,10 +37,10 @@ ModelConfig small_config() {
   return ModelConfig::from_json(j);
 }
 
-Batch make_batch(int64_t vocab) {
+Batch make_batch(int64_t vocab, const std::vector<int64_t>& lengths = {5, 17, 40}) {
   std::vector<std::vector<int32_t>> seqs;
   uint64_t s = 12345;
-  for (int64_t len : {5, 17, 40}) {
+  for (int64_t len : lengths) {
     std::vector<int32_t> ids;
     for (int64_t i = 0; i < len; ++i) {
       s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -285,6 +285,40 @@ TEST(LowpForwardStream, WideningStreamHalvesTheActivationsAndStaysClose) {
     for (size_t i = 0; i < on.cls.size(); ++i) EXPECT_NEAR(on.cls[i], off.cls[i], 1e-3) << i;
     mbtest::expect_allclose(on.hidden, ref.hidden, 1e-3, 1e-3, "cpu vs ref backend");
   }
+}
+
+TEST(LowpForwardStream, WideningStreamBeyond1024Tokens) {
+  // 1290 tokens: attention_16io packs a group of heads at a time, and the linears run several
+  // tiles in the arena's free parts (widening_layout). Still close to the fp32 activations and to
+  // the reference backend, in a smaller arena.
+  mbtest::TempDir tmp("lowpwide2");
+  ModelConfig cfg = small_config();
+  write_small_model(tmp.path(), 31);
+  const Batch batch = make_batch(cfg.vocab_size, {250, 3, 256, 200, 256, 90, 235});
+  ASSERT_GT(batch.num_tokens(), 1024);
+  struct Restore {
+    ~Restore() {
+      kernels::set_activation_streams(true);
+      kernels::set_backend(kernels::cpu_backend());
+    }
+  } restore;
+  LoadedModel m = load_as(tmp.path(), Precision::kF16);
+  Encoder enc(m.weights);
+  const std::vector<float> on = enc.forward(batch);
+  const size_t arena_on = enc.arena_floats();
+  kernels::set_backend(kernels::ref_backend());
+  const std::vector<float> ref = Encoder(m.weights).forward(batch);
+  kernels::set_backend(kernels::cpu_backend());
+  kernels::set_activation_streams(false);
+  Encoder enc_off(m.weights);
+  const std::vector<float> off = enc_off.forward(batch);
+  EXPECT_LT(arena_on, enc_off.arena_floats());
+  for (const auto& [other, name] : {std::pair{&off, "vs fp32 activations"}, std::pair{&ref, "vs ref backend"}}) {
+    auto [mean, mn] = row_cosines(on, *other, cfg.hidden_size);
+    EXPECT_GE(mn, 0.9999999) << name << " (mean " << mean << ")";
+  }
+  EXPECT_NE(on, off);
+  mbtest::expect_allclose(on, ref, 1e-3, 1e-3, "cpu vs ref backend");
 }
 
 TEST(LowpForwardStream, F16OverflowIsAnErrorNotNaN) {
