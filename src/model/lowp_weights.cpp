@@ -144,7 +144,7 @@ void quantize_row_i8(const float* w, int64_t K, int8_t* q, float* scale) {
 }
 
 void load_from_float(Weights& w, const std::string& name, Precision t, const std::shared_ptr<SafeTensorsFile>& file,
-                     const TensorInfo& info, bool zero_copy, const std::string& label, std::vector<float>& scratch) {
+                     const TensorInfo& info, bool zero_copy, const std::string& label) {
   const ParamSpec& spec = w.spec(name);
   const uint8_t* src = file->data(info);
   if (t == Precision::kF32) {
@@ -168,8 +168,7 @@ void load_from_float(Weights& w, const std::string& name, Precision t, const std
   void* dst = w.hold(name, t, &scale);
   // Chunks of about 1 Mi floats (4 MiB of scratch): the fp32 copy never exceeds one chunk.
   const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(K, 1));
-  std::vector<float>& buf = scratch;
-  if (buf.size() < static_cast<size_t>(std::min(N, chunk) * K)) buf.resize(static_cast<size_t>(std::min(N, chunk) * K));
+  std::vector<float> buf(static_cast<size_t>(std::min(N, chunk) * K));
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
     const int64_t nr = std::min(chunk, N - r0);
     const TensorInfo c = row_chunk(info, r0, nr);

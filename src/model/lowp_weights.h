@@ -10,7 +10,6 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <vector>
 
 #include "modernbert/precision.h"
 #include "modernbert/safetensors.h"
@@ -53,11 +52,8 @@ void to_f16(const float* x, uint16_t* h, int64_t n);
 // of `file` (F32 / F64 / F16 / BF16): zero copy when the file already stores it in t (and
 // zero_copy, and aligned), otherwise converted into the parameter's own storage, chunk by chunk,
 // releasing the consumed pages of the mapping. Throws naming `label` (file and tensor) on NaN/Inf.
-// `scratch` holds the fp32 chunk (up to max(2^20, K) floats); the loader passes one buffer for all
-// tensors, allocated before the first, so no freed chunk buffer is left between the parameters'
-// allocations (a per-tensor buffer left ~23 MiB of such holes resident on base at f16).
 void load_from_float(Weights& w, const std::string& name, Precision t, const std::shared_ptr<SafeTensorsFile>& file,
-                     const TensorInfo& info, bool zero_copy, const std::string& label, std::vector<float>& scratch);
+                     const TensorInfo& info, bool zero_copy, const std::string& label);
 
 // Fills parameter `name` held in `t` (kBF16 / kF16 / kInt8) from a quantized checkpoint's tensor
 // `info` (already checked: dtype storage_dtype(t), shape = spec) and, for kInt8, its scale tensor

@@ -433,8 +433,6 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
 
   std::map<const SafeTensorsFile*, std::shared_ptr<SafeTensorsFile>> owners;
   for (const auto& f : files) owners[f.get()] = f;
-  // lowp::load_from_float's fp32 chunk, one for all tensors (see there), freed after the last.
-  std::vector<float> convert_scratch(prec == Precision::kF32 ? 0 : size_t{1} << 20);
   for (const auto& spec : w.specs()) {
     const std::string fname = file_name(spec.name);
     auto [file, info] = where[fname];
@@ -456,7 +454,7 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
       const TensorInfo* scale = t == Precision::kInt8 && s != where.end() ? s->second.second : nullptr;
       lowp::load_stored(w, spec.name, t, owner, *info, scale, opts.zero_copy, label);
     } else {
-      lowp::load_from_float(w, spec.name, t, owner, *info, opts.zero_copy, label, convert_scratch);
+      lowp::load_from_float(w, spec.name, t, owner, *info, opts.zero_copy, label);
     }
   }
   for (const auto& spec : w.specs()) {
