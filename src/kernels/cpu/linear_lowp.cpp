@@ -332,8 +332,8 @@ void linear_16in_tiles(Precision t, const uint16_t* X, const WeightMatrix& W, co
   }
 }
 
-void check_16in(const char* who, Precision t, const WeightMatrix& W) {
-  if (t != Precision::kBF16 && t != Precision::kF16) throw Error(std::string("cpu ") + who + ": X must be bf16 or f16");
+// The weight checks of linear_16in / linear_glu_16in (their callers check the type first).
+void check_16in_weights(const char* who, const WeightMatrix& W) {
   if (!W.data) throw Error(std::string("cpu ") + who + ": null weight matrix");
   if (W.type == Precision::kInt8 && !W.scale)
     throw Error(std::string("cpu ") + who + ": int8 weights without their scales");
@@ -346,7 +346,7 @@ void linear_16in(Precision t, const uint16_t* X, const WeightMatrix& W, const fl
   if (t != Precision::kBF16 && t != Precision::kF16) throw Error("cpu linear_16in: X must be bf16 or f16");
   if ((Y == nullptr) == (Y16 == nullptr)) throw Error("cpu linear_16in: give exactly one of Y and Y16");
   if (M <= 0 || N <= 0) return;
-  check_16in("linear_16in", t, W);
+  check_16in_weights("linear_16in", W);
   linear_16in_tiles(t, X, W, bias, Y, M, N, K, workspace, workspace_floats, Y16 != nullptr,
                     [&](int64_t m0, int64_t rows, const float* y) { round16_parallel(t, y, Y16 + m0 * N, rows * N); });
 }
@@ -356,7 +356,7 @@ void linear_glu_16in(Precision t, Act act, const uint16_t* X, const WeightMatrix
   if (t != Precision::kBF16 && t != Precision::kF16) throw Error("cpu linear_glu_16in: X must be bf16 or f16");
   if (!G) throw Error("cpu linear_glu_16in: no output");
   if (M <= 0 || I <= 0) return;
-  check_16in("linear_glu_16in", t, W);
+  check_16in_weights("linear_glu_16in", W);
   linear_16in_tiles(t, X, W, bias, nullptr, M, 2 * I, K, workspace, workspace_floats, true,
                     [&](int64_t m0, int64_t rows, const float* u) {
                       if (t == Precision::kF16)
