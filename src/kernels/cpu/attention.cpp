@@ -36,7 +36,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -107,20 +106,6 @@ inline void load_head(const float* src, const float* c, const float* s, int64_t 
   }
 }
 
-// Eight / one 16-bit values of type f16 ? kF16 : kBF16 widened exactly (the values lowp::widen_16
-// gives), in registers.
-inline __m256 widen8(const uint16_t* p, bool f16) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return f16 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-inline float widen1(uint16_t v, bool f16) {
-  if (f16) return _cvtsh_ss(v);
-  const uint32_t u = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
 // load_head of a 16-bit row: dst[0..d) = widen(src) rotated and scaled, the same arithmetic on the
 // same widened values (attention_16io reads qkv this way, with no fp32 copy of the rows).
 inline void load_head_16(const uint16_t* src, bool f16, const float* c, const float* s, int64_t d, float mul,
@@ -129,19 +114,19 @@ inline void load_head_16(const uint16_t* src, bool f16, const float* c, const fl
   const __m256 vmul = _mm256_set1_ps(mul);
   if (!c) {
     int64_t j = 0;
-    for (; j + 8 <= d; j += 8) _mm256_storeu_ps(dst + j, _mm256_mul_ps(widen8(src + j, f16), vmul));
-    for (; j < d; ++j) dst[j] = widen1(src[j], f16) * mul;
+    for (; j + 8 <= d; j += 8) _mm256_storeu_ps(dst + j, _mm256_mul_ps(lowp::widen8(src + j, f16), vmul));
+    for (; j < d; ++j) dst[j] = lowp::widen1(src[j], f16) * mul;
     return;
   }
   int64_t j = 0;
   for (; j + 8 <= half; j += 8) {
-    const __m256 x1 = widen8(src + j, f16), x2 = widen8(src + half + j, f16);
+    const __m256 x1 = lowp::widen8(src + j, f16), x2 = lowp::widen8(src + half + j, f16);
     const __m256 vc = _mm256_loadu_ps(c + j), vs = _mm256_loadu_ps(s + j);
     _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_fnmadd_ps(x2, vs, _mm256_mul_ps(x1, vc)), vmul));
     _mm256_storeu_ps(dst + half + j, _mm256_mul_ps(_mm256_fmadd_ps(x1, vs, _mm256_mul_ps(x2, vc)), vmul));
   }
   for (; j < half; ++j) {
-    const float x1 = widen1(src[j], f16), x2 = widen1(src[half + j], f16);
+    const float x1 = lowp::widen1(src[j], f16), x2 = lowp::widen1(src[half + j], f16);
     dst[j] = (x1 * c[j] - x2 * s[j]) * mul;
     dst[half + j] = (x2 * c[j] + x1 * s[j]) * mul;
   }
@@ -289,10 +274,10 @@ void pack_qkv(const float* qkv, const Io16& io, const Packed& P, const RopeTable
                 float* dst = vh + (pn * Tp + t) * 16;
                 const int64_t c0 = pn * 16, nc = std::min<int64_t>(16, d - c0);
                 if (nc == 16) {
-                  _mm256_storeu_ps(dst, widen8(vsrc + c0, f16));
-                  _mm256_storeu_ps(dst + 8, widen8(vsrc + c0 + 8, f16));
+                  _mm256_storeu_ps(dst, lowp::widen8(vsrc + c0, f16));
+                  _mm256_storeu_ps(dst + 8, lowp::widen8(vsrc + c0 + 8, f16));
                 } else {
-                  for (int64_t j = 0; j < 16; ++j) dst[j] = j < nc ? widen1(vsrc[c0 + j], f16) : 0.0f;
+                  for (int64_t j = 0; j < 16; ++j) dst[j] = j < nc ? lowp::widen1(vsrc[c0 + j], f16) : 0.0f;
                 }
               }
               continue;

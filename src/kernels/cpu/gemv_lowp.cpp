@@ -16,22 +16,6 @@ namespace modernbert::kernels::cpu::lowp {
 
 namespace {
 
-template <bool kF16>
-inline __m256 load8(const uint16_t* w) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
-  if constexpr (kF16) return _mm256_cvtph_ps(h);
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-template <bool kF16>
-inline float load1(uint16_t w) {
-  if constexpr (kF16) return _cvtsh_ss(w);
-  const uint32_t b = static_cast<uint32_t>(w) << 16;
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-
 // R rows of X against weight rows [n0, n1), J weight rows x R rows (R * J <= 8 accumulators) per
 // step, so W is read once per R rows.
 template <bool kF16, int R, int J>
@@ -40,7 +24,7 @@ void rows_block(const float* X, int64_t ldx, const uint16_t* W, const float* bia
   const int64_t k8 = K / 8 * 8;
   auto finish = [&](const __m256& acc, int r, int64_t n) {
     float s = simd::hsum(acc);
-    for (int64_t k = k8; k < K; ++k) s += X[r * ldx + k] * load1<kF16>(W[n * K + k]);
+    for (int64_t k = k8; k < K; ++k) s += X[r * ldx + k] * widen1<kF16>(W[n * K + k]);
     Y[r * ldy + n] = bias ? s + bias[n] : s;
   };
   int64_t n = n0;
@@ -50,7 +34,7 @@ void rows_block(const float* X, int64_t ldx, const uint16_t* W, const float* bia
       for (auto& v : a) v = _mm256_setzero_ps();
     for (int64_t k = 0; k < k8; k += 8) {
       __m256 w[J];
-      for (int j = 0; j < J; ++j) w[j] = load8<kF16>(W + (n + j) * K + k);
+      for (int j = 0; j < J; ++j) w[j] = widen8<kF16>(W + (n + j) * K + k);
       for (int r = 0; r < R; ++r) {
         const __m256 x = _mm256_loadu_ps(X + r * ldx + k);
         for (int j = 0; j < J; ++j) acc[r][j] = _mm256_fmadd_ps(x, w[j], acc[r][j]);
@@ -63,7 +47,7 @@ void rows_block(const float* X, int64_t ldx, const uint16_t* W, const float* bia
     __m256 acc[R];
     for (auto& v : acc) v = _mm256_setzero_ps();
     for (int64_t k = 0; k < k8; k += 8) {
-      const __m256 w = load8<kF16>(W + n * K + k);
+      const __m256 w = widen8<kF16>(W + n * K + k);
       for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(X + r * ldx + k), w, acc[r]);
     }
     for (int r = 0; r < R; ++r) finish(acc[r], r, n);

@@ -4,8 +4,11 @@
 // public ops are in kernels/backend.h and modernbert/precision.h.
 #pragma once
 
+#include <immintrin.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "modernbert/precision.h"
@@ -39,6 +42,25 @@ void widen_f16(const uint16_t* x, float* y, int64_t n);
 // activation streams.
 void widen_16(Precision t, const uint16_t* x, float* y, int64_t n);
 void round_16(Precision t, const float* x, uint16_t* y, int64_t n);
+// Eight (one) 16-bit values, f16 when kF16 else bf16, widened exactly into a register (the values
+// widen_16 gives): for kernels that read 16-bit operands in their inner loops (F16C / AVX2, the
+// project's baseline ISA).
+template <bool kF16>
+inline __m256 widen8(const uint16_t* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (kF16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+template <bool kF16>
+inline float widen1(uint16_t v) {
+  if constexpr (kF16) return _cvtsh_ss(v);
+  const uint32_t b = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+inline __m256 widen8(const uint16_t* p, bool f16) { return f16 ? widen8<true>(p) : widen8<false>(p); }
+inline float widen1(uint16_t v, bool f16) { return f16 ? widen1<true>(v) : widen1<false>(v); }
 // One row of quantize_rows_i8 (contract in backend.h): q[0..K), *scale.
 void quantize_row_i8(const float* x, int64_t K, int8_t* q, float* scale);
 // y[m, n] = float(acc[m, n]) * (sx[m] * sw[n]) + bias[n] (one fma; no bias: the product), rows of a
