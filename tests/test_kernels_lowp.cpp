@@ -370,6 +370,72 @@ TEST(LowpNumerics, PathNamesAndRoundingFlagAgree) {
               mk::linear_path(Precision::kInt8).c_str());
 }
 
+// ---- The packed weights of oneDNN's fp32 brgemm (the widening path on AVX-512) ----------------------
+
+// widen_pack against its layout written out (lowp.h): panel n / 64, row k, column n % 64, zeros
+// beyond N and K; every edge case of the 8 x 8 blocks (N, K not multiples of 8, 16 or 64).
+TEST(LowpPacked, WidenPackIsTheLayoutBitForBit) {
+  namespace lp = mk::cpu::lowp;
+  const int64_t shapes[][2] = {{100, 40}, {64, 16}, {7, 3}, {130, 20}, {192, 768}, {9, 1}};
+  for (Precision t : {Precision::kF16, Precision::kBF16})
+    for (const auto& nk : shapes) {
+      const int64_t N = nk[0], K = nk[1], Kp = (K + 15) / 16 * 16, Np = (N + 63) / 64 * 64;
+      const auto W32 = rand_vec(N * K, 71, -3.0f, 3.0f);
+      const auto W16 = t == Precision::kF16 ? to_f16(W32) : to_bf16(W32);
+      ASSERT_EQ(lp::packed_floats(N, K), Kp * Np);
+      std::vector<float> got(static_cast<size_t>(Kp * Np), std::numeric_limits<float>::quiet_NaN()),
+          want(static_cast<size_t>(Kp * Np), 0.0f);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k)
+          want[(n / 64) * Kp * 64 + k * 64 + n % 64] =
+              t == Precision::kF16 ? mk::ref::f16_to_float(W16[n * K + k]) : mk::ref::bf16_to_float(W16[n * K + k]);
+      // Two calls over the panels (as the pool splits them).
+      const int64_t panels = Np / 64, half = panels / 2;
+      lp::widen_pack(t, W16.data(), N, K, got.data(), 0, half);
+      lp::widen_pack(t, W16.data(), N, K, got.data(), half, panels);
+      EXPECT_TRUE(same_bits(got, want)) << precision_name(t) << " N=" << N << " K=" << K;
+    }
+}
+
+// onednn_matmul_packed against the float64 gemm: M in pieces of 128 and powers of two below, with
+// and without bias; it refuses strided A or C. Where no brgemm reads the layout (CPUs without
+// AVX-512, or the test hook), the probe says so and every linear takes the widening panels.
+TEST(LowpPacked, MatmulOnPackedWeightsIsTheGemm) {
+  namespace lp = mk::cpu::lowp;
+  std::string impl;
+  const bool usable = lp::onednn_packed_usable(&impl);
+  std::printf("  packed fp32 matmul: %s (%s)\n", usable ? "usable" : "not usable", impl.c_str());
+  EXPECT_EQ(mk::linear_path(Precision::kF16).find("packed") != std::string::npos, usable)
+      << mk::linear_path(Precision::kF16);
+  lp::set_force_portable(true);
+  EXPECT_FALSE(lp::onednn_packed_usable());
+  EXPECT_EQ(mk::linear_path(Precision::kF16).find("packed"), std::string::npos);
+  lp::set_force_portable(false);
+  if (!usable) {
+    EXPECT_EQ(impl.find("brg"), std::string::npos) << impl;
+    return;
+  }
+  const int64_t N = 130, K = 72;
+  const auto W16 = to_f16(rand_vec(N * K, 81));
+  std::vector<float> P(static_cast<size_t>(lp::packed_floats(N, K)));
+  lp::widen_pack(Precision::kF16, W16.data(), N, K, P.data(), 0, (N + 63) / 64);
+  std::vector<float> W(W16.size());
+  for (size_t i = 0; i < W.size(); ++i) W[i] = mk::ref::f16_to_float(W16[i]);
+  const auto b = rand_vec(N, 83);
+  for (int64_t M : {1, 5, 127, 128, 129, 300})
+    for (bool bias : {false, true}) {
+      const auto X = rand_vec(M * K, 82, -2.0f, 2.0f);
+      std::vector<float> got(M * N), want(M * N);
+      ASSERT_TRUE(lp::onednn_matmul_packed(X.data(), K, P.data(), bias ? b.data() : nullptr, got.data(), N, M, N, K));
+      mk::ref::gemm(X.data(), W.data(), bias ? b.data() : nullptr, want.data(), M, N, K);
+      // fp32 sums of 72 products of size <= 2 (atol ~10x the rounding of such sums).
+      mbtest::expect_allclose(got, want, 2e-5, kRtol, mbtest::str("packed M=", M, " bias=", bias));
+    }
+  std::vector<float> X(4 * (K + 1)), C(4 * (N + 1));
+  EXPECT_FALSE(lp::onednn_matmul_packed(X.data(), K + 1, P.data(), nullptr, C.data(), N, 4, N, K));
+  EXPECT_FALSE(lp::onednn_matmul_packed(X.data(), K, P.data(), nullptr, C.data(), N + 1, 4, N, K));
+}
+
 // ---- embedding_typed ---------------------------------------------------------------------------------
 
 TEST_P(LowpEmbedding, BitExactAllTypes) {

@@ -112,8 +112,60 @@ const float* widen_whole(Precision type, const uint16_t* W, int64_t N, int64_t K
   return wide;
 }
 
+// ---- The packed path (AVX-512: oneDNN's fp32 brgemm on weights packed once per call) ----------------
+// Where linear() would widen W whole, and oneDNN's brgemm reads packed weights (lowp.h), W is widened
+// straight into the packed layout instead, once per call, and the rows are run in pieces of
+// kPackedTileRows, dealt to the pool: each piece is one single-threaded matmul that packs nothing,
+// so the pieces can be small enough for a 16-bit X's widened rows (and a 16-bit output's fp32 rows)
+// to stay in L2 between the ops around the matmul. f16 / f32 at base shapes, 8192 rows, 2 threads,
+// Zen 4: see docs/benchmarks.md (session 14).
+constexpr int64_t kPackedTileRows = 128;
+
+bool packed_path() { return cpu::lowp::onednn_packed_usable(); }
+
+// P (packed_floats(N, K) floats) = widen(W) packed, in parallel over its 64-channel panels.
+void widen_pack_parallel(Precision type, const uint16_t* W, int64_t N, int64_t K, float* P) {
+  parallel_for((N + cpu::lowp::kPackN - 1) / cpu::lowp::kPackN, 1,
+               [&](int64_t b, int64_t e, int) { cpu::lowp::widen_pack(type, W, N, K, P, b, e); });
+}
+
+// Y = x · widen(W)^T + bias a piece of rows at a time, W packed in P. X is fp32 (xtype kF32, row
+// stride ldx) or 16-bit bits of xtype (dense), widened a piece at a time. With y_tile each piece's
+// output goes to a [rows, N] scratch and epilogue(m0, rows, y) takes it from there (on the pool
+// thread that ran the piece), else to Y + m0 * ldy. A piece whose primitive cannot be made runs on
+// the widening panels instead (widened_slice).
+template <class Epilogue>
+void packed_rows(Precision xtype, const void* X, int64_t ldx, const WeightMatrix& W, const float* P, const float* bias,
+                 float* Y, int64_t ldy, int64_t M, int64_t N, int64_t K, bool y_tile, Epilogue&& epilogue) {
+  parallel_for((M + kPackedTileRows - 1) / kPackedTileRows, 1, [&](int64_t b, int64_t e, int) {
+    thread_local std::vector<float> xt_buf, yt_buf;
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t m0 = c * kPackedTileRows, rows = std::min(kPackedTileRows, M - m0);
+      const float* x = static_cast<const float*>(X) + m0 * ldx;
+      int64_t lda = ldx;
+      if (xtype != Precision::kF32) {
+        float* xt = grow(xt_buf, rows * K);
+        cpu::lowp::widen_16(xtype, static_cast<const uint16_t*>(X) + m0 * K, xt, rows * K);
+        x = xt, lda = K;
+      }
+      float* y = y_tile ? grow(yt_buf, rows * N) : Y + m0 * ldy;
+      const int64_t ldc = y_tile ? N : ldy;
+      if (!cpu::lowp::onednn_matmul_packed(x, lda, P, bias, y, ldc, rows, N, K))
+        widened_slice(x, lda, W.type, static_cast<const uint16_t*>(W.data), bias, y, ldc, rows, 0, N, K);
+      if (y_tile) epilogue(m0, rows, static_cast<const float*>(y));
+    }
+  });
+}
+
 void linear_widened_whole(const float* X, int64_t ldx, Precision type, const uint16_t* W, const float* bias, float* Y,
                           int64_t ldy, int64_t M, int64_t N, int64_t K) {
+  if (packed_path() && ldx == K && ldy == N) {  // (brgemm: dense X and Y only)
+    thread_local std::vector<float> caller_packed;
+    float* P = grow(caller_packed, cpu::lowp::packed_floats(N, K));
+    widen_pack_parallel(type, W, N, K, P);
+    return packed_rows(Precision::kF32, X, ldx, WeightMatrix{type, W}, P, bias, Y, ldy, M, N, K, false,
+                       [](int64_t, int64_t, const float*) {});
+  }
   cpu::gemm(X, widen_whole(type, W, N, K), bias, Y, M, N, K, false, ldx, ldy);
 }
 
@@ -191,6 +243,21 @@ void linear_int8(const float* X, int64_t ldx, const WeightMatrix& W, const float
 
 bool linear_rounds_x_bf16() { return cpu::lowp::onednn_matmul_usable(MatmulKind::kBf16); }
 
+namespace {
+// The widening path's name for 16-bit weights of type `t` ("bf16" / "f16").
+std::string widening_path_name(const char* t) {
+  const std::string sgemm = std::string("fp32 sgemm (") + gemm_backend_name() + ")";
+  const std::string small = sgemm + " on widened " + t + " panels below 256 rows";
+  std::string impl;
+  if (packed_path() && cpu::lowp::onednn_packed_usable(&impl))
+    return "oneDNN fp32 matmul " + impl + " on " + t +
+           " weights widened once per call into its packed layout, 128-row pieces (in the encoder x held in " + t +
+           ", widened a piece at a time); " + small;
+  return small + ", W widened whole from 256 rows (in the encoder x held in " + t +
+         ", widened a tile of rows at a time)";
+}
+}  // namespace
+
 std::string linear_path(Precision p) {
   const std::string sgemm = std::string("fp32 sgemm (") + gemm_backend_name() + ")";
   std::string impl;
@@ -201,11 +268,9 @@ std::string linear_path(Precision p) {
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kBf16, &impl))
         return "oneDNN matmul " + impl + " (bf16 x bf16 -> f32, x rounded to bf16 with " + cpu::lowp::round_bf16_isa() +
                "; in the encoder by the op that writes x)";
-      return sgemm + " on widened bf16 panels (avx2; W widened whole at >= 256 rows; in the encoder x held in bf16, " +
-             "widened a tile of rows at a time); oneDNN's bf16 not used: " + impl;
+      return widening_path_name("bf16") + "; oneDNN's bf16 not used: " + impl;
     case Precision::kF16:
-      return sgemm + " on widened f16 panels (f16c; W widened whole at >= 256 rows; in the encoder x held in f16, " +
-             "widened a tile of rows at a time)";
+      return widening_path_name("f16");
     case Precision::kInt8:
       if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8, &impl))
         return "oneDNN matmul " + impl + " (s8 x s8 -> s32, x quantized with " + cpu::lowp::convert_isa() + ")";
@@ -302,6 +367,13 @@ void linear_16in_tiles(Precision t, const uint16_t* X, const WeightMatrix& W, co
   // 16-bit W that linear() would widen whole (no native bf16 for it): widened once for all tiles.
   const bool w16 = W.type == Precision::kF16 || (W.type == Precision::kBF16 && !linear_rounds_x_bf16());
   const bool whole = w16 && K > 0 && M >= kWidenWholeMinRows && N * K <= kWidenWholeMaxElems;
+  if (whole && packed_path()) {  // packed W in the workspace when it fits, the pieces per thread
+    const int64_t pf = cpu::lowp::packed_floats(N, K);
+    thread_local std::vector<float> caller_packed;
+    float* P = workspace && workspace_floats >= pf ? workspace : grow(caller_packed, pf);
+    widen_pack_parallel(W.type, static_cast<const uint16_t*>(W.data), N, K, P);
+    return packed_rows(t, X, K, W, P, bias, Y, N, M, N, K, y_tile, epilogue);
+  }
   // Scratch: [wide W][X tile][Y tile] in the workspace if it holds kStreamMinTile rows, else
   // thread-local.
   const int64_t kk = std::max<int64_t>(K, 1), per_row = kk + (y_tile ? N : 0), w_floats = whole ? N * K : 0;

@@ -96,6 +96,31 @@ bool onednn_matmul_usable(MatmulKind kind, std::string* impl = nullptr);
 bool onednn_matmul(MatmulKind kind, const void* A, const void* W, const float* bias, void* C, int64_t ldc, int64_t M,
                    int64_t N, int64_t K);
 
+// ---- fp32 weights packed for oneDNN's brgemm matmul (the widening path where it exists) ----------
+// A linear over 16-bit weights without native 16-bit products runs in fp32 on widened weights. On
+// AVX-512 oneDNN's brgemm matmul reads the weights pre-packed (layout BA16a64b of the {K, N}
+// weights W^T): packed once per call, they serve every tile of rows, where each sgemm call would
+// pack W again. Layout: one [Kp, 64] row-major panel per block of 64 output channels, panel b at
+// P + b * Kp * 64; Kp = K rounded up to 16, Np = N rounded up to 64; zero beyond K and N.
+constexpr int64_t kPackN = 64, kPackK = 16;
+inline int64_t packed_floats(int64_t N, int64_t K) {
+  return (N + kPackN - 1) / kPackN * kPackN * ((K + kPackK - 1) / kPackK * kPackK);
+}
+// Panels [b0, b1) of P = widen_t(W)^T packed as above; W [N, K] row-major bits of t (kBF16 or
+// kF16). Exact (widening only). Single thread; AVX2 / F16C.
+void widen_pack(Precision t, const uint16_t* W, int64_t N, int64_t K, float* P, int64_t b0, int64_t b1);
+// Whether oneDNN's fp32 matmul runs on packed weights here (probed once: a brgemm implementation
+// whose weights layout is the one above, checked on exact data; AVX-512 CPUs). `impl` names it.
+bool onednn_packed_usable(std::string* impl = nullptr);
+// C[M, N] (ldc) = A[M, K] (row stride lda) · W^T (+ bias[N]), W packed in P (widen_pack), on the
+// calling thread (fixed-M primitives, cached per thread: M is run in pieces of at most 128 rows,
+// each a power of two below that). Returns false when a primitive cannot be created, or A or C is
+// not dense (lda != K, ldc != N: oneDNN 2.6's brgemm takes neither); C may then hold part of the
+// result, and the caller computes it again another way.
+bool onednn_matmul_packed(const float* A, int64_t lda, const float* P, const float* bias, float* C, int64_t ldc,
+                          int64_t M, int64_t N, int64_t K);
+constexpr int64_t kPackedPieceRows = 128;
+
 // ---- Test hook -----------------------------------------------------------------------------------
 // true: behave as a CPU without usable oneDNN low-precision matmuls nor AVX-512 (bf16 widened into
 // the fp32 sgemm, int8 through gemm_i8_own, AVX2 conversions). Tests use it to cover both paths in

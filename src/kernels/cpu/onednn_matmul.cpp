@@ -52,6 +52,14 @@ bool onednn_matmul_usable(MatmulKind, std::string* impl) {
 bool onednn_matmul(MatmulKind, const void*, const void*, const float*, void*, int64_t, int64_t, int64_t, int64_t) {
   return false;
 }
+bool onednn_packed_usable(std::string* impl) {
+  if (impl) *impl = "oneDNN not built in";
+  return false;
+}
+bool onednn_matmul_packed(const float*, int64_t, const float*, const float*, float*, int64_t, int64_t, int64_t,
+                          int64_t) {
+  return false;
+}
 
 #else
 
@@ -112,21 +120,30 @@ bool runtime_m() {
   return r;
 }
 
+// The primitive kinds: MatmulKind's (src in place, weights [N, K] read as `ba`) and kPackedF32
+// (fp32 src with row stride lda, fp32 weights packed BA16a64b by widen_pack, fixed M).
+constexpr int kPackedF32 = 2;
+
 struct Key {
   int kind;
   bool bias;
-  int64_t M, N, K, ldc;
+  int64_t M, N, K, ldc, lda;
   bool operator==(const Key& o) const {
-    return kind == o.kind && bias == o.bias && M == o.M && N == o.N && K == o.K && ldc == o.ldc;
+    return kind == o.kind && bias == o.bias && M == o.M && N == o.N && K == o.K && ldc == o.ldc && lda == o.lda;
   }
 };
 struct KeyHash {
   size_t operator()(const Key& k) const {
     size_t h = static_cast<size_t>(k.kind) * 2 + (k.bias ? 1 : 0);
-    for (int64_t v : {k.M, k.N, k.K, k.ldc}) h = h * 1000003u ^ static_cast<size_t>(v);
+    for (int64_t v : {k.M, k.N, k.K, k.ldc, k.lda}) h = h * 1000003u ^ static_cast<size_t>(v);
     return h;
   }
 };
+
+dt src_type(int kind) {
+  return kind == static_cast<int>(MatmulKind::kBf16) ? dt::bf16 : kind == kPackedF32 ? dt::f32 : dt::s8;
+}
+dt dst_type(int kind) { return kind == static_cast<int>(MatmulKind::kS8) ? dt::s32 : dt::f32; }
 
 struct Entry {
   bool ok = false;
@@ -136,28 +153,37 @@ struct Entry {
   std::string impl;
 };
 
-// src [M, K] dense and dst [M, N] with row stride ldc, for the call's M.
+bool contains(const std::string& s, const char* sub) { return s.find(sub) != std::string::npos; }
+
+// src [M, K] with row stride lda and dst [M, N] with row stride ldc, for the call's M.
 void describe_m(Entry& e, const Key& key, int64_t M) {
-  const bool bf = key.kind == static_cast<int>(MatmulKind::kBf16);
   e.src =
-      memory(memory::desc({M, key.K}, bf ? dt::bf16 : dt::s8, memory::dims{key.K, 1}), cpu_engine(), DNNL_MEMORY_NONE);
-  e.dst = memory(memory::desc({M, key.N}, bf ? dt::f32 : dt::s32, memory::dims{key.ldc, 1}), cpu_engine(),
-                 DNNL_MEMORY_NONE);
+      memory(memory::desc({M, key.K}, src_type(key.kind), memory::dims{key.lda, 1}), cpu_engine(), DNNL_MEMORY_NONE);
+  e.dst =
+      memory(memory::desc({M, key.N}, dst_type(key.kind), memory::dims{key.ldc, 1}), cpu_engine(), DNNL_MEMORY_NONE);
   e.cur_m = M;
 }
 
 Entry make_entry(const Key& key) {
   Entry e;
-  const bool bf = key.kind == static_cast<int>(MatmulKind::kBf16);
-  const dt in = bf ? dt::bf16 : dt::s8;
-  const memory::desc src_md({key.M, key.K}, in, memory::dims{key.K, 1});  // key.M may be DNNL_RUNTIME_DIM_VAL
-  const memory::desc wei_md({key.K, key.N}, in, memory::dims{1, key.K});  // [N,K] row-major = {K,N} ba
-  const memory::desc dst_md({key.M, key.N}, bf ? dt::f32 : dt::s32, memory::dims{key.ldc, 1});
+  const bool packed = key.kind == kPackedF32;
+  const dt in = src_type(key.kind);
+  // key.M may be DNNL_RUNTIME_DIM_VAL. Weights: [N,K] row-major = {K,N} ba, or packed.
+  const memory::desc src_md({key.M, key.K}, in, memory::dims{key.lda, 1});
+  const memory::desc wei_md = packed ? memory::desc({key.K, key.N}, dt::f32, tag::BA16a64b)
+                                     : memory::desc({key.K, key.N}, in, memory::dims{1, key.K});
+  const memory::desc dst_md({key.M, key.N}, dst_type(key.kind), memory::dims{key.ldc, 1});
   const memory::desc bias_md = key.bias ? memory::desc({1, key.N}, dt::f32, tag::ab) : memory::desc();
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   try {
     const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, wei_md, bias_md, dst_md), attr, cpu_engine());
+    // Packed weights only where a brgemm kernel reads exactly our layout (else the weights would be
+    // misread or reordered on every call).
+    if (packed && (!contains(pd.impl_info_str(), "brg") || pd.weights_desc() != wei_md)) {
+      e.impl = pd.impl_info_str();
+      return e;
+    }
     e.prim = dnnl::matmul(pd);
     dnnl::engine& eng = cpu_engine();
     e.wei = memory(wei_md, eng, DNNL_MEMORY_NONE);
@@ -201,8 +227,6 @@ bool run(Entry& e, const Key& key, int64_t M, const void* A, const void* W, cons
   return dnnl_stream_wait(stream.get()) == dnnl_success;
 }
 
-bool contains(const std::string& s, const char* sub) { return s.find(sub) != std::string::npos; }
-
 struct Probe {
   bool usable = false;
   std::string impl;
@@ -214,7 +238,7 @@ Probe probe_bf16() {
   Probe p;
   constexpr int64_t M = 64, N = 64, K = 96;
   const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-  const Key key{static_cast<int>(MatmulKind::kBf16), false, runtime_m() ? DNNL_RUNTIME_DIM_VAL : M, N, K, N};
+  const Key key{static_cast<int>(MatmulKind::kBf16), false, runtime_m() ? DNNL_RUNTIME_DIM_VAL : M, N, K, N, K};
   Entry e = make_entry(key);
   if (!e.ok) {
     p.impl = std::string("cannot create a bf16 matmul (isa ") + isa_name(isa, MatmulKind::kBf16) + ")";
@@ -245,7 +269,7 @@ Probe probe_s8() {
   Probe p;
   constexpr int64_t M = 32, N = 48, K = 200;
   const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
-  const Key key{static_cast<int>(MatmulKind::kS8), false, runtime_m() ? DNNL_RUNTIME_DIM_VAL : M, N, K, N};
+  const Key key{static_cast<int>(MatmulKind::kS8), false, runtime_m() ? DNNL_RUNTIME_DIM_VAL : M, N, K, N, K};
   Entry e = make_entry(key);
   if (!e.ok) {
     p.impl = std::string("cannot create an s8 matmul (isa ") + isa_name(isa, MatmulKind::kS8) + ")";
@@ -301,10 +325,73 @@ bool onednn_matmul(MatmulKind kind, const void* A, const void* W, const float* b
                    int64_t N, int64_t K) {
   OmpSingle single;
   const bool with_bias = bias != nullptr && kind == MatmulKind::kBf16;
-  const Key key{static_cast<int>(kind), with_bias, runtime_m() ? DNNL_RUNTIME_DIM_VAL : M, N, K, ldc};
+  const Key key{static_cast<int>(kind), with_bias, runtime_m() ? DNNL_RUNTIME_DIM_VAL : M, N, K, ldc, K};
   Entry& e = entry_for(key);
   if (!e.ok) return false;
   return run(e, key, M, A, W, with_bias ? bias : nullptr, C);
+}
+
+namespace {
+
+// The packed fp32 matmul: a brgemm implementation reading widen_pack's layout, checked on data
+// whose products and sums are exact in fp32 (small integers; N and K not multiples of the blocks,
+// M run in pieces 4 + 1, with a bias). oneDNN 2.6's brgemm takes dense A and C only.
+Probe probe_packed() {
+  Probe p;
+  constexpr int64_t M = 5, N = 100, K = 40, lda = K, ldc = N;
+  const Key key{kPackedF32, true, 4, N, K, ldc, lda};
+  Entry e = make_entry(key);
+  p.impl = e.impl.empty() ? "cannot create an fp32 matmul on packed weights" : e.impl;
+  if (!e.ok) return p;
+  std::vector<uint16_t> w(N * K);
+  for (int64_t i = 0; i < N * K; ++i) w[i] = static_cast<uint16_t>(0x3c00 + (i % 5) * 0x400);  // f16 1, 2, 4, ...
+  std::vector<float> a(M * lda), bias(N), c(M * ldc, -1.0f), packed(packed_floats(N, K));
+  for (int64_t i = 0; i < M * lda; ++i) a[i] = static_cast<float>(i % 9) - 4.0f;
+  for (int64_t n = 0; n < N; ++n) bias[n] = static_cast<float>(n % 3);
+  widen_pack(Precision::kF16, w.data(), N, K, packed.data(), 0, (N + kPackN - 1) / kPackN);
+  if (!onednn_matmul_packed(a.data(), lda, packed.data(), bias.data(), c.data(), ldc, M, N, K)) return p;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = bias[n];
+      for (int64_t k = 0; k < K; ++k) s += static_cast<double>(a[m * lda + k]) * (1 << ((n * K + k) % 5));
+      if (c[m * ldc + n] != static_cast<float>(s)) return p;
+    }
+  p.usable = true;
+  return p;
+}
+
+}  // namespace
+
+bool onednn_packed_usable(std::string* impl) {
+  static std::once_flag once;
+  static Probe probe;
+  std::call_once(once, [&] {
+    OmpSingle single;
+    try {
+      probe = probe_packed();
+    } catch (const dnnl::error& ex) {
+      probe = Probe{false, std::string("oneDNN error: ") + ex.what()};
+    }
+  });
+  if (impl) *impl = force_portable() ? std::string("disabled by the test hook") : probe.impl;
+  return probe.usable && !force_portable();
+}
+
+bool onednn_matmul_packed(const float* A, int64_t lda, const float* P, const float* bias, float* C, int64_t ldc,
+                          int64_t M, int64_t N, int64_t K) {
+  if (lda != K || ldc != N) return false;  // brgemm: dense A and C only
+  OmpSingle single;
+  for (int64_t m0 = 0; m0 < M;) {
+    // Pieces of kPackedPieceRows rows, the rest in powers of two: a handful of fixed-M primitives
+    // per weight shape serve every M.
+    int64_t piece = kPackedPieceRows;
+    while (piece > M - m0) piece /= 2;
+    const Key key{kPackedF32, bias != nullptr, piece, N, K, ldc, lda};
+    Entry& e = entry_for(key);
+    if (!e.ok || !run(e, key, piece, A + m0 * lda, P, bias, C + m0 * ldc)) return false;
+    m0 += piece;
+  }
+  return true;
 }
 
 #endif
