@@ -9,7 +9,10 @@
 //          panels of panel_rows() rows (per-thread scratch) for the fp32 sgemm, X stays fp32; at
 //          M >= 256 rows W widened whole once and the fp32 gemm; at M <= 4 rows a kernel converting
 //          W in registers instead (gemv_lowp.cpp).
-//   kF16   always the widening path (oneDNN 2.6 has no f16 matmul).
+//   kF16   always the widening path (oneDNN 2.6 has no f16 matmul). Where oneDNN's fp32 brgemm
+//          reads pre-packed weights (AVX-512) and W would be widened whole (M >= 256), W is widened
+//          straight into that packed layout once per call and 128-row pieces are dealt to the pool
+//          (the packed path below); likewise bf16 without native bf16.
 //   kInt8  X quantized per row into a scratch; int32 products by oneDNN's s8 x s8 -> s32 matmul
 //          where a probe finds them exact (VNNI / AMX), else by our own int16 kernel (gemm_i8.cpp;
 //          pre-VNNI oneDNN saturates); the int32 tile is written into Y's own storage and the
