@@ -166,22 +166,6 @@ void widen_16(Precision t, const uint16_t* x, float* y, int64_t n) {
 
 namespace {
 
-// r[i][j] <- r[j][i] for an 8 x 8 block of floats (unpack, shuffle, 128-bit permute).
-inline void transpose8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
-  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
-  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
-  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20), r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20), r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31), r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 // widen_pack for one type: per panel, 8 output channels at a time; full 8 x 8 blocks widened and
 // transposed in registers, the edges (K % 8, N % 8) one value at a time, then the zero padding.
 template <bool kF16>
@@ -196,7 +180,7 @@ void widen_pack_t(const uint16_t* W, int64_t N, int64_t K, float* P, int64_t b0,
         for (; k + 8 <= K; k += 8) {
           __m256 r[8];
           for (int i = 0; i < 8; ++i) r[i] = widen8<kF16>(W + (n + i) * K + k);
-          transpose8(r);
+          simd::transpose8(r);
           for (int i = 0; i < 8; ++i) _mm256_storeu_ps(panel + (k + i) * kPackN + j0, r[i]);
         }
       }
