@@ -137,11 +137,21 @@ void widen_pack_parallel(Precision type, const uint16_t* W, int64_t N, int64_t K
 // output goes to a [rows, N] scratch and epilogue(m0, rows, y) takes it from there (on the pool
 // thread that ran the piece), else to Y + m0 * ldy. A piece whose primitive cannot be made runs on
 // the widening panels instead (widened_slice).
+struct PieceScratch {
+  std::vector<float> x, y;  // a piece's widened X [rows, K] and fp32 output [rows, N]
+};
+// This thread's piece scratch (one for every instantiation of packed_rows; grown, never shrunk).
+PieceScratch& piece_scratch() {
+  thread_local PieceScratch s;
+  return s;
+}
+
 template <class Epilogue>
 void packed_rows(Precision xtype, const void* X, int64_t ldx, const WeightMatrix& W, const float* P, const float* bias,
                  float* Y, int64_t ldy, int64_t M, int64_t N, int64_t K, bool y_tile, Epilogue&& epilogue) {
   parallel_for((M + kPackedTileRows - 1) / kPackedTileRows, 1, [&](int64_t b, int64_t e, int) {
-    thread_local std::vector<float> xt_buf, yt_buf;
+    std::vector<float>& xt_buf = piece_scratch().x;
+    std::vector<float>& yt_buf = piece_scratch().y;
     for (int64_t c = b; c < e; ++c) {
       const int64_t m0 = c * kPackedTileRows, rows = std::min(kPackedTileRows, M - m0);
       const float* x = static_cast<const float*>(X) + m0 * ldx;
