@@ -126,10 +126,16 @@ constexpr int64_t kPackedTileRows = 128;
 
 bool packed_path() { return cpu::lowp::onednn_packed_usable(); }
 
-// P (packed_floats(N, K) floats) = widen(W) packed, in parallel over its 64-channel panels.
-void widen_pack_parallel(Precision type, const uint16_t* W, int64_t N, int64_t K, float* P) {
+// widen(W) packed (packed_floats(N, K) floats), in parallel over its 64-channel panels, into
+// `workspace` when it holds it, else into the calling thread's scratch.
+const float* widen_pack_parallel(Precision type, const uint16_t* W, int64_t N, int64_t K, float* workspace = nullptr,
+                                 int64_t workspace_floats = 0) {
+  thread_local std::vector<float> caller_packed;
+  const int64_t pf = cpu::lowp::packed_floats(N, K);
+  float* P = workspace && workspace_floats >= pf ? workspace : grow(caller_packed, pf);
   parallel_for((N + cpu::lowp::kPackN - 1) / cpu::lowp::kPackN, 1,
                [&](int64_t b, int64_t e, int) { cpu::lowp::widen_pack(type, W, N, K, P, b, e); });
+  return P;
 }
 
 // Y = x · widen(W)^T + bias a piece of rows at a time, W packed in P. X is fp32 (xtype kF32, row
@@ -154,9 +160,11 @@ void packed_rows(Precision xtype, const void* X, int64_t ldx, const WeightMatrix
     std::vector<float>& yt_buf = piece_scratch().y;
     for (int64_t c = b; c < e; ++c) {
       const int64_t m0 = c * kPackedTileRows, rows = std::min(kPackedTileRows, M - m0);
-      const float* x = static_cast<const float*>(X) + m0 * ldx;
+      const float* x = nullptr;
       int64_t lda = ldx;
-      if (xtype != Precision::kF32) {
+      if (xtype == Precision::kF32) {
+        x = static_cast<const float*>(X) + m0 * ldx;
+      } else {
         float* xt = grow(xt_buf, rows * K);
         cpu::lowp::widen_16(xtype, static_cast<const uint16_t*>(X) + m0 * K, xt, rows * K);
         x = xt, lda = K;
@@ -173,9 +181,7 @@ void packed_rows(Precision xtype, const void* X, int64_t ldx, const WeightMatrix
 void linear_widened_whole(const float* X, int64_t ldx, Precision type, const uint16_t* W, const float* bias, float* Y,
                           int64_t ldy, int64_t M, int64_t N, int64_t K) {
   if (packed_path() && ldx == K && ldy == N) {  // (brgemm: dense X and Y only)
-    thread_local std::vector<float> caller_packed;
-    float* P = grow(caller_packed, cpu::lowp::packed_floats(N, K));
-    widen_pack_parallel(type, W, N, K, P);
+    const float* P = widen_pack_parallel(type, W, N, K);
     return packed_rows(Precision::kF32, X, ldx, WeightMatrix{type, W}, P, bias, Y, ldy, M, N, K, false,
                        [](int64_t, int64_t, const float*) {});
   }
@@ -262,7 +268,7 @@ std::string widening_path_name(const char* t) {
   const std::string sgemm = std::string("fp32 sgemm (") + gemm_backend_name() + ")";
   const std::string small = sgemm + " on widened " + t + " panels below 256 rows";
   std::string impl;
-  if (packed_path() && cpu::lowp::onednn_packed_usable(&impl))
+  if (cpu::lowp::onednn_packed_usable(&impl))
     return "oneDNN fp32 matmul " + impl + " on " + t +
            " weights widened once per call into its packed layout, 128-row pieces (in the encoder x held in " + t +
            ", widened a piece at a time); " + small;
@@ -381,10 +387,8 @@ void linear_16in_tiles(Precision t, const uint16_t* X, const WeightMatrix& W, co
   const bool w16 = W.type == Precision::kF16 || (W.type == Precision::kBF16 && !linear_rounds_x_bf16());
   const bool whole = w16 && K > 0 && M >= kWidenWholeMinRows && N * K <= kWidenWholeMaxElems;
   if (whole && packed_path()) {  // packed W in the workspace when it fits, the pieces per thread
-    const int64_t pf = cpu::lowp::packed_floats(N, K);
-    thread_local std::vector<float> caller_packed;
-    float* P = workspace && workspace_floats >= pf ? workspace : grow(caller_packed, pf);
-    widen_pack_parallel(W.type, static_cast<const uint16_t*>(W.data), N, K, P);
+    const float* P =
+        widen_pack_parallel(W.type, static_cast<const uint16_t*>(W.data), N, K, workspace, workspace_floats);
     return packed_rows(t, X, K, W, P, bias, Y, N, M, N, K, y_tile, epilogue);
   }
   // Scratch: [wide W][X tile][Y tile] in the workspace if it holds kStreamMinTile rows, else
