@@ -397,7 +397,7 @@ TEST(LowpPacked, WidenPackIsTheLayoutBitForBit) {
     }
 }
 
-// onednn_matmul_packed against the float64 gemm: M in pieces of 128 and powers of two below, with
+// onednn_matmul_packed against the float64 gemm: M in pieces of 128, multiples of 16 and powers of two, with
 // and without bias; it refuses strided A or C. Where no brgemm reads the layout (CPUs without
 // AVX-512, or the test hook), the probe says so and every linear takes the widening panels.
 TEST(LowpPacked, MatmulOnPackedWeightsIsTheGemm) {
@@ -422,7 +422,7 @@ TEST(LowpPacked, MatmulOnPackedWeightsIsTheGemm) {
   std::vector<float> W(W16.size());
   for (size_t i = 0; i < W.size(); ++i) W[i] = mk::ref::f16_to_float(W16[i]);
   const auto b = rand_vec(N, 83);
-  for (int64_t M : {1, 5, 127, 128, 129, 300})
+  for (int64_t M : {1, 5, 96, 127, 128, 129, 300})
     for (bool bias : {false, true}) {
       const auto X = rand_vec(M * K, 82, -2.0f, 2.0f);
       std::vector<float> got(M * N), want(M * N);

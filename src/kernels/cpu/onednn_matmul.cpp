@@ -382,10 +382,13 @@ bool onednn_matmul_packed(const float* A, int64_t lda, const float* P, const flo
   if (lda != K || ldc != N) return false;  // brgemm: dense A and C only
   OmpSingle single;
   for (int64_t m0 = 0; m0 < M;) {
-    // Pieces of kPackedPieceRows rows, the rest in powers of two: a handful of fixed-M primitives
-    // per weight shape serve every M.
-    int64_t piece = kPackedPieceRows;
-    while (piece > M - m0) piece /= 2;
+    // Pieces of kPackedPieceRows rows, then a multiple of 16, then powers of two below 16: a dozen
+    // fixed-M primitives per weight shape serve every M (the pool's pieces are multiples of 16,
+    // e.g. 96 rows: one call rather than 64 + 32).
+    const int64_t rest = M - m0;
+    int64_t piece = std::min(kPackedPieceRows, rest / 16 * 16);
+    if (piece == 0)
+      for (piece = 8; piece > rest;) piece /= 2;
     const Key key{kPackedF32, bias != nullptr, piece, N, K, ldc, lda};
     Entry& e = entry_for(key);
     if (!e.ok || !run(e, key, piece, A + m0 * lda, P, bias, C + m0 * ldc)) return false;
