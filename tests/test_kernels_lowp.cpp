@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backend_test_util.h"
+#include "core/thread_pool.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/lowp.h"
 #include "kernels/ref/ref.h"
@@ -434,6 +435,28 @@ TEST(LowpPacked, MatmulOnPackedWeightsIsTheGemm) {
   std::vector<float> X(4 * (K + 1)), C(4 * (N + 1));
   EXPECT_FALSE(lp::onednn_matmul_packed(X.data(), K + 1, P.data(), nullptr, C.data(), N, 4, N, K));
   EXPECT_FALSE(lp::onednn_matmul_packed(X.data(), K, P.data(), nullptr, C.data(), N + 1, 4, N, K));
+}
+
+// The pool deals a linear's rows (packed path: pieces whose count is a multiple of the threads) or
+// its columns (widening panels) by its size; every output is still one sum in one order, so the
+// bits do not depend on the thread count.
+TEST(LowpPacked, F16LinearIsThreadCountFree) {
+  const int64_t N = 200, K = 96;
+  const auto W16 = to_f16(rand_vec(N * K, 91));
+  const WeightMatrix wm(Precision::kF16, W16.data());
+  const auto b = rand_vec(N, 93);
+  for (int64_t M : {3, 40, 200, 300, 384, 1000}) {
+    const auto X = rand_vec(M * K, 92, -2.0f, 2.0f);
+    std::vector<std::vector<float>> outs;
+    for (int threads : {1, 2, 3}) {
+      modernbert::set_default_threads(threads);
+      outs.emplace_back(static_cast<size_t>(M * N));
+      mk::linear(X.data(), wm, b.data(), outs.back().data(), M, N, K);
+    }
+    modernbert::set_default_threads(0);
+    EXPECT_TRUE(same_bits(outs[0], outs[1])) << "M=" << M << ": 1 vs 2 threads";
+    EXPECT_TRUE(same_bits(outs[0], outs[2])) << "M=" << M << ": 1 vs 3 threads";
+  }
 }
 
 // ---- embedding_typed ---------------------------------------------------------------------------------
