@@ -398,8 +398,8 @@ TEST(LowpPacked, WidenPackIsTheLayoutBitForBit) {
     }
 }
 
-// onednn_matmul_packed against the float64 gemm: M in pieces of 128, multiples of 16 and powers of two, with
-// and without bias; it refuses strided A or C. Where no brgemm reads the layout (CPUs without
+// onednn_matmul_packed against the float64 gemm: M in pieces of 128, multiples of 16 and powers of
+// two, with and without bias; it refuses strided A or C. Where no brgemm reads the layout (CPUs without
 // AVX-512, or the test hook), the probe says so and every linear takes the widening panels.
 TEST(LowpPacked, MatmulOnPackedWeightsIsTheGemm) {
   namespace lp = mk::cpu::lowp;

@@ -114,9 +114,9 @@ void widen_pack(Precision t, const uint16_t* W, int64_t N, int64_t K, float* P, 
 bool onednn_packed_usable(std::string* impl = nullptr);
 // C[M, N] (ldc) = A[M, K] (row stride lda) · W^T (+ bias[N]), W packed in P (widen_pack), on the
 // calling thread (fixed-M primitives, cached per thread: M is run in pieces of at most 128 rows,
-// multiples of 16 down to 16, then powers of two). Returns false when a primitive cannot be created, or A or C is
-// not dense (lda != K, ldc != N: oneDNN 2.6's brgemm takes neither); C may then hold part of the
-// result, and the caller computes it again another way.
+// multiples of 16 down to 16, then powers of two). Returns false when a primitive cannot be
+// created, or A or C is not dense (lda != K, ldc != N: oneDNN 2.6's brgemm takes neither); C may
+// then hold part of the result, and the caller computes it again another way.
 bool onednn_matmul_packed(const float* A, int64_t lda, const float* P, const float* bias, float* C, int64_t ldc,
                           int64_t M, int64_t N, int64_t K);
 constexpr int64_t kPackedPieceRows = 128;

@@ -167,14 +167,16 @@ void widen_16(Precision t, const uint16_t* x, float* y, int64_t n) {
 
 namespace {
 
-// widen_pack for one type: per panel, 8 output channels at a time; full 8 x 8 blocks widened and
-// transposed in registers, the edges (K % 8, N % 8) one value at a time, then the zero padding.
+// widen_pack for one type: per panel, full 8 x 8 blocks (8 channels x 8 k) widened and transposed
+// in registers, eight panel rows at a time; the edges (K % 8, N % 8) one value at a time, then the
+// zero padding.
 template <bool kF16>
 void widen_pack_t(const uint16_t* W, int64_t N, int64_t K, float* P, int64_t b0, int64_t b1) {
   const int64_t Kp = (K + kPackK - 1) / kPackK * kPackK, K8 = K / 8 * 8;
   for (int64_t b = b0; b < b1; ++b) {
     float* panel = P + b * Kp * kPackN;
-    const int64_t n0 = b * kPackN, full = std::clamp<int64_t>((N - n0) / 8 * 8, 0, kPackN);  // channels in full blocks
+    // The panel's channels n0 .. n0 + 63; the first `full` of them in whole blocks of 8.
+    const int64_t n0 = b * kPackN, full = std::clamp<int64_t>((N - n0) / 8 * 8, 0, kPackN);
     // Eight panel rows (k .. k + 7, 2 KiB) at a time, written whole before the next eight: full
     // cache lines, and the 64 source rows' lines stay in L1 from one k-block to the next (going
     // down the panel a column block at a time instead ran at half the speed).
