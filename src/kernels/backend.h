@@ -138,9 +138,10 @@ struct Backend {
   // `workspace` (workspace_floats floats, not aliasing X / Y / Y16; may be nullptr) is lent for its
   // scratch, else thread-local scratch is used. Where oneDNN's fp32 brgemm reads packed weights
   // (AVX-512), 16-bit W from 256 rows is widened once into that layout (packed_floats(N, K), in the
-  // workspace when it fits) and each pool thread widens and multiplies 128-row pieces in its own L2-
-  // sized scratch; elsewhere the tiles, and 16-bit W widened whole, go to the workspace when it
-  // holds 256 rows' worth (the encoder lends the free part of its arena).
+  // workspace when it fits) and each pool thread widens and multiplies pieces of up to 128 rows
+  // (their count a multiple of the threads) in its own L2-sized scratch; elsewhere the tiles, and
+  // 16-bit W widened whole, go to the workspace when it holds 256 rows' worth (the encoder lends the
+  // free part of its arena).
   void (*linear_16in)(Precision t, const uint16_t* X, const WeightMatrix& W, const float* bias, float* Y, uint16_t* Y16,
                       int64_t M, int64_t N, int64_t K, float* workspace, int64_t workspace_floats);
   // G [M, I] = t(glu(act, u)), u [M, 2I] = widen_t(X) · W^T (+ bias), W [2I, K]: the MLP's Wi and

@@ -199,9 +199,9 @@ size_t stream_arena_floats(const ModelConfig& cfg, int64_t T) {
 // operands leave free (so no linear needs scratch of its own). Base at 8192 tokens: 91 MiB against
 // the fp32 forward's 229 MiB (120 MiB before GeGLU was fused and attention packed a third of the heads at a time).
 // Where the cpu backend takes its packed path (AVX-512: oneDNN's brgemm), a linear puts only W,
-// widened into the packed layout, in that room, and its 128-row pieces of X and of the output in
-// per-thread scratch (~2 MiB a thread on base); R stays sized for the sgemm's tiles, 3 MiB more
-// than the attention phase needs on base at 8192 tokens.
+// widened into the packed layout, in that room, and its pieces (up to 128 rows) of X and of the
+// output in per-thread scratch (~2 MiB a thread on base); R stays sized for the sgemm's tiles, 3 MiB
+// more than the attention phase needs on base at 8192 tokens.
 struct WideningLayout {
   size_t qkv = 0, ws = 0, p_mlp = 0, r = 0;  // byte offsets in R; R's size in bytes
   size_t total_floats = 0;                   // the arena: h and R

@@ -285,9 +285,8 @@ std::string widening_path_name(const char* t) {
   const std::string small = sgemm + " on widened " + t + " panels below 256 rows";
   std::string impl;
   if (cpu::lowp::onednn_packed_usable(&impl))
-    return "oneDNN fp32 matmul " + impl + " on " + t +
-           " weights widened once per call into its packed layout, 128-row pieces (in the encoder x held in " + t +
-           ", widened a piece at a time); " + small;
+    return "oneDNN fp32 matmul " + impl + " on " + t + " weights widened once per call into its packed layout, " +
+           "pieces of up to 128 rows (in the encoder x held in " + t + ", widened a piece at a time); " + small;
   return small + ", W widened whole from 256 rows (in the encoder x held in " + t +
          ", widened a tile of rows at a time)";
 }
