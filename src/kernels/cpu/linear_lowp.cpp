@@ -122,21 +122,21 @@ const float* widen_whole(Precision type, const uint16_t* W, int64_t N, int64_t K
 
 // ---- The packed path (AVX-512: oneDNN's fp32 brgemm on weights packed once per call) ----------------
 // Where linear() would widen W whole, and oneDNN's brgemm reads packed weights (lowp.h), W is widened
-// straight into the packed layout instead, once per call, and the rows are run in pieces of
-// kPackedTileRows, dealt to the pool: each piece is one single-threaded matmul that packs nothing,
-// so the pieces can be small enough for a 16-bit X's widened rows (and a 16-bit output's fp32 rows)
-// to stay in L2 between the ops around the matmul. f16 / f32 at base shapes, 8192 rows, 2 threads,
-// Zen 4: see docs/benchmarks.md (session 14).
-constexpr int64_t kPackedTileRows = 128;
+// straight into the packed layout instead, once per call, and the rows are run in pieces of up to
+// lowp::kPackedPieceRows, dealt to the pool: each piece is one single-threaded matmul that packs
+// nothing, so the pieces can be small enough for a 16-bit X's widened rows (and a 16-bit output's
+// fp32 rows) to stay in L2 between the ops around the matmul. f16 / f32 at base shapes, 8192 rows,
+// 2 threads, Zen 4: see docs/benchmarks.md (sessions 14 and 15).
 
-// Rows per piece for M rows: at most kPackedTileRows, a multiple of 16 (but the last piece), and
+// Rows per piece for M rows: at most kPackedPieceRows, a multiple of 16 (but the last piece), and
 // as many pieces as a multiple of the pool's threads, so that no thread idles while another runs
 // the last piece: 384 rows on 2 threads are 4 pieces of 96 rather than 128 + 128 + 128 (one thread
 // doing two thirds of the work: f16 linears at 384 rows ran 0.75-0.86x of f32 that way).
 int64_t packed_piece_rows(int64_t M) {
   const int64_t nt = std::max(1, default_pool().size());
-  const int64_t pieces = (M + kPackedTileRows * nt - 1) / (kPackedTileRows * nt) * nt;
-  return std::min(kPackedTileRows, ((M + pieces - 1) / pieces + 15) / 16 * 16);
+  constexpr int64_t kMax = cpu::lowp::kPackedPieceRows;
+  const int64_t pieces = (M + kMax * nt - 1) / (kMax * nt) * nt;
+  return std::min(kMax, ((M + pieces - 1) / pieces + 15) / 16 * 16);
 }
 
 bool packed_path() { return cpu::lowp::onednn_packed_usable(); }
