@@ -73,6 +73,9 @@ void int8_epilogue(const int32_t* acc, const float* sx, const float* sw, const f
 constexpr int64_t kGemvMaxRows = 4;
 void gemv_widened(const float* X, int64_t ldx, bool f16, const uint16_t* W, const float* bias, float* Y, int64_t ldy,
                   int64_t M, int64_t n0, int64_t n1, int64_t K);
+// AVX-512 F/BW/VL on this CPU (and OS), unless the test hook asks for the portable code: the
+// conversions here and the 16-bit-output GELU of activations.cpp take their AVX-512 twins then.
+bool avx512_usable();
 // Name of the conversion ISA in use ("avx512" | "avx2").
 const char* convert_isa();
 // The ISA round_bf16 uses: "avx512_bf16" (vcvtneps2bf16) or convert_isa().

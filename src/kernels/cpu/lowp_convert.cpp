@@ -102,21 +102,20 @@ MB_AVX512 void quantize_row_i8_avx512(const float* x, int64_t K, int8_t* q, floa
   }
 }
 
-// AVX-512 where the CPU (and OS) has it, unless the test hook asks for the portable code.
-bool use_avx512() {
+bool use_avx512_bf16() {
+  static const bool b = __builtin_cpu_supports("avx512bf16");
+  return b && avx512_usable();
+}
+
+}  // namespace
+
+bool avx512_usable() {
   static const bool b =
       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
   return b && !force_portable();
 }
 
-bool use_avx512_bf16() {
-  static const bool b = __builtin_cpu_supports("avx512bf16");
-  return b && use_avx512();
-}
-
-}  // namespace
-
-const char* convert_isa() { return use_avx512() ? "avx512" : "avx2"; }
+const char* convert_isa() { return avx512_usable() ? "avx512" : "avx2"; }
 
 float* row_buffer(int64_t n) {
   thread_local std::vector<float> row;
@@ -127,7 +126,7 @@ const char* round_bf16_isa() { return use_avx512_bf16() ? "avx512_bf16" : conver
 
 void round_bf16(const float* x, uint16_t* y, int64_t n) {
   if (use_avx512_bf16()) return round_bf16_avx512bf16(x, y, n);
-  if (use_avx512()) return round_bf16_avx512(x, y, n);
+  if (avx512_usable()) return round_bf16_avx512(x, y, n);
   round_bf16_avx2(x, y, n);
 }
 
@@ -216,7 +215,7 @@ void round_16(Precision t, const float* x, uint16_t* y, int64_t n) {
 }
 
 void quantize_row_i8(const float* x, int64_t K, int8_t* q, float* scale) {
-  if (use_avx512()) return quantize_row_i8_avx512(x, K, q, scale);
+  if (avx512_usable()) return quantize_row_i8_avx512(x, K, q, scale);
   // max |x| as the integer maximum of the magnitude bits: for non-negative floats the integer order
   // is the float order, and inf / NaN bit patterns sort above every finite value.
   __m256i vmax = _mm256_setzero_si256();

@@ -124,6 +124,31 @@ inline __m256 erf(__m256 x) {
   return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
 }
 
+// erf(x) with the same rational evaluated in float: |error| <= 4e-7 against std::erf (the
+// cancellation near |x| ~ 4; checked over [-6, 6] by test_kernels_lowp), for callers whose output
+// is rounded to 16 bits (a bf16 step at 1 is 2^-8, f16's 2^-11), at about a third of erf()'s cost.
+// Only exact operations (mul, fma, div) after the clamp: erf_f32x16 in activations.cpp, the
+// AVX-512 twin, gives the same bits.
+inline __m256 erf_f32(__m256 x) {
+  x = _mm256_min_ps(x, _mm256_set1_ps(4.0f));
+  x = _mm256_max_ps(x, _mm256_set1_ps(-4.0f));
+  const __m256 x2 = _mm256_mul_ps(x, x);
+  __m256 p = _mm256_set1_ps(-2.72614225801306e-10f);
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.77068142495902e-08f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-2.10102402082508e-06f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-5.69250639462346e-05f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-7.34990630326855e-04f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-2.95459980854025e-03f));
+  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-1.60960333262415e-02f));
+  p = _mm256_mul_ps(p, x);
+  __m256 q = _mm256_set1_ps(-1.45660718464996e-05f);
+  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-2.13374055278905e-04f));
+  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-1.68282697438203e-03f));
+  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-7.37332916720468e-03f));
+  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-1.42647390514189e-02f));
+  return _mm256_div_ps(p, q);
+}
+
 // tanh(x) = sign(x) * (1 - 2 / (exp(2|x|) + 1)); absolute error ~1e-7 (enough for GELU-tanh).
 inline __m256 tanh(__m256 x) {
   const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
