@@ -106,7 +106,10 @@ struct Backend {
   // rounding pass and half the bytes of X in memory. Each *_bf16out op is its fp32 op with the
   // output rounded to bf16 (same fp32 values, then RNE; on the cpu backend with AVX512-BF16 fp32
   // denormals become +-0, as in linear()'s own rounding, and as the bf16 dot products treat them
-  // anyway); the residual stream x stays fp32.
+  // anyway); the residual stream x stays fp32. One exception: GELU in glu_bf16out / glu_f16out may
+  // evaluate its erf with less precision than the fp32 op (the cpu backend: in float, |error| <=
+  // 4e-7, far below the output's rounding), so those outputs may differ from the fp32 op's rounded
+  // (by more than one step only in GELU's tiny negative tail; test_kernels_lowp's gelu16_close).
   // Y[M,N] = float(Xb[M,K]) · W[N,K]^T (+ bias[N]), W kBF16 (anything else throws), fp32
   // accumulation as linear(); Xb dense bf16 bits, Y dense, overwritten. Where the CPU has no
   // native bf16 the same sums run through the widening path (X widened exactly).
@@ -118,7 +121,7 @@ struct Backend {
   // x += r (written back), yb = bf16(LN(x)). yb may not alias x or r.
   void (*add_layernorm_bf16out)(float* x, const float* r, const float* gamma, const float* beta, uint16_t* yb,
                                 int64_t rows, int64_t C, float eps);
-  // yb [T, I] = bf16(glu(act, u)). yb may not alias u.
+  // yb [T, I] = bf16(glu(act, u)) (GELU: see above). yb may not alias u.
   void (*glu_bf16out)(Act act, const float* u, uint16_t* yb, int64_t T, int64_t I);
   // outb [T, H] = bf16(attention_bf16(qkv, ...)); workspace and the rest as attention_bf16. outb
   // may alias qkv (all of qkv is read before any output is written); not the workspace.

@@ -158,7 +158,8 @@ bool all_layers_are(const WeightViews& w, Precision p) {
 // The inference forward with the bf16 activation stream (k::bf16_activation_stream; backend.h): the
 // same steps as Encoder::forward, but every linear's input is written in bf16 by the op before it
 // (LayerNorm, attention, GeGLU) and read by k::linear_bf16_input, bit for bit the numbers the
-// rounding inside k::linear gives. The residual stream h and the linears' outputs stay fp32.
+// rounding inside k::linear gives (except where GeGLU's float-evaluated erf rounds a GELU output
+// differently; backend.h). The residual stream h and the linears' outputs stay fp32.
 //
 // Arena (floats): h [T, H] | big [T, max(3H, 2I)] | S. By phase:
 //   Wqkv       a (bf16, S) -> qkv (big)
