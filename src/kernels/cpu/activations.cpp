@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <type_traits>
 
 #include "core/thread_pool.h"
@@ -107,20 +108,12 @@ MB_AVX512 inline __m512 erf_f32x16(__m512 x) {
   x = _mm512_maskz_min_ps(kAll, x, _mm512_set1_ps(4.0f));
   x = _mm512_maskz_max_ps(kAll, x, _mm512_set1_ps(-4.0f));
   const __m512 x2 = _mm512_mul_ps(x, x);
-  __m512 p = _mm512_set1_ps(-2.72614225801306e-10f);
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.77068142495902e-08f));
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-2.10102402082508e-06f));
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-5.69250639462346e-05f));
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-7.34990630326855e-04f));
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-2.95459980854025e-03f));
-  p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-1.60960333262415e-02f));
-  p = _mm512_mul_ps(p, x);
-  __m512 q = _mm512_set1_ps(-1.45660718464996e-05f);
-  q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-2.13374055278905e-04f));
-  q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.68282697438203e-03f));
-  q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-7.37332916720468e-03f));
-  q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.42647390514189e-02f));
-  return _mm512_div_ps(p, q);
+  __m512 p = _mm512_set1_ps(static_cast<float>(simd::kErfP[0])), q = _mm512_set1_ps(static_cast<float>(simd::kErfQ[0]));
+  for (size_t i = 1; i < std::size(simd::kErfP); ++i)
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(static_cast<float>(simd::kErfP[i])));
+  for (size_t i = 1; i < std::size(simd::kErfQ); ++i)
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(static_cast<float>(simd::kErfQ[i])));
+  return _mm512_div_ps(_mm512_mul_ps(p, x), q);
 }
 
 // gelu_span_erf_f32 in 16 lanes (masked tail): the same bits.

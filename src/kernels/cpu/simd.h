@@ -3,7 +3,9 @@
 
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 
 namespace modernbert::kernels::simd {
 
@@ -92,30 +94,29 @@ inline __m256 exp(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(k));
 }
 
+// x P(x^2) / Q(x^2), erf's rational on [-4, 4] (Eigen's generic_fast_erf_float), coefficients
+// highest power first: shared by the double evaluation below and the float ones (erf_f32 here,
+// erf_f32x16 in activations.cpp).
+inline constexpr double kErfP[] = {-2.72614225801306e-10, 2.77068142495902e-08,  -2.10102402082508e-06,
+                                   -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                                   -1.60960333262415e-02};
+inline constexpr double kErfQ[] = {-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                                   -7.37332916720468e-03, -1.42647390514189e-02};
+
+inline __m256d erf_rational_pd(__m256d x) {
+  const __m256d x2 = _mm256_mul_pd(x, x);
+  __m256d p = _mm256_set1_pd(kErfP[0]), q = _mm256_set1_pd(kErfQ[0]);
+  for (size_t i = 1; i < std::size(kErfP); ++i) p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(kErfP[i]));
+  for (size_t i = 1; i < std::size(kErfQ); ++i) q = _mm256_fmadd_pd(q, x2, _mm256_set1_pd(kErfQ[i]));
+  return _mm256_div_pd(_mm256_mul_pd(p, x), q);
+}
+
 // erf(x): odd/even rational minimax approximation on [-4, 4] (coefficients as in Eigen's
 // generic_fast_erf_float); beyond |x| = 4, erf(x) rounds to +-1 in float. The approximation
 // error is 6.5e-8 (checked in double). Evaluated in float, the cancellation in p and q near
 // |x| ~ 4 costs up to 3.3e-7, so the rational is evaluated in double (4 lanes x 2): max error
-// vs std::erf ~1e-7 (approximation + one final float rounding). Costs ~2x the float version;
-// GELU is a small part of a layer next to the gemms.
-inline __m256d erf_rational_pd(__m256d x) {
-  const __m256d x2 = _mm256_mul_pd(x, x);
-  __m256d p = _mm256_set1_pd(-2.72614225801306e-10);
-  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(2.77068142495902e-08));
-  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-2.10102402082508e-06));
-  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-5.69250639462346e-05));
-  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-7.34990630326855e-04));
-  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-2.95459980854025e-03));
-  p = _mm256_fmadd_pd(p, x2, _mm256_set1_pd(-1.60960333262415e-02));
-  p = _mm256_mul_pd(p, x);
-  __m256d q = _mm256_set1_pd(-1.45660718464996e-05);
-  q = _mm256_fmadd_pd(q, x2, _mm256_set1_pd(-2.13374055278905e-04));
-  q = _mm256_fmadd_pd(q, x2, _mm256_set1_pd(-1.68282697438203e-03));
-  q = _mm256_fmadd_pd(q, x2, _mm256_set1_pd(-7.37332916720468e-03));
-  q = _mm256_fmadd_pd(q, x2, _mm256_set1_pd(-1.42647390514189e-02));
-  return _mm256_div_pd(p, q);
-}
-
+// vs std::erf ~1e-7 (approximation + one final float rounding), for fp32 outputs. It costs ~2x
+// the float version, which outputs rounded to 16 bits use (erf_f32, below).
 inline __m256 erf(__m256 x) {
   x = _mm256_min_ps(x, _mm256_set1_ps(4.0f));
   x = _mm256_max_ps(x, _mm256_set1_ps(-4.0f));
@@ -133,20 +134,12 @@ inline __m256 erf_f32(__m256 x) {
   x = _mm256_min_ps(x, _mm256_set1_ps(4.0f));
   x = _mm256_max_ps(x, _mm256_set1_ps(-4.0f));
   const __m256 x2 = _mm256_mul_ps(x, x);
-  __m256 p = _mm256_set1_ps(-2.72614225801306e-10f);
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.77068142495902e-08f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-2.10102402082508e-06f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-5.69250639462346e-05f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-7.34990630326855e-04f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-2.95459980854025e-03f));
-  p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-1.60960333262415e-02f));
-  p = _mm256_mul_ps(p, x);
-  __m256 q = _mm256_set1_ps(-1.45660718464996e-05f);
-  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-2.13374055278905e-04f));
-  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-1.68282697438203e-03f));
-  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-7.37332916720468e-03f));
-  q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-1.42647390514189e-02f));
-  return _mm256_div_ps(p, q);
+  __m256 p = _mm256_set1_ps(static_cast<float>(kErfP[0])), q = _mm256_set1_ps(static_cast<float>(kErfQ[0]));
+  for (size_t i = 1; i < std::size(kErfP); ++i)
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(static_cast<float>(kErfP[i])));
+  for (size_t i = 1; i < std::size(kErfQ); ++i)
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(static_cast<float>(kErfQ[i])));
+  return _mm256_div_ps(_mm256_mul_ps(p, x), q);
 }
 
 // tanh(x) = sign(x) * (1 - 2 / (exp(2|x|) + 1)); absolute error ~1e-7 (enough for GELU-tanh).
