@@ -85,7 +85,7 @@ void gelu_span_erf_f32(const float* x, const float* g, float* y, int64_t n, int6
   };
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    prefetch_ahead(x + i, g ? g + i : nullptr, ahead);
+    if (i % 16 == 0) prefetch_ahead(x + i, g ? g + i : nullptr, ahead);  // once per 64-byte line
     __m256 v = gelu(_mm256_loadu_ps(x + i));
     if (g) v = _mm256_mul_ps(v, _mm256_loadu_ps(g + i));
     _mm256_storeu_ps(y + i, v);
@@ -97,8 +97,6 @@ void gelu_span_erf_f32(const float* x, const float* g, float* y, int64_t n, int6
     _mm256_maskstore_ps(y + i, m, v);
   }
 }
-
-#define MB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 
 // simd::erf_f32 in 16 lanes: the same operations in the same order, so the same bits. (The
 // zero-masked min / max with a full mask stand for the plain intrinsics, whose undefined

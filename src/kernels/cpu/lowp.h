@@ -76,6 +76,9 @@ void gemv_widened(const float* X, int64_t ldx, bool f16, const uint16_t* W, cons
 // AVX-512 F/BW/VL on this CPU (and OS), unless the test hook asks for the portable code: the
 // conversions here and the 16-bit-output GELU of activations.cpp take their AVX-512 twins then.
 bool avx512_usable();
+// The target attribute of those AVX-512 twins (built in the portable binary too, called only when
+// avx512_usable()).
+#define MB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 // Name of the conversion ISA in use ("avx512" | "avx2").
 const char* convert_isa();
 // The ISA round_bf16 uses: "avx512_bf16" (vcvtneps2bf16) or convert_isa().

@@ -33,8 +33,6 @@ void round_bf16_avx2(const float* x, uint16_t* y, int64_t n) {
   for (; i < n; ++i) y[i] = simd::bf16_round1(x[i]);
 }
 
-#define MB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
-
 // AVX-512 twins of round_bf16 and quantize_row_i8 (the per-call conversions of X): the same
 // integer / float operations on 16 lanes, masked tails, so the bits equal the AVX2 and scalar ones.
 // (The zero-masked forms with a full mask stand for the plain intrinsics, whose undefined pass-through
