@@ -1,12 +1,16 @@
 // `modernbert bench --dtype` (#15): the JSON line names the dtype the weights are held in, the GEMM
 // path it runs on this CPU and the bytes the weights occupy as held; a reduced-precision run
 // holds fewer bytes than f32 and its hidden states stay close to f32's; a bad --dtype is a clear
-// error. No timing assertions.
+// error; a list of dtypes gives a line each, the later ones paired with the first. No timing
+// assertions (a speedup is only checked to be a positive, ordered summary of the rounds).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -120,6 +124,66 @@ TEST_F(BenchDtype, ReducedPrecisionHoldsLessAndStaysClose) {
     EXPECT_LT(mib, 0.55 * f32_mib) << mib << " vs f32 " << f32_mib;
     EXPECT_GT(min_token_cosine(ref, hidden(dt), H), 0.99);
   }
+}
+
+// --dtype f32,bf16,f32: one line per entry in the given order, each with its own passes; the later
+// ones carry "paired" over the first (an A/A pair included); lists that cannot run are clear errors.
+TEST_F(BenchDtype, ListTimesEachInterleavedAndPairsWithTheFirst) {
+  const std::string base = cli() + " bench --model " + (tmp_ / "model") + " --input " + (tmp_ / "in.jsonl") +
+                           " --threads 2 --warmup 0 --repeat 3";
+  auto r = run_command(base + " --dtype f32,bf16,f32");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(r.output);
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty() && l.front() == '{') lines.push_back(nlohmann::json::parse(l));
+  ASSERT_EQ(lines.size(), 3u) << r.output;
+  const char* want[] = {"f32", "bf16", "f32"};
+  for (size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    const nlohmann::json& j = lines[i];
+    EXPECT_EQ(j["dtype"], want[i]);
+    EXPECT_EQ(j["models_loaded"], 3);
+    EXPECT_EQ(j["seconds_all"].size(), 3u);
+    EXPECT_GT(j["tokens_per_s"].get<double>(), 0.0);
+    EXPECT_EQ(j["peak_rss_mib"], lines[0]["peak_rss_mib"]);  // the process's, every model loaded
+    if (i == 0) {
+      EXPECT_FALSE(j.contains("paired"));
+      continue;
+    }
+    ASSERT_TRUE(j.contains("paired"));
+    const nlohmann::json& p = j["paired"];
+    EXPECT_EQ(p["over"], "f32");
+    EXPECT_EQ(p["rounds"], 3);
+    const double lo = p["speedup_min"], mid = p["speedup_median"], hi = p["speedup_max"];
+    EXPECT_GT(lo, 0.0);
+    EXPECT_LE(lo, mid);
+    EXPECT_LE(mid, hi);
+    // The median of the per-round ratios lies within the ratios' range computed here from the passes.
+    std::vector<double> ratio;
+    for (size_t k = 0; k < 3; ++k)
+      ratio.push_back(lines[0]["seconds_all"][k].get<double>() / j["seconds_all"][k].get<double>());
+    std::sort(ratio.begin(), ratio.end());
+    EXPECT_DOUBLE_EQ(mid, ratio[1]);
+    EXPECT_DOUBLE_EQ(lo, ratio[0]);
+    EXPECT_DOUBLE_EQ(hi, ratio[2]);
+  }
+  // A single dtype prints one line without the list's fields.
+  auto one = run_command(base + " --dtype bf16");
+  ASSERT_EQ(one.status, 0) << one.output;
+  const nlohmann::json j = last_json_line(one.output);
+  EXPECT_FALSE(j.contains("models_loaded"));
+  EXPECT_FALSE(j.contains("paired"));
+  // Errors: an empty entry, an unknown one, and a dump of the hidden states (whose dtype's?).
+  for (const std::string& bad :
+       {std::string("--dtype f32,"), std::string("--dtype ,bf16"), std::string("--dtype f32,int4"),
+        "--dtype f32,bf16 --dump-hidden " + (tmp_ / "h_list.safetensors")}) {
+    SCOPED_TRACE(bad);
+    auto e = run_command(base + " " + bad);
+    EXPECT_NE(e.status, 0) << e.output;
+    EXPECT_NE(e.output.find("--dtype"), std::string::npos) << e.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(tmp_ / "h_list.safetensors"));
 }
 
 }  // namespace

@@ -14,6 +14,12 @@
 // --dtype (#15) picks what the linear weights and the embedding table are held in
 // (modernbert/precision.h); the JSON line names it ("dtype"), the GEMM path this CPU runs it on
 // ("linear_path", kernels::linear_path) and the bytes the weights occupy as held ("weights_mib").
+// A list (--dtype f32,bf16) loads the model once per entry and times them interleaved: round i runs
+// one pass of each, starting at entry i mod n, so every dtype sees the same host load. Each entry
+// prints its own line; the ones after the first add "paired" (speedup over the first entry, from
+// the passes of the same round: median, min and max over rounds), a ratio that drifting load on a
+// shared machine moves far less than ratios of separate runs. peak_rss_mib is then the process's,
+// with every model loaded ("models_loaded").
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -142,16 +148,20 @@ int run_bench(int argc, char** argv) {
               "times timed. Prints one JSON line: tokens, sequences, batches, threads, seconds_median,\n"
               "seconds_min, tokens_per_s (from the median), gflops (useful FLOPs: linears + attention\n"
               "over the keys each query really attends, no padding, no head), dtype, linear_path (the\n"
-              "GEMM path the dtype runs on this CPU), weights_mib (weights as held) and peak_rss_mib.");
+              "GEMM path the dtype runs on this CPU), weights_mib (weights as held) and peak_rss_mib. With\n"
+              "--dtype A,B,... each runs in turn within every round and prints its own line; the later\n"
+              "lines add \"paired\": the speedup over A from the passes of the same round.");
   a.option("model", "DIR", "model directory (config.json + model.safetensors)");
   a.option("input", "FILE", "JSONL workload");
   a.option("threads", "N", "compute threads (kernel thread pool; OpenBLAS runs single-threaded inside it)", "2");
   a.option("repeat", "N", "timed passes over the whole input", "5");
   a.option("warmup", "N", "untimed passes before timing", "1");
   a.option("max-batch-tokens", "N", "token budget of one unpadded batch", "16384");
-  a.option("dtype", "T",
+  a.option("dtype", "T[,T...]",
            "f32|bf16|f16|int8: what the linear weights and embeddings are held in (a float checkpoint is "
-           "converted at load); default: the checkpoint's own type (f32 for a float checkpoint)");
+           "converted at load); default: the checkpoint's own type (f32 for a float checkpoint). A list "
+           "(f32,bf16) times each interleaved, one line each, the later ones with their speedup over the "
+           "first measured pass by pass (\"paired\")");
   a.flag("lossy-utf8", "replace invalid UTF-8 in the input with U+FFFD instead of failing");
   a.option("dump-hidden", "FILE",
            "debug: write the first pass's last_hidden_state F32 [T,H], cu_seqlens and input_ids I64 "
@@ -164,13 +174,29 @@ int run_bench(int argc, char** argv) {
   if (repeat < 1) throw Error("bench: --repeat must be >= 1");
   if (warmup < 0) throw Error("bench: --warmup must be >= 0");
   if (budget < 1) throw Error("bench: --max-batch-tokens must be >= 1");
-  LoadOptions lo;
+  // One entry per --dtype (or one with the checkpoint's own type).
+  std::vector<LoadOptions> loads;
   if (a.has("dtype")) {
-    Precision p{};
-    if (!parse_precision(a.get("dtype"), &p))
-      throw Error("bench: --dtype must be f32, bf16, f16 or int8 (got \"" + a.get("dtype") + "\")");
-    lo.precision = p;
+    const std::string list = a.get("dtype");
+    size_t at = 0;
+    for (;;) {
+      const size_t comma = list.find(',', at);
+      const std::string t = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+      Precision p{};
+      if (!parse_precision(t, &p))
+        throw Error("bench: --dtype must be f32, bf16, f16 or int8, or a comma-separated list of them (got \"" + list +
+                    "\")");
+      LoadOptions lo;
+      lo.precision = p;
+      loads.push_back(lo);
+      if (comma == std::string::npos) break;
+      at = comma + 1;
+    }
+    if (loads.size() > 8) throw Error("bench: --dtype lists at most 8 entries");
+  } else {
+    loads.emplace_back();
   }
+  if (loads.size() > 1 && a.has("dump-hidden")) throw Error("bench: --dump-hidden takes a single --dtype");
 
   // The kernels' pool gets exactly --threads threads; OpenBLAS is pinned to one thread per pool
   // worker (gemm.cpp, kPool).
@@ -179,8 +205,21 @@ int run_bench(int argc, char** argv) {
   if (pool_threads != threads)
     throw Error("bench: the kernel thread pool already has " + std::to_string(pool_threads) + " threads");
 
-  LoadedModel m = load_model_dir(model_dir, lo);
-  Encoder enc(m.weights);
+  // Each model stays where it was loaded: its Encoder keeps a reference to its weights.
+  struct Run {
+    std::unique_ptr<LoadedModel> m;
+    std::unique_ptr<Encoder> enc;
+    std::vector<double> times;
+    std::vector<kernels::prof::Entry> prof;  // per-op totals of its timed passes
+  };
+  std::vector<Run> runs;
+  for (const LoadOptions& lo : loads) {
+    Run r;
+    r.m = std::make_unique<LoadedModel>(load_model_dir(model_dir, lo));
+    r.enc = std::make_unique<Encoder>(r.m->weights);
+    runs.push_back(std::move(r));
+  }
+  Encoder& enc = *runs.front().enc;
   const ModelConfig& cfg = enc.config();
   const std::vector<std::vector<int32_t>> seqs = read_workload(input, model_dir, cfg.vocab_size, a.has("lossy-utf8"));
   // Greedy packing in input order (batching.h); a sequence longer than the budget goes alone.
@@ -213,51 +252,91 @@ int run_bench(int argc, char** argv) {
     w.write(a.get("dump-hidden"));
   }
 
-  auto pass = [&] {
-    for (const auto& b : batches) enc.forward(b.batch, out);
+  auto pass = [&](Encoder& e) {
+    for (const auto& b : batches) e.forward(b.batch, out);
   };
-  for (long long i = 0; i < warmup; ++i) pass();
-  kernels::prof::reset();  // MODERNBERT_PROFILE: per-op totals of the timed passes only
-  std::vector<double> times;
-  for (long long i = 0; i < repeat; ++i) {
-    const double t0 = now_s();
-    pass();
-    times.push_back(now_s() - t0);
-  }
-  std::vector<double> sorted = times;
-  std::sort(sorted.begin(), sorted.end());
-  const size_t n = sorted.size();
-  const double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+  for (Run& r : runs)
+    for (long long i = 0; i < warmup; ++i) pass(*r.enc);
+  // MODERNBERT_PROFILE: per-op totals of each entry's timed passes only.
+  auto add_profile = [](std::vector<kernels::prof::Entry>& into) {
+    for (const auto& e : kernels::prof::totals()) {
+      auto it = std::find_if(into.begin(), into.end(), [&](const auto& x) { return std::string(x.name) == e.name; });
+      if (it == into.end()) {
+        into.push_back(e);
+      } else {
+        it->wall += e.wall;
+        it->cpu += e.cpu;
+        it->calls += e.calls;
+      }
+    }
+    kernels::prof::reset();
+  };
+  kernels::prof::reset();
+  const size_t n_runs = runs.size();
+  for (long long i = 0; i < repeat; ++i)
+    for (size_t k = 0; k < n_runs; ++k) {
+      Run& r = runs[(static_cast<size_t>(i) + k) % n_runs];
+      const double t0 = now_s();
+      pass(*r.enc);
+      r.times.push_back(now_s() - t0);
+      add_profile(r.prof);
+    }
+  auto median_of = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  };
+  const double rss = peak_rss_mib();
 
-  nlohmann::json r;
-  r["system"] = "modernbert.cpp";
-  r["tokens"] = tokens;
-  r["sequences"] = static_cast<int64_t>(seqs.size());
-  r["batches"] = static_cast<int64_t>(batches.size());
-  r["threads"] = pool_threads;
-  r["repeat"] = repeat;
-  r["warmup"] = warmup;
-  r["seconds_median"] = median;
-  r["seconds_min"] = sorted.front();
-  r["seconds_all"] = times;
-  r["tokens_per_s"] = static_cast<double>(tokens) / median;
-  r["gflop_per_pass"] = flops * 1e-9;
-  r["gflops"] = flops / median * 1e-9;
-  r["dtype"] = precision_name(m.precision);
-  r["quantized_checkpoint"] = m.quantized_checkpoint;
-  r["linear_path"] = kernels::linear_path(m.precision);
-  r["attention_path"] = kernels::attention_path(m.precision);
-  // The weights as held (bf16 / f16: 2 bytes, int8: 1 byte + a float scale per row), not as stored.
-  r["weights_mib"] = static_cast<double>(m.weights.storage_bytes()) / (1024.0 * 1024.0);
-  r["arena_mib"] = static_cast<double>(enc.arena_floats()) * sizeof(float) / (1024.0 * 1024.0);
-  r["peak_rss_mib"] = peak_rss_mib();
-  if (kernels::prof::enabled()) {  // seconds per timed pass, per op (encoder.cpp's scope names)
-    nlohmann::json prof = nlohmann::json::object();
-    for (const auto& e : kernels::prof::totals())
-      prof[e.name] = {{"wall_s", e.wall / static_cast<double>(repeat)}, {"cpu_s", e.cpu / static_cast<double>(repeat)}};
-    r["profile"] = prof;
+  for (const Run& run : runs) {
+    const LoadedModel& m = *run.m;
+    const std::vector<double>& times = run.times;
+    const double median = median_of(times);
+
+    nlohmann::json r;
+    r["system"] = "modernbert.cpp";
+    r["tokens"] = tokens;
+    r["sequences"] = static_cast<int64_t>(seqs.size());
+    r["batches"] = static_cast<int64_t>(batches.size());
+    r["threads"] = pool_threads;
+    r["repeat"] = repeat;
+    r["warmup"] = warmup;
+    r["seconds_median"] = median;
+    r["seconds_min"] = *std::min_element(times.begin(), times.end());
+    r["seconds_all"] = times;
+    r["tokens_per_s"] = static_cast<double>(tokens) / median;
+    r["gflop_per_pass"] = flops * 1e-9;
+    r["gflops"] = flops / median * 1e-9;
+    r["dtype"] = precision_name(m.precision);
+    r["quantized_checkpoint"] = m.quantized_checkpoint;
+    r["linear_path"] = kernels::linear_path(m.precision);
+    r["attention_path"] = kernels::attention_path(m.precision);
+    // The weights as held (bf16 / f16: 2 bytes, int8: 1 byte + a float scale per row), not as stored.
+    r["weights_mib"] = static_cast<double>(m.weights.storage_bytes()) / (1024.0 * 1024.0);
+    r["arena_mib"] = static_cast<double>(run.enc->arena_floats()) * sizeof(float) / (1024.0 * 1024.0);
+    r["peak_rss_mib"] = rss;
+    if (n_runs > 1) {
+      r["models_loaded"] = static_cast<int64_t>(n_runs);
+      if (&run != &runs.front()) {
+        // Speedup over the first entry, pass against pass of the same round.
+        std::vector<double> ratio;
+        for (size_t i = 0; i < times.size(); ++i) ratio.push_back(runs.front().times[i] / times[i]);
+        r["paired"] = {{"over", precision_name(runs.front().m->precision)},
+                       {"speedup_median", median_of(ratio)},
+                       {"speedup_min", *std::min_element(ratio.begin(), ratio.end())},
+                       {"speedup_max", *std::max_element(ratio.begin(), ratio.end())},
+                       {"rounds", static_cast<int64_t>(ratio.size())}};
+      }
+    }
+    if (kernels::prof::enabled()) {  // seconds per timed pass, per op (encoder.cpp's scope names)
+      nlohmann::json prof = nlohmann::json::object();
+      for (const auto& e : run.prof)
+        prof[e.name] = {{"wall_s", e.wall / static_cast<double>(repeat)},
+                        {"cpu_s", e.cpu / static_cast<double>(repeat)}};
+      r["profile"] = prof;
+    }
+    std::printf("%s\n", r.dump().c_str());
   }
-  std::printf("%s\n", r.dump().c_str());
   std::fflush(stdout);
   return 0;
 }
