@@ -1,4 +1,4 @@
-// `modernbert bench`: encoder throughput on a JSONL workload, one JSON line of results.
+// `modernbert bench`: encoder throughput on a JSONL workload, one JSON line of results per dtype.
 //
 // Input lines: {"input_ids": [...]} (ids used exactly as given), or {"text": ...} when the model
 // directory has a tokenizer.json (encoded with the tokenizer's special tokens). Sequences are
@@ -341,7 +341,7 @@ int run_bench(int argc, char** argv) {
   return 0;
 }
 
-CommandRegistrar reg({"bench", "encoder throughput on a JSONL workload (one JSON line of results)", run_bench});
+CommandRegistrar reg({"bench", "encoder throughput on a JSONL workload (a JSON line of results per dtype)", run_bench});
 
 }  // namespace
 }  // namespace modernbert::cli
