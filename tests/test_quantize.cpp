@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 
 #include "model/lowp_weights.h"
 #include "modernbert/error.h"
@@ -257,6 +258,34 @@ TEST(QuantizeConvert, VectorisedRoundingEqualsIoConversions) {
   EXPECT_EQ(badb, 0);
 }
 
+TEST(QuantizeConvert, WeightRowQuantizationAgainstDoubleReference) {
+  // q = round_half_even(w / s), s = max|w| / 127 (float division, as the scheme states), in
+  // [-127, 127]; max|w| taken in double here. A row whose
+  // max|w| / 127 underflows to 0 (a few subnormal ulps) and an all-zero row are stored as zeros
+  // with scale 0 (what q · scale gives anyway), never 0/0.
+  const float sub = std::numeric_limits<float>::denorm_min();
+  const std::vector<std::vector<float>> rows = {
+      {0.5f, -1.0f, 0.25f, 0.0f, 1.0f / 254.0f, -3.0f / 254.0f},
+      {3e38f, -3e38f, 1.0f, 0.0f},
+      {0.0f, 0.0f, 0.0f},
+      {sub, -sub, 0.0f, 63 * sub},
+      {1e-40f, -2e-40f, 0.0f}};
+  for (const auto& w : rows) {
+    const int64_t K = static_cast<int64_t>(w.size());
+    std::vector<int8_t> q(w.size(), 99);
+    float scale = -1.0f;
+    lowp::quantize_row_i8(w.data(), K, q.data(), &scale);
+    double a = 0;
+    for (float v : w) a = std::max(a, std::fabs(static_cast<double>(v)));
+    const float s_ref = static_cast<float>(a) / 127.0f;
+    EXPECT_EQ(scale, s_ref) << w[0];
+    for (int64_t k = 0; k < K; ++k) {
+      const float r = s_ref == 0.0f ? 0.0f : std::nearbyint(w[k] / s_ref);
+      EXPECT_EQ(q[k], static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f))) << "row " << w[0] << " k " << k;
+    }
+  }
+}
+
 TEST(QuantizeLoad, F16OverflowIsRefusedNotStoredAsInf) {
   mbtest::TempDir tmp("quant");
   ModelConfig cfg = small_config();
@@ -420,7 +449,14 @@ TEST_F(QuantizedFiles, LoadsOnlyAsItsOwnPrecision) {
   for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kF16}) {
     std::string msg = error_of([&] { load_model_dir(tmp_ / "int8", as(p)); });
     EXPECT_NE(msg.find("loads only as int8, not as " + std::string(precision_name(p))), std::string::npos) << msg;
-    EXPECT_NE(msg.find("modernbert quantize"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("is an int8 checkpoint written by `modernbert quantize`"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("original float checkpoint"), std::string::npos) << msg;
+    // quantize writes no f32 checkpoint, so the advice for f32 must not name one.
+    const std::string advice = "`modernbert quantize --dtype " + std::string(precision_name(p)) + "`";
+    if (p == Precision::kF32)
+      EXPECT_EQ(msg.find(advice), std::string::npos) << msg;
+    else
+      EXPECT_NE(msg.find(advice), std::string::npos) << msg;
   }
 }
 
@@ -452,6 +488,12 @@ TEST_F(QuantizedFiles, MalformedScalesAndValues) {
               std::string::npos)
         << msg;
   }
+  // Finite, but 127 x scale overflows: every output would be NaN. Just below the bound loads.
+  const float huge = 3e38f, largest = std::numeric_limits<float>::max() / 127.0f;
+  msg = broken([&](Rewriter& r) { std::memcpy(std::get<3>(*r.find(s0)).data() + 4 * 3, &huge, 4); });
+  EXPECT_NE(msg.find(s0 + "': scale of row 3 is "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("beyond FLT_MAX / 127"), std::string::npos) << msg;
+  EXPECT_EQ(broken([&](Rewriter& r) { std::memcpy(std::get<3>(*r.find(s0)).data() + 4 * 3, &largest, 4); }), "");
 
   msg = broken([&](Rewriter& r) { std::get<3>(*r.find(w0))[17] = static_cast<char>(-128); });
   EXPECT_NE(msg.find("value -128 at element 17"), std::string::npos) << msg;

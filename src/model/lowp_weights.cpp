@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "modernbert/error.h"
@@ -136,6 +137,11 @@ void quantize_row_i8(const float* w, int64_t K, int8_t* q, float* scale) {
     return;
   }
   const float s = a / 127.0f;
+  if (s == 0.0f) {  // max|w| of a few subnormal ulps: w / s would be 0/0; q · 0 = 0 is what it dequantizes to
+    *scale = 0.0f;
+    std::fill_n(q, K, int8_t{0});
+    return;
+  }
   for (int64_t k = 0; k < K; ++k) {
     const float r = std::nearbyint(w[k] / s);  // default rounding mode: half to even
     q[k] = static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
@@ -216,6 +222,12 @@ void load_stored(Weights& w, const std::string& name, Precision t, const std::sh
       if (s < 0.0f)
         throw Error(slabel + ": scale of row " + std::to_string(r) + " is negative (" + std::to_string(s) +
                     "); scales are max|w| / 127 >= 0");
+      // max|w| / 127 of a finite float is at most FLT_MAX / 127; a larger scale makes 127 · scale
+      // (a weight, and every product with it) overflow to Inf and the outputs NaN.
+      if (s > std::numeric_limits<float>::max() / 127.0f)
+        throw Error(slabel + ": scale of row " + std::to_string(r) + " is " + std::to_string(s) +
+                    ", beyond FLT_MAX / 127 (127 x scale would overflow float); scales are max|w| / 127 of finite "
+                    "float weights");
     }
     const float* s_in_place = zero_copy ? file->f32_in_place(*scale_info) : nullptr;
     if (zero_copy && s_in_place) return w.bind_external(name, WeightMatrix(t, src, s_in_place), file);

@@ -21,6 +21,11 @@ using nlohmann::json;
 
 namespace {
 
+// "an int8", "a bf16", "an f16", "an f32": the article a dtype name takes when read aloud.
+std::string with_article(const std::string& dtype) {
+  return (dtype.empty() || dtype[0] == 'i' || dtype[0] == 'f' ? "an " : "a ") + dtype;
+}
+
 bool file_exists(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
@@ -233,8 +238,8 @@ QuantState detect_quantized(const std::string& dir, const std::vector<std::share
   auto qc = config_raw.find("quantization_config");
   if (qc == config_raw.end() || qc->is_null()) {
     if (q.quantized)
-      throw Error(cfg_path + ": has no \"quantization_config\", but " + q.file + " is a " +
-                  precision_name(q.precision) +
+      throw Error(cfg_path + ": has no \"quantization_config\", but " + q.file + " is " +
+                  with_article(precision_name(q.precision)) +
                   " checkpoint written by `modernbert quantize` (its config.json declares it; was the file "
                   "replaced?)");
     return q;
@@ -260,7 +265,7 @@ QuantState detect_quantized(const std::string& dir, const std::vector<std::share
 // The Error for a quantized checkpoint asked for as something it is not.
 [[noreturn]] void quantized_mismatch(const QuantState& q, const LoadOptions& opts) {
   const std::string what =
-      q.file + " is a " + std::string(precision_name(q.precision)) + " checkpoint written by `modernbert quantize` (" +
+      q.file + " is " + with_article(precision_name(q.precision)) + " checkpoint written by `modernbert quantize` (" +
       (q.precision == Precision::kInt8 ? "I8 weights with per-channel F32 scales"
                                        : std::string(dtype_name(lowp::storage_dtype(q.precision))) + " weights") +
       ")";
@@ -268,10 +273,14 @@ QuantState detect_quantized(const std::string& dir, const std::vector<std::share
     throw Error(what +
                 ". This command needs a float checkpoint (training, fine-tuning, gradients, export and "
                 "quantize read float weights): give it the original float checkpoint the quantized one was made from.");
+  const std::string other =
+      *opts.precision == Precision::kF32
+          ? std::string("or, for f32, load the original float checkpoint it was made from.")
+          : std::string("or load the original float checkpoint with --dtype ") + precision_name(*opts.precision) +
+                " (or write one with `modernbert quantize --dtype " + precision_name(*opts.precision) + "`).";
   throw Error(what + "; it loads only as " + precision_name(q.precision) + ", not as " +
               precision_name(*opts.precision) + ". Use --dtype " + precision_name(q.precision) +
-              " (or leave --dtype out), or run `modernbert quantize --dtype " + precision_name(*opts.precision) +
-              "` (or use the float checkpoint for f32) on the original float checkpoint.");
+              " (or leave --dtype out), " + other);
 }
 
 // Heads present in the files (see load_model_dir).
@@ -346,7 +355,7 @@ std::string check_tensors(const std::string& dir, const ModelConfig& cfg, const 
       const DType want = lowp::storage_dtype(sp);
       if (t.dtype != want) {
         problems.push_back("tensor '" + fname + "' has dtype " + dtype_name(t.dtype) + ", expected " +
-                           dtype_name(want) + " (a " + precision_name(q.precision) + " checkpoint stores it so)");
+                           dtype_name(want) + " (" + with_article(precision_name(q.precision)) + " checkpoint stores it so)");
         continue;
       }
       if (sp == Precision::kInt8) {
@@ -522,7 +531,7 @@ void save_quantized_model_dir(const std::string& dir, const ModelConfig& cfg_in,
   for (const auto& spec : w.specs())
     if (w.param_type(spec.name) != lowp::storage_precision(spec.name, p))
       throw Error("save_quantized_model_dir: parameter '" + spec.name + "' is held as " +
-                  precision_name(w.param_type(spec.name)) + ", a " + precision_name(p) + " checkpoint stores it as " +
+                  precision_name(w.param_type(spec.name)) + ", " + with_article(precision_name(p)) + " checkpoint stores it as " +
                   precision_name(lowp::storage_precision(spec.name, p)) + " (load the model with that precision)");
   ModelConfig cfg = prepare_save(dir, cfg_in, w);
   cfg.torch_dtype = lowp::torch_dtype_for(p);
