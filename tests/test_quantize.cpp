@@ -264,12 +264,11 @@ TEST(QuantizeConvert, WeightRowQuantizationAgainstDoubleReference) {
   // max|w| / 127 underflows to 0 (a few subnormal ulps) and an all-zero row are stored as zeros
   // with scale 0 (what q · scale gives anyway), never 0/0.
   const float sub = std::numeric_limits<float>::denorm_min();
-  const std::vector<std::vector<float>> rows = {
-      {0.5f, -1.0f, 0.25f, 0.0f, 1.0f / 254.0f, -3.0f / 254.0f},
-      {3e38f, -3e38f, 1.0f, 0.0f},
-      {0.0f, 0.0f, 0.0f},
-      {sub, -sub, 0.0f, 63 * sub},
-      {1e-40f, -2e-40f, 0.0f}};
+  const std::vector<std::vector<float>> rows = {{0.5f, -1.0f, 0.25f, 0.0f, 1.0f / 254.0f, -3.0f / 254.0f},
+                                                {3e38f, -3e38f, 1.0f, 0.0f},
+                                                {0.0f, 0.0f, 0.0f},
+                                                {sub, -sub, 0.0f, 63 * sub},
+                                                {1e-40f, -2e-40f, 0.0f}};
   for (const auto& w : rows) {
     const int64_t K = static_cast<int64_t>(w.size());
     std::vector<int8_t> q(w.size(), 99);

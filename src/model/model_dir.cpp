@@ -355,7 +355,8 @@ std::string check_tensors(const std::string& dir, const ModelConfig& cfg, const 
       const DType want = lowp::storage_dtype(sp);
       if (t.dtype != want) {
         problems.push_back("tensor '" + fname + "' has dtype " + dtype_name(t.dtype) + ", expected " +
-                           dtype_name(want) + " (" + with_article(precision_name(q.precision)) + " checkpoint stores it so)");
+                           dtype_name(want) + " (" + with_article(precision_name(q.precision)) +
+                           " checkpoint stores it so)");
         continue;
       }
       if (sp == Precision::kInt8) {
@@ -531,8 +532,9 @@ void save_quantized_model_dir(const std::string& dir, const ModelConfig& cfg_in,
   for (const auto& spec : w.specs())
     if (w.param_type(spec.name) != lowp::storage_precision(spec.name, p))
       throw Error("save_quantized_model_dir: parameter '" + spec.name + "' is held as " +
-                  precision_name(w.param_type(spec.name)) + ", " + with_article(precision_name(p)) + " checkpoint stores it as " +
-                  precision_name(lowp::storage_precision(spec.name, p)) + " (load the model with that precision)");
+                  precision_name(w.param_type(spec.name)) + ", " + with_article(precision_name(p)) +
+                  " checkpoint stores it as " + precision_name(lowp::storage_precision(spec.name, p)) +
+                  " (load the model with that precision)");
   ModelConfig cfg = prepare_save(dir, cfg_in, w);
   cfg.torch_dtype = lowp::torch_dtype_for(p);
   if (cfg.raw.contains("dtype")) cfg.raw["dtype"] = cfg.torch_dtype;  // newer configs name it so; keep both equal
