@@ -604,6 +604,26 @@ TEST(QuantizeCli, WritesCompleteDirectoryAndRefusesExistingOut) {
   r = mbtest::run_command(mbtest::cli() + " quantize --model " + src + " --out " + (tmp / "x") + " --dtype f32");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("--dtype must be int8, bf16 or f16"), std::string::npos) << r.output;
+  // --out that rename(2) cannot replace is refused before any work: empty, ".", a link (to an
+  // empty directory, or dangling); the link and its target are left as they were
+  fs::create_directory(tmp / "cwd");
+  fs::create_directory(tmp / "target");
+  fs::create_directory_symlink(tmp / "target", tmp / "link");
+  fs::create_directory_symlink(tmp / "nowhere", tmp / "dangling");
+  const std::pair<std::string, std::string> bad_outs[] = {{"''", "--out is empty"},
+                                                          {".", "names the current, parent or root directory"},
+                                                          {tmp / "link", "is a symbolic link"},
+                                                          {tmp / "dangling", "is a symbolic link"}};
+  for (const auto& [bad, why] : bad_outs) {
+    r = mbtest::run_command("cd " + (tmp / "cwd") + " && " + mbtest::cli() + " quantize --model " + src + " --out " +
+                            bad + " --dtype int8");
+    EXPECT_NE(r.status, 0) << bad;
+    EXPECT_NE(r.output.find(why), std::string::npos) << bad << ": " << r.output;
+  }
+  EXPECT_TRUE(fs::is_empty(tmp / "cwd"));
+  EXPECT_TRUE(fs::is_symlink(tmp / "link"));
+  EXPECT_TRUE(fs::is_empty(tmp / "target"));
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(tmp / "dangling")));
   for (const auto& e : fs::directory_iterator(tmp.path()))
     EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
 }

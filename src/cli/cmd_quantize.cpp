@@ -2,8 +2,10 @@
 // (docs/quantized-checkpoints.md), with every other file inference needs copied beside it.
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -113,9 +115,16 @@ int run_quantize(int argc, char** argv) {
   Precision p;
   if (!parse_precision(dt, &p) || p == Precision::kF32)
     throw Error("quantize: --dtype must be int8, bf16 or f16, got '" + dt + "'");
+  if (out_arg.empty()) throw Error("quantize: --out is empty: give the directory to write");
   fs::path out = fs::path(out_arg).lexically_normal();
   if (!out.has_filename()) out = out.parent_path();  // "dir/" -> "dir"
+  // The result is renamed into place: --out must name a directory entry that rename(2) can replace.
+  if (out.filename() == "." || out.filename() == ".." || out == out.root_path())
+    throw Error("quantize: --out " + out_arg + " names the current, parent or root directory: give a new directory");
   std::error_code ec;
+  if (fs::is_symlink(fs::symlink_status(out, ec)))
+    throw Error("quantize: --out " + out.string() +
+                " is a symbolic link: give a new directory (or the link's target itself), not a link");
   if (fs::exists(out, ec)) {
     if (!fs::is_directory(out, ec)) throw Error("quantize: --out " + out.string() + " exists and is not a directory");
     if (!fs::is_empty(out, ec))
@@ -170,7 +179,7 @@ int run_quantize(int argc, char** argv) {
   ::chmod(tmp.path.c_str(), 0777 & ~mask);
   // rename(2) replaces an empty directory atomically, so a reader sees no directory or a whole one.
   if (::rename(tmp.path.c_str(), out.c_str()) != 0)
-    throw Error("quantize: cannot rename " + tmp.path + " to " + out.string());
+    throw Error("quantize: cannot rename " + tmp.path + " to " + out.string() + ": " + std::strerror(errno));
   tmp.keep = true;
 
   const uint64_t before = weight_bytes(model, shards), after = fs::file_size(out / "model.safetensors");
