@@ -261,6 +261,18 @@ TEST_F(PretrainTrust, NoCommandDestroysARun) {
   r = mbtest::run_command(pretrain_cmd(data_, d, "--max-steps 3 --resume --overwrite"));
   EXPECT_EQ(r.status, 1) << r.output;
   EXPECT_EQ(slurp(d + "/metrics.jsonl"), metrics);
+  // An --overwrite that cannot start (no such data; initial weights that do not load) fails before
+  // it removes anything; a new --output-dir is not even created.
+  r = mbtest::run_command(pretrain_cmd(*dir_ / "no_such_data.jsonl", d, "--max-steps 2 --overwrite"));
+  EXPECT_EQ(r.status, 1) << r.output;
+  r = mbtest::run_command(pretrain_cmd(data_, d, "--max-steps 2 --overwrite --init-from " + (*dir_ / "no_such_model")));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(slurp(d + "/checkpoint-00000003/model.safetensors"), ckpt);
+  EXPECT_EQ(slurp(d + "/metrics.jsonl"), metrics);
+  const std::string fresh = *dir_ / "never_created";
+  r = mbtest::run_command(pretrain_cmd(data_, fresh, "--max-steps 2 --tile-from " + (*dir_ / "no_such_model")));
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_FALSE(fs::exists(fresh));
   // --overwrite replaces it explicitly: a fresh run of 2 steps, the old checkpoint gone.
   r = mbtest::run_command(pretrain_cmd(data_, d, "--max-steps 2 --overwrite"));
   EXPECT_EQ(r.status, 0) << r.output;

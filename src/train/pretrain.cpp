@@ -533,14 +533,17 @@ PretrainResult pretrain(const PretrainConfig& pc, Communicator& comm) {
     throw Error("pretrain: zero_stage must be 0 or 1, got " + std::to_string(pc.zero_stage));
   if (pc.threads > 0) kernels::set_num_threads(static_cast<int>(pc.threads));  // the explicit setting
   const bool root = comm.is_root();
-  // Rank 0 alone prepares the output directory and picks the checkpoint --resume continues (the
-  // latest complete one; none: the run starts over); every rank then loads that one. An error on
-  // rank 0 here ends the job (main.cpp aborts it) while the others wait in the all-gather.
+  // Rank 0 alone checks the output directory and picks the checkpoint --resume continues (the
+  // latest complete one; none: the run starts over); every rank then loads that one. The directory
+  // is created (and an --overwrite'n run removed) only once the data and the initial weights have
+  // loaded: a run that cannot start changes nothing. An error on rank 0 here ends the job
+  // (main.cpp aborts it) while the others wait in the all-gather.
   std::string checkpoint;
   if (root) {
-    train::prepare_output_dir(pc.output_dir, pc.resume, pc.overwrite);
-    const auto ckpts =
-        pc.resume ? train::list_checkpoints(pc.output_dir) : std::vector<std::pair<int64_t, std::string>>{};
+    train::check_output_dir(pc.output_dir, pc.resume, pc.overwrite);
+    const auto ckpts = pc.resume && std::filesystem::exists(pc.output_dir)
+                           ? train::list_checkpoints(pc.output_dir)
+                           : std::vector<std::pair<int64_t, std::string>>{};
     checkpoint = ckpts.empty() ? std::string() : ckpts.back().second;
   }
   if (comm.size() > 1) checkpoint = comm.allgather_bytes(root ? checkpoint : std::string())[0];
@@ -548,6 +551,7 @@ PretrainResult pretrain(const PretrainConfig& pc, Communicator& comm) {
   ModelConfig mcfg;
   std::unique_ptr<Weights> w = initial_weights(pc, checkpoint, mcfg);
   check_documents(pc, docs.train, mcfg);
+  if (root) train::prepare_output_dir(pc.output_dir, pc.resume, pc.overwrite);
   Run run(pc, comm, std::move(docs), std::move(mcfg), std::move(w));
   check_same_settings(run);
   const nlohmann::json resume_record = open_run(run, checkpoint);

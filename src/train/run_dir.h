@@ -26,6 +26,9 @@ std::vector<std::string> run_files(const std::string& dir);
 // (which removes the run's files). Creates the directory and removes the .tmp-checkpoint-*
 // directories an interrupted checkpoint write leaves. Errors are prefixed "pretrain: ".
 void prepare_output_dir(const std::string& dir, bool resume, bool overwrite);
+// The checks of prepare_output_dir alone: creates, removes and changes nothing (so that a run whose
+// data or initial weights turn out unusable leaves no directory behind and no replaced run).
+void check_output_dir(const std::string& dir, bool resume, bool overwrite);
 
 // Writes checkpoint `step` of run `run_id` into `dir`: `write(tmp)` fills a temporary directory,
 // which is then renamed into place (the checkpoint appears complete or not at all); a checkpoint
