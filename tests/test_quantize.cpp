@@ -506,6 +506,26 @@ TEST_F(QuantizedFiles, MalformedScalesAndValues) {
   });
   EXPECT_NE(msg.find("unexpected tensor 'model.embeddings.tok_embeddings.weight_scale'"), std::string::npos) << msg;
 
+  // norms, biases and the classifier are F32 in a quantized file (docs/quantized-checkpoints.md),
+  // never a 16-bit float, though an F32 checkpoint may hold them so
+  for (const auto& [name, dt] :
+       {std::pair<std::string, DType>{"model.final_norm.weight", DType::kF16}, {"classifier.weight", DType::kBF16}}) {
+    msg = broken([&, name = name, dt = dt](Rewriter& r) {
+      auto* t = r.find(name);
+      std::string& bytes = std::get<3>(*t);
+      std::vector<float> v(bytes.size() / 4);
+      std::memcpy(v.data(), bytes.data(), bytes.size());
+      std::vector<uint16_t> h(v.size());
+      for (size_t i = 0; i < v.size(); ++i) h[i] = dt == DType::kF16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+      bytes.assign(reinterpret_cast<const char*>(h.data()), h.size() * 2);
+      std::get<1>(*t) = dt;
+    });
+    EXPECT_NE(msg.find("tensor '" + name + "' has dtype " + dtype_name(dt) +
+                       ", expected F32 (an int8 checkpoint stores it so)"),
+              std::string::npos)
+        << msg;
+  }
+
   // a weight in the wrong dtype for the checkpoint's precision
   msg = broken([&](Rewriter& r) {
     auto* t = r.find(w0);

@@ -375,6 +375,10 @@ std::string check_tensors(const std::string& dir, const ModelConfig& cfg, const 
           problems.push_back("tensor '" + sname + "' has shape " + shape_str(st.shape) + ", expected [" +
                              std::to_string(spec.shape[0]) + "] (one scale per row of '" + fname + "')");
       }
+    } else if (q.quantized && t.dtype != DType::kF32) {  // norms, biases, classifier: F32 in every precision
+      problems.push_back("tensor '" + fname + "' has dtype " + dtype_name(t.dtype) + ", expected F32 (" +
+                         with_article(precision_name(q.precision)) + " checkpoint stores it so)");
+      continue;
     } else if (!float_dtype(t.dtype)) {
       problems.push_back("tensor '" + fname + "' has dtype " + dtype_name(t.dtype) + ", expected a float type");
       continue;
