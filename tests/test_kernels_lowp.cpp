@@ -192,6 +192,28 @@ TEST_P(LowpGemmI8, BitExactShapesAndExtremes) {
   }
 }
 
+TEST_P(LowpGemmI8, ExactUpToTheKLimitAndRefusedBeyond) {
+  // K = 2^17 - 1, every product +127^2: the largest sum the contract allows (2,114,044,159 < 2^31).
+  const int64_t M = 2, N = 3, K = (int64_t{1} << 17) - 1;
+  std::vector<int8_t> A(static_cast<size_t>(M * (K + 1)), 127), B(static_cast<size_t>(N * (K + 1)), 127);
+  for (int64_t k = 0; k < K; k += 2) A[static_cast<size_t>(K + k)] = -127;  // row 1 alternates in sign
+  std::vector<int32_t> Cr(static_cast<size_t>(M * N));
+  mk::ref::gemm_i8(A.data(), B.data(), Cr.data(), M, N, K);
+  EXPECT_EQ(Cr[0], int64_t{127} * 127 * K);
+  for_each_path([&](bool) {
+    std::vector<int32_t> Cg(Cr.size(), 12345);
+    mk::gemm_i8(A.data(), B.data(), Cg.data(), M, N, K);
+    EXPECT_EQ(Cg, Cr);
+    // One more and the int32 sums could wrap: an error, not a wrong number.
+    try {
+      mk::gemm_i8(A.data(), B.data(), Cg.data(), M, N, K + 1);
+      ADD_FAILURE() << "K = 2^17 accepted";
+    } catch (const modernbert::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(">= 2^17"), std::string::npos) << e.what();
+    }
+  });
+}
+
 // ---- linear ------------------------------------------------------------------------------------------
 
 TEST_P(LowpLinear, F32IsTheGemm) {

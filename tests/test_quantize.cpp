@@ -387,6 +387,24 @@ TEST(QuantizeLoad, F32PrecisionKeepsTodaysPath) {
     EXPECT_EQ(0, std::memcmp(w.param(s.name), m.weights.param(s.name), sizeof(float) * s.numel())) << s.name;
 }
 
+TEST(QuantizeLoad, Int8RefusesLinearsTooWideForExactInt32Sums) {
+  // intermediate_size 2^17 (Wo_mlp's K): int32 sums of 127^2 K could overflow, so int8 refuses the
+  // model before reading a tensor, naming the other dtypes; bf16 goes on to the tensors (whose
+  // shapes no longer match the edited config).
+  mbtest::TempDir tmp("quantk");
+  ModelConfig cfg = small_config();
+  save_model_dir(tmp.path(), cfg, make_model(cfg));
+  json c = json::parse(read_file(tmp / "config.json"));
+  c["intermediate_size"] = int64_t{1} << 17;
+  std::ofstream(tmp / "config.json") << c.dump(2);
+  std::string msg = error_of([&] { load_model_dir(tmp.path(), as(Precision::kInt8)); });
+  EXPECT_NE(msg.find("intermediate_size 131072 exceed what int8 computes exactly"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("load it as bf16, f16 or f32"), std::string::npos) << msg;
+  msg = error_of([&] { load_model_dir(tmp.path(), as(Precision::kBF16)); });
+  EXPECT_EQ(msg.find("int8"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("shape"), std::string::npos) << msg;
+}
+
 TEST(QuantizeLoad, NanInFloatCheckpointNamedWhenConverting) {
   mbtest::TempDir tmp("quant");
   ModelConfig cfg = small_config();

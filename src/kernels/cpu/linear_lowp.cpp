@@ -248,6 +248,10 @@ void linear_bf16_native(const float* X, int64_t ldx, const uint16_t* W, const fl
   matmul_bf16_native(xb, W, bias, Y, ldy, M, N, K);
 }
 
+// The int8 GEMMs' contract (backend.h): K < 2^17, so that |sum| <= 127^2 K stays below 2^31 (the
+// int32 accumulators of vpmaddwd / VNNI would wrap silently beyond K = 133144).
+constexpr int64_t kInt8KLimit = int64_t{1} << 17;
+
 // C (ldc) = A[M,K] · B[N,K]^T exactly in int32, on the calling thread.
 void i8_core(const int8_t* A, const int8_t* B, int32_t* C, int64_t ldc, int64_t M, int64_t N, int64_t K) {
   if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8) &&
@@ -259,6 +263,8 @@ void i8_core(const int8_t* A, const int8_t* B, int32_t* C, int64_t ldc, int64_t 
 void linear_int8(const float* X, int64_t ldx, const WeightMatrix& W, const float* bias, float* Y, int64_t ldy,
                  int64_t M, int64_t N, int64_t K) {
   if (!W.scale) throw Error("cpu linear: int8 weights without their per-channel scales");
+  if (K >= kInt8KLimit)
+    throw Error("cpu linear: int8 with K = " + std::to_string(K) + " >= 2^17 (int32 sums may overflow)");
   thread_local std::vector<int8_t> caller_q;
   thread_local std::vector<float> caller_sx;
   int8_t* q = grow(caller_q, M * K);
@@ -512,6 +518,7 @@ void quantize_rows_i8(const float* x, int64_t ldx, int64_t rows, int64_t K, int8
 
 void gemm_i8(const int8_t* A, const int8_t* B, int32_t* C, int64_t M, int64_t N, int64_t K) {
   if (M <= 0 || N <= 0) return;
+  if (K >= kInt8KLimit) throw Error("cpu gemm_i8: K = " + std::to_string(K) + " >= 2^17 (int32 sums may overflow)");
   if (K <= 0) {
     std::fill(C, C + M * N, 0);
     return;
