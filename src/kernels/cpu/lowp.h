@@ -130,7 +130,9 @@ constexpr int64_t kPackedPieceRows = 128;
 // ---- Test hook -----------------------------------------------------------------------------------
 // true: behave as a CPU without usable oneDNN low-precision matmuls nor AVX-512 (bf16 widened into
 // the fp32 sgemm, int8 through gemm_i8_own, AVX2 conversions). Tests use it to cover both paths in
-// one process; not while ops run.
+// one process; not while ops run. The bf16 attention kernel has its own switch
+// (set_attention_bf16_force_emulated); the encoder does not reach it under this hook, as
+// attention_runs_bf16() is then false.
 void set_force_portable(bool on);
 bool force_portable();
 

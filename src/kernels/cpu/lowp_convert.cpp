@@ -277,7 +277,8 @@ void int8_epilogue(const int32_t* acc, const float* sx, const float* sw, const f
                          _mm256_fmadd_ps(v, _mm256_mul_ps(vs, _mm256_loadu_ps(sw + n)), _mm256_loadu_ps(bias + n)));
       }
       for (; n < N; ++n) {
-        const int32_t v = a[n];  // read before the store: a and out may be the same bytes
+        int32_t v;                  // read before the store: a and out may be the same bytes (by memcpy: they are
+        std::memcpy(&v, a + n, 4);  // then a float object, and an int32_t* read would break aliasing)
         out[n] = std::fma(static_cast<float>(v), s * sw[n], bias[n]);
       }
     } else {
@@ -286,7 +287,8 @@ void int8_epilogue(const int32_t* acc, const float* sx, const float* sw, const f
         _mm256_storeu_ps(out + n, _mm256_mul_ps(v, _mm256_mul_ps(vs, _mm256_loadu_ps(sw + n))));
       }
       for (; n < N; ++n) {
-        const int32_t v = a[n];
+        int32_t v;
+        std::memcpy(&v, a + n, 4);
         out[n] = static_cast<float>(v) * (s * sw[n]);
       }
     }
