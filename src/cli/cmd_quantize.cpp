@@ -1,15 +1,20 @@
 // modernbert quantize: a float checkpoint -> a bf16 / f16 / int8 checkpoint that loads directly
 // (docs/quantized-checkpoints.md), with every other file inference needs copied beside it.
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "cli/args.h"
 #include "cli/command.h"
@@ -97,6 +102,81 @@ struct TempDir {
   }
 };
 
+// SIGINT / SIGTERM / SIGHUP while the temporary directory exists: remove it, then exit 128 + signal
+// (as the default action's status). A signal handler cannot remove a directory tree, so it only
+// writes the signal number to a pipe; a watcher thread does the removal. disarm() (after the final
+// rename) and the watcher take the same lock, so a signal never removes a directory that has become
+// --out. Signals arriving after the guard is gone take their default action.
+int g_quit_pipe[2] = {-1, -1};
+extern "C" void on_quantize_signal(int sig) {
+  const unsigned char c = static_cast<unsigned char>(sig);
+  ssize_t r = write(g_quit_pipe[1], &c, 1);
+  (void)r;
+}
+
+class RemoveOnSignal {
+ public:
+  RemoveOnSignal() {
+    if (pipe(g_quit_pipe) != 0) return;  // no guard: an interrupt leaves the temporary directory
+    watcher_ = std::thread([this] {
+      unsigned char c = 0;
+      while (read(g_quit_pipe[0], &c, 1) < 0 && errno == EINTR) {
+      }
+      if (c == 0) return;  // the guard's own wake-up: done
+      std::lock_guard<std::mutex> lock(mu_);
+      if (armed_) {
+        std::error_code ec;
+        if (!path_.empty()) fs::remove_all(path_, ec);
+        std::fprintf(stderr, "quantize: interrupted (signal %d): nothing written\n", c);
+      }
+      _exit(128 + c);
+    });
+    struct sigaction sa {};
+    sa.sa_handler = on_quantize_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < 3; ++i) {  // a signal the caller ignores (nohup, `cmd &`) stays ignored
+      sigaction(kSignals[i], nullptr, &old_[i]);
+      if (old_[i].sa_handler != SIG_IGN) sigaction(kSignals[i], &sa, nullptr);
+    }
+  }
+  // Runs create() (returning the directory's path), so that a signal meanwhile finds it either not
+  // yet made or known.
+  template <class F>
+  void track(F&& create) {
+    std::lock_guard<std::mutex> lock(mu_);
+    path_ = create();
+  }
+  // Runs f (the final rename) so that no signal removes the directory meanwhile; afterwards none
+  // does (it has become --out).
+  template <class F>
+  void finish(F&& f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    f();
+    armed_ = false;
+  }
+  ~RemoveOnSignal() {
+    if (!watcher_.joinable()) return;
+    for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &old_[i], nullptr);
+    const unsigned char stop = 0;
+    ssize_t r = write(g_quit_pipe[1], &stop, 1);
+    (void)r;
+    watcher_.join();
+    close(g_quit_pipe[0]);
+    close(g_quit_pipe[1]);
+  }
+  RemoveOnSignal(const RemoveOnSignal&) = delete;
+  RemoveOnSignal& operator=(const RemoveOnSignal&) = delete;
+
+ private:
+  static constexpr int kSignals[3] = {SIGINT, SIGTERM, SIGHUP};
+  std::string path_;
+  std::mutex mu_;
+  bool armed_ = true;
+  struct sigaction old_[3]{};
+  std::thread watcher_;
+};
+
 int run_quantize(int argc, char** argv) {
   ArgParser a("quantize", "--model DIR --out DIR --dtype int8|bf16|f16",
               "Write a reduced-precision copy of a float checkpoint (F32 / BF16 / F16 safetensors) that the\n"
@@ -139,8 +219,15 @@ int run_quantize(int argc, char** argv) {
   base += out.filename().string();
   base += ".tmp-XXXXXX";
   std::string tmpl = (parent / base).string();
-  if (!::mkdtemp(tmpl.data())) throw Error("quantize: cannot create a temporary directory next to " + out.string());
-  TempDir tmp{tmpl};
+  RemoveOnSignal interrupted;
+  TempDir tmp;
+  interrupted.track([&] {
+    if (!::mkdtemp(tmpl.data()))
+      throw Error("quantize: cannot create a temporary directory next to " + out.string() + ": " +
+                  std::strerror(errno));
+    tmp.path = tmpl;
+    return tmpl;
+  });
   std::string stored_dtype;
   {  // converted while loading (no fp32 copy), written, then released before the check below
     LoadOptions lo;
@@ -178,9 +265,11 @@ int run_quantize(int argc, char** argv) {
   ::umask(mask);
   ::chmod(tmp.path.c_str(), 0777 & ~mask);
   // rename(2) replaces an empty directory atomically, so a reader sees no directory or a whole one.
-  if (::rename(tmp.path.c_str(), out.c_str()) != 0)
-    throw Error("quantize: cannot rename " + tmp.path + " to " + out.string() + ": " + std::strerror(errno));
-  tmp.keep = true;
+  interrupted.finish([&] {
+    if (::rename(tmp.path.c_str(), out.c_str()) != 0)
+      throw Error("quantize: cannot rename " + tmp.path + " to " + out.string() + ": " + std::strerror(errno));
+    tmp.keep = true;
+  });
 
   const uint64_t before = weight_bytes(model, shards), after = fs::file_size(out / "model.safetensors");
   std::fprintf(stderr, "quantize: %s (%s weights, %s) -> %s (%s, %s, %.2fx)\n", model.c_str(), stored_dtype.c_str(),
