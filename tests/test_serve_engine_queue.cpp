@@ -410,3 +410,64 @@ TEST(ServeEngine, AFailureFailsOnlyItsJobs) {
   ASSERT_EQ(log.batches.size(), 3u);
   EXPECT_EQ(log.batches[1].seqs, 3);  // the failing embeddings rode with the fill-mask
 }
+
+// A forward that fails for one sequence of a batch (here an f16 model whose activations leave the
+// f16 range for inputs holding one token) fails only the requests of that sequence: the scheduler
+// runs each sequence of the failed batch again alone, and the others' results equal the engine's
+// own for them alone.
+TEST(ServeEngine, AForwardFailureInABatchFailsOnlyItsSequence) {
+  mbtest::TempDir tmp("serve_f16ovf");
+  const std::string dir = make_model(tmp, "m", "mlm");
+  // Token 7's embedding row: all its mass in channel 0, so that after the embedding LayerNorm that
+  // channel is sqrt(63) ~ 7.9 (any other row's channel 0 is a few units at most); the norm's
+  // weight 9000 there takes it to ~71,000, past f16's 65,504, for that token only.
+  constexpr int32_t kPoison = 7;
+  {
+    auto f = SafeTensorsFile::open(dir + "/model.safetensors");
+    SafeTensorsWriter w;
+    std::vector<std::vector<float>> keep;
+    for (const auto& t : f->tensors()) {
+      keep.push_back(f->to_f32(t.name));
+      std::vector<float>& v = keep.back();
+      if (t.name == "model.embeddings.tok_embeddings.weight") {
+        const int64_t H = t.shape[1];
+        std::fill(v.begin() + kPoison * H, v.begin() + (kPoison + 1) * H, 0.0f);
+        v[static_cast<size_t>(kPoison * H)] = 1.0f;
+      }
+      if (t.name == "model.embeddings.norm.weight") v[0] = 9000.0f;
+      w.add_f32(t.name, t.shape, v.data());
+    }
+    w.write(dir + "/model.safetensors");
+  }
+  EngineOptions o;
+  o.model_dir = dir;
+  o.precision = Precision::kF16;
+  Engine e(o);
+  Gate gate;
+  BatchLog log;
+  e.set_batch_observer([&](const BatchStats& b) {
+    log.add(b);
+    gate.on_batch();
+  });
+  const std::vector<int32_t> good1{1, 100, 200, 300, 2}, good2{1, 400, 500, 2}, poisoned{1, 100, kPoison, 300, 2};
+  auto first = e.submit(embed_request({good1}));
+  ASSERT_TRUE(gate.wait_seen(1));
+  auto a = e.submit(embed_request({good1}));
+  auto bad = e.submit(embed_request({poisoned}));
+  auto b = e.submit(embed_request({good2}));
+  gate.release();
+  for (auto* j : {&a, &bad, &b}) ASSERT_TRUE((*j)->wait_for(std::chrono::seconds(60)));
+  try {
+    (void)bad->results();
+    ADD_FAILURE() << "the poisoned input did not fail";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("f16 range"), std::string::npos) << err.what();
+  }
+  const auto alone_b = run(e, embed_request({good2}))->results().at(0).values;
+  e.shutdown();
+  ASSERT_EQ(log.batches.size(), 3u);
+  EXPECT_EQ(log.batches[1].seqs, 3);  // the three rode in one batch
+  // The other two were run again alone: bitwise the results of the same inputs alone.
+  EXPECT_EQ(a->results().at(0).values, first->results().at(0).values);
+  EXPECT_EQ(b->results().at(0).values, alone_b);
+}

@@ -98,8 +98,11 @@ struct Engine::Impl {
   // Post-processes entry e's sequence (its hidden rows only) into its job's result slot.
   void post_process(const BatchEntry& e);
   // Forward + post-processing of the filled batch (without the lock); returns the forward's
-  // failure, if any. Per-entry failures go to entry_errors.
+  // failure, if any (a batch of one sequence). Per-entry failures go to entry_errors: where the
+  // forward of a batch of several fails, each sequence is run again alone (forward_each_alone) and
+  // only those that fail alone fail.
   std::exception_ptr run_batch();
+  void forward_each_alone();
   // Hands the batch's results to their jobs and completes the jobs that are done. Caller holds q->mu.
   void complete_batch_locked(const std::exception_ptr& forward_error);
 };

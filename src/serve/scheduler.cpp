@@ -8,6 +8,8 @@
 //   complete_batch_locked: a job whose sequences are all done (or that failed / was cancelled) is done
 //
 // A job's sequences may span several batches; strict FIFO means a job never waits behind a later one.
+// A forward that fails on a batch of several sequences is run again for each sequence alone, so that
+// one input that cannot be computed (an f16 activation past 65504) fails only its own request.
 #include <algorithm>
 #include <exception>
 #include <utility>
@@ -104,9 +106,13 @@ std::exception_ptr Engine::Impl::run_batch() {
   try {
     enc->forward(batch, hidden);
   } catch (...) {
-    return std::current_exception();
+    if (entries.size() < 2) return std::current_exception();
+    // One sequence's failure (an activation past the f16 range, say) must not fail the requests it
+    // was batched with: each sequence runs again alone, and only those that fail alone fail.
+    forward_each_alone();
   }
   for (size_t i = 0; i < entries.size(); ++i) {
+    if (entry_errors[i]) continue;
     try {
       post_process(entries[i]);
     } catch (...) {
@@ -114,6 +120,24 @@ std::exception_ptr Engine::Impl::run_batch() {
     }
   }
   return nullptr;
+}
+
+void Engine::Impl::forward_each_alone() {
+  const int64_t H = caps.hidden_size;
+  hidden.resize(static_cast<size_t>(batch.num_tokens() * H));
+  Batch alone;
+  std::vector<float> h;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::vector<int32_t>& ids = entries[i].job->req.seqs[entries[i].seq];
+    try {
+      alone.ids.assign(ids.begin(), ids.end());
+      alone.cu_seqlens = {0, static_cast<int64_t>(ids.size())};
+      enc->forward(alone, h);
+      std::copy(h.begin(), h.end(), hidden.begin() + entries[i].row * H);
+    } catch (...) {
+      entry_errors[i] = std::current_exception();
+    }
+  }
 }
 
 void Engine::Impl::complete_batch_locked(const std::exception_ptr& forward_error) {
