@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -104,9 +103,10 @@ struct TempDir {
 
 // SIGINT / SIGTERM / SIGHUP while the temporary directory exists: remove it, then exit 128 + signal
 // (as the default action's status). A signal handler cannot remove a directory tree, so it only
-// writes the signal number to a pipe; a watcher thread does the removal. disarm() (after the final
-// rename) and the watcher take the same lock, so a signal never removes a directory that has become
-// --out. Signals arriving after the guard is gone take their default action.
+// writes the signal number to a pipe; a watcher thread does the removal. The directory's creation
+// (track) and the final rename (finish) hold the watcher's lock, so a signal never removes a
+// directory that has become --out, nor misses one just made. Signals arriving after the guard is
+// gone take their default action.
 int g_quit_pipe[2] = {-1, -1};
 extern "C" void on_quantize_signal(int sig) {
   const unsigned char c = static_cast<unsigned char>(sig);

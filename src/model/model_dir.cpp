@@ -425,8 +425,8 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
   if (quant.quantized && (!opts.allow_quantized || (opts.precision && *opts.precision != quant.precision)))
     quantized_mismatch(quant, opts);
   const Precision prec = quant.quantized ? quant.precision : opts.precision.value_or(Precision::kF32);
-  // int8 GEMMs sum K products of |q| <= 127 in int32: exact only for K < 2^17 (127^2 * 2^17 > 2^31).
-  // K is hidden_size (Wqkv, Wo, Wi, head.dense) or intermediate_size (Wo_mlp).
+  // int8 GEMMs sum K products of |q| <= 127 in int32; their contract (backend.h) is K < 2^17, which
+  // keeps 127^2 K below 2^31. K is hidden_size (Wqkv, Wo, Wi, head.dense) or intermediate_size (Wo_mlp).
   constexpr int64_t kInt8MaxK = (int64_t{1} << 17) - 1;
   if (prec == Precision::kInt8 && std::max(cfg.hidden_size, cfg.intermediate_size) > kInt8MaxK)
     throw Error(dir + ": hidden_size " + std::to_string(cfg.hidden_size) + " / intermediate_size " +

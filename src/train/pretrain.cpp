@@ -535,9 +535,9 @@ PretrainResult pretrain(const PretrainConfig& pc, Communicator& comm) {
   const bool root = comm.is_root();
   // Rank 0 alone checks the output directory and picks the checkpoint --resume continues (the
   // latest complete one; none: the run starts over); every rank then loads that one. The directory
-  // is created (and an --overwrite'n run removed) only once the data and the initial weights have
-  // loaded: a run that cannot start changes nothing. An error on rank 0 here ends the job
-  // (main.cpp aborts it) while the others wait in the all-gather.
+  // is created (and the run that --overwrite replaces removed) only once the data and the initial
+  // weights have loaded: a run that cannot start changes nothing. An error on rank 0 here ends the
+  // job (main.cpp aborts it) while the others wait in the all-gather.
   std::string checkpoint;
   if (root) {
     train::check_output_dir(pc.output_dir, pc.resume, pc.overwrite);
