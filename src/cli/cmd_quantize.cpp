@@ -125,8 +125,7 @@ class RemoveOnSignal {
       if (c == 0) return;  // the guard's own wake-up: done
       std::lock_guard<std::mutex> lock(mu_);
       if (armed_) {
-        std::error_code ec;
-        if (!path_.empty()) fs::remove_all(path_, ec);
+        if (!path_.empty()) remove_while_written(path_);
         std::fprintf(stderr, "quantize: interrupted (signal %d): nothing written\n", c);
       }
       _exit(128 + c);
@@ -169,6 +168,19 @@ class RemoveOnSignal {
   RemoveOnSignal& operator=(const RemoveOnSignal&) = delete;
 
  private:
+  // The main thread goes on writing into `dir` meanwhile: a file it creates after remove_all has
+  // listed the directory would make the final rmdir fail. Renamed away first, `dir` takes no new
+  // entries by path (the writer's next open fails); what was already under way is caught by trying
+  // again.
+  static void remove_while_written(const std::string& dir) {
+    const std::string doomed = dir + ".interrupted";
+    const std::string& victim = ::rename(dir.c_str(), doomed.c_str()) == 0 ? doomed : dir;
+    std::error_code ec;
+    for (int attempt = 0; attempt < 200 && fs::exists(victim, ec); ++attempt) {
+      fs::remove_all(victim, ec);
+      if (fs::exists(victim, ec)) ::usleep(1000);
+    }
+  }
   static constexpr int kSignals[3] = {SIGINT, SIGTERM, SIGHUP};
   std::string path_;
   std::mutex mu_;
