@@ -679,7 +679,7 @@ TEST(QuantizeCli, InterruptLeavesNoTemporaryDirectory) {
   ASSERT_EQ(r.status, 0) << r.output;
   for (const char* sig : {"INT", "TERM"}) {
     int interrupted = 0;
-    for (const char* delay : {"0.05", "0.1", "0.15", "0.25", "0.4"}) {
+    for (const char* delay : {"0.02", "0.05", "0.1", "0.15", "0.25", "0.4"}) {
       const std::string out = tmp / "q";
       // The shell reports the command's status; a process the signal killed outright (before the
       // handler was installed) also shows as 128 + signal.
