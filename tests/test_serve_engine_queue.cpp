@@ -54,6 +54,14 @@ struct Gate {
   }
 };
 
+// Each batch is logged, then the scheduler is held in the gate until it opens.
+void log_and_hold(Engine& e, BatchLog& log, Gate& gate) {
+  e.set_batch_observer([&log, &gate](const BatchStats& b) {
+    log.add(b);
+    gate.on_batch();
+  });
+}
+
 template <class F>
 void expect_input_error(F&& f, InputErrorKind kind, const std::string& what) {
   try {
@@ -180,10 +188,7 @@ TEST(ServeEngine, BatchesFollowTheTokenBudget) {
   Engine e(o);
   Gate gate;
   BatchLog log;
-  e.set_batch_observer([&](const BatchStats& b) {
-    log.add(b);
-    gate.on_batch();
-  });
+  log_and_hold(e, log, gate);
   auto seq = [](size_t n) { return std::vector<int32_t>(n, 100); };
   auto first = e.submit(embed_request({seq(3)}));
   ASSERT_TRUE(gate.wait_seen(1));  // the scheduler is held: the next three requests queue up
@@ -213,10 +218,7 @@ TEST(ServeEngine, CancelQueueFullAndShutdown) {
   Engine e(o);
   Gate gate;
   BatchLog log;
-  e.set_batch_observer([&](const BatchStats& b) {
-    log.add(b);
-    gate.on_batch();
-  });
+  log_and_hold(e, log, gate);
   Reference ref(dir);
   std::vector<std::vector<int32_t>> in;
   for (int i = 0; i < 6; ++i) in.push_back(e.tokenize(words(40 + i, i), nullptr, "", false));  // ~42 tokens each
@@ -386,10 +388,7 @@ TEST(ServeEngine, AFailureFailsOnlyItsJobs) {
   EXPECT_TRUE(e.ready());
   Gate gate;
   BatchLog log;
-  e.set_batch_observer([&](const BatchStats& b) {
-    log.add(b);
-    gate.on_batch();
-  });
+  log_and_hold(e, log, gate);
   const auto text = e.tokenize("the [MASK] is blue", nullptr, "", false);
   Request fm;
   fm.task = Task::kFillMask;
@@ -445,10 +444,7 @@ TEST(ServeEngine, AForwardFailureInABatchFailsOnlyItsSequence) {
   Engine e(o);
   Gate gate;
   BatchLog log;
-  e.set_batch_observer([&](const BatchStats& b) {
-    log.add(b);
-    gate.on_batch();
-  });
+  log_and_hold(e, log, gate);
   const std::vector<int32_t> good1{1, 100, 200, 300, 2}, good2{1, 400, 500, 2}, poisoned{1, 100, kPoison, 300, 2};
   auto first = e.submit(embed_request({good1}));
   ASSERT_TRUE(gate.wait_seen(1));
