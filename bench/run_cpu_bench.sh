@@ -6,7 +6,7 @@
 #   bench/run_cpu_bench.sh [--out DIR] [--build DIR] [--threads N] [--warmup N] [--repeat N]
 #                          [--workloads "a b c d"] [--systems "ours ort torch"] [--no-guard]
 #                          [--dtypes "f32"] [--avx2-dtypes ""] [--avx2-workloads "a"]
-#                          [--quiet-load X] [--quiet-wait S] [--rounds R]
+#                          [--quiet-load X] [--quiet-wait S] [--rounds R] [--paired]
 #
 # Systems: ours (modernbert.cpp, once per --dtypes entry), ort (ORT fp32), ort-int8 (ORT on the
 # graph onnxruntime's quantize_dynamic(per_channel=True, QInt8) writes: DynamicQuantizeLinear,
@@ -21,6 +21,11 @@
 # --rounds R (default 1) runs every cell of a workload R times, the cells' order rotated by one each
 # round, so that a slow start or drift hits each system alike; a cell's result is its median round
 # (by tokens/s), with every round's tokens/s kept in its JSON ("rounds_tokens_per_s").
+# --paired also times our converted dtypes (f32 and the other plain --dtypes; likewise
+# --avx2-dtypes under the stand-in) in ONE process per workload, `bench --dtype f32,bf16,...`:
+# interleaved passes, each dtype's speedup over f32 from the passes of the same round (median, min,
+# max). Separate processes drift by 5-25% on a shared host; the paired ratios are the ones to
+# compare against #15's goals. Raw lines: DIR/raw/paired_W.jsonl, paired-avx2_W.jsonl.
 #
 # Steps: build `modernbert` + `bench_sgemm` (in --build, default build/), `npm ci` the ORT peer when
 # bench/peers/node_modules is missing, write the base model (`modernbert init --preset base`) and
@@ -49,6 +54,7 @@ AVX2_DTYPES=""
 AVX2_WORKLOADS="a"
 QUIET_LOAD="" QUIET_WAIT=120
 ROUNDS=1
+PAIRED=0
 PY=/usr/bin/python3
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -66,7 +72,8 @@ while [ $# -gt 0 ]; do
     --quiet-load) QUIET_LOAD=$2; shift 2 ;;
     --quiet-wait) QUIET_WAIT=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+    --paired) PAIRED=1; shift ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "run_cpu_bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -222,6 +229,25 @@ print(json.dumps(d))" "$line" "$w" "$sys" "$l0" "$(loadavg)" "$dt") || return 1
   echo "$line" > "$OUT/raw/${sys}_${w}${sfx}.json"
   log "$sys $w${sfx}: $(echo "$line" | "$PY" -c "import json,sys; d=json.load(sys.stdin); print('%.1f tok/s, median %.2fs, rss %.0f MiB, load %.1f->%.1f' % (d['tokens_per_s'], d['seconds_median'], d['peak_rss_mib'], d['load_before'], d['load_after']))")"
 }
+paired_list() {  # dtypes... -> "f32,bf16,..." (f32 first; checkpoints left out), empty if f32 alone
+  local l=f32 d
+  for d in "$@"; do [ "$d" = f32 ] || [[ "$d" == *-ckpt ]] || l="$l,$d"; done
+  [ "$l" = f32 ] || echo "$l"
+}
+run_paired() {  # workload, list, raw name [, env assignment]
+  local w=$1 list=$2 name=$3 in=$OUT/work/$1.jsonl
+  wait_quiet
+  if ! env ${4:-} "$MB" bench --model "$MODEL" --input "$in" --dtype "$list" --threads "$THREADS" \
+      --warmup "$WARMUP" --repeat "$REPEAT" > "$OUT/raw/${name}_${w}.jsonl"; then
+    log "$name $w FAILED"; return 0
+  fi
+  log "$name $w: $("$PY" -c "
+import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l); p = d.get('paired')
+    if p: print('%s %.2fx [%.2f, %.2f]' % (d['dtype'], p['speedup_median'], p['speedup_min'], p['speedup_max']), end='  ')" \
+    "$OUT/raw/${name}_${w}.jsonl")"
+}
 for w in $WORKLOADS; do
   cells=()  # "system dtype" (dtype "-" for peers)
   for s in $SYSTEMS; do
@@ -249,6 +275,14 @@ for w in $WORKLOADS; do
       read -r sys dt <<< "$c"
       "$PY" "$ROOT/bench/median_round.py" "$OUT/raw/${sys}_${w}" "$ROUNDS" || log "$sys $w: no round succeeded"
     done
+  fi
+  if [ "$PAIRED" = 1 ] && [[ " $SYSTEMS " == *" ours "* ]]; then
+    # shellcheck disable=SC2086
+    l=$(paired_list $DTYPES); [ -z "$l" ] || run_paired "$w" "$l" paired
+    if [[ " $AVX2_WORKLOADS " == *" $w "* ]]; then
+      # shellcheck disable=SC2086
+      l=$(paired_list $AVX2_DTYPES); [ -z "$l" ] || run_paired "$w" "$l" paired-avx2 ONEDNN_MAX_CPU_ISA=AVX2
+    fi
   fi
 done
 

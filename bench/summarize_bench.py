@@ -16,6 +16,10 @@ and from the fastest pass: on a shared machine the slowdowns are one-sided), the
 (to ours-f32-avx2 for the ONEDNN_MAX_CPU_ISA=AVX2 rows), to ORT fp32 and to each ORT int8 graph,
 peak RSS and its ratio to our f32, the GEMM path (bench JSON "linear_path") and the issue's goal
 for the row, each part marked (✓ met in this run, ✗ not), judged on this run's medians only.
+
+Paired (--paired): our dtypes timed in one process per workload (raw/paired_W.jsonl, and
+paired-avx2_W.jsonl under the AVX2 stand-in): each dtype's speedup over f32 from the passes of the
+same round, median [min, max] over the rounds, with the #15 goal it is judged against.
 """
 import glob
 import json
@@ -83,8 +87,9 @@ def main():
         rows.append(row)
     loads = [v for w in raw.values() for s in w.values() for v in (s.get("load_before"), s.get("load_after")) if v is not None]
     precision_rows = precision_table(raw, machine)
+    paired = paired_rows(d, machine)
     res = {"sgemm": sgemm, "guard": guard, "rows": rows, "machine": machine, "precision_guards": guards,
-           "precision": precision_rows,
+           "precision": precision_rows, "paired": paired,
            "load_average": {"min": min(loads), "max": max(loads)} if loads else None}
     with open(os.path.join(d, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -120,6 +125,8 @@ def main():
             guard["max_abs"], guard["tol"])
     if precision_rows:
         md += "\n" + precision_markdown(precision_rows, guards, machine)
+    if paired:
+        md += "\n" + paired_markdown(paired)
     with open(os.path.join(d, "results.md"), "w") as fh:
         fh.write(md)
     print(md)
@@ -233,6 +240,53 @@ def precision_markdown(rows, guards, machine):
         md += "Accuracy guards (per-token cosine of last_hidden_state vs the same system in fp32, guard set): %s\n" % (
             ", ".join("%s mean %.6f min %.6f" % (k, v["cosine_mean"], v["cosine_min"])
                       for k, v in sorted(guards.items()) if "cosine_mean" in v))
+    return md
+
+
+def paired_rows(d, machine):
+    """One row per dtype of each raw/paired*_W.jsonl (bench --dtype f32,...: the later lines carry
+    "paired", their speedup over the first, f32, from passes of the same round)."""
+    flags = set(((machine or {}).get("flags") or "").split())
+    out = []
+    for path in sorted(glob.glob(os.path.join(d, "raw", "paired*_*.jsonl"))):
+        name = os.path.basename(path)[:-6]
+        kind, w = name.rsplit("_", 1)
+        avx2 = kind.endswith("-avx2")
+        with open(path) as f:
+            lines = [json.loads(l) for l in f if l.strip()]
+        for j in lines:
+            p = j.get("paired")
+            row = {"workload": w, "avx2_stand_in": avx2, "dtype": j.get("dtype"), "tokens_per_s": j["tokens_per_s"],
+                   "peak_rss_mib_process": j.get("peak_rss_mib"), "linear_path": j.get("linear_path")}
+            if p:
+                row.update(x_f32_median=p["speedup_median"], x_f32_min=p["speedup_min"], x_f32_max=p["speedup_max"],
+                           rounds=p["rounds"])
+                goal = None
+                if j["dtype"] == "bf16" and not avx2 and "avx512_bf16" in flags:
+                    goal = 2.0
+                elif j["dtype"] in ("bf16", "f16"):
+                    goal = 1.0
+                elif j["dtype"] == "int8":
+                    goal = 1.6 if avx2 else (2.5 if "avx512_vnni" in flags or "amx_int8" in flags else None)
+                row["goal_x_f32"] = goal
+                row["goal_met"] = None if goal is None else p["speedup_median"] >= goal
+            out.append(row)
+    return out
+
+
+def paired_markdown(rows):
+    md = ("### Paired: our dtypes in one process (interleaved passes; speedup over f32 from the same round)\n\n"
+          "| workload | CPU | dtype | tok/s | × f32 median [min, max] | rounds | goal (#15) |\n|" + "---|" * 7 + "\n")
+    for r in rows:
+        if "x_f32_median" in r:
+            x = "%.2f× [%.2f, %.2f]" % (r["x_f32_median"], r["x_f32_min"], r["x_f32_max"])
+            goal = "—" if r["goal_x_f32"] is None else "≥%g× %s" % (r["goal_x_f32"], "✓" if r["goal_met"] else "✗")
+            rounds = str(r["rounds"])
+        else:
+            x, goal, rounds = "1 (the reference)", "", ""
+        md += "| %s | %s | %s | %.0f | %s | %s | %s |\n" % (
+            r["workload"], "AVX2 stand-in" if r["avx2_stand_in"] else "native", r["dtype"], r["tokens_per_s"], x,
+            rounds, goal)
     return md
 
 
