@@ -166,3 +166,21 @@ TEST(TokenizerTrain, VariantsMatchHF) {
 }
 
 }  // namespace
+
+namespace {
+// The CLI's comma-separated --input (cli::split_commas): empty items (",a,,a,") are dropped, so the
+// list trains exactly what "a,a" does.
+TEST(TokenizerTrain, CliInputListIgnoresEmptyItems) {
+  mbtest::TempDir tmp("tt_list");
+  const std::string d = std::string(MB_SOURCE_DIR) + "/tests/data/corpus/heldout.jsonl";
+  auto train = [&](const std::string& list, const std::string& out) {
+    auto r = mbtest::run_command(mbtest::cli() + " train-tokenizer --input '" + list + "' --vocab-size 1000 --out " +
+                                 (tmp / out));
+    EXPECT_EQ(r.status, 0) << list << ": " << r.output;
+    return mbtest::read_file(tmp / out + "/tokenizer.json");
+  };
+  const std::string plain = train(d + "," + d, "plain"), gaps = train("," + d + ",," + d + ",", "gaps");
+  EXPECT_FALSE(plain.empty());
+  EXPECT_TRUE(plain == gaps);
+}
+}  // namespace

@@ -127,4 +127,16 @@ std::string ArgParser::help_text() const {
   return o.str();
 }
 
+std::vector<std::string> split_commas(const std::string& s, bool keep_empty) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = s.find(',', start);
+    const size_t end = comma == std::string::npos ? s.size() : comma;
+    if (keep_empty || end > start) out.push_back(s.substr(start, end - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
 }  // namespace modernbert::cli

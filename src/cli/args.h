@@ -52,4 +52,8 @@ class ArgParser {
   const Spec* find(const std::string& name) const;
 };
 
+// The items of a comma-separated flag value ("a,b,c"), in order. Empty items ("a,,b", a trailing
+// comma) are dropped, or kept as "" with keep_empty (for a caller that refuses them by name).
+std::vector<std::string> split_commas(const std::string& s, bool keep_empty = false);
+
 }  // namespace modernbert::cli

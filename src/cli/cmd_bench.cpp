@@ -178,10 +178,7 @@ int run_bench(int argc, char** argv) {
   std::vector<LoadOptions> loads;
   if (a.has("dtype")) {
     const std::string list = a.get("dtype");
-    size_t at = 0;
-    for (;;) {
-      const size_t comma = list.find(',', at);
-      const std::string t = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    for (const std::string& t : split_commas(list, /*keep_empty=*/true)) {  // an empty entry is an error
       Precision p{};
       if (!parse_precision(t, &p))
         throw Error("bench: --dtype must be f32, bf16, f16 or int8, or a comma-separated list of them (got \"" + list +
@@ -189,8 +186,6 @@ int run_bench(int argc, char** argv) {
       LoadOptions lo;
       lo.precision = p;
       loads.push_back(lo);
-      if (comma == std::string::npos) break;
-      at = comma + 1;
     }
     if (loads.size() > 8) throw Error("bench: --dtype lists at most 8 entries");
   } else {

@@ -2,7 +2,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 
 #include "cli/args.h"
@@ -15,15 +14,6 @@
 
 namespace modernbert::cli {
 namespace {
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> v;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) v.push_back(item);
-  return v;
-}
 
 int run_pretrain(int argc, char** argv) {
   ArgParser a("pretrain", "--config train.json [flags]   |   --data F --output-dir DIR [flags]",
@@ -102,8 +92,8 @@ int run_pretrain(int argc, char** argv) {
   auto str = [&](const char* flag, const char* key) {
     if (a.has(flag)) j[key] = a.get(flag);
   };
-  if (a.has("data")) j["data"] = split_list(a.get("data"));
-  if (a.has("eval-data")) j["eval_data"] = split_list(a.get("eval-data"));
+  if (a.has("data")) j["data"] = split_commas(a.get("data"));
+  if (a.has("eval-data")) j["eval_data"] = split_commas(a.get("eval-data"));
   integer("eval-documents", "eval_documents");
   str("output-dir", "output_dir");
   str("model-config", "model_config");

@@ -18,18 +18,6 @@
 namespace modernbert::cli {
 namespace {
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start <= s.size()) {
-    std::size_t comma = s.find(',', start);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > start) out.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
-
 // Temporary file in the destination directory + fsync + rename: readers never see a partial file.
 void write_atomically(const std::filesystem::path& path, const std::string& data) {
   write_file_atomic(path.string(), data);
@@ -54,7 +42,7 @@ int run(int argc, char** argv) {
   args.option("limit", "N", "use only the first N documents (0 = all)", "0");
   args.flag("verbose", "print progress");
   if (!args.parse(argc, argv)) return 0;
-  auto files = split_list(args.require("input"));
+  auto files = split_commas(args.require("input"));
   if (files.empty()) throw Error("--input names no file");
   long long vs = args.get_int("vocab-size");
   if (vs <= 0) throw Error("--vocab-size must be positive");
