@@ -541,9 +541,8 @@ PretrainResult pretrain(const PretrainConfig& pc, Communicator& comm) {
   std::string checkpoint;
   if (root) {
     train::check_output_dir(pc.output_dir, pc.resume, pc.overwrite);
-    const auto ckpts = pc.resume && std::filesystem::exists(pc.output_dir)
-                           ? train::list_checkpoints(pc.output_dir)
-                           : std::vector<std::pair<int64_t, std::string>>{};
+    const auto ckpts =
+        pc.resume ? train::list_checkpoints(pc.output_dir) : std::vector<std::pair<int64_t, std::string>>{};
     checkpoint = ckpts.empty() ? std::string() : ckpts.back().second;
   }
   if (comm.size() > 1) checkpoint = comm.allgather_bytes(root ? checkpoint : std::string())[0];

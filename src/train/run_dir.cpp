@@ -48,30 +48,33 @@ std::vector<std::string> run_files(const std::string& dir) {
 }
 
 namespace {
+std::string comma_joined(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
 // The run files in `dir` that an --overwrite removes (none with resume); throws where the directory
 // holds a run and neither flag was given, or is not a directory.
-std::vector<std::string> files_to_replace(const std::string& dir, bool resume, bool overwrite, std::string* names) {
+std::vector<std::string> files_to_replace(const std::string& dir, bool resume, bool overwrite) {
   std::vector<std::string> existing = run_files(dir);
   if (existing.empty() || resume) return {};
-  for (const auto& n : existing) *names += (names->empty() ? "" : ", ") + n;
   if (!overwrite)
-    throw Error("pretrain: " + dir + " already holds a run (" + *names +
+    throw Error("pretrain: " + dir + " already holds a run (" + comma_joined(existing) +
                 "); pass --resume to continue it or --overwrite to replace it");
   return existing;
 }
 }  // namespace
 
 void check_output_dir(const std::string& dir, bool resume, bool overwrite) {
-  std::string names;
-  files_to_replace(dir, resume, overwrite, &names);
+  (void)files_to_replace(dir, resume, overwrite);
 }
 
 void prepare_output_dir(const std::string& dir, bool resume, bool overwrite) {
-  std::string names;
-  const std::vector<std::string> existing = files_to_replace(dir, resume, overwrite, &names);
+  const std::vector<std::string> existing = files_to_replace(dir, resume, overwrite);
   if (!existing.empty()) {
     for (const auto& n : existing) fs::remove_all(fs::path(dir) / n);
-    std::fprintf(stderr, "pretrain: --overwrite: removed %s from %s\n", names.c_str(), dir.c_str());
+    std::fprintf(stderr, "pretrain: --overwrite: removed %s from %s\n", comma_joined(existing).c_str(), dir.c_str());
   }
   fs::create_directories(dir);
   // A checkpoint interrupted mid-write leaves only a .tmp-* directory (never a half checkpoint).
