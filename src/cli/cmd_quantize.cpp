@@ -89,24 +89,14 @@ std::string mib(uint64_t b) {
   return buf;
 }
 
-// Removes the temporary output directory unless released (an error on the way leaves nothing).
-struct TempDir {
-  std::string path;
-  bool keep = false;
-  ~TempDir() {
-    if (!keep && !path.empty()) {
-      std::error_code ec;
-      fs::remove_all(path, ec);
-    }
-  }
-};
-
-// SIGINT / SIGTERM / SIGHUP while the temporary directory exists: remove it, then exit 128 + signal
-// (as the default action's status). A signal handler cannot remove a directory tree, so it only
-// writes the signal number to a pipe; a watcher thread does the removal. The directory's creation
-// (track) and the final rename (finish) hold the watcher's lock, so a signal never removes a
-// directory that has become --out, nor misses one just made. Signals arriving after the guard is
-// gone take their default action.
+// The temporary sibling directory the output is written into, then renamed to --out (so that --out
+// appears complete or not at all). Until commit() it is removed: by the destructor on an error, and
+// on SIGINT / SIGTERM / SIGHUP, after which the process exits 128 + signal (the default action's
+// status). A signal handler cannot remove a directory tree, so it only writes the signal number to
+// a pipe; a watcher thread does the removal. Creating the directory and the final rename hold the
+// watcher's lock, so a signal never removes a directory that has become --out, nor misses one just
+// made. A signal the caller ignores (nohup, `cmd &` in a script) stays ignored; signals after the
+// object is gone take their default action.
 int g_quit_pipe[2] = {-1, -1};
 extern "C" void on_quantize_signal(int sig) {
   const unsigned char c = static_cast<unsigned char>(sig);
@@ -114,17 +104,53 @@ extern "C" void on_quantize_signal(int sig) {
   (void)r;
 }
 
-class RemoveOnSignal {
+class StagingDir {
  public:
-  RemoveOnSignal() {
-    if (pipe(g_quit_pipe) != 0) return;  // no guard: an interrupt leaves the temporary directory
+  // Makes the directory from a mkdtemp template ("...XXXXXX").
+  explicit StagingDir(std::string tmpl) {
+    start_watcher();
+    const std::string pattern = tmpl;  // mkdtemp fills in the X's even when it fails
+    int err = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (::mkdtemp(tmpl.data()))
+        path_ = tmpl;
+      else
+        err = errno;
+    }
+    if (err != 0) {
+      stop_watcher();  // without the lock: a watcher woken by a signal waits for it
+      throw Error("quantize: cannot create the temporary directory " + pattern + ": " + std::strerror(err));
+    }
+  }
+  const std::string& path() const { return path_; }
+  // Renames the directory to `to`; from then on nothing removes it.
+  void commit(const fs::path& to) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (::rename(path_.c_str(), to.c_str()) != 0)
+      throw Error("quantize: cannot rename " + path_ + " to " + to.string() + ": " + std::strerror(errno));
+    committed_ = true;
+  }
+  ~StagingDir() {
+    stop_watcher();
+    if (!committed_) {
+      std::error_code ec;
+      fs::remove_all(path_, ec);
+    }
+  }
+  StagingDir(const StagingDir&) = delete;
+  StagingDir& operator=(const StagingDir&) = delete;
+
+ private:
+  void start_watcher() {
+    if (pipe(g_quit_pipe) != 0) return;  // no watcher: an interrupt leaves the directory
     watcher_ = std::thread([this] {
       unsigned char c = 0;
       while (read(g_quit_pipe[0], &c, 1) < 0 && errno == EINTR) {
       }
-      if (c == 0) return;  // the guard's own wake-up: done
+      if (c == 0) return;  // stop_watcher's wake-up
       std::lock_guard<std::mutex> lock(mu_);
-      if (armed_) {
+      if (!committed_) {
         if (!path_.empty()) remove_while_written(path_);
         std::fprintf(stderr, "quantize: interrupted (signal %d): nothing written\n", c);
       }
@@ -134,27 +160,12 @@ class RemoveOnSignal {
     sa.sa_handler = on_quantize_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    for (int i = 0; i < 3; ++i) {  // a signal the caller ignores (nohup, `cmd &`) stays ignored
+    for (int i = 0; i < 3; ++i) {
       sigaction(kSignals[i], nullptr, &old_[i]);
       if (old_[i].sa_handler != SIG_IGN) sigaction(kSignals[i], &sa, nullptr);
     }
   }
-  // Runs create() (returning the directory's path), so that a signal meanwhile finds it either not
-  // yet made or known.
-  template <class F>
-  void track(F&& create) {
-    std::lock_guard<std::mutex> lock(mu_);
-    path_ = create();
-  }
-  // Runs f (the final rename) so that no signal removes the directory meanwhile; afterwards none
-  // does (it has become --out).
-  template <class F>
-  void finish(F&& f) {
-    std::lock_guard<std::mutex> lock(mu_);
-    f();
-    armed_ = false;
-  }
-  ~RemoveOnSignal() {
+  void stop_watcher() {
     if (!watcher_.joinable()) return;
     for (int i = 0; i < 3; ++i) sigaction(kSignals[i], &old_[i], nullptr);
     const unsigned char stop = 0;
@@ -164,10 +175,6 @@ class RemoveOnSignal {
     close(g_quit_pipe[0]);
     close(g_quit_pipe[1]);
   }
-  RemoveOnSignal(const RemoveOnSignal&) = delete;
-  RemoveOnSignal& operator=(const RemoveOnSignal&) = delete;
-
- private:
   // The main thread goes on writing into `dir` meanwhile: a file it creates after remove_all has
   // listed the directory would make the final rmdir fail. Renamed away first, `dir` takes no new
   // entries by path (the writer's next open fails); what was already under way is caught by trying
@@ -184,7 +191,7 @@ class RemoveOnSignal {
   static constexpr int kSignals[3] = {SIGINT, SIGTERM, SIGHUP};
   std::string path_;
   std::mutex mu_;
-  bool armed_ = true;
+  bool committed_ = false;
   struct sigaction old_[3]{};
   std::thread watcher_;
 };
@@ -230,16 +237,8 @@ int run_quantize(int argc, char** argv) {
   std::string base = ".";  // built step by step: GCC 12 warns (-Wrestrict, falsely) on "." + string&&
   base += out.filename().string();
   base += ".tmp-XXXXXX";
-  std::string tmpl = (parent / base).string();
-  RemoveOnSignal interrupted;
-  TempDir tmp;
-  interrupted.track([&] {
-    if (!::mkdtemp(tmpl.data()))
-      throw Error("quantize: cannot create a temporary directory next to " + out.string() + ": " +
-                  std::strerror(errno));
-    tmp.path = tmpl;
-    return tmpl;
-  });
+  StagingDir staging((parent / base).string());
+  const std::string& tmp = staging.path();
   std::string stored_dtype;
   {  // converted while loading (no fp32 copy), written, then released before the check below
     LoadOptions lo;
@@ -247,7 +246,7 @@ int run_quantize(int argc, char** argv) {
     lo.allow_quantized = false;  // the input must be the float checkpoint
     LoadedModel m = load_model_dir(model, lo);
     stored_dtype = m.stored_dtype;
-    save_quantized_model_dir(tmp.path, m.config, m.weights, p);
+    save_quantized_model_dir(tmp, m.config, m.weights, p);
   }
   const std::set<std::string> shards = shard_files(model);
 
@@ -258,30 +257,26 @@ int run_quantize(int argc, char** argv) {
     if (name.empty() || name[0] == '.') continue;
     if (e.is_regular_file()) {
       if (is_weight_file(name, shards)) continue;
-      fs::copy_file(e.path(), fs::path(tmp.path) / name);
+      fs::copy_file(e.path(), fs::path(tmp) / name);
       copied += " " + name;
     } else if (e.is_directory() && modules.count(name)) {
-      fs::copy(e.path(), fs::path(tmp.path) / name, fs::copy_options::recursive);
+      fs::copy(e.path(), fs::path(tmp) / name, fs::copy_options::recursive);
       copied += " " + name + "/";
     } else if (e.is_directory()) {
       skipped += " " + name + "/";
     }
   }
   {  // the result must load as what it says it is
-    LoadedModel check = load_model_dir(tmp.path);
+    LoadedModel check = load_model_dir(tmp);
     if (check.precision != p || !check.quantized_checkpoint)
       throw Error("quantize: internal error: the written checkpoint does not load as " +
                   std::string(precision_name(p)));
   }
   const mode_t mask = ::umask(0);  // mkdtemp made it 0700: give it a normal directory's mode
   ::umask(mask);
-  ::chmod(tmp.path.c_str(), 0777 & ~mask);
+  ::chmod(tmp.c_str(), 0777 & ~mask);
   // rename(2) replaces an empty directory atomically, so a reader sees no directory or a whole one.
-  interrupted.finish([&] {
-    if (::rename(tmp.path.c_str(), out.c_str()) != 0)
-      throw Error("quantize: cannot rename " + tmp.path + " to " + out.string() + ": " + std::strerror(errno));
-    tmp.keep = true;
-  });
+  staging.commit(out);
 
   const uint64_t before = weight_bytes(model, shards), after = fs::file_size(out / "model.safetensors");
   std::fprintf(stderr, "quantize: %s (%s weights, %s) -> %s (%s, %s, %.2fx)\n", model.c_str(), stored_dtype.c_str(),
