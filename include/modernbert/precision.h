@@ -23,6 +23,10 @@ namespace modernbert {
 
 enum class Precision { kF32, kBF16, kF16, kInt8 };
 
+// int8 sums K products of |q| <= 127 in int32: exact for K < kInt8KLimit (127^2 K < 2^31; the int32
+// accumulators would wrap silently beyond K = 133144). Models with wider linears do not load as int8.
+constexpr int64_t kInt8KLimit = int64_t{1} << 17;
+
 const char* precision_name(Precision p);  // "f32", "bf16", "f16", "int8"
 // Parses "f32" | "bf16" | "f16" | "int8" (also "float32", "bfloat16", "float16", "fp32", "fp16");
 // false for anything else.

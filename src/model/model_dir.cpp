@@ -425,13 +425,12 @@ LoadedModel load_model_dir(const std::string& dir, const LoadOptions& opts) {
   if (quant.quantized && (!opts.allow_quantized || (opts.precision && *opts.precision != quant.precision)))
     quantized_mismatch(quant, opts);
   const Precision prec = quant.quantized ? quant.precision : opts.precision.value_or(Precision::kF32);
-  // int8 GEMMs sum K products of |q| <= 127 in int32; their contract (backend.h) is K < 2^17, which
-  // keeps 127^2 K below 2^31. K is hidden_size (Wqkv, Wo, Wi, head.dense) or intermediate_size (Wo_mlp).
-  constexpr int64_t kInt8MaxK = (int64_t{1} << 17) - 1;
-  if (prec == Precision::kInt8 && std::max(cfg.hidden_size, cfg.intermediate_size) > kInt8MaxK)
+  // int8's exactness bound (precision.h) on K: hidden_size (Wqkv, Wo, Wi, head.dense) or
+  // intermediate_size (Wo_mlp).
+  if (prec == Precision::kInt8 && std::max(cfg.hidden_size, cfg.intermediate_size) >= kInt8KLimit)
     throw Error(dir + ": hidden_size " + std::to_string(cfg.hidden_size) + " / intermediate_size " +
                 std::to_string(cfg.intermediate_size) + " exceed what int8 computes exactly (a linear's inputs <= " +
-                std::to_string(kInt8MaxK) + ": its int32 sums could overflow); load it as bf16, f16 or f32");
+                std::to_string(kInt8KLimit - 1) + ": its int32 sums could overflow); load it as bf16, f16 or f32");
 
   // "model." prefix (ModernBertFor* saves) or bare names (ModernBertModel saves); not both.
   bool any_prefixed = false, any_bare = false;

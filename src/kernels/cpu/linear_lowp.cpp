@@ -248,10 +248,6 @@ void linear_bf16_native(const float* X, int64_t ldx, const uint16_t* W, const fl
   matmul_bf16_native(xb, W, bias, Y, ldy, M, N, K);
 }
 
-// The int8 GEMMs' contract (backend.h): K < 2^17, so that |sum| <= 127^2 K stays below 2^31 (the
-// int32 accumulators of vpmaddwd / VNNI would wrap silently beyond K = 133144).
-constexpr int64_t kInt8KLimit = int64_t{1} << 17;
-
 // C (ldc) = A[M,K] · B[N,K]^T exactly in int32, on the calling thread.
 void i8_core(const int8_t* A, const int8_t* B, int32_t* C, int64_t ldc, int64_t M, int64_t N, int64_t K) {
   if (cpu::lowp::onednn_matmul_usable(MatmulKind::kS8) &&
