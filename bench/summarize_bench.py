@@ -139,6 +139,21 @@ def _dtype_of(sysname):
     return sysname[5:].split("-")[0] if sysname != "ours" else "f32"
 
 
+def _speed_goal(dt, w, avx2, flags):
+    """(text, threshold) of issue #15's speed-up over our f32 for dtype dt on workload w, or (None,
+    None) where it sets none. avx2: measured under the ONEDNN_MAX_CPU_ISA=AVX2 stand-in."""
+    native_bf16 = not avx2 and ("avx512_bf16" in flags or "amx_bf16" in flags)
+    vnni = not avx2 and any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    if dt == "int8" and w in ("a", "d"):
+        t = 2.5 if vnni else 1.6
+        return "≥%g× f32 (%s)" % (t, "VNNI" if vnni else "AVX2-only"), t
+    if dt == "bf16" and native_bf16 and w in ("a", "d"):
+        return "≥2× f32 (native bf16)", 2.0
+    if dt in ("bf16", "f16"):
+        return "≥1× f32", 1.0
+    return None, None
+
+
 def _goal(sysname, w, row, flags):
     """(goal text with a ✓/✗ per part, all met?) of issue #15 item 5 for one row; (None, None)
     where it sets none."""
@@ -146,21 +161,11 @@ def _goal(sysname, w, row, flags):
     if dt in (None, "f32"):
         return None, None
     avx2 = sysname.endswith("-avx2")
-    native_bf16 = not avx2 and ("avx512_bf16" in flags or "amx_bf16" in flags)
-    vnni = not avx2 and any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
     parts = []  # (text, met)
-
-    def at_least(x, t):
-        return x is not None and x >= t
-
-    x = row.get("x_f32")
-    if dt == "int8" and w in ("a", "d"):
-        t = 2.5 if vnni else 1.6
-        parts.append(("≥%g× f32 (%s)" % (t, "VNNI" if vnni else "AVX2-only"), at_least(x, t)))
-    elif dt == "bf16" and native_bf16 and w in ("a", "d"):
-        parts.append(("≥2× f32 (native bf16)", at_least(x, 2.0)))
-    elif dt in ("bf16", "f16"):
-        parts.append(("≥1× f32", at_least(x, 1.0)))
+    text, t = _speed_goal(dt, w, avx2, flags)
+    if text:
+        x = row.get("x_f32")
+        parts.append((text, x is not None and x >= t))
     if dt in ("bf16", "f16") and not avx2:
         r = row.get("rss_x_f32")
         parts.append(("RSS ≤0.55×", r is not None and r <= 0.55))
@@ -261,14 +266,8 @@ def paired_rows(d, machine):
             if p:
                 row.update(x_f32_median=p["speedup_median"], x_f32_min=p["speedup_min"], x_f32_max=p["speedup_max"],
                            rounds=p["rounds"])
-                goal = None
-                if j["dtype"] == "bf16" and not avx2 and "avx512_bf16" in flags:
-                    goal = 2.0
-                elif j["dtype"] in ("bf16", "f16"):
-                    goal = 1.0
-                elif j["dtype"] == "int8":
-                    goal = 1.6 if avx2 else (2.5 if "avx512_vnni" in flags or "amx_int8" in flags else None)
-                row["goal_x_f32"] = goal
+                text, goal = _speed_goal(j["dtype"], w, avx2, flags)
+                row["goal"], row["goal_x_f32"] = text, goal
                 row["goal_met"] = None if goal is None else p["speedup_median"] >= goal
             out.append(row)
     return out
@@ -280,7 +279,7 @@ def paired_markdown(rows):
     for r in rows:
         if "x_f32_median" in r:
             x = "%.2f× [%.2f, %.2f]" % (r["x_f32_median"], r["x_f32_min"], r["x_f32_max"])
-            goal = "—" if r["goal_x_f32"] is None else "≥%g× %s" % (r["goal_x_f32"], "✓" if r["goal_met"] else "✗")
+            goal = "—" if r["goal"] is None else "%s %s" % (r["goal"], "✓" if r["goal_met"] else "✗")
             rounds = str(r["rounds"])
         else:
             x, goal, rounds = "1 (the reference)", "", ""
